@@ -1,0 +1,209 @@
+//! Types and constants shared by the XDP program (`sensor-ebpf`) and the
+//! daemon (`sensor-user`). Every struct is `#[repr(C)]`, `Copy` and free of
+//! implicit padding, so both sides agree on its bytes.
+//!
+//! Byte order: every address in a map key is in **network byte order**, the
+//! order in which it sits in the packet. An IPv4 key is the four address bytes
+//! read as a native `u32` (`u32::from_ne_bytes(addr.octets())`); an IPv6 key
+//! is the sixteen address bytes as they are.
+#![no_std]
+
+/// Map names, as they appear in the object file and under the pin directory.
+pub mod map_names {
+    pub const ISOLATED_V4: &str = "ISOLATED_V4";
+    pub const ISOLATED_V6: &str = "ISOLATED_V6";
+    pub const BLOCKED_V4: &str = "BLOCKED_V4";
+    pub const BLOCKED_V6: &str = "BLOCKED_V6";
+    pub const EXEMPT_V4: &str = "EXEMPT_V4";
+    pub const EXEMPT_V6: &str = "EXEMPT_V6";
+    pub const SEGMENT_V4: &str = "SEGMENT_V4";
+    pub const SEGMENT_V6: &str = "SEGMENT_V6";
+    pub const SEGMENT_POLICY: &str = "SEGMENT_POLICY";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
+}
+
+/// Name of the XDP program in the object file.
+pub const PROGRAM_NAME: &str = "sensor_xdp";
+
+/// Capacity of each isolated-host hash map (IPv4 and IPv6 each).
+pub const MAX_ISOLATED_HOSTS: u32 = 1 << 20;
+/// Capacity of each blocked-range LPM trie (IPv4 and IPv6 each).
+pub const MAX_BLOCKED_RANGES: u32 = 1 << 20;
+/// Capacity of each exemption LPM trie.
+pub const MAX_EXEMPT_RANGES: u32 = 1024;
+/// Capacity of each address-to-segment LPM trie.
+pub const MAX_SEGMENT_RANGES: u32 = 16384;
+/// Segment ids run from 1 to `MAX_SEGMENTS - 1`; 0 means "in no segment".
+/// One policy row is a `u64` bitmap, hence 64.
+pub const MAX_SEGMENTS: u32 = 64;
+/// Interfaces the program can keep counters for.
+pub const MAX_INTERFACES: u32 = 256;
+
+/// Value of an isolated-host or blocked-range entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockValue {
+    /// When the entry stops applying, in `CLOCK_BOOTTIME` nanoseconds
+    /// (`bpf_ktime_get_boot_ns`); 0 means never. The datapath honours it
+    /// itself, so an expired block lapses even while the daemon is down.
+    pub expires_at_ns: u64,
+    /// Packets this entry has matched (dropped, or counted in monitor mode).
+    pub hits: u64,
+}
+
+/// `SETTINGS[0].flags`: count what would be dropped, but pass it.
+pub const SETTINGS_FLAG_MONITOR: u32 = 1;
+
+/// Global settings, one entry in an array map so they can change at run time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Why a packet got its verdict. The values index [`IfaceCounters`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Nothing matched: the packet is allowed.
+    Allowed = 0,
+    /// The source address is an isolated host.
+    IsolatedSource = 1,
+    /// The destination address is an isolated host.
+    IsolatedDestination = 2,
+    /// The source address is in a blocked range.
+    BlockedSource = 3,
+    /// The destination address is in a blocked range.
+    BlockedDestination = 4,
+    /// The segment policy separates the source's and destination's segments.
+    SegmentPolicy = 5,
+    /// The headers could not be parsed far enough; passed (fail open).
+    ParseError = 6,
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): passed untouched.
+    NotIp = 7,
+}
+
+pub const REASON_COUNT: usize = 8;
+
+impl Reason {
+    pub const ALL: [Reason; REASON_COUNT] = [
+        Reason::Allowed,
+        Reason::IsolatedSource,
+        Reason::IsolatedDestination,
+        Reason::BlockedSource,
+        Reason::BlockedDestination,
+        Reason::SegmentPolicy,
+        Reason::ParseError,
+        Reason::NotIp,
+    ];
+
+    /// The label used in metrics and in the CLI.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::IsolatedSource => "isolated_source",
+            Reason::IsolatedDestination => "isolated_destination",
+            Reason::BlockedSource => "blocked_source",
+            Reason::BlockedDestination => "blocked_destination",
+            Reason::SegmentPolicy => "segment_policy",
+            Reason::ParseError => "parse_error",
+            Reason::NotIp => "not_ip",
+        }
+    }
+}
+
+/// What happened to the packet.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass = 0,
+    Drop = 1,
+}
+
+pub const VERDICT_COUNT: usize = 2;
+
+impl Verdict {
+    pub const ALL: [Verdict; VERDICT_COUNT] = [Verdict::Pass, Verdict::Drop];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Drop => "drop",
+        }
+    }
+}
+
+/// Index of a (verdict, reason) pair in [`IfaceCounters`].
+#[inline(always)]
+pub const fn counter_index(verdict: Verdict, reason: Reason) -> usize {
+    verdict as usize * REASON_COUNT + reason as usize
+}
+
+/// Per-CPU counters of one interface, keyed by its ifindex (host order).
+/// In monitor mode a packet that would be dropped is counted as
+/// (pass, its blocking reason).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IfaceCounters {
+    pub packets: [u64; VERDICT_COUNT * REASON_COUNT],
+    pub bytes: [u64; VERDICT_COUNT * REASON_COUNT],
+}
+
+impl IfaceCounters {
+    pub const ZERO: IfaceCounters = IfaceCounters {
+        packets: [0; VERDICT_COUNT * REASON_COUNT],
+        bytes: [0; VERDICT_COUNT * REASON_COUNT],
+    };
+}
+
+impl Default for IfaceCounters {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, and have no padding.
+    unsafe impl aya::Pod for super::BlockValue {}
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::IfaceCounters {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn shared_structs_have_no_padding() {
+        assert_eq!(size_of::<BlockValue>(), 16);
+        assert_eq!(size_of::<Settings>(), 8);
+        assert_eq!(
+            size_of::<IfaceCounters>(),
+            2 * 8 * VERDICT_COUNT * REASON_COUNT
+        );
+    }
+
+    #[test]
+    fn counter_indices_are_distinct_and_in_range() {
+        let mut seen = [false; VERDICT_COUNT * REASON_COUNT];
+        for v in Verdict::ALL {
+            for r in Reason::ALL {
+                let i = counter_index(v, r);
+                assert!(!seen[i], "index {i} used twice");
+                seen[i] = true;
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn reasons_are_listed_in_value_order() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+}

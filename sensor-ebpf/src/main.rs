@@ -1,0 +1,174 @@
+//! The sensor's XDP program: parse, look the addresses up in the block maps
+//! and the segment policy, record the verdict, pass or drop.
+#![no_std]
+#![no_main]
+// `atomic_xadd`: the BPF target has no `AtomicU64::fetch_add`, but the
+// intrinsic lowers to the BPF atomic add instruction.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
+
+mod maps;
+mod parse;
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+use aya_ebpf::{
+    bindings::{xdp_action, BPF_NOEXIST},
+    helpers::bpf_ktime_get_boot_ns,
+    macros::xdp,
+    maps::{lpm_trie::Key, HashMap, LpmTrie},
+    programs::XdpContext,
+};
+use maps::*;
+use parse::{Addrs, IpPacket, Parsed};
+use sensor_common::{
+    counter_index, BlockValue, IfaceCounters, Reason, Verdict, MAX_SEGMENTS,
+    SETTINGS_FLAG_MONITOR,
+};
+
+#[xdp]
+pub fn sensor_xdp(ctx: XdpContext) -> u32 {
+    let (verdict, reason) = match parse::parse(&ctx) {
+        Ok(Parsed::Ip(packet)) => decide(&packet),
+        Ok(Parsed::NotIp) => (Verdict::Pass, Reason::NotIp),
+        // Fail open: a packet whose addresses we cannot read cannot be
+        // matched against a block, and the kernel's own IP input drops
+        // malformed headers anyway (see docs/architecture.md).
+        Err(parse::Truncated) => (Verdict::Pass, Reason::ParseError),
+    };
+    record(&ctx, verdict, reason);
+    match verdict {
+        Verdict::Pass => xdp_action::XDP_PASS,
+        Verdict::Drop => xdp_action::XDP_DROP,
+    }
+}
+
+#[inline(always)]
+fn decide(packet: &IpPacket) -> (Verdict, Reason) {
+    let blocked = match &packet.addrs {
+        Addrs::V4 { src, dst } => check(
+            &ISOLATED_V4, &BLOCKED_V4, &EXEMPT_V4, &SEGMENT_V4, src, dst, 32,
+        ),
+        Addrs::V6 { src, dst } => check(
+            &ISOLATED_V6, &BLOCKED_V6, &EXEMPT_V6, &SEGMENT_V6, src, dst, 128,
+        ),
+    };
+    match blocked {
+        Some(reason) if monitor_mode() => (Verdict::Pass, reason),
+        Some(reason) => (Verdict::Drop, reason),
+        None if packet.l4_complete => (Verdict::Pass, Reason::Allowed),
+        None => (Verdict::Pass, Reason::ParseError),
+    }
+}
+
+/// The first rule that blocks this pair of addresses, if any.
+#[inline(always)]
+fn check<const N: usize>(
+    isolated: &HashMap<[u8; N], BlockValue>,
+    blocked: &LpmTrie<[u8; N], BlockValue>,
+    exempt: &LpmTrie<[u8; N], u32>,
+    segments: &LpmTrie<[u8; N], u32>,
+    src: &[u8; N],
+    dst: &[u8; N],
+    bits: u32,
+) -> Option<Reason> {
+    if let Some(entry) = isolated.get_ptr_mut(src) {
+        if take_hit(entry) && exempt.get(Key::new(bits, *dst)).is_none() {
+            return Some(Reason::IsolatedSource);
+        }
+    }
+    if let Some(entry) = isolated.get_ptr_mut(dst) {
+        if take_hit(entry) && exempt.get(Key::new(bits, *src)).is_none() {
+            return Some(Reason::IsolatedDestination);
+        }
+    }
+    if let Some(entry) = blocked.get(Key::new(bits, *src)) {
+        if take_hit(entry as *const BlockValue as *mut BlockValue) {
+            return Some(Reason::BlockedSource);
+        }
+    }
+    if let Some(entry) = blocked.get(Key::new(bits, *dst)) {
+        if take_hit(entry as *const BlockValue as *mut BlockValue) {
+            return Some(Reason::BlockedDestination);
+        }
+    }
+    let src_segment = segments.get(Key::new(bits, *src)).copied().unwrap_or(0);
+    let dst_segment = segments.get(Key::new(bits, *dst)).copied().unwrap_or(0);
+    // Segment 0 is "in no segment": the policy only judges known segments.
+    if src_segment != 0 && dst_segment != 0 && src_segment != dst_segment {
+        if !segments_allowed(src_segment, dst_segment) {
+            return Some(Reason::SegmentPolicy);
+        }
+    }
+    None
+}
+
+/// If the entry has not expired, count a hit on it and return true.
+#[inline(always)]
+fn take_hit(entry: *mut BlockValue) -> bool {
+    // SAFETY: `entry` points at a live map value (from a lookup); the
+    // hit counter is only ever touched atomically.
+    unsafe {
+        let expires = (*entry).expires_at_ns;
+        if expires != 0 && bpf_ktime_get_boot_ns() >= expires {
+            return false;
+        }
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*entry).hits, 1);
+    }
+    true
+}
+
+#[inline(always)]
+fn segments_allowed(src: u32, dst: u32) -> bool {
+    if dst >= MAX_SEGMENTS {
+        return false;
+    }
+    match SEGMENT_POLICY.get(src) {
+        Some(row) => row & (1u64 << dst) != 0,
+        // A segment id past the table is a bug in whoever wrote the maps:
+        // deny, as an unknown pair would be.
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn monitor_mode() -> bool {
+    match SETTINGS.get(0) {
+        Some(settings) => settings.flags & SETTINGS_FLAG_MONITOR != 0,
+        None => false,
+    }
+}
+
+/// The one place where a verdict is counted, per interface and per CPU.
+#[inline(always)]
+fn record(ctx: &XdpContext, verdict: Verdict, reason: Reason) {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let index = counter_index(verdict, reason);
+    if index >= sensor_common::VERDICT_COUNT * sensor_common::REASON_COUNT {
+        return;
+    }
+    match IFACE_COUNTERS.get_ptr_mut(&ifindex) {
+        Some(counters) => unsafe {
+            // SAFETY: a per-CPU value: only this CPU writes it.
+            (*counters).packets[index] += 1;
+            (*counters).bytes[index] += bytes;
+        },
+        None => {
+            let mut counters = IfaceCounters::ZERO;
+            counters.packets[index] = 1;
+            counters.bytes[index] = bytes;
+            let _ = IFACE_COUNTERS.insert(&ifindex, &counters, BPF_NOEXIST as u64);
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

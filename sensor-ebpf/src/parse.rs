@@ -1,0 +1,215 @@
+//! Header parsing. Every read is bounds-checked against the end of the packet
+//! and every loop has a fixed maximum, so no packet can make the parser read
+//! out of bounds or run long.
+
+use core::mem::size_of;
+
+use aya_ebpf::programs::XdpContext;
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const VLAN_HLEN: usize = 4;
+/// 802.1Q and 802.1ad (QinQ): at most two tags.
+const MAX_VLAN_TAGS: usize = 2;
+
+const IPV4_MIN_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+/// How many IPv6 extension headers we walk before giving up on L4.
+const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_NONE: u8 = 59;
+const IPPROTO_DSTOPTS: u8 = 60;
+const IPPROTO_MH: u8 = 135;
+
+const TCP_MIN_HLEN: usize = 20;
+const UDP_HLEN: usize = 8;
+const ICMP_MIN_HLEN: usize = 4;
+
+/// The packet's addresses, in network byte order.
+pub enum Addrs {
+    V4 { src: [u8; 4], dst: [u8; 4] },
+    V6 { src: [u8; 16], dst: [u8; 16] },
+}
+
+/// What the parser learned about an IP packet.
+pub struct IpPacket {
+    pub addrs: Addrs,
+    /// False when the transport header was expected but cut short, or hidden
+    /// behind more extension headers than we walk. The addresses are still
+    /// enforced: a malformed L4 header must not open a way past a block.
+    pub l4_complete: bool,
+}
+
+pub enum Parsed {
+    NotIp,
+    Ip(IpPacket),
+}
+
+/// The headers ended before the IP addresses could be read.
+pub struct Truncated;
+
+/// A position in the packet; each read checks `offset + size <= end`.
+struct Cursor {
+    start: usize,
+    end: usize,
+}
+
+impl Cursor {
+    #[inline(always)]
+    fn new(ctx: &XdpContext) -> Self {
+        Cursor {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
+    /// A pointer to a `T` at `offset`, if the whole `T` lies inside the packet.
+    #[inline(always)]
+    fn ptr_at<T>(&self, offset: usize) -> Result<*const T, Truncated> {
+        if self.start + offset + size_of::<T>() > self.end {
+            return Err(Truncated);
+        }
+        Ok((self.start + offset) as *const T)
+    }
+
+    #[inline(always)]
+    fn read<T: Copy>(&self, offset: usize) -> Result<T, Truncated> {
+        let ptr = self.ptr_at::<T>(offset)?;
+        // SAFETY: ptr_at checked that the bytes are inside the packet.
+        Ok(unsafe { core::ptr::read_unaligned(ptr) })
+    }
+
+    #[inline(always)]
+    fn read_be16(&self, offset: usize) -> Result<u16, Truncated> {
+        Ok(u16::from_be_bytes(self.read::<[u8; 2]>(offset)?))
+    }
+
+    #[inline(always)]
+    fn has(&self, offset: usize, len: usize) -> bool {
+        self.start + offset + len <= self.end
+    }
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, Truncated> {
+    let cur = Cursor::new(ctx);
+    let mut proto = cur.read_be16(12)?;
+    let mut offset = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        proto = cur.read_be16(offset + 2)?;
+        offset += VLAN_HLEN;
+    }
+    match proto {
+        ETH_P_IP => parse_ipv4(&cur, offset).map(Parsed::Ip),
+        ETH_P_IPV6 => parse_ipv6(&cur, offset).map(Parsed::Ip),
+        // A third tag is deeper than we walk: we cannot see the addresses.
+        ETH_P_8021Q | ETH_P_8021AD => Err(Truncated),
+        _ => Ok(Parsed::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
+    let ver_ihl: u8 = cur.read(offset)?;
+    let header_len = ((ver_ihl & 0x0f) as usize) * 4;
+    if ver_ihl >> 4 != 4 || header_len < IPV4_MIN_HLEN || !cur.has(offset, header_len) {
+        return Err(Truncated);
+    }
+    let addrs = Addrs::V4 {
+        src: cur.read(offset + 12)?,
+        dst: cur.read(offset + 16)?,
+    };
+    let protocol: u8 = cur.read(offset + 9)?;
+    // Fragment offset (low 13 bits): only the first fragment has an L4 header.
+    let first_fragment = cur.read_be16(offset + 6)? & 0x1fff == 0;
+    let l4_complete = !first_fragment || l4_fits(cur, offset + header_len, protocol);
+    Ok(IpPacket { addrs, l4_complete })
+}
+
+#[inline(always)]
+fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
+    let version: u8 = cur.read(offset)?;
+    if version >> 4 != 6 || !cur.has(offset, IPV6_HLEN) {
+        return Err(Truncated);
+    }
+    let addrs = Addrs::V6 {
+        src: cur.read(offset + 8)?,
+        dst: cur.read(offset + 24)?,
+    };
+    let mut next: u8 = cur.read(offset + 6)?;
+    let mut l4_offset = offset + IPV6_HLEN;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let header_len = match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_MH => {
+                let len: u8 = match cur.read(l4_offset + 1) {
+                    Ok(len) => len,
+                    Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
+                };
+                (len as usize + 1) * 8
+            }
+            IPPROTO_AH => {
+                let len: u8 = match cur.read(l4_offset + 1) {
+                    Ok(len) => len,
+                    Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
+                };
+                (len as usize + 2) * 4
+            }
+            IPPROTO_FRAGMENT => {
+                let frag = match cur.read_be16(l4_offset + 2) {
+                    Ok(frag) => frag,
+                    Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
+                };
+                if frag & 0xfff8 != 0 {
+                    // A later fragment: no transport header to look for.
+                    return Ok(IpPacket { addrs, l4_complete: true });
+                }
+                8
+            }
+            _ => break,
+        };
+        next = match cur.read(l4_offset) {
+            Ok(next) => next,
+            Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
+        };
+        l4_offset += header_len;
+    }
+    let l4_complete = l4_fits(cur, l4_offset, next);
+    Ok(IpPacket { addrs, l4_complete })
+}
+
+/// Whether the transport header that `protocol` announces fits in the packet.
+/// Protocols we do not parse count as complete; a chain of extension headers
+/// longer than we walk does not.
+#[inline(always)]
+fn l4_fits(cur: &Cursor, offset: usize, protocol: u8) -> bool {
+    match protocol {
+        IPPROTO_TCP => match cur.read::<u8>(offset + 12) {
+            // Data offset: the header is at least 20 bytes and all inside.
+            Ok(doff) => {
+                let len = ((doff >> 4) as usize) * 4;
+                len >= TCP_MIN_HLEN && cur.has(offset, len)
+            }
+            Err(_) => false,
+        },
+        IPPROTO_UDP => cur.has(offset, UDP_HLEN),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => cur.has(offset, ICMP_MIN_HLEN),
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS
+        | IPPROTO_MH => false,
+        IPPROTO_NONE => true,
+        _ => true,
+    }
+}

@@ -1,0 +1,51 @@
+//! sensord: the sensor daemon. See docs/operations.md.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sensor_user::{config::Config, daemon, datapath, paths};
+
+/// XDP inline blocker daemon: enforces isolations, blocks and the segment
+/// policy on a gateway's interfaces.
+///
+/// Example: sensord --config /etc/sensor/sensord.toml
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, short, default_value = paths::DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+    /// Check the configuration, print what it means, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Detach the program and remove every pinned map (recovery), then exit.
+    /// Enforcement stops; the state file is kept.
+    #[arg(long, conflicts_with = "check_config")]
+    remove: bool,
+}
+
+fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let config = Config::load(&args.config).context("invalid configuration")?;
+    if args.check_config {
+        println!("{} is valid", args.config.display());
+        println!("interfaces: {}", config.interfaces.join(", "));
+        for s in &config.segments {
+            let cidrs: Vec<String> = s.cidrs.iter().map(|c| c.to_string()).collect();
+            println!("segment {} (id {}): {}", s.name, s.id, cidrs.join(", "));
+        }
+        return Ok(());
+    }
+    if args.remove {
+        datapath::remove_pins(&config.pin_dir)?;
+        println!("removed the XDP links and pinned maps in {}", config.pin_dir.display());
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(daemon::run(config))
+}

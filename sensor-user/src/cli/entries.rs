@@ -1,0 +1,84 @@
+//! isolate, release, block, unblock and list.
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::{table, Cli, Command};
+use crate::{clock, control::{self, Request}};
+
+pub fn change(cli: &Cli, command: &Command) -> Result<()> {
+    let request = match command {
+        Command::Isolate { ip, ttl, reason } => Request::Isolate {
+            ip: *ip,
+            ttl_secs: ttl.map(|t| t.as_secs()),
+            reason: reason.clone(),
+        },
+        Command::Release { ip } => Request::Release { ip: *ip },
+        Command::Block { cidr, ttl, reason } => Request::Block {
+            cidr: *cidr,
+            ttl_secs: ttl.map(|t| t.as_secs()),
+            reason: reason.clone(),
+        },
+        Command::Unblock { cidr } => Request::Unblock { cidr: *cidr },
+        _ => unreachable!("run() sends only changes here"),
+    };
+    let verb = match command {
+        Command::Isolate { .. } => "isolated",
+        Command::Release { .. } => "released",
+        Command::Block { .. } => "blocked",
+        _ => "unblocked",
+    };
+    let entry = control::call(&cli.socket, &request)?;
+    if cli.json {
+        println!("{entry}");
+    } else {
+        let expires = match entry["expires"].as_u64() {
+            Some(at) => format!(" until {}", clock::format_unix(at)),
+            None => String::new(),
+        };
+        println!("{verb} {}{expires}", entry["target"].as_str().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn time(v: &Value) -> String {
+    v.as_u64().map_or("never".into(), clock::format_unix)
+}
+
+pub fn list(cli: &Cli) -> Result<()> {
+    let entries = control::call(&cli.socket, &Request::List)?;
+    if cli.json {
+        println!("{entries}");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            vec![
+                text(&e["kind"]),
+                text(&e["target"]),
+                text(&e["origin"]),
+                text(&e["reason"]),
+                time(&e["created"]),
+                time(&e["expires"]),
+                text(&e["hits"]),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no isolations or blocks");
+        return Ok(());
+    }
+    table::print(&["KIND", "TARGET", "ORIGIN", "REASON", "CREATED", "EXPIRES", "HITS"], &rows);
+    Ok(())
+}

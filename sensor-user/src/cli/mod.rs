@@ -1,0 +1,130 @@
+//! sensorctl's commands: parse, call the control API, print a table for
+//! people or JSON for scripts.
+
+mod entries;
+mod status;
+mod table;
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::paths;
+
+/// Admin CLI for sensord.
+///
+/// Example: sensorctl isolate 10.10.0.11 --ttl 1h --reason "beaconing to 203.0.113.66"
+#[derive(Parser, Debug)]
+#[command(name = "sensorctl", version)]
+pub struct Cli {
+    /// sensord's control socket.
+    #[arg(long, global = true, default_value = paths::DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the daemon's mode, interfaces and map fill.
+    Status,
+    /// Cut a host off in both directions (exemptions aside).
+    ///
+    /// Example: sensorctl isolate 10.10.0.11 --ttl 30m --reason "scan"
+    Isolate {
+        ip: IpAddr,
+        /// How long, e.g. 90s, 30m, 12h, 7d; permanent if not given.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift an isolation.
+    ///
+    /// Example: sensorctl release 10.10.0.11
+    Release { ip: IpAddr },
+    /// Drop all traffic to and from a range.
+    ///
+    /// Example: sensorctl block 198.51.100.0/24 --reason "C&C range"
+    Block {
+        #[arg(value_parser = parse_cidr)]
+        cidr: IpNet,
+        /// How long, e.g. 90s, 30m, 12h, 7d; permanent if not given.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a range block.
+    ///
+    /// Example: sensorctl unblock 198.51.100.0/24
+    Unblock {
+        #[arg(value_parser = parse_cidr)]
+        cidr: IpNet,
+    },
+    /// Every isolation and block with origin, reason, times and hits.
+    List,
+    /// Packet counters per interface, verdict and reason.
+    Stats,
+}
+
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (try 90s, 30m, 12h or 7d)"))?;
+    if ttl < Duration::from_secs(1) {
+        return Err("a TTL must be at least one second".into());
+    }
+    Ok(ttl)
+}
+
+/// A CIDR, or a bare address meaning that one host.
+fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not a CIDR such as 198.51.100.0/24"))
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Status => status::status(cli),
+        Command::Stats => status::stats(cli),
+        Command::List => entries::list(cli),
+        command => entries::change(cli, command),
+    }
+}
+
+/// Exit codes: 1 the daemon refused or failed the request, 3 the daemon
+/// could not be reached. (clap uses 2 for usage errors.)
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let text = error.to_string();
+    if text.contains("sensord is not running") || text.contains("cannot connect") || text.contains("permission denied") {
+        3
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_and_cidr_parsing() {
+        assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
+        assert!(parse_ttl("soon").is_err());
+        assert!(parse_ttl("0s").is_err());
+        assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_cidr("10.0.0.7").unwrap().to_string(), "10.0.0.7/32");
+        assert!(parse_cidr("10.0.0.0/40").is_err());
+    }
+
+    #[test]
+    fn invalid_address_is_a_usage_error() {
+        let e = Cli::try_parse_from(["sensorctl", "isolate", "10.0.0.300"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+}

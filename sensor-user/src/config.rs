@@ -1,0 +1,432 @@
+//! sensord's TOML configuration: parsing, defaults and validation.
+//!
+//! Parsing (serde) catches unknown keys and wrong types; [`Config::validate`]
+//! then checks meaning (addresses, names, limits) and names the key at fault.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::IpNet;
+use sensor_common::MAX_SEGMENTS;
+use serde::Deserialize;
+
+use crate::paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// What the datapath does with a packet that matches a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Drop it.
+    #[default]
+    Enforce,
+    /// Count it as "would drop", and pass it (a safe roll-out).
+    Monitor,
+}
+
+/// How to attach the XDP program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeSetting {
+    /// Native (driver) mode, falling back to generic mode with a warning.
+    #[default]
+    Auto,
+    /// Native mode only: fail if the driver has no XDP support.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Generic,
+}
+
+/// What sensord does with the program and the pinned maps when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExit {
+    /// Leave the program attached and the maps pinned: enforcement goes on
+    /// while the daemon is down, and a restart adopts it without a gap.
+    #[default]
+    Keep,
+    /// Detach the program and remove the pinned maps.
+    Remove,
+}
+
+/// Whether flows between two different segments pass when no rule names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyDefault {
+    /// Separated unless an `allow` pair names them (strict separation).
+    #[default]
+    Deny,
+    /// Allowed unless a `deny` pair names them.
+    Allow,
+}
+
+/// The file as written. Every key has a default (see docs/configuration.md).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpModeSetting,
+    pub mode: Mode,
+    pub metrics_address: Option<String>,
+    pub control_socket: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+    pub pin_dir: Option<PathBuf>,
+    pub on_exit: OnExit,
+    pub exempt: Vec<String>,
+    pub segment: Vec<RawSegment>,
+    pub policy: RawPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSegment {
+    pub name: String,
+    pub cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPolicy {
+    pub default: PolicyDefault,
+    pub allow: Vec<[String; 2]>,
+    pub deny: Vec<[String; 2]>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpModeSetting,
+    pub mode: Mode,
+    pub metrics_address: SocketAddr,
+    pub control_socket: PathBuf,
+    pub state_file: PathBuf,
+    pub pin_dir: PathBuf,
+    pub on_exit: OnExit,
+    pub exempt: Vec<IpNet>,
+    pub segments: Vec<Segment>,
+    pub policy: SegmentPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// 1-based: 0 is "in no segment" in the datapath.
+    pub id: u32,
+    pub name: String,
+    pub cidrs: Vec<IpNet>,
+}
+
+/// The allow matrix: `allowed[(a, b)]` for segment ids a != b. Pairs are
+/// symmetric: the datapath is stateless, so a reply must be allowed too.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SegmentPolicy {
+    pub allowed: BTreeMap<(u32, u32), bool>,
+}
+
+impl SegmentPolicy {
+    pub fn allows(&self, src: u32, dst: u32) -> bool {
+        src == dst || self.allowed.get(&(src, dst)).copied().unwrap_or(false)
+    }
+
+    /// The datapath's row for `src`: bit `d` set when `src` may reach `d`.
+    pub fn row(&self, src: u32) -> u64 {
+        (0..MAX_SEGMENTS)
+            .filter(|dst| self.allows(src, *dst))
+            .fold(0u64, |row, dst| row | (1u64 << dst))
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        raw.validate()
+    }
+}
+
+fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
+    let net: IpNet = match text.parse() {
+        Ok(net) => net,
+        // A bare address means the host itself.
+        Err(_) => match text.parse::<std::net::IpAddr>() {
+            Ok(addr) => IpNet::from(addr),
+            Err(_) => return Err(invalid(key, format!("{text:?} is not an address or CIDR"))),
+        },
+    };
+    if net.trunc() != net {
+        return Err(invalid(
+            key,
+            format!(
+                "{text:?} has host bits set; did you mean {}?",
+                net.trunc()
+            ),
+        ));
+    }
+    Ok(net)
+}
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut seen_ifaces = HashSet::new();
+        for (i, name) in self.interfaces.iter().enumerate() {
+            let key = format!("interfaces[{i}]");
+            if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ']) {
+                return Err(invalid(key, format!("{name:?} is not an interface name")));
+            }
+            if !seen_ifaces.insert(name.as_str()) {
+                return Err(invalid(key, format!("{name:?} is listed twice")));
+            }
+        }
+        let metrics_text = self
+            .metrics_address
+            .unwrap_or_else(|| paths::DEFAULT_METRICS_ADDRESS.to_string());
+        let metrics_address = metrics_text.parse().map_err(|_| {
+            invalid(
+                "metrics_address",
+                format!("{metrics_text:?} is not an address:port such as 127.0.0.1:9464"),
+            )
+        })?;
+        let exempt = self
+            .exempt
+            .iter()
+            .enumerate()
+            .map(|(i, text)| parse_cidr(&format!("exempt[{i}]"), text))
+            .collect::<Result<Vec<_>, _>>()?;
+        if exempt.len() > sensor_common::MAX_EXEMPT_RANGES as usize {
+            return Err(invalid("exempt", "too many ranges"));
+        }
+
+        let segments = validate_segments(&self.segment)?;
+        let policy = validate_policy(&self.policy, &segments)?;
+        Ok(Config {
+            interfaces: self.interfaces,
+            xdp_mode: self.xdp_mode,
+            mode: self.mode,
+            metrics_address,
+            control_socket: self
+                .control_socket
+                .unwrap_or_else(|| paths::DEFAULT_CONTROL_SOCKET.into()),
+            state_file: self
+                .state_file
+                .unwrap_or_else(|| paths::DEFAULT_STATE_FILE.into()),
+            pin_dir: self.pin_dir.unwrap_or_else(|| paths::DEFAULT_PIN_DIR.into()),
+            on_exit: self.on_exit,
+            exempt,
+            segments,
+            policy,
+        })
+    }
+}
+
+fn validate_segments(raw: &[RawSegment]) -> Result<Vec<Segment>, ConfigError> {
+    if raw.len() >= MAX_SEGMENTS as usize {
+        return Err(invalid(
+            "segment",
+            format!("at most {} segments", MAX_SEGMENTS - 1),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut owner_of: BTreeMap<IpNet, String> = BTreeMap::new();
+    let mut segments = Vec::new();
+    for (i, seg) in raw.iter().enumerate() {
+        let key = format!("segment[{i}]");
+        if seg.name.is_empty()
+            || !seg
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!(
+                    "{:?} is not a segment name (letters, digits, '-' and '_')",
+                    seg.name
+                ),
+            ));
+        }
+        if !names.insert(seg.name.clone()) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("segment {:?} is defined twice", seg.name),
+            ));
+        }
+        if seg.cidrs.is_empty() {
+            return Err(invalid(format!("{key}.cidrs"), "a segment needs at least one CIDR"));
+        }
+        let mut cidrs = Vec::new();
+        for (j, text) in seg.cidrs.iter().enumerate() {
+            let ckey = format!("{key}.cidrs[{j}]");
+            let net = parse_cidr(&ckey, text)?;
+            if let Some(other) = owner_of.insert(net, seg.name.clone()) {
+                return Err(invalid(
+                    ckey,
+                    format!("{net} is already in segment {other:?}"),
+                ));
+            }
+            cidrs.push(net);
+        }
+        segments.push(Segment {
+            id: i as u32 + 1,
+            name: seg.name.clone(),
+            cidrs,
+        });
+    }
+    Ok(segments)
+}
+
+fn validate_policy(raw: &RawPolicy, segments: &[Segment]) -> Result<SegmentPolicy, ConfigError> {
+    let id_of = |key: &str, name: &str| {
+        segments
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.id)
+            .ok_or_else(|| invalid(key, format!("no segment is named {name:?}")))
+    };
+    let mut policy = SegmentPolicy::default();
+    let default = raw.default == PolicyDefault::Allow;
+    for a in segments {
+        for b in segments {
+            if a.id != b.id {
+                policy.allowed.insert((a.id, b.id), default);
+            }
+        }
+    }
+    let rules = [("allow", &raw.allow, true), ("deny", &raw.deny, false)];
+    for (list, pairs, allowed) in rules {
+        for (i, [a, b]) in pairs.iter().enumerate() {
+            let key = format!("policy.{list}[{i}]");
+            let (a, b) = (id_of(&key, a)?, id_of(&key, b)?);
+            if a == b {
+                return Err(invalid(key, "a segment always reaches itself"));
+            }
+            policy.allowed.insert((a, b), allowed);
+            policy.allowed.insert((b, a), allowed);
+        }
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../docs/examples/sensord.toml");
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let cfg = Config::from_toml(EXAMPLE).expect("docs/examples/sensord.toml must be valid");
+        assert_eq!(cfg.segments.len(), 3);
+        let id = |n: &str| cfg.segments.iter().find(|s| s.name == n).unwrap().id;
+        assert!(cfg.policy.allows(id("office"), id("internet")));
+        assert!(!cfg.policy.allows(id("records"), id("internet")));
+        assert!(!cfg.policy.allows(id("internet"), id("records")));
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let cfg = Config::from_toml("").unwrap();
+        assert_eq!(cfg.mode, Mode::Enforce);
+        assert_eq!(cfg.on_exit, OnExit::Keep);
+        assert_eq!(cfg.pin_dir, PathBuf::from(paths::DEFAULT_PIN_DIR));
+        assert_eq!(cfg.metrics_address.to_string(), paths::DEFAULT_METRICS_ADDRESS);
+        assert!(cfg.interfaces.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        assert!(err("interface = [\"eth0\"]").contains("interface"));
+    }
+
+    #[test]
+    fn bad_cidr_names_the_key() {
+        let e = err("[[segment]]\nname = \"a\"\ncidrs = [\"10.0.0.0/33\"]");
+        assert!(e.starts_with("segment[0].cidrs[0]:"), "{e}");
+        let e = err("exempt = [\"10.0.0.1/24\"]");
+        assert!(e.contains("host bits") && e.contains("10.0.0.0/24"), "{e}");
+    }
+
+    #[test]
+    fn bare_address_is_a_host_range() {
+        let cfg = Config::from_toml("exempt = [\"10.0.0.53\", \"2001:db8::53\"]").unwrap();
+        assert_eq!(cfg.exempt[0].to_string(), "10.0.0.53/32");
+        assert_eq!(cfg.exempt[1].to_string(), "2001:db8::53/128");
+    }
+
+    #[test]
+    fn policy_must_name_known_segments() {
+        let e = err("[[segment]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n[policy]\nallow = [[\"a\", \"b\"]]");
+        assert!(e.starts_with("policy.allow[0]:") && e.contains("\"b\""), "{e}");
+    }
+
+    #[test]
+    fn same_cidr_in_two_segments_is_refused() {
+        let e = err("[[segment]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n[[segment]]\nname = \"b\"\ncidrs = [\"10.0.0.0/8\"]");
+        assert!(e.starts_with("segment[1].cidrs[0]:"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_interfaces_and_names_are_refused() {
+        assert!(err("interfaces = [\"eth0\", \"eth0\"]").starts_with("interfaces[1]"));
+        assert!(err("interfaces = [\"a/b\"]").starts_with("interfaces[0]"));
+        let e = err("[[segment]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n[[segment]]\nname = \"a\"\ncidrs = [\"11.0.0.0/8\"]");
+        assert!(e.starts_with("segment[1].name"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_and_address_values_are_refused() {
+        assert!(err("mode = \"block\"").contains("mode"));
+        assert!(err("metrics_address = \"localhost\"").starts_with("metrics_address:"));
+    }
+
+    #[test]
+    fn default_allow_with_deny_pairs() {
+        let text = "[[segment]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n[[segment]]\nname = \"b\"\ncidrs = [\"11.0.0.0/8\"]\n[[segment]]\nname = \"c\"\ncidrs = [\"12.0.0.0/8\"]\n[policy]\ndefault = \"allow\"\ndeny = [[\"a\", \"c\"]]";
+        let cfg = Config::from_toml(text).unwrap();
+        assert!(cfg.policy.allows(1, 2));
+        assert!(!cfg.policy.allows(1, 3) && !cfg.policy.allows(3, 1));
+        // Row bits: segment 1 reaches itself and 2, not 3.
+        assert_eq!(cfg.policy.row(1) & 0b1110, 0b0110);
+    }
+}

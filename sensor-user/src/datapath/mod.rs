@@ -1,0 +1,338 @@
+//! Loading the XDP program, pinning its maps and links, attaching it to the
+//! gateway's interfaces, and adopting what an earlier run left pinned.
+
+mod maps;
+mod objects;
+
+use std::{
+    ffi::CString,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    programs::{
+        links::{FdLink, PinnedLink},
+        Xdp, XdpMode,
+    },
+    Ebpf, EbpfLoader,
+};
+use log::{info, warn};
+use sensor_common::{map_names, PROGRAM_NAME};
+
+pub use maps::Maps;
+pub use objects::{sensor_object, FLOOR_OBJECT, SENSOR_OBJECT};
+
+use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
+
+/// `statfs` magic of a bpffs mount.
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+/// Every map the program pins, for clean-up.
+pub const PINNED_MAPS: [&str; 11] = [
+    map_names::ISOLATED_V4,
+    map_names::ISOLATED_V6,
+    map_names::BLOCKED_V4,
+    map_names::BLOCKED_V6,
+    map_names::EXEMPT_V4,
+    map_names::EXEMPT_V6,
+    map_names::SEGMENT_V4,
+    map_names::SEGMENT_V6,
+    map_names::SEGMENT_POLICY,
+    map_names::SETTINGS,
+    map_names::IFACE_COUNTERS,
+];
+
+/// One interface the program is attached to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attachment {
+    pub interface: String,
+    pub ifindex: u32,
+    /// "native" or "generic".
+    pub mode: &'static str,
+    /// True when an earlier run's pinned link was taken over (and its
+    /// program replaced atomically) rather than a new link made.
+    pub adopted: bool,
+}
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    pub maps: Maps,
+    pin_dir: PathBuf,
+    pub attachments: Vec<Attachment>,
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into a zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// Makes sure `pin_dir` exists on a bpffs. If its parent is an empty mount
+/// point that is not bpffs (as `/sys/fs/bpf` is on a system without systemd),
+/// mounts one there.
+pub fn ensure_pin_dir(pin_dir: &Path) -> Result<()> {
+    if pin_dir.is_dir() && is_bpffs(pin_dir) {
+        return Ok(());
+    }
+    let parent = pin_dir
+        .parent()
+        .with_context(|| format!("pin_dir {} has no parent", pin_dir.display()))?;
+    if !is_bpffs(parent) {
+        if parent == Path::new("/sys/fs/bpf") {
+            let src = CString::new("bpf").unwrap();
+            let target = CString::new("/sys/fs/bpf").unwrap();
+            // SAFETY: valid C strings; mounting needs CAP_SYS_ADMIN.
+            let rc = unsafe {
+                libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null())
+            };
+            if rc != 0 {
+                bail!(
+                    "cannot mount bpffs on /sys/fs/bpf: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            info!("mounted bpffs on /sys/fs/bpf");
+        } else {
+            bail!(
+                "pin_dir {} is not on a bpffs; mount one first (mount -t bpf bpf {})",
+                pin_dir.display(),
+                parent.display()
+            );
+        }
+    }
+    fs::create_dir_all(pin_dir.join(LINKS_SUBDIR))
+        .with_context(|| format!("cannot create {}", pin_dir.display()))?;
+    Ok(())
+}
+
+impl Datapath {
+    /// Loads the program and opens the maps pinned in `pin_dir`, creating and
+    /// pinning them on the first run and reusing them after.
+    pub fn load(pin_dir: &Path) -> Result<Datapath> {
+        Self::load_object(pin_dir, sensor_object()?)
+    }
+
+    pub fn load_object(pin_dir: &Path, object: &[u8]) -> Result<Datapath> {
+        ensure_pin_dir(pin_dir)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .load(object)
+            .context("loading the eBPF object")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .context("the eBPF object has no sensor program")?
+            .try_into()?;
+        program.load().context("the kernel refused the XDP program")?;
+        let maps = Maps::take_from(&mut ebpf)?;
+        Ok(Datapath {
+            ebpf,
+            maps,
+            pin_dir: pin_dir.to_owned(),
+            attachments: Vec::new(),
+        })
+    }
+
+    pub fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(PROGRAM_NAME)
+            .expect("loaded in Datapath::load")
+            .try_into()
+            .expect("an XDP program")
+    }
+
+    fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .expect("loaded in Datapath::load")
+            .try_into()
+            .expect("an XDP program")
+    }
+
+    fn link_pin(&self, interface: &str) -> PathBuf {
+        self.pin_dir.join(LINKS_SUBDIR).join(interface)
+    }
+
+    /// Attaches to every interface; detaches pinned links of interfaces no
+    /// longer listed.
+    pub fn attach_all(&mut self, interfaces: &[String], mode: XdpModeSetting) -> Result<()> {
+        for interface in interfaces {
+            let attachment = self.attach(interface, mode)?;
+            info!(
+                "{}: XDP attached in {} mode{}",
+                attachment.interface,
+                attachment.mode,
+                if attachment.adopted { " (replaced the running program)" } else { "" }
+            );
+            self.attachments.push(attachment);
+        }
+        self.detach_unlisted(interfaces)
+    }
+
+    fn attach(&mut self, interface: &str, mode: XdpModeSetting) -> Result<Attachment> {
+        let ifindex = if_index(interface)?;
+        let pin = self.link_pin(interface);
+        if pin.exists() {
+            match self.replace_pinned(&pin, interface) {
+                Ok(link_mode) => {
+                    return Ok(Attachment {
+                        interface: interface.to_owned(),
+                        ifindex,
+                        mode: link_mode,
+                        adopted: true,
+                    })
+                }
+                Err(e) => {
+                    // Typically the interface was deleted and made again, and
+                    // the old link died with it.
+                    warn!("{interface}: pinned link unusable ({e:#}); attaching anew");
+                    let _ = fs::remove_file(&pin);
+                }
+            }
+        }
+        let (link_id, mode_name) = match mode {
+            XdpModeSetting::Native => (self.attach_mode(interface, XdpMode::Driver)?, "native"),
+            XdpModeSetting::Generic => (self.attach_mode(interface, XdpMode::Skb)?, "generic"),
+            XdpModeSetting::Auto => match self.attach_mode(interface, XdpMode::Driver) {
+                Ok(id) => (id, "native"),
+                Err(e) => {
+                    warn!(
+                        "{interface}: native XDP failed ({e:#}); falling back to generic mode, \
+                         which is slower (set xdp_mode = \"generic\" to silence this)"
+                    );
+                    (self.attach_mode(interface, XdpMode::Skb)?, "generic")
+                }
+            },
+        };
+        let link = self.program_mut().take_link(link_id)?;
+        let fd_link: FdLink = link
+            .try_into()
+            .context("the kernel gave a netlink attachment, which cannot be pinned")?;
+        fd_link
+            .pin(&pin)
+            .with_context(|| format!("pinning the link at {}", pin.display()))?;
+        Ok(Attachment {
+            interface: interface.to_owned(),
+            ifindex,
+            mode: mode_name,
+            adopted: false,
+        })
+    }
+
+    fn attach_mode(&mut self, interface: &str, mode: XdpMode) -> Result<aya::programs::xdp::XdpLinkId> {
+        self.program_mut().attach(interface, mode).with_context(|| {
+            format!(
+                "attaching XDP to {interface} in {mode:?} mode (is another XDP program attached? \
+                 try xdp_mode = \"generic\")"
+            )
+        })
+    }
+
+    /// Swaps the program behind an existing pinned link, atomically: no
+    /// packet goes unfiltered during an upgrade or restart.
+    fn replace_pinned(&mut self, pin: &Path, interface: &str) -> Result<&'static str> {
+        let pinned = PinnedLink::from_pin(pin).context("opening the pinned link")?;
+        let link: aya::programs::xdp::XdpLink = FdLink::from(pinned).try_into()?;
+        // Fails (ENOLINK) when the interface has gone since the link was made.
+        self.program_mut()
+            .attach_to_link(link)
+            .context("replacing the program behind the pinned link")?;
+        Ok(attached_mode(interface))
+    }
+
+    fn detach_unlisted(&mut self, interfaces: &[String]) -> Result<()> {
+        let dir = self.pin_dir.join(LINKS_SUBDIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !interfaces.contains(&name) {
+                info!("{name}: no longer configured; detaching XDP");
+                unpin_link(&entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The XDP mode the kernel reports for `interface` (links do not say it).
+fn attached_mode(interface: &str) -> &'static str {
+    let out = std::process::Command::new("ip")
+        .args(["-d", "-j", "link", "show", "dev", interface])
+        .output();
+    let mode = out
+        .ok()
+        .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+        .and_then(|links| links[0]["xdp"]["mode"].as_u64());
+    // XDP_ATTACHED_DRV = 1, XDP_ATTACHED_SKB = 2, XDP_ATTACHED_HW = 3.
+    match mode {
+        Some(1) => "native",
+        Some(2) => "generic",
+        Some(3) => "offload",
+        _ => "unknown",
+    }
+}
+
+fn if_index(interface: &str) -> Result<u32> {
+    let c = CString::new(interface).context("interface name has a NUL byte")?;
+    // SAFETY: a valid C string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        bail!("interface {interface} does not exist");
+    }
+    Ok(index)
+}
+
+/// The interface name for an ifindex, or the number if it has none.
+pub fn if_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
+    let ptr = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if ptr.is_null() {
+        return format!("if{ifindex}");
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn unpin_link(path: &Path) {
+    match PinnedLink::from_pin(path) {
+        // Unpinning and dropping the last fd detaches the program.
+        Ok(link) => {
+            if let Err(e) = link.unpin() {
+                warn!("cannot unpin {}: {e}", path.display());
+            }
+        }
+        Err(_) => {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Detaches every pinned link and removes every pinned map under `pin_dir`:
+/// enforcement stops. Used by `on_exit = "remove"` and by clean-ups.
+pub fn remove_pins(pin_dir: &Path) -> Result<()> {
+    let links = pin_dir.join(LINKS_SUBDIR);
+    if let Ok(entries) = fs::read_dir(&links) {
+        for entry in entries.flatten() {
+            unpin_link(&entry.path());
+        }
+    }
+    let _ = fs::remove_dir(&links);
+    for name in PINNED_MAPS {
+        let path = pin_dir.join(name);
+        if path.exists() {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    let _ = fs::remove_dir(pin_dir);
+    Ok(())
+}

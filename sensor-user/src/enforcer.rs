@@ -1,0 +1,366 @@
+//! Isolations and blocks: the one place that changes them. Every change goes
+//! to the state file first and to the datapath's maps second, so a crash in
+//! between leaves a record that the next start re-applies (fail closed).
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use log::{info, warn};
+use sensor_common::BlockValue;
+use serde::Serialize;
+
+use crate::{
+    clock,
+    datapath::Maps,
+    state::{self, Entry, Kind, StateError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnforceError {
+    #[error("{target} is not {what}")]
+    NotFound { what: &'static str, target: IpNet },
+    #[error("{target}: {problem}")]
+    Refused { target: String, problem: String },
+    #[error("datapath map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// An entry as listed to an operator: the record plus live datapath facts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub hits: u64,
+    /// False if the record has no entry in the datapath (should not happen;
+    /// shown so an auditor would see it).
+    pub in_datapath: bool,
+}
+
+/// How many entries of each kind, per family.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub isolated_v4: usize,
+    pub isolated_v6: usize,
+    pub blocked_v4: usize,
+    pub blocked_v6: usize,
+}
+
+pub struct Enforcer {
+    entries: BTreeMap<(Kind, IpNet), Entry>,
+    state_file: PathBuf,
+}
+
+/// Checks that `host` may be isolated.
+fn check_host(host: IpAddr) -> Result<(), EnforceError> {
+    let problem = if host.is_unspecified() {
+        "the unspecified address cannot be isolated"
+    } else if host.is_multicast() {
+        "a multicast address cannot be isolated"
+    } else if host == IpAddr::from([255, 255, 255, 255]) {
+        "the broadcast address cannot be isolated"
+    } else {
+        return Ok(());
+    };
+    Err(EnforceError::Refused {
+        target: host.to_string(),
+        problem: problem.into(),
+    })
+}
+
+/// Checks that `net` may be blocked.
+fn check_range(net: IpNet) -> Result<(), EnforceError> {
+    if net.trunc() != net {
+        return Err(EnforceError::Refused {
+            target: net.to_string(),
+            problem: format!("host bits are set; did you mean {}?", net.trunc()),
+        });
+    }
+    if net.prefix_len() == 0 {
+        return Err(EnforceError::Refused {
+            target: net.to_string(),
+            problem: "blocking every address would cut the gateway off; use the segment policy"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> EnforceError {
+    move |source| EnforceError::Map { map, source }
+}
+
+impl Enforcer {
+    /// Loads the state file and makes the maps agree with it: recorded
+    /// entries are (re-)applied, expired ones dropped, and entries found in
+    /// the maps without a record are adopted so none is lost.
+    pub fn open(maps: &mut Maps, state_file: &Path) -> Result<Enforcer, EnforceError> {
+        let now = clock::unix_now();
+        let mut enforcer = Enforcer {
+            entries: BTreeMap::new(),
+            state_file: state_file.to_owned(),
+        };
+        for entry in state::load(state_file)? {
+            if entry.expired(now) {
+                continue;
+            }
+            enforcer.entries.insert((entry.kind, entry.target), entry);
+        }
+        let records: Vec<Entry> = enforcer.entries.values().cloned().collect();
+        for entry in &records {
+            enforcer.apply(maps, entry)?;
+        }
+        let adopted = enforcer.adopt_unrecorded(maps, now);
+        enforcer.expire(maps, now)?;
+        state::save(state_file, &enforcer.entries.values().cloned().collect::<Vec<_>>())?;
+        info!(
+            "enforcement state: {} entries ({} re-applied from {}, {} adopted from the maps)",
+            enforcer.entries.len(),
+            records.len(),
+            state_file.display(),
+            adopted
+        );
+        Ok(enforcer)
+    }
+
+    fn adopt_unrecorded(&mut self, maps: &Maps, now: u64) -> usize {
+        let boot_now = clock::boottime_ns();
+        let expiry = |value: Option<BlockValue>| match value.map(|v| v.expires_at_ns) {
+            None | Some(0) => None,
+            Some(ns) => Some(now + ns.saturating_sub(boot_now) / 1_000_000_000),
+        };
+        let found: Vec<(Kind, IpNet, Option<u64>)> = maps
+            .isolated_hosts()
+            .into_iter()
+            .map(|h| (Kind::Isolation, IpNet::from(h), expiry(maps.get_isolated(h))))
+            .chain(
+                maps.blocked_ranges()
+                    .into_iter()
+                    .map(|n| (Kind::Block, n, expiry(maps.get_blocked(n)))),
+            )
+            .collect();
+        let mut adopted = 0;
+        for (kind, target, expires) in found {
+            if self.entries.contains_key(&(kind, target)) {
+                continue;
+            }
+            warn!("adopting {} {target} found in the pinned maps without a record", kind.label());
+            self.entries.insert(
+                (kind, target),
+                Entry {
+                    kind,
+                    target,
+                    origin: "adopted".into(),
+                    reason: "found in the pinned maps without a record".into(),
+                    created: now,
+                    expires,
+                },
+            );
+            adopted += 1;
+        }
+        adopted
+    }
+
+    /// Writes one entry into the maps, keeping its hit count if it is there.
+    fn apply(&self, maps: &mut Maps, entry: &Entry) -> Result<(), EnforceError> {
+        let expires_at_ns =
+            clock::expiry_to_boottime(entry.expires, clock::unix_now(), clock::boottime_ns());
+        match entry.kind {
+            Kind::Isolation => {
+                let host = entry.target.addr();
+                let hits = maps.get_isolated(host).map_or(0, |v| v.hits);
+                maps.set_isolated(host, BlockValue { expires_at_ns, hits })
+                    .map_err(map_err("isolated hosts"))
+            }
+            Kind::Block => {
+                let hits = maps.get_blocked(entry.target).map_or(0, |v| v.hits);
+                maps.set_blocked(entry.target, BlockValue { expires_at_ns, hits })
+                    .map_err(map_err("blocked ranges"))
+            }
+        }
+    }
+
+    fn save(&self) -> Result<(), EnforceError> {
+        let entries: Vec<Entry> = self.entries.values().cloned().collect();
+        state::save(&self.state_file, &entries)?;
+        Ok(())
+    }
+
+    /// Adds (or replaces) an entry: state file first, then the map.
+    fn add(&mut self, maps: &mut Maps, entry: Entry) -> Result<Entry, EnforceError> {
+        let key = (entry.kind, entry.target);
+        let previous = self.entries.insert(key, entry.clone());
+        if let Err(e) = self.save() {
+            // Nothing was enforced: put the record back as it was.
+            match previous {
+                Some(p) => self.entries.insert(key, p),
+                None => self.entries.remove(&key),
+            };
+            return Err(e);
+        }
+        if let Err(e) = self.apply(maps, &entry) {
+            self.entries.remove(&key);
+            if let Some(p) = previous {
+                self.entries.insert(key, p);
+            }
+            self.save()?;
+            return Err(e);
+        }
+        Ok(entry)
+    }
+
+    pub fn isolate(
+        &mut self,
+        maps: &mut Maps,
+        host: IpAddr,
+        ttl: Option<Duration>,
+        reason: &str,
+        origin: &str,
+    ) -> Result<Entry, EnforceError> {
+        check_host(host)?;
+        let now = clock::unix_now();
+        self.add(
+            maps,
+            Entry {
+                kind: Kind::Isolation,
+                target: IpNet::from(host),
+                origin: origin.into(),
+                reason: reason.into(),
+                created: now,
+                expires: ttl.map(|t| now + t.as_secs().max(1)),
+            },
+        )
+    }
+
+    pub fn block(
+        &mut self,
+        maps: &mut Maps,
+        net: IpNet,
+        ttl: Option<Duration>,
+        reason: &str,
+        origin: &str,
+    ) -> Result<Entry, EnforceError> {
+        check_range(net)?;
+        let now = clock::unix_now();
+        self.add(
+            maps,
+            Entry {
+                kind: Kind::Block,
+                target: net,
+                origin: origin.into(),
+                reason: reason.into(),
+                created: now,
+                expires: ttl.map(|t| now + t.as_secs().max(1)),
+            },
+        )
+    }
+
+    /// Removes an entry: state file first, then the map.
+    fn remove(&mut self, maps: &mut Maps, kind: Kind, target: IpNet) -> Result<Entry, EnforceError> {
+        let Some(entry) = self.entries.remove(&(kind, target)) else {
+            return Err(EnforceError::NotFound {
+                what: match kind {
+                    Kind::Isolation => "isolated",
+                    Kind::Block => "blocked",
+                },
+                target,
+            });
+        };
+        if let Err(e) = self.save() {
+            self.entries.insert((kind, target), entry);
+            return Err(e);
+        }
+        match kind {
+            Kind::Isolation => maps
+                .remove_isolated(target.addr())
+                .map_err(map_err("isolated hosts"))?,
+            Kind::Block => maps.remove_blocked(target).map_err(map_err("blocked ranges"))?,
+        }
+        Ok(entry)
+    }
+
+    pub fn release(&mut self, maps: &mut Maps, host: IpAddr) -> Result<Entry, EnforceError> {
+        self.remove(maps, Kind::Isolation, IpNet::from(host))
+    }
+
+    pub fn unblock(&mut self, maps: &mut Maps, net: IpNet) -> Result<Entry, EnforceError> {
+        self.remove(maps, Kind::Block, net)
+    }
+
+    /// Drops entries whose time is up (the datapath already ignores them).
+    pub fn expire(&mut self, maps: &mut Maps, unix_now: u64) -> Result<Vec<Entry>, EnforceError> {
+        let due: Vec<(Kind, IpNet)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.expired(unix_now))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut removed = Vec::new();
+        for (kind, target) in due {
+            let entry = self.remove(maps, kind, target)?;
+            info!("{} of {target} expired", kind.label());
+            removed.push(entry);
+        }
+        Ok(removed)
+    }
+
+    pub fn list(&self, maps: &Maps) -> Vec<Listed> {
+        self.entries
+            .values()
+            .map(|entry| {
+                let value = match entry.kind {
+                    Kind::Isolation => maps.get_isolated(entry.target.addr()),
+                    Kind::Block => maps.get_blocked(entry.target),
+                };
+                Listed {
+                    entry: entry.clone(),
+                    hits: value.map_or(0, |v| v.hits),
+                    in_datapath: value.is_some(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for (kind, target) in self.entries.keys() {
+            match (kind, target) {
+                (Kind::Isolation, IpNet::V4(_)) => counts.isolated_v4 += 1,
+                (Kind::Isolation, IpNet::V6(_)) => counts.isolated_v6 += 1,
+                (Kind::Block, IpNet::V4(_)) => counts.blocked_v4 += 1,
+                (Kind::Block, IpNet::V6(_)) => counts.blocked_v6 += 1,
+            }
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_addresses_that_are_not_hosts() {
+        for bad in ["0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1"] {
+            assert!(check_host(bad.parse().unwrap()).is_err(), "{bad}");
+        }
+        assert!(check_host("10.0.0.1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn refuses_ranges_with_host_bits_or_everything() {
+        let e = check_range("10.0.0.1/8".parse().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("10.0.0.0/8"), "{e}");
+        assert!(check_range("0.0.0.0/0".parse().unwrap()).is_err());
+        assert!(check_range("10.0.0.0/8".parse().unwrap()).is_ok());
+    }
+}

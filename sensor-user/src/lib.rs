@@ -1,0 +1,14 @@
+//! sensord's library: configuration, datapath control, enforcement state,
+//! the control API and metrics. `sensord` and `sensorctl` are thin binaries
+//! over it.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod datapath;
+pub mod enforcer;
+pub mod metrics;
+pub mod paths;
+pub mod state;
