@@ -122,73 +122,101 @@ pub fn parse(ctx: &XdpContext) -> Result<Parsed, Truncated> {
     }
 }
 
+/// The fixed part of an IPv4 header.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv4Header {
+    version_ihl: u8,
+    tos: u8,
+    total_len: [u8; 2],
+    id: [u8; 2],
+    frag_off: [u8; 2],
+    ttl: u8,
+    protocol: u8,
+    checksum: [u8; 2],
+    src: [u8; 4],
+    dst: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv6Header {
+    version_class_flow: [u8; 4],
+    payload_len: [u8; 2],
+    next_header: u8,
+    hop_limit: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+}
+
+/// The first bytes of any IPv6 extension header (and of a fragment header).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ExtHeader {
+    next_header: u8,
+    len: u8,
+    frag_off: [u8; 2],
+}
+
+// Each header is read whole through one checked pointer: a separate
+// length check could let the compiler drop the per-field checks, which
+// the verifier needs to see next to each access.
+
 #[inline(always)]
 fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
-    let ver_ihl: u8 = cur.read(offset)?;
-    let header_len = ((ver_ihl & 0x0f) as usize) * 4;
-    if ver_ihl >> 4 != 4 || header_len < IPV4_MIN_HLEN || !cur.has(offset, header_len) {
+    let ip: Ipv4Header = cur.read(offset)?;
+    let header_len = ((ip.version_ihl & 0x0f) as usize) * 4;
+    if ip.version_ihl >> 4 != 4 || header_len < IPV4_MIN_HLEN || !cur.has(offset, header_len) {
         return Err(Truncated);
     }
-    let addrs = Addrs::V4 {
-        src: cur.read(offset + 12)?,
-        dst: cur.read(offset + 16)?,
-    };
-    let protocol: u8 = cur.read(offset + 9)?;
+    let addrs = Addrs::V4 { src: ip.src, dst: ip.dst };
     // Fragment offset (low 13 bits): only the first fragment has an L4 header.
-    let first_fragment = cur.read_be16(offset + 6)? & 0x1fff == 0;
-    let l4_complete = !first_fragment || l4_fits(cur, offset + header_len, protocol);
+    let first_fragment = u16::from_be_bytes(ip.frag_off) & 0x1fff == 0;
+    let l4_complete = !first_fragment || l4_fits(cur, offset + header_len, ip.protocol);
     Ok(IpPacket { addrs, l4_complete })
 }
 
 #[inline(always)]
 fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
-    let version: u8 = cur.read(offset)?;
-    if version >> 4 != 6 || !cur.has(offset, IPV6_HLEN) {
+    let ip: Ipv6Header = cur.read(offset)?;
+    if ip.version_class_flow[0] >> 4 != 6 {
         return Err(Truncated);
     }
-    let addrs = Addrs::V6 {
-        src: cur.read(offset + 8)?,
-        dst: cur.read(offset + 24)?,
-    };
-    let mut next: u8 = cur.read(offset + 6)?;
+    let addrs = Addrs::V6 { src: ip.src, dst: ip.dst };
+    let mut next = ip.next_header;
     let mut l4_offset = offset + IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if !is_ipv6_extension(next) {
+            break;
+        }
+        let ext: ExtHeader = match cur.read(l4_offset) {
+            Ok(ext) => ext,
+            Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
+        };
         let header_len = match next {
-            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_MH => {
-                let len: u8 = match cur.read(l4_offset + 1) {
-                    Ok(len) => len,
-                    Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
-                };
-                (len as usize + 1) * 8
-            }
-            IPPROTO_AH => {
-                let len: u8 = match cur.read(l4_offset + 1) {
-                    Ok(len) => len,
-                    Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
-                };
-                (len as usize + 2) * 4
-            }
+            IPPROTO_AH => (ext.len as usize + 2) * 4,
             IPPROTO_FRAGMENT => {
-                let frag = match cur.read_be16(l4_offset + 2) {
-                    Ok(frag) => frag,
-                    Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
-                };
-                if frag & 0xfff8 != 0 {
+                if u16::from_be_bytes(ext.frag_off) & 0xfff8 != 0 {
                     // A later fragment: no transport header to look for.
                     return Ok(IpPacket { addrs, l4_complete: true });
                 }
                 8
             }
-            _ => break,
+            _ => (ext.len as usize + 1) * 8,
         };
-        next = match cur.read(l4_offset) {
-            Ok(next) => next,
-            Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
-        };
+        next = ext.next_header;
         l4_offset += header_len;
     }
     let l4_complete = l4_fits(cur, l4_offset, next);
     Ok(IpPacket { addrs, l4_complete })
+}
+
+#[inline(always)]
+fn is_ipv6_extension(next_header: u8) -> bool {
+    matches!(
+        next_header,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS | IPPROTO_MH
+    )
 }
 
 /// Whether the transport header that `protocol` announces fits in the packet.
@@ -197,18 +225,18 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
 #[inline(always)]
 fn l4_fits(cur: &Cursor, offset: usize, protocol: u8) -> bool {
     match protocol {
-        IPPROTO_TCP => match cur.read::<u8>(offset + 12) {
+        IPPROTO_TCP => match cur.read::<[u8; TCP_MIN_HLEN]>(offset) {
             // Data offset: the header is at least 20 bytes and all inside.
-            Ok(doff) => {
-                let len = ((doff >> 4) as usize) * 4;
+            Ok(tcp) => {
+                let len = ((tcp[12] >> 4) as usize) * 4;
                 len >= TCP_MIN_HLEN && cur.has(offset, len)
             }
             Err(_) => false,
         },
         IPPROTO_UDP => cur.has(offset, UDP_HLEN),
         IPPROTO_ICMP | IPPROTO_ICMPV6 => cur.has(offset, ICMP_MIN_HLEN),
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS
-        | IPPROTO_MH => false,
+        // More extension headers than we walk.
+        p if is_ipv6_extension(p) => false,
         IPPROTO_NONE => true,
         _ => true,
     }

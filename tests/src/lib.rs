@@ -1,1 +1,10 @@
+//! Datapath and end-to-end tests. They need root, a built eBPF object and
+//! the release binaries: run them with `cargo xtask test`, which also runs
+//! them one at a time (they share the kernel's state).
 
+pub mod support;
+
+#[cfg(test)]
+mod datapath_verdicts;
+#[cfg(test)]
+mod datapath_robustness;

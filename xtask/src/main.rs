@@ -1,1 +1,40 @@
-fn main(){}
+//! `cargo xtask`: builds the eBPF program and the binaries, runs the tests,
+//! the lab and the benchmarks. Each command installs what it needs.
+
+mod build;
+mod lab;
+mod setup;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the toolchain and packages the project needs (skips what is there).
+    Setup(setup::Options),
+    /// Build the eBPF program, then sensord and sensorctl (release).
+    Build(build::Options),
+    /// Run every test: unit tests, datapath tests and end-to-end tests (needs root).
+    Test(test::Options),
+    /// The built-in lab: a gateway between three segments, and its story.
+    ///
+    /// Example: cargo xtask lab        (build, tell the story, clean up)
+    Lab(lab::Options),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Setup(o) => setup::run(&o),
+        Command::Build(o) => build::run(&o).map(|_| ()),
+        Command::Test(o) => test::run(&o),
+        Command::Lab(o) => lab::run(&o),
+    }
+}
