@@ -205,10 +205,10 @@ impl Lab {
             match host.role {
                 Role::Client => continue,
                 Role::Web => {
-                    host.netns.spawn("python3", &["-m", "http.server", "80", "--directory", &www_s], &log)?;
+                    host.netns.spawn("python3", &["-m", "http.server", "80", "--bind", "::", "--directory", &www_s], &log)?;
                 }
                 Role::CommandAndControl => {
-                    host.netns.spawn("python3", &["-m", "http.server", "8080", "--directory", &www_s], &log)?;
+                    host.netns.spawn("python3", &["-m", "http.server", "8080", "--bind", "::", "--directory", &www_s], &log)?;
                 }
                 Role::Resolver => {
                     let mut args = vec![
