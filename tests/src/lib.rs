@@ -8,3 +8,9 @@ pub mod support;
 mod datapath_verdicts;
 #[cfg(test)]
 mod datapath_robustness;
+#[cfg(test)]
+mod e2e_enforcement;
+#[cfg(test)]
+mod e2e_lifecycle;
+#[cfg(test)]
+mod e2e_cli;

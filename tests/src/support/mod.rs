@@ -2,6 +2,7 @@
 
 pub mod bpffs;
 pub mod fixture;
+pub mod lab;
 pub mod packet;
 
 use std::path::PathBuf;

@@ -1,0 +1,73 @@
+//! sensorctl's errors and exit codes, against a real daemon and without one.
+
+use std::process::Command;
+
+use crate::support::{bin_dir, lab};
+
+fn sensorctl(socket: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin_dir().join("sensorctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("running sensorctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn no_daemon_is_a_clear_error_with_its_own_exit_code() {
+    let (code, _, err) = sensorctl(std::path::Path::new("/run/no-such-sensord.sock"), &["status"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("sensord is not running"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn bad_input_and_unknown_entries_are_refused() {
+    let lab = lab::start("cli", "");
+    let socket = lab.control_socket();
+    let (code, _, err) = sensorctl(&socket, &["isolate", "10.0.0.300"]);
+    assert_eq!(code, 2, "usage error: {err}");
+    let (code, _, err) = sensorctl(&socket, &["block", "10.1.2.3/8"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("did you mean 10.0.0.0/8"), "{err}");
+    let (code, _, err) = sensorctl(&socket, &["release", "10.10.0.99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not isolated"), "{err}");
+    let (code, _, err) = sensorctl(&socket, &["isolate", "224.0.0.1"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = sensorctl(&socket, &["isolate", "10.10.0.11", "--ttl", "soon"]);
+    assert_eq!(code, 2, "{err}");
+    // Nothing was changed by the refused requests.
+    let (code, out, _) = sensorctl(&socket, &["--json", "list"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "[]");
+    // The socket is root-only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn json_output_of_every_command_parses() {
+    let lab = lab::start("json", "");
+    let socket = lab.control_socket();
+    for args in [
+        vec!["isolate", "10.10.0.12", "--ttl", "1h", "--reason", "x"],
+        vec!["block", "198.51.100.0/24"],
+        vec!["status"],
+        vec!["list"],
+        vec!["stats"],
+        vec!["unblock", "198.51.100.0/24"],
+        vec!["release", "10.10.0.12"],
+    ] {
+        let mut full = vec!["--json"];
+        full.extend(&args);
+        let (code, out, err) = sensorctl(&socket, &full);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+    }
+}
