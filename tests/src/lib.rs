@@ -2,6 +2,7 @@
 //! the release binaries: run them with `cargo xtask test`, which also runs
 //! them one at a time (they share the kernel's state).
 
+pub mod bench;
 pub mod support;
 
 #[cfg(test)]

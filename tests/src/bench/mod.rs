@@ -1,0 +1,73 @@
+//! Per-packet cost of XDP programs with BPF_PROG_TEST_RUN, side by side in
+//! one run: the sensor's program, the floor (an XDP_PASS program) and
+//! xdp-filter from xdp-tools. The kernel times `repeat` runs of a program on
+//! one packet and reports the mean; each (program, packet) pair is measured
+//! `rounds` times, interleaved, and the median is kept.
+
+pub mod load;
+pub mod peers;
+
+use std::time::Duration;
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use serde_json::json;
+
+use crate::support::packet::{Packet, ETH_P_8021Q};
+
+/// A packet class the benchmark runs, and the verdict it must get.
+pub struct Case {
+    pub name: &'static str,
+    pub packet: Vec<u8>,
+    /// The sensor's expected return value (the peers pass everything).
+    pub sensor_verdict: u32,
+}
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// Addresses the cases use; `load` keeps the random entries away from them.
+pub const OFFICE_HOST: &str = "10.10.0.5";
+pub const OFFICE_HOST_V6: &str = "fd00:10::5";
+pub const ISOLATED_HOST: &str = "10.10.0.66";
+pub const RECORDS_HOST: &str = "10.20.0.5";
+pub const INTERNET_HOST: &str = "93.184.216.34";
+pub const INTERNET_HOST_V6: &str = "2001:db8::1";
+pub const BLOCKED_HOST: &str = "198.51.100.7";
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case { name: "ipv4_tcp_pass", packet: Packet::tcp(OFFICE_HOST, INTERNET_HOST).build(), sensor_verdict: XDP_PASS },
+        Case { name: "ipv4_udp_pass", packet: Packet::udp(OFFICE_HOST, INTERNET_HOST).build(), sensor_verdict: XDP_PASS },
+        Case { name: "ipv6_tcp_pass", packet: Packet::tcp(OFFICE_HOST_V6, INTERNET_HOST_V6).build(), sensor_verdict: XDP_PASS },
+        Case { name: "vlan_tcp_pass", packet: Packet::tcp(OFFICE_HOST, INTERNET_HOST).vlan(ETH_P_8021Q, 10).build(), sensor_verdict: XDP_PASS },
+        Case { name: "drop_isolated", packet: Packet::tcp(ISOLATED_HOST, INTERNET_HOST).build(), sensor_verdict: XDP_DROP },
+        Case { name: "drop_blocked", packet: Packet::tcp(OFFICE_HOST, BLOCKED_HOST).build(), sensor_verdict: XDP_DROP },
+        Case { name: "drop_segment_policy", packet: Packet::tcp(RECORDS_HOST, INTERNET_HOST).build(), sensor_verdict: XDP_DROP },
+    ]
+}
+
+/// Mean ns per run of `program` on `packet`, as the kernel measured it.
+pub fn ns_per_packet(program: &Xdp, packet: &[u8], repeat: u32) -> (u32, f64) {
+    let mut opts = TestRunOptions::default();
+    opts.data_in = Some(packet);
+    opts.repeat = repeat;
+    let r = program.test_run(opts).expect("BPF_PROG_TEST_RUN");
+    // The kernel reports the mean per run, rounded to whole ns.
+    (r.return_value, r.duration.as_nanos() as f64)
+}
+
+/// min, median, max.
+pub fn summary(mut samples: Vec<f64>) -> (f64, f64, f64) {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = samples[samples.len() / 2];
+    (samples[0], median, samples[samples.len() - 1])
+}
+
+pub fn sample_json(samples: &[f64]) -> serde_json::Value {
+    let (min, median, max) = summary(samples.to_vec());
+    json!({ "min_ns": min, "median_ns": median, "max_ns": max, "samples_ns": samples })
+}
+
+pub fn duration_text(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}

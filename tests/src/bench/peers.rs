@@ -1,0 +1,48 @@
+//! The programs measured beside the sensor's: the floor and xdp-filter.
+
+use std::process::Command;
+
+use aya::{
+    programs::Xdp,
+    Ebpf,
+};
+use aya_obj::programs::XdpAttachType;
+use labnet::{cmd, Netns};
+
+/// The floor: an XDP program that only returns XDP_PASS.
+pub fn floor() -> Ebpf {
+    let mut ebpf = Ebpf::load(sensor_user::datapath::FLOOR_OBJECT).expect("loading the floor object");
+    let program: &mut Xdp = ebpf.program_mut("floor_pass").unwrap().try_into().unwrap();
+    program.load().expect("loading the floor program");
+    ebpf
+}
+
+pub fn floor_program(ebpf: &Ebpf) -> &Xdp {
+    ebpf.program("floor_pass").unwrap().try_into().unwrap()
+}
+
+/// xdp-filter (xdp-tools) loaded on a private namespace's loopback, with a
+/// few rules so its lookups are real; its program reopened from a pin.
+pub struct XdpFilter {
+    pub program: Xdp,
+    _netns: Netns,
+}
+
+impl XdpFilter {
+    pub fn load(netns_name: &str, pin_dir: &std::path::Path) -> anyhow::Result<XdpFilter> {
+        let netns = Netns::create(netns_name)?;
+        let script = "mount -t bpf bpf /sys/fs/bpf && xdp-filter load lo --mode skb \
+                      && xdp-filter ip 192.0.2.1 && xdp-filter port 9999 \
+                      && xdp-filter ether 02:00:00:00:00:99";
+        cmd::run(netns.command("sh").args(["-c", script]))?;
+        let links: serde_json::Value = serde_json::from_str(&netns.ip(&["-j", "link", "show", "lo"])?)?;
+        let id = links[0]["xdp"]["prog"]["id"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("xdp-filter attached no program: {links}"))?;
+        let pin = pin_dir.join("xdp-filter");
+        cmd::run(Command::new("bpftool").args(["prog", "pin", "id", &id.to_string()]).arg(&pin))?;
+        let program = Xdp::from_pin(&pin, XdpAttachType::Interface)?;
+        std::fs::remove_file(&pin)?;
+        Ok(XdpFilter { program, _netns: netns })
+    }
+}

@@ -1,0 +1,102 @@
+//! Per-packet cost of the sensor's XDP program next to the floor and
+//! xdp-filter, with the block maps loaded. Run by `cargo xtask bench`.
+
+use std::{path::PathBuf, time::Instant};
+
+use clap::Parser;
+use sensor_tests::{
+    bench::{self, cases, load, peers, sample_json, summary},
+    support::{bpffs::TempBpffs, unique_name},
+};
+use sensor_user::datapath::{sensor_object, Datapath};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    /// Runs per measurement (the kernel reports their mean).
+    #[arg(long, default_value_t = 1_000_000)]
+    repeat: u32,
+    /// Interleaved measurements per (program, packet); the median is kept.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Isolated hosts to load.
+    #[arg(long, default_value_t = 1_000_000)]
+    isolated: usize,
+    /// Blocked ranges to load.
+    #[arg(long, default_value_t = 100_000)]
+    blocked: usize,
+    /// Write every sample here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bpffs = TempBpffs::new();
+    let mut sensor = Datapath::load_object(&bpffs.pin_dir(), sensor_object()?)?;
+    eprintln!("loading {} isolated hosts and {} blocked ranges ...", args.isolated, args.blocked);
+    let (isolated_secs, blocked_secs) = load::fill(&mut sensor.maps, args.isolated, args.blocked);
+    eprintln!("loaded in {isolated_secs:.1}s + {blocked_secs:.1}s");
+    let floor = peers::floor();
+    let xdp_filter = peers::XdpFilter::load(&unique_name("bench-xf"), bpffs.path())?;
+
+    let programs: [(&str, &aya::programs::Xdp); 3] = [
+        ("floor", peers::floor_program(&floor)),
+        ("sensor", sensor.program()),
+        ("xdp-filter", &xdp_filter.program),
+    ];
+    let cases = cases();
+    // samples[case][program]
+    let mut samples = vec![vec![Vec::new(); programs.len()]; cases.len()];
+    let started = Instant::now();
+    for round in 0..args.rounds {
+        eprintln!("round {}/{}", round + 1, args.rounds);
+        for (c, case) in cases.iter().enumerate() {
+            for (p, (name, program)) in programs.iter().enumerate() {
+                let (verdict, ns) = bench::ns_per_packet(program, &case.packet, args.repeat);
+                if *name == "sensor" {
+                    anyhow::ensure!(verdict == case.sensor_verdict, "{}: sensor returned {verdict}", case.name);
+                }
+                samples[c][p].push(ns);
+            }
+        }
+    }
+
+    println!(
+        "per-packet cost, BPF_PROG_TEST_RUN, median of {} rounds x {} runs ({} isolated hosts, {} blocked ranges)",
+        args.rounds, args.repeat, args.isolated, args.blocked
+    );
+    println!("{:<22} {:>9} {:>9} {:>11} {:>14} {:>16}", "packet", "floor ns", "sensor ns", "xdp-filter", "sensor/floor", "sensor/xdp-filter");
+    let mut rows = Vec::new();
+    for (c, case) in cases.iter().enumerate() {
+        let med = |p: usize| summary(samples[c][p].clone()).1;
+        let (floor_ns, sensor_ns, xf_ns) = (med(0), med(1), med(2));
+        println!(
+            "{:<22} {:>9.0} {:>9.0} {:>11.0} {:>14.2} {:>16.2}",
+            case.name, floor_ns, sensor_ns, xf_ns, sensor_ns / floor_ns, sensor_ns / xf_ns
+        );
+        rows.push(json!({
+            "packet": case.name,
+            "floor": sample_json(&samples[c][0]),
+            "sensor": sample_json(&samples[c][1]),
+            "xdp_filter": sample_json(&samples[c][2]),
+            "sensor_over_floor": sensor_ns / floor_ns,
+            "sensor_over_xdp_filter": sensor_ns / xf_ns,
+        }));
+    }
+    eprintln!("measured in {}", bench::duration_text(started.elapsed()));
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "benchmark": "xdp_per_packet",
+            "repeat": args.repeat, "rounds": args.rounds,
+            "isolated_hosts": args.isolated, "blocked_ranges": args.blocked,
+            "load_seconds": { "isolated": isolated_secs, "blocked": blocked_secs },
+            "results": rows,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    drop(sensor);
+    drop(bpffs);
+    Ok(())
+}
