@@ -12,15 +12,14 @@
 pub mod map_names {
     pub const ISOLATED_V4: &str = "ISOLATED_V4";
     pub const ISOLATED_V6: &str = "ISOLATED_V6";
-    pub const BLOCKED_V4: &str = "BLOCKED_V4";
-    pub const BLOCKED_V6: &str = "BLOCKED_V6";
+    pub const ADDRESSES_V4: &str = "ADDRESSES_V4";
+    pub const ADDRESSES_V6: &str = "ADDRESSES_V6";
     pub const EXEMPT_V4: &str = "EXEMPT_V4";
     pub const EXEMPT_V6: &str = "EXEMPT_V6";
-    pub const SEGMENT_V4: &str = "SEGMENT_V4";
-    pub const SEGMENT_V6: &str = "SEGMENT_V6";
     pub const SEGMENT_POLICY: &str = "SEGMENT_POLICY";
     pub const SETTINGS: &str = "SETTINGS";
     pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
+    pub const IFACE_NAMES: &str = "IFACE_NAMES";
 }
 
 /// Name of the XDP program in the object file.
@@ -28,17 +27,24 @@ pub const PROGRAM_NAME: &str = "sensor_xdp";
 
 /// Capacity of each isolated-host hash map (IPv4 and IPv6 each).
 pub const MAX_ISOLATED_HOSTS: u32 = 1 << 20;
-/// Capacity of each blocked-range LPM trie (IPv4 and IPv6 each).
+/// Capacity of each blocked-range table (IPv4 and IPv6 each).
 pub const MAX_BLOCKED_RANGES: u32 = 1 << 20;
+/// Capacity of each address trie: every blocked range and segment range.
+pub const MAX_ADDRESS_PREFIXES: u32 = MAX_BLOCKED_RANGES + MAX_SEGMENT_RANGES;
 /// Capacity of each exemption LPM trie.
 pub const MAX_EXEMPT_RANGES: u32 = 1024;
-/// Capacity of each address-to-segment LPM trie.
+/// How many segment CIDRs a configuration may have (each family).
 pub const MAX_SEGMENT_RANGES: u32 = 16384;
 /// Segment ids run from 1 to `MAX_SEGMENTS - 1`; 0 means "in no segment".
 /// One policy row is a `u64` bitmap, hence 64.
 pub const MAX_SEGMENTS: u32 = 64;
-/// Interfaces the program can keep counters for.
+/// Interfaces the program can keep counters for (one slot each).
 pub const MAX_INTERFACES: u32 = 256;
+/// Name of the read-only global that tells a program instance its
+/// interface's counter slot. One instance is loaded per interface, so the
+/// slot is a constant the verifier knows, and the counter lookup is a plain
+/// array access.
+pub const IFACE_SLOT_GLOBAL: &str = "IFACE_SLOT";
 
 /// Value of an isolated-host or blocked-range entry.
 #[repr(C)]
@@ -50,6 +56,34 @@ pub struct BlockValue {
     pub expires_at_ns: u64,
     /// Packets this entry has matched (dropped, or counted in monitor mode).
     pub hits: u64,
+}
+
+/// `AddressInfo::flags`: the prefix is a blocked range, or lies inside one.
+pub const ADDRESS_BLOCKED: u32 = 1;
+/// `AddressInfo::flags`: the prefix is itself a blocked range (not only a
+/// segment range inside one).
+pub const ADDRESS_IS_BLOCK: u32 = 2;
+/// `AddressInfo::flags`: the prefix is itself a segment range.
+pub const ADDRESS_IS_SEGMENT: u32 = 4;
+
+/// Value of the address tries (`ADDRESSES_V4`, `ADDRESSES_V6`): everything
+/// the datapath knows about a prefix, so one longest-prefix lookup per
+/// address answers both "which segment?" and "blocked?".
+///
+/// The daemon keeps the trie flat: it holds every blocked range and every
+/// segment range, and each entry carries the segment of the longest segment
+/// range containing it and the block state of the longest blocked range
+/// containing it. The longest match for an address is then right for both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddressInfo {
+    /// Segment id, 0 for none.
+    pub segment: u32,
+    /// `ADDRESS_*` bits.
+    pub flags: u32,
+    /// When `ADDRESS_BLOCKED`: the block (the entry's own, or the one it
+    /// lies in) and its hit count, as in an isolated host's entry.
+    pub block: BlockValue,
 }
 
 /// `SETTINGS[0].flags`: count what would be dropped, but pass it.
@@ -141,7 +175,7 @@ pub const fn counter_index(verdict: Verdict, reason: Reason) -> usize {
     verdict as usize * REASON_COUNT + reason as usize
 }
 
-/// Per-CPU counters of one interface, keyed by its ifindex (host order).
+/// Per-CPU counters of one interface, at the interface's slot.
 /// In monitor mode a packet that would be dropped is counted as
 /// (pass, its blocking reason).
 #[repr(C)]
@@ -170,6 +204,7 @@ mod pod {
     unsafe impl aya::Pod for super::BlockValue {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::IfaceCounters {}
+    unsafe impl aya::Pod for super::AddressInfo {}
 }
 
 #[cfg(test)]
@@ -181,6 +216,7 @@ mod tests {
     fn shared_structs_have_no_padding() {
         assert_eq!(size_of::<BlockValue>(), 16);
         assert_eq!(size_of::<Settings>(), 8);
+        assert_eq!(size_of::<AddressInfo>(), 24);
         assert_eq!(
             size_of::<IfaceCounters>(),
             2 * 8 * VERDICT_COUNT * REASON_COUNT

@@ -13,7 +13,7 @@ mod parse;
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_NOEXIST},
+    bindings::xdp_action,
     helpers::bpf_ktime_get_boot_ns,
     macros::xdp,
     maps::{lpm_trie::Key, HashMap, LpmTrie},
@@ -22,7 +22,7 @@ use aya_ebpf::{
 use maps::*;
 use parse::{Addrs, IpPacket, Parsed};
 use sensor_common::{
-    counter_index, BlockValue, IfaceCounters, Reason, Verdict, MAX_SEGMENTS,
+    counter_index, AddressInfo, BlockValue, Reason, Verdict, ADDRESS_BLOCKED, MAX_SEGMENTS,
     SETTINGS_FLAG_MONITOR,
 };
 
@@ -46,12 +46,8 @@ pub fn sensor_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn decide(packet: &IpPacket) -> (Verdict, Reason) {
     let blocked = match &packet.addrs {
-        Addrs::V4 { src, dst } => check(
-            &ISOLATED_V4, &BLOCKED_V4, &EXEMPT_V4, &SEGMENT_V4, src, dst, 32,
-        ),
-        Addrs::V6 { src, dst } => check(
-            &ISOLATED_V6, &BLOCKED_V6, &EXEMPT_V6, &SEGMENT_V6, src, dst, 128,
-        ),
+        Addrs::V4 { src, dst } => check(&ISOLATED_V4, &ADDRESSES_V4, &EXEMPT_V4, src, dst, 32),
+        Addrs::V6 { src, dst } => check(&ISOLATED_V6, &ADDRESSES_V6, &EXEMPT_V6, src, dst, 128),
     };
     match blocked {
         Some(reason) if monitor_mode() => (Verdict::Pass, reason),
@@ -65,9 +61,8 @@ fn decide(packet: &IpPacket) -> (Verdict, Reason) {
 #[inline(always)]
 fn check<const N: usize>(
     isolated: &HashMap<[u8; N], BlockValue>,
-    blocked: &LpmTrie<[u8; N], BlockValue>,
+    addresses: &LpmTrie<[u8; N], AddressInfo>,
     exempt: &LpmTrie<[u8; N], u32>,
-    segments: &LpmTrie<[u8; N], u32>,
     src: &[u8; N],
     dst: &[u8; N],
     bits: u32,
@@ -82,18 +77,20 @@ fn check<const N: usize>(
             return Some(Reason::IsolatedDestination);
         }
     }
-    if let Some(entry) = blocked.get(Key::new(bits, *src)) {
-        if take_hit(entry as *const BlockValue as *mut BlockValue) {
+    let src_info = addresses.get(Key::new(bits, *src));
+    if let Some(info) = src_info {
+        if blocked(info) {
             return Some(Reason::BlockedSource);
         }
     }
-    if let Some(entry) = blocked.get(Key::new(bits, *dst)) {
-        if take_hit(entry as *const BlockValue as *mut BlockValue) {
+    let dst_info = addresses.get(Key::new(bits, *dst));
+    if let Some(info) = dst_info {
+        if blocked(info) {
             return Some(Reason::BlockedDestination);
         }
     }
-    let src_segment = segments.get(Key::new(bits, *src)).copied().unwrap_or(0);
-    let dst_segment = segments.get(Key::new(bits, *dst)).copied().unwrap_or(0);
+    let src_segment = src_info.map_or(0, |i| i.segment);
+    let dst_segment = dst_info.map_or(0, |i| i.segment);
     // Segment 0 is "in no segment": the policy only judges known segments.
     if src_segment != 0 && dst_segment != 0 && src_segment != dst_segment {
         if !segments_allowed(src_segment, dst_segment) {
@@ -101,6 +98,12 @@ fn check<const N: usize>(
         }
     }
     None
+}
+
+#[inline(always)]
+fn blocked(info: &AddressInfo) -> bool {
+    info.flags & ADDRESS_BLOCKED != 0
+        && take_hit(&info.block as *const BlockValue as *mut BlockValue)
 }
 
 /// If the entry has not expired, count a hit on it and return true.
@@ -139,26 +142,26 @@ fn monitor_mode() -> bool {
     }
 }
 
+/// This instance's counter slot, set at load time (see `IFACE_SLOT_GLOBAL`).
+#[no_mangle]
+static IFACE_SLOT: u32 = 0;
+
 /// The one place where a verdict is counted, per interface and per CPU.
 #[inline(always)]
 fn record(ctx: &XdpContext, verdict: Verdict, reason: Reason) {
-    let ifindex = ctx.ingress_ifindex() as u32;
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    // SAFETY: a read-only global; volatile so the compiler does not fold in
+    // its default, the loader's value is the one that counts.
+    let slot = unsafe { core::ptr::read_volatile(&IFACE_SLOT) };
     let index = counter_index(verdict, reason);
     if index >= sensor_common::VERDICT_COUNT * sensor_common::REASON_COUNT {
         return;
     }
-    match IFACE_COUNTERS.get_ptr_mut(&ifindex) {
-        Some(counters) => unsafe {
-            // SAFETY: a per-CPU value: only this CPU writes it.
+    if let Some(counters) = IFACE_COUNTERS.get_ptr_mut(slot) {
+        let bytes = (ctx.data_end() - ctx.data()) as u64;
+        // SAFETY: a per-CPU value: only this CPU writes it.
+        unsafe {
             (*counters).packets[index] += 1;
             (*counters).bytes[index] += bytes;
-        },
-        None => {
-            let mut counters = IfaceCounters::ZERO;
-            counters.packets[index] = 1;
-            counters.bytes[index] = bytes;
-            let _ = IFACE_COUNTERS.insert(&ifindex, &counters, BPF_NOEXIST as u64);
         }
     }
 }

@@ -4,11 +4,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray},
 };
 use sensor_common::{
-    BlockValue, IfaceCounters, Settings, MAX_BLOCKED_RANGES, MAX_EXEMPT_RANGES, MAX_INTERFACES,
-    MAX_ISOLATED_HOSTS, MAX_SEGMENTS, MAX_SEGMENT_RANGES,
+    AddressInfo, BlockValue, IfaceCounters, Settings, MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES,
+    MAX_INTERFACES, MAX_ISOLATED_HOSTS, MAX_SEGMENTS,
 };
 
 /// Allocate hash entries on insert rather than all at load: a million-entry
@@ -22,22 +22,18 @@ pub static ISOLATED_V4: HashMap<[u8; 4], BlockValue> =
 pub static ISOLATED_V6: HashMap<[u8; 16], BlockValue> =
     HashMap::pinned(MAX_ISOLATED_HOSTS, BPF_F_NO_PREALLOC);
 
+/// Blocked ranges and segment ranges in one trie per family (see
+/// `AddressInfo`): one lookup per address instead of two.
 #[map]
-pub static BLOCKED_V4: LpmTrie<[u8; 4], BlockValue> = LpmTrie::pinned(MAX_BLOCKED_RANGES, 0);
+pub static ADDRESSES_V4: LpmTrie<[u8; 4], AddressInfo> = LpmTrie::pinned(MAX_ADDRESS_PREFIXES, 0);
 #[map]
-pub static BLOCKED_V6: LpmTrie<[u8; 16], BlockValue> = LpmTrie::pinned(MAX_BLOCKED_RANGES, 0);
+pub static ADDRESSES_V6: LpmTrie<[u8; 16], AddressInfo> = LpmTrie::pinned(MAX_ADDRESS_PREFIXES, 0);
 
 /// Ranges an isolated host may still reach (remediation, DHCP, resolver, ...).
 #[map]
 pub static EXEMPT_V4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_EXEMPT_RANGES, 0);
 #[map]
 pub static EXEMPT_V6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_EXEMPT_RANGES, 0);
-
-/// Address range to segment id (1..MAX_SEGMENTS).
-#[map]
-pub static SEGMENT_V4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_SEGMENT_RANGES, 0);
-#[map]
-pub static SEGMENT_V6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_SEGMENT_RANGES, 0);
 
 /// Row per source segment: bit `d` set means traffic to segment `d` is allowed.
 #[map]
@@ -46,7 +42,11 @@ pub static SEGMENT_POLICY: Array<u64> = Array::pinned(MAX_SEGMENTS, 0);
 #[map]
 pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
 
-/// Per-CPU counters keyed by ingress ifindex.
+/// Per-CPU counters, one slot per interface (`IFACE_SLOT`).
 #[map]
-pub static IFACE_COUNTERS: PerCpuHashMap<u32, IfaceCounters> =
-    PerCpuHashMap::pinned(MAX_INTERFACES, 0);
+pub static IFACE_COUNTERS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_INTERFACES, 0);
+
+/// The interface name of each counter slot, NUL-padded; written by the
+/// daemon only, so that counters keep their names across restarts.
+#[map]
+pub static IFACE_NAMES: Array<[u8; 16]> = Array::pinned(MAX_INTERFACES, 0);

@@ -107,7 +107,7 @@ impl Sensor {
             .maps
             .counters()
             .into_iter()
-            .map(|(ifindex, counters)| {
+            .map(|(interface, counters)| {
                 let rows: Vec<Value> = sensor_common::Verdict::ALL
                     .iter()
                     .flat_map(|v| sensor_common::Reason::ALL.iter().map(move |r| (*v, *r)))
@@ -121,7 +121,7 @@ impl Sensor {
                         })
                     })
                     .collect();
-                json!({"interface": datapath::if_name(ifindex), "ifindex": ifindex, "counters": rows})
+                json!({"interface": interface, "counters": rows})
             })
             .collect();
         json!({ "interfaces": interfaces })

@@ -20,7 +20,7 @@ pub struct Metrics {
 
 /// What a scrape shows, read from the datapath under the sensor's lock.
 pub struct Snapshot<'a> {
-    pub counters: Vec<(u32, IfaceCounters)>,
+    pub counters: Vec<(String, IfaceCounters)>,
     pub counts: Counts,
     pub monitor: bool,
     pub attachments: &'a [datapath::Attachment],
@@ -108,8 +108,7 @@ impl Metrics {
     pub fn render(&self, snapshot: &Snapshot) -> String {
         self.packets.reset();
         self.bytes.reset();
-        for (ifindex, counters) in &snapshot.counters {
-            let interface = datapath::if_name(*ifindex);
+        for (interface, counters) in &snapshot.counters {
             for verdict in Verdict::ALL {
                 for reason in Reason::ALL {
                     let i = counter_index(verdict, reason);
@@ -163,8 +162,7 @@ mod tests {
         counters.packets[counter_index(Verdict::Drop, Reason::SegmentPolicy)] = 7;
         counters.bytes[counter_index(Verdict::Drop, Reason::SegmentPolicy)] = 700;
         let snapshot = Snapshot {
-            // ifindex 1 is the loopback device.
-            counters: vec![(1, counters)],
+            counters: vec![("lo".to_string(), counters)],
             counts: Counts { isolated_v4: 3, ..Counts::default() },
             monitor: false,
             attachments: &[],

@@ -4,18 +4,18 @@
 use std::net::IpAddr;
 
 use anyhow::{Context, Result};
-use aya::{
-    maps::{
-        lpm_trie::{Key, LpmTrie},
-        Array, HashMap, Map, MapData, MapError, PerCpuHashMap,
-    },
-    Ebpf,
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
+use aya::Ebpf;
 use ipnet::IpNet;
 use sensor_common::{
-    map_names as names, BlockValue, IfaceCounters, Settings, MAX_SEGMENTS,
+    map_names as names, AddressInfo, BlockValue, IfaceCounters, Settings, MAX_INTERFACES,
+    MAX_SEGMENTS,
 };
 
+use super::address_table::{AddressTable, Change};
 use crate::config::{Segment, SegmentPolicy};
 
 /// A map of our own, opened from the loaded object.
@@ -32,14 +32,22 @@ struct Pair<V4, V6> {
     v6: V6,
 }
 
+type Tries<V> = Pair<LpmTrie<MapData, [u8; 4], V>, LpmTrie<MapData, [u8; 16], V>>;
+
+/// Counter slot 0 belongs to the program instance that is never attached
+/// (the one tests and benchmarks run); interfaces get slots from 1.
+pub const UNATTACHED_SLOT: u32 = 0;
+
 pub struct Maps {
     isolated: Pair<HashMap<MapData, [u8; 4], BlockValue>, HashMap<MapData, [u8; 16], BlockValue>>,
-    blocked: Pair<LpmTrie<MapData, [u8; 4], BlockValue>, LpmTrie<MapData, [u8; 16], BlockValue>>,
-    exempt: Pair<LpmTrie<MapData, [u8; 4], u32>, LpmTrie<MapData, [u8; 16], u32>>,
-    segments: Pair<LpmTrie<MapData, [u8; 4], u32>, LpmTrie<MapData, [u8; 16], u32>>,
+    addresses: Tries<AddressInfo>,
+    /// What the address tries hold, kept here (the daemon is their only writer).
+    table: AddressTable,
+    exempt: Tries<u32>,
     policy: Array<MapData, u64>,
     settings: Array<MapData, Settings>,
-    counters: PerCpuHashMap<MapData, u32, IfaceCounters>,
+    counters: PerCpuArray<MapData, IfaceCounters>,
+    iface_names: Array<MapData, [u8; 16]>,
 }
 
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
@@ -50,40 +58,84 @@ fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
     }
 }
 
-fn lpm_key<const N: usize>(net_bytes: [u8; N], prefix_len: u8) -> Key<[u8; N]> {
+fn key<const N: usize>(net_bytes: [u8; N], prefix_len: u8) -> Key<[u8; N]> {
     Key::new(prefix_len as u32, net_bytes)
 }
 
-fn net_from_key4(key: &Key<[u8; 4]>) -> IpNet {
+fn net_of<const N: usize>(key: &Key<[u8; N]>) -> IpNet
+where
+    IpAddr: From<[u8; N]>,
+{
     IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8).expect("prefix fits")
 }
 
-fn net_from_key6(key: &Key<[u8; 16]>) -> IpNet {
-    IpNet::new(IpAddr::from(key.data()), key.prefix_len() as u8).expect("prefix fits")
+impl<V: aya::Pod> Tries<V> {
+    fn insert(&mut self, net: IpNet, value: V) -> Result<(), MapError> {
+        match net {
+            IpNet::V4(n) => self.v4.insert(&key(n.network().octets(), n.prefix_len()), value, 0),
+            IpNet::V6(n) => self.v6.insert(&key(n.network().octets(), n.prefix_len()), value, 0),
+        }
+    }
+
+    fn remove(&mut self, net: IpNet) -> Result<(), MapError> {
+        ignore_missing(match net {
+            IpNet::V4(n) => self.v4.remove(&key(n.network().octets(), n.prefix_len())),
+            IpNet::V6(n) => self.v6.remove(&key(n.network().octets(), n.prefix_len())),
+        })
+    }
+
+    /// The value of the longest prefix containing `net` (for a prefix that
+    /// is in the trie: its own).
+    fn get(&self, net: IpNet) -> Option<V> {
+        match net {
+            IpNet::V4(n) => self.v4.get(&key(n.network().octets(), n.prefix_len()), 0).ok(),
+            IpNet::V6(n) => self.v6.get(&key(n.network().octets(), n.prefix_len()), 0).ok(),
+        }
+    }
+
+    fn entries(&self) -> Vec<(IpNet, V)> {
+        let v4 = self.v4.iter().filter_map(|e| e.ok()).map(|(k, v)| (net_of(&k), v));
+        let v6 = self.v6.iter().filter_map(|e| e.ok()).map(|(k, v)| (net_of(&k), v));
+        v4.chain(v6).collect()
+    }
+
+    /// Makes the tries hold exactly `wanted`, touching only what differs.
+    fn sync(&mut self, wanted: &[(IpNet, V)]) -> Result<(), MapError> {
+        for (net, value) in wanted {
+            self.insert(*net, *value)?;
+        }
+        for (net, _) in self.entries() {
+            if !wanted.iter().any(|(n, _)| *n == net) {
+                self.remove(net)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Maps {
     pub fn take_from(ebpf: &mut Ebpf) -> Result<Maps> {
+        let addresses: Tries<AddressInfo> = Pair {
+            v4: take(ebpf, names::ADDRESSES_V4)?,
+            v6: take(ebpf, names::ADDRESSES_V6)?,
+        };
+        // Adopt what an earlier run left in the pinned tries.
+        let table = AddressTable::from_entries(addresses.entries());
         Ok(Maps {
             isolated: Pair {
                 v4: take(ebpf, names::ISOLATED_V4)?,
                 v6: take(ebpf, names::ISOLATED_V6)?,
             },
-            blocked: Pair {
-                v4: take(ebpf, names::BLOCKED_V4)?,
-                v6: take(ebpf, names::BLOCKED_V6)?,
-            },
+            addresses,
+            table,
             exempt: Pair {
                 v4: take(ebpf, names::EXEMPT_V4)?,
                 v6: take(ebpf, names::EXEMPT_V6)?,
             },
-            segments: Pair {
-                v4: take(ebpf, names::SEGMENT_V4)?,
-                v6: take(ebpf, names::SEGMENT_V6)?,
-            },
             policy: take(ebpf, names::SEGMENT_POLICY)?,
             settings: take(ebpf, names::SETTINGS)?,
             counters: take(ebpf, names::IFACE_COUNTERS)?,
+            iface_names: take(ebpf, names::IFACE_NAMES)?,
         })
     }
 
@@ -114,54 +166,82 @@ impl Maps {
         v4.chain(v6).collect()
     }
 
-    pub fn set_blocked(&mut self, net: IpNet, value: BlockValue) -> Result<(), MapError> {
-        match net {
-            IpNet::V4(n) => self.blocked.v4.insert(&lpm_key(n.network().octets(), n.prefix_len()), value, 0),
-            IpNet::V6(n) => self.blocked.v6.insert(&lpm_key(n.network().octets(), n.prefix_len()), value, 0),
+    /// Writes the address-trie entries a table change calls for, keeping
+    /// the hit counts of entries that stay.
+    fn apply(&mut self, changes: Vec<Change>) -> Result<(), MapError> {
+        for change in changes {
+            match change.want {
+                None => self.addresses.remove(change.prefix)?,
+                Some(mut info) => {
+                    if change.existed {
+                        if let Some(old) = self.addresses.get(change.prefix) {
+                            info.block.hits = old.block.hits;
+                        }
+                    }
+                    self.addresses.insert(change.prefix, info)?;
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Blocks a range; `value.expires_at_ns` is its expiry. (`value.hits`
+    /// is ignored: hits live in the trie.)
+    pub fn set_blocked(&mut self, net: IpNet, value: BlockValue) -> Result<(), MapError> {
+        let changes = self.table.insert_block(net, value.expires_at_ns);
+        self.apply(changes)
     }
 
     pub fn remove_blocked(&mut self, net: IpNet) -> Result<(), MapError> {
-        ignore_missing(match net {
-            IpNet::V4(n) => self.blocked.v4.remove(&lpm_key(n.network().octets(), n.prefix_len())),
-            IpNet::V6(n) => self.blocked.v6.remove(&lpm_key(n.network().octets(), n.prefix_len())),
-        })
+        if !self.table.is_block(net) {
+            return Ok(());
+        }
+        let changes = self.table.remove_block(net);
+        self.apply(changes)
     }
 
-    /// The value of the longest block containing `net` (for an existing
-    /// entry: that entry's).
+    /// A blocked range's expiry and the hits counted for it, if it is blocked.
     pub fn get_blocked(&self, net: IpNet) -> Option<BlockValue> {
-        match net {
-            IpNet::V4(n) => self.blocked.v4.get(&lpm_key(n.network().octets(), n.prefix_len()), 0).ok(),
-            IpNet::V6(n) => self.blocked.v6.get(&lpm_key(n.network().octets(), n.prefix_len()), 0).ok(),
-        }
+        let expires_at_ns = self.table.blocks().find(|(n, _)| *n == net)?.1;
+        let hits = self
+            .table
+            .hit_prefixes(net)
+            .into_iter()
+            .filter_map(|p| self.addresses.get(p))
+            .map(|info| info.block.hits)
+            .sum();
+        Some(BlockValue { expires_at_ns, hits })
     }
 
     pub fn blocked_ranges(&self) -> Vec<IpNet> {
-        let v4 = self.blocked.v4.keys().filter_map(|k| k.ok()).map(|k| net_from_key4(&k));
-        let v6 = self.blocked.v6.keys().filter_map(|k| k.ok()).map(|k| net_from_key6(&k));
-        v4.chain(v6).collect()
+        self.table.blocks().map(|(n, _)| n).collect()
     }
 
     /// Makes the exemption tries hold exactly `ranges`.
     pub fn sync_exempt(&mut self, ranges: &[IpNet]) -> Result<()> {
         let wanted: Vec<(IpNet, u32)> = ranges.iter().map(|n| (*n, 1)).collect();
-        sync_lpm(&mut self.exempt.v4, &mut self.exempt.v6, &wanted).context("exemption map")
+        self.exempt.sync(&wanted).context("exemption map")
     }
 
-    /// Makes the segment tries and the policy rows match the configuration.
+    /// Makes the segment ranges and the policy rows match the configuration.
     pub fn sync_segments(&mut self, segments: &[Segment], policy: &SegmentPolicy) -> Result<()> {
         let wanted: Vec<(IpNet, u32)> = segments
             .iter()
             .flat_map(|s| s.cidrs.iter().map(move |c| (*c, s.id)))
             .collect();
-        sync_lpm(&mut self.segments.v4, &mut self.segments.v6, &wanted).context("segment map")?;
+        let changes = self.table.set_segments(&wanted);
+        self.apply(changes).context("address map")?;
         for src in 0..MAX_SEGMENTS {
             self.policy
                 .set(src, policy.row(src), 0)
                 .context("segment policy map")?;
         }
         Ok(())
+    }
+
+    /// Entries in the address tries (blocked and segment ranges).
+    pub fn address_entries(&self) -> usize {
+        self.table.len()
     }
 
     pub fn set_monitor(&mut self, monitor: bool) -> Result<(), MapError> {
@@ -176,55 +256,68 @@ impl Maps {
             .unwrap_or(false)
     }
 
-    /// Counters per ifindex, summed over CPUs.
-    pub fn counters(&self) -> Vec<(u32, IfaceCounters)> {
-        self.counters
-            .iter()
-            .filter_map(|item| item.ok())
-            .map(|(ifindex, per_cpu)| {
-                let mut sum = IfaceCounters::ZERO;
-                for cpu in per_cpu.iter() {
-                    for (s, c) in sum.packets.iter_mut().zip(cpu.packets.iter()) {
-                        *s += c;
-                    }
-                    for (s, c) in sum.bytes.iter_mut().zip(cpu.bytes.iter()) {
-                        *s += c;
-                    }
-                }
-                (ifindex, sum)
-            })
-            .collect()
+    fn slot_name(&self, slot: u32) -> Option<String> {
+        let raw = self.iface_names.get(&slot, 0).ok()?;
+        let len = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+        (len > 0).then(|| String::from_utf8_lossy(&raw[..len]).into_owned())
     }
-}
 
-/// Makes a pair of `prefix -> value` tries hold exactly `wanted`, touching
-/// only what differs (so enforcement never has a gap during a reload).
-fn sync_lpm(
-    v4: &mut LpmTrie<MapData, [u8; 4], u32>,
-    v6: &mut LpmTrie<MapData, [u8; 16], u32>,
-    wanted: &[(IpNet, u32)],
-) -> Result<()> {
-    for (net, value) in wanted {
-        match net {
-            IpNet::V4(n) => v4.insert(&lpm_key(n.network().octets(), n.prefix_len()), value, 0)?,
-            IpNet::V6(n) => v6.insert(&lpm_key(n.network().octets(), n.prefix_len()), value, 0)?,
+    /// The counter slot of `interface`: the one it had before (so counters
+    /// survive restarts), or a free one, zeroed.
+    pub fn interface_slot(&mut self, interface: &str) -> Result<u32> {
+        let mut free = None;
+        for slot in 1..MAX_INTERFACES {
+            match self.slot_name(slot) {
+                Some(name) if name == interface => return Ok(slot),
+                None if free.is_none() => free = Some(slot),
+                _ => {}
+            }
         }
+        let slot = free.context("no free interface counter slot")?;
+        let mut name = [0u8; 16];
+        let bytes = interface.as_bytes();
+        name[..bytes.len().min(15)].copy_from_slice(&bytes[..bytes.len().min(15)]);
+        let zeros = PerCpuValues::try_from(vec![IfaceCounters::ZERO; aya::util::nr_cpus().map_err(|(_, e)| e)?])?;
+        self.counters.set(slot, zeros, 0)?;
+        self.iface_names.set(slot, name, 0)?;
+        Ok(slot)
     }
-    let stale4: Vec<_> = v4
-        .keys()
-        .filter_map(|k| k.ok())
-        .filter(|k| !wanted.iter().any(|(n, _)| *n == net_from_key4(k)))
-        .collect();
-    for key in stale4 {
-        ignore_missing(v4.remove(&key))?;
+
+    /// Forgets an interface's slot (it is no longer attached).
+    pub fn release_interface_slot(&mut self, interface: &str) -> Result<()> {
+        for slot in 1..MAX_INTERFACES {
+            if self.slot_name(slot).as_deref() == Some(interface) {
+                self.iface_names.set(slot, [0u8; 16], 0)?;
+            }
+        }
+        Ok(())
     }
-    let stale6: Vec<_> = v6
-        .keys()
-        .filter_map(|k| k.ok())
-        .filter(|k| !wanted.iter().any(|(n, _)| *n == net_from_key6(k)))
-        .collect();
-    for key in stale6 {
-        ignore_missing(v6.remove(&key))?;
+
+    /// Counters per interface, summed over CPUs. The unattached slot (test
+    /// runs) is listed as "(unattached)" when it counted anything.
+    pub fn counters(&self) -> Vec<(String, IfaceCounters)> {
+        let mut out = Vec::new();
+        for slot in 0..MAX_INTERFACES {
+            let name = match (slot, self.slot_name(slot)) {
+                (_, Some(name)) => name,
+                (UNATTACHED_SLOT, None) => "(unattached)".to_string(),
+                _ => continue,
+            };
+            let Ok(per_cpu) = self.counters.get(&slot, 0) else { continue };
+            let mut sum = IfaceCounters::ZERO;
+            for cpu in per_cpu.iter() {
+                for (s, c) in sum.packets.iter_mut().zip(cpu.packets.iter()) {
+                    *s += c;
+                }
+                for (s, c) in sum.bytes.iter_mut().zip(cpu.bytes.iter()) {
+                    *s += c;
+                }
+            }
+            if slot == UNATTACHED_SLOT && sum == IfaceCounters::ZERO {
+                continue;
+            }
+            out.push((name, sum));
+        }
+        out
     }
-    Ok(())
 }

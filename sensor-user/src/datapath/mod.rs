@@ -1,6 +1,7 @@
 //! Loading the XDP program, pinning its maps and links, attaching it to the
 //! gateway's interfaces, and adopting what an earlier run left pinned.
 
+mod address_table;
 mod maps;
 mod objects;
 
@@ -19,9 +20,10 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use log::{info, warn};
-use sensor_common::{map_names, PROGRAM_NAME};
+use sensor_common::{map_names, IFACE_SLOT_GLOBAL, PROGRAM_NAME};
 
-pub use maps::Maps;
+pub use address_table::AddressTable;
+pub use maps::{Maps, UNATTACHED_SLOT};
 pub use objects::{sensor_object, FLOOR_OBJECT, SENSOR_OBJECT};
 
 use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
@@ -30,18 +32,17 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 10] = [
     map_names::ISOLATED_V4,
     map_names::ISOLATED_V6,
-    map_names::BLOCKED_V4,
-    map_names::BLOCKED_V6,
+    map_names::ADDRESSES_V4,
+    map_names::ADDRESSES_V6,
     map_names::EXEMPT_V4,
     map_names::EXEMPT_V6,
-    map_names::SEGMENT_V4,
-    map_names::SEGMENT_V6,
     map_names::SEGMENT_POLICY,
     map_names::SETTINGS,
     map_names::IFACE_COUNTERS,
+    map_names::IFACE_NAMES,
 ];
 
 /// One interface the program is attached to.
@@ -56,11 +57,17 @@ pub struct Attachment {
     pub adopted: bool,
 }
 
+/// The program and its maps. One program instance is loaded per interface
+/// (each knows its counter slot as a constant), plus one that is never
+/// attached, for BPF_PROG_TEST_RUN; all share the pinned maps.
 pub struct Datapath {
-    ebpf: Ebpf,
+    unattached: Ebpf,
     pub maps: Maps,
     pin_dir: PathBuf,
+    object: &'static [u8],
     pub attachments: Vec<Attachment>,
+    /// Kept so each attached instance stays loaded for the daemon's life.
+    instances: Vec<Ebpf>,
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -118,40 +125,23 @@ impl Datapath {
         Self::load_object(pin_dir, sensor_object()?)
     }
 
-    pub fn load_object(pin_dir: &Path, object: &[u8]) -> Result<Datapath> {
+    pub fn load_object(pin_dir: &Path, object: &'static [u8]) -> Result<Datapath> {
         ensure_pin_dir(pin_dir)?;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pin_dir)
-            .load(object)
-            .context("loading the eBPF object")?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .context("the eBPF object has no sensor program")?
-            .try_into()?;
-        program.load().context("the kernel refused the XDP program")?;
-        let maps = Maps::take_from(&mut ebpf)?;
+        let mut unattached = load_instance(pin_dir, object, UNATTACHED_SLOT)?;
+        let maps = Maps::take_from(&mut unattached)?;
         Ok(Datapath {
-            ebpf,
+            unattached,
             maps,
             pin_dir: pin_dir.to_owned(),
+            object,
             attachments: Vec::new(),
+            instances: Vec::new(),
         })
     }
 
+    /// The instance that is never attached: for BPF_PROG_TEST_RUN.
     pub fn program(&self) -> &Xdp {
-        self.ebpf
-            .program(PROGRAM_NAME)
-            .expect("loaded in Datapath::load")
-            .try_into()
-            .expect("an XDP program")
-    }
-
-    fn program_mut(&mut self) -> &mut Xdp {
-        self.ebpf
-            .program_mut(PROGRAM_NAME)
-            .expect("loaded in Datapath::load")
-            .try_into()
-            .expect("an XDP program")
+        program_of(&self.unattached)
     }
 
     fn link_pin(&self, interface: &str) -> PathBuf {
@@ -176,73 +166,12 @@ impl Datapath {
 
     fn attach(&mut self, interface: &str, mode: XdpModeSetting) -> Result<Attachment> {
         let ifindex = if_index(interface)?;
-        let pin = self.link_pin(interface);
-        if pin.exists() {
-            match self.replace_pinned(&pin, interface) {
-                Ok(link_mode) => {
-                    return Ok(Attachment {
-                        interface: interface.to_owned(),
-                        ifindex,
-                        mode: link_mode,
-                        adopted: true,
-                    })
-                }
-                Err(e) => {
-                    // Typically the interface was deleted and made again, and
-                    // the old link died with it.
-                    warn!("{interface}: pinned link unusable ({e:#}); attaching anew");
-                    let _ = fs::remove_file(&pin);
-                }
-            }
-        }
-        let (link_id, mode_name) = match mode {
-            XdpModeSetting::Native => (self.attach_mode(interface, XdpMode::Driver)?, "native"),
-            XdpModeSetting::Generic => (self.attach_mode(interface, XdpMode::Skb)?, "generic"),
-            XdpModeSetting::Auto => match self.attach_mode(interface, XdpMode::Driver) {
-                Ok(id) => (id, "native"),
-                Err(e) => {
-                    warn!(
-                        "{interface}: native XDP failed ({e:#}); falling back to generic mode, \
-                         which is slower (set xdp_mode = \"generic\" to silence this)"
-                    );
-                    (self.attach_mode(interface, XdpMode::Skb)?, "generic")
-                }
-            },
-        };
-        let link = self.program_mut().take_link(link_id)?;
-        let fd_link: FdLink = link
-            .try_into()
-            .context("the kernel gave a netlink attachment, which cannot be pinned")?;
-        fd_link
-            .pin(&pin)
-            .with_context(|| format!("pinning the link at {}", pin.display()))?;
-        Ok(Attachment {
-            interface: interface.to_owned(),
-            ifindex,
-            mode: mode_name,
-            adopted: false,
-        })
-    }
-
-    fn attach_mode(&mut self, interface: &str, mode: XdpMode) -> Result<aya::programs::xdp::XdpLinkId> {
-        self.program_mut().attach(interface, mode).with_context(|| {
-            format!(
-                "attaching XDP to {interface} in {mode:?} mode (is another XDP program attached? \
-                 try xdp_mode = \"generic\")"
-            )
-        })
-    }
-
-    /// Swaps the program behind an existing pinned link, atomically: no
-    /// packet goes unfiltered during an upgrade or restart.
-    fn replace_pinned(&mut self, pin: &Path, interface: &str) -> Result<&'static str> {
-        let pinned = PinnedLink::from_pin(pin).context("opening the pinned link")?;
-        let link: aya::programs::xdp::XdpLink = FdLink::from(pinned).try_into()?;
-        // Fails (ENOLINK) when the interface has gone since the link was made.
-        self.program_mut()
-            .attach_to_link(link)
-            .context("replacing the program behind the pinned link")?;
-        Ok(attached_mode(interface))
+        let slot = self.maps.interface_slot(interface)?;
+        let mut instance = load_instance(&self.pin_dir, self.object, slot)?;
+        let program = program_mut_of(&mut instance);
+        let attachment = attach_instance(program, &self.link_pin(interface), interface, ifindex, mode)?;
+        self.instances.push(instance);
+        Ok(attachment)
     }
 
     fn detach_unlisted(&mut self, interfaces: &[String]) -> Result<()> {
@@ -255,10 +184,116 @@ impl Datapath {
             if !interfaces.contains(&name) {
                 info!("{name}: no longer configured; detaching XDP");
                 unpin_link(&entry.path());
+                self.maps.release_interface_slot(&name)?;
             }
         }
         Ok(())
     }
+}
+
+/// Loads one instance of the program, with its counter slot, over the maps
+/// pinned in `pin_dir` (creating and pinning them on the first load).
+fn load_instance(pin_dir: &Path, object: &[u8], slot: u32) -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global(IFACE_SLOT_GLOBAL, &slot, true)
+        .default_map_pin_directory(pin_dir)
+        .load(object)
+        .context("loading the eBPF object")?;
+    program_mut_of(&mut ebpf)
+        .load()
+        .context("the kernel refused the XDP program")?;
+    Ok(ebpf)
+}
+
+fn program_of(ebpf: &Ebpf) -> &Xdp {
+    ebpf.program(PROGRAM_NAME)
+        .expect("the object has the sensor program")
+        .try_into()
+        .expect("an XDP program")
+}
+
+fn program_mut_of(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(PROGRAM_NAME)
+        .expect("the object has the sensor program")
+        .try_into()
+        .expect("an XDP program")
+}
+
+/// Attaches `program` to `interface`: replaces the program behind the link
+/// pinned at `pin` if there is one, else makes and pins a new link.
+fn attach_instance(
+    program: &mut Xdp,
+    pin: &Path,
+    interface: &str,
+    ifindex: u32,
+    mode: XdpModeSetting,
+) -> Result<Attachment> {
+    if pin.exists() {
+        match replace_pinned(program, pin) {
+            Ok(()) => {
+                return Ok(Attachment {
+                    interface: interface.to_owned(),
+                    ifindex,
+                    mode: attached_mode(interface),
+                    adopted: true,
+                })
+            }
+            Err(e) => {
+                // Typically the interface was deleted and made again, and
+                // the old link died with it.
+                warn!("{interface}: pinned link unusable ({e:#}); attaching anew");
+                let _ = fs::remove_file(pin);
+            }
+        }
+    }
+    let (link_id, mode_name) = match mode {
+        XdpModeSetting::Native => (attach_mode(program, interface, XdpMode::Driver)?, "native"),
+        XdpModeSetting::Generic => (attach_mode(program, interface, XdpMode::Skb)?, "generic"),
+        XdpModeSetting::Auto => match attach_mode(program, interface, XdpMode::Driver) {
+            Ok(id) => (id, "native"),
+            Err(e) => {
+                warn!(
+                    "{interface}: native XDP failed ({e:#}); falling back to generic mode, \
+                     which is slower (set xdp_mode = \"generic\" to silence this)"
+                );
+                (attach_mode(program, interface, XdpMode::Skb)?, "generic")
+            }
+        },
+    };
+    let link = program.take_link(link_id)?;
+    let fd_link: FdLink = link
+        .try_into()
+        .context("the kernel gave a netlink attachment, which cannot be pinned")?;
+    fd_link
+        .pin(pin)
+        .with_context(|| format!("pinning the link at {}", pin.display()))?;
+    Ok(Attachment {
+        interface: interface.to_owned(),
+        ifindex,
+        mode: mode_name,
+        adopted: false,
+    })
+}
+
+fn attach_mode(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<aya::programs::xdp::XdpLinkId> {
+    program.attach(interface, mode).with_context(|| {
+        format!(
+            "attaching XDP to {interface} in {mode:?} mode (is another XDP program attached? \
+             try xdp_mode = \"generic\")"
+        )
+    })
+}
+
+/// Swaps the program behind an existing pinned link, atomically: no packet
+/// goes unfiltered during an upgrade or restart.
+fn replace_pinned(program: &mut Xdp, pin: &Path) -> Result<()> {
+    let pinned = PinnedLink::from_pin(pin).context("opening the pinned link")?;
+    let link: aya::programs::xdp::XdpLink = FdLink::from(pinned).try_into()?;
+    // Fails (ENOLINK) when the interface has gone since the link was made.
+    program
+        .attach_to_link(link)
+        .context("replacing the program behind the pinned link")?;
+    Ok(())
 }
 
 /// The XDP mode the kernel reports for `interface` (links do not say it).

@@ -1,0 +1,429 @@
+//! What the address tries must hold, computed from the segment ranges and
+//! the blocked ranges (see `sensor_common::AddressInfo`).
+//!
+//! The trie holds every segment range and every blocked range. Each entry
+//! carries the segment of the longest segment range containing it, and the
+//! block state of the blocked ranges containing it. The datapath's longest
+//! match for an address is then the longest prefix of either kind containing
+//! it, and that entry answers both questions right:
+//! - no segment range longer than the entry contains the address (else that
+//!   range, being in the trie, would be the longer match), so the entry's
+//!   segment is the address's;
+//! - the same holds for blocked ranges.
+//!
+//! A prefix inside several blocked ranges is blocked while any of them is
+//! active, so its expiry is the latest of theirs (0, never, wins).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use sensor_common::{AddressInfo, BlockValue, ADDRESS_BLOCKED, ADDRESS_IS_BLOCK, ADDRESS_IS_SEGMENT};
+
+#[derive(Debug, Default, Clone)]
+pub struct AddressTable {
+    segments: BTreeMap<IpNet, u32>,
+    /// Blocked range -> its own expiry (`CLOCK_BOOTTIME` ns, 0 = never).
+    blocks: BTreeMap<IpNet, u64>,
+    /// What the trie holds (hits aside): one entry per prefix of either kind.
+    entries: BTreeMap<IpNet, AddressInfo>,
+}
+
+/// A prefix whose trie entry must be rewritten (or removed when `want` is
+/// `None`), and whether it was in the trie before the change (so its hit
+/// count is there to keep). Entries a change leaves as they were are not
+/// listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub prefix: IpNet,
+    pub want: Option<AddressInfo>,
+    pub existed: bool,
+}
+
+/// Every prefix of `net`'s family that contains it, longest first.
+fn supernets(net: IpNet) -> impl Iterator<Item = IpNet> {
+    (0..=net.prefix_len()).rev().map(move |len| {
+        IpNet::new(net.network(), len).expect("shorter prefix").trunc()
+    })
+}
+
+/// The range of keys a BTreeMap holds for the prefixes inside `net`.
+fn within_bounds(net: IpNet) -> (IpNet, IpNet) {
+    match net {
+        IpNet::V4(n) => (
+            IpNet::V4(Ipv4Net::new(n.network(), 0).unwrap()),
+            IpNet::V4(Ipv4Net::new(n.broadcast(), 32).unwrap()),
+        ),
+        IpNet::V6(n) => (
+            IpNet::V6(Ipv6Net::new(n.network(), 0).unwrap()),
+            IpNet::V6(Ipv6Net::new(n.broadcast(), 128).unwrap()),
+        ),
+    }
+}
+
+/// Two expiries of blocks that both cover a prefix: it stays blocked until
+/// the later one (0, never, wins).
+fn later(a: u64, b: u64) -> u64 {
+    if a == 0 || b == 0 {
+        0
+    } else {
+        a.max(b)
+    }
+}
+
+impl AddressTable {
+    pub fn segment_of(&self, prefix: IpNet) -> u32 {
+        supernets(prefix)
+            .find_map(|p| self.segments.get(&p).copied())
+            .unwrap_or(0)
+    }
+
+    /// The longest blocked range containing `prefix`, if any.
+    pub fn longest_block(&self, prefix: IpNet) -> Option<IpNet> {
+        supernets(prefix).find(|p| self.blocks.contains_key(p))
+    }
+
+    /// What the trie must hold for `prefix` (hits left at 0), computed from
+    /// the segments and blocks.
+    pub fn entry(&self, prefix: IpNet) -> Option<AddressInfo> {
+        let is_block = self.blocks.contains_key(&prefix);
+        let is_segment = self.segments.contains_key(&prefix);
+        if !is_block && !is_segment {
+            return None;
+        }
+        let mut info = AddressInfo { segment: self.segment_of(prefix), ..Default::default() };
+        if is_block {
+            info.flags |= ADDRESS_IS_BLOCK;
+        }
+        if is_segment {
+            info.flags |= ADDRESS_IS_SEGMENT;
+        }
+        let expiry = supernets(prefix).filter_map(|p| self.blocks.get(&p).copied()).reduce(later);
+        if let Some(expires_at_ns) = expiry {
+            info.flags |= ADDRESS_BLOCKED;
+            info.block = BlockValue { expires_at_ns, hits: 0 };
+        }
+        Some(info)
+    }
+
+    /// Every prefix in the trie that lies inside `net` (itself included).
+    pub fn prefixes_within(&self, net: IpNet) -> Vec<IpNet> {
+        let (lo, hi) = within_bounds(net);
+        self.entries
+            .range(lo..=hi)
+            .map(|(p, _)| *p)
+            .filter(|p| p.prefix_len() >= net.prefix_len())
+            .collect()
+    }
+
+    /// Records `want` for `prefix`; a `Change` if that differs from the trie.
+    fn settle(&mut self, prefix: IpNet, want: Option<AddressInfo>) -> Option<Change> {
+        let was = match want {
+            Some(info) => self.entries.insert(prefix, info),
+            None => self.entries.remove(&prefix),
+        };
+        (want != was).then_some(Change { prefix, want, existed: was.is_some() })
+    }
+
+    /// Recomputes every entry inside `net` (after a change that can lower
+    /// or remove what they carry).
+    fn recompute_within(&mut self, net: IpNet, extra: &[IpNet]) -> Vec<Change> {
+        let mut prefixes: BTreeSet<IpNet> = self.prefixes_within(net).into_iter().collect();
+        prefixes.extend(extra.iter().copied());
+        prefixes
+            .into_iter()
+            .filter_map(|p| {
+                let want = self.entry(p);
+                self.settle(p, want)
+            })
+            .collect()
+    }
+
+    pub fn insert_block(&mut self, net: IpNet, expires_at_ns: u64) -> Vec<Change> {
+        match self.blocks.insert(net, expires_at_ns) {
+            Some(old) if old == expires_at_ns => return Vec::new(),
+            // An earlier expiry can shorten what the prefixes inside carry.
+            Some(old) if later(old, expires_at_ns) == old => {
+                return self.recompute_within(net, &[net])
+            }
+            // New, or lasting longer: merge it in below.
+            _ => {}
+        }
+        let mut changes: Vec<Change> = self.settle(net, self.entry(net)).into_iter().collect();
+        // Everything inside is now covered by this block too: merge it in
+        // without recomputing each entry from scratch (blocks nest deeply).
+        let inside: Vec<(IpNet, AddressInfo)> = self
+            .prefixes_within(net)
+            .into_iter()
+            .filter(|p| *p != net)
+            .map(|p| (p, self.entries[&p]))
+            .collect();
+        for (prefix, old) in inside {
+            let mut info = old;
+            info.block.expires_at_ns = if old.flags & ADDRESS_BLOCKED != 0 {
+                later(old.block.expires_at_ns, expires_at_ns)
+            } else {
+                expires_at_ns
+            };
+            info.flags |= ADDRESS_BLOCKED;
+            changes.extend(self.settle(prefix, Some(info)));
+        }
+        changes
+    }
+
+    pub fn remove_block(&mut self, net: IpNet) -> Vec<Change> {
+        if self.blocks.remove(&net).is_none() {
+            return Vec::new();
+        }
+        self.recompute_within(net, &[])
+    }
+
+    pub fn is_block(&self, net: IpNet) -> bool {
+        self.blocks.contains_key(&net)
+    }
+
+    pub fn blocks(&self) -> impl Iterator<Item = (IpNet, u64)> + '_ {
+        self.blocks.iter().map(|(n, e)| (*n, *e))
+    }
+
+    /// Replaces the segment ranges; returns every entry to rewrite.
+    pub fn set_segments(&mut self, segments: &[(IpNet, u32)]) -> Vec<Change> {
+        let mut scope: Vec<IpNet> = self.segments.keys().copied().collect();
+        scope.extend(segments.iter().map(|(n, _)| *n));
+        self.segments = segments.iter().copied().collect();
+        let mut changes = Vec::new();
+        let mut done = BTreeSet::new();
+        for net in scope {
+            for prefix in self.prefixes_within(net).into_iter().chain([net]) {
+                if done.insert(prefix) {
+                    let want = self.entry(prefix);
+                    changes.extend(self.settle(prefix, want));
+                }
+            }
+        }
+        changes
+    }
+
+    /// Rebuilds the table from what a trie holds (adoption after a restart):
+    /// the entries flagged as blocks are blocks, with the expiry they carry.
+    pub fn from_entries(entries: impl IntoIterator<Item = (IpNet, AddressInfo)>) -> AddressTable {
+        let mut table = AddressTable::default();
+        for (prefix, mut info) in entries {
+            if info.flags & ADDRESS_IS_BLOCK != 0 {
+                table.blocks.insert(prefix, info.block.expires_at_ns);
+            }
+            if info.flags & ADDRESS_IS_SEGMENT != 0 {
+                table.segments.insert(prefix, info.segment);
+            }
+            info.block.hits = 0;
+            table.entries.insert(prefix, info);
+        }
+        table
+    }
+
+    /// The prefixes whose hits belong to the blocked range `net`: those
+    /// whose longest containing block it is.
+    pub fn hit_prefixes(&self, net: IpNet) -> Vec<IpNet> {
+        self.prefixes_within(net)
+            .into_iter()
+            .filter(|p| self.longest_block(*p) == Some(net))
+            .collect()
+    }
+
+    /// Entries in the trie.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// What the trie holds for `prefix` (hits aside), after the changes so
+    /// far were applied.
+    pub fn stored(&self, prefix: &IpNet) -> Option<AddressInfo> {
+        self.entries.get(prefix).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    /// What the datapath would find for `addr`: the longest stored entry.
+    fn lookup(t: &AddressTable, addr: &str) -> Option<AddressInfo> {
+        let host = IpNet::from(addr.parse::<std::net::IpAddr>().unwrap());
+        supernets(host).find_map(|p| t.stored(&p))
+    }
+
+    fn table() -> AddressTable {
+        let mut t = AddressTable::default();
+        t.set_segments(&[(net("0.0.0.0/0"), 1), (net("10.10.0.0/16"), 2), (net("10.20.0.0/16"), 3)]);
+        t
+    }
+
+    #[test]
+    fn segments_alone() {
+        let t = table();
+        assert_eq!(lookup(&t, "8.8.8.8").unwrap().segment, 1);
+        assert_eq!(lookup(&t, "10.10.3.4").unwrap().segment, 2);
+        assert_eq!(lookup(&t, "10.20.3.4").unwrap().segment, 3);
+        assert_eq!(lookup(&t, "10.10.3.4").unwrap().flags & ADDRESS_BLOCKED, 0);
+    }
+
+    #[test]
+    fn a_block_inside_a_segment_keeps_the_segment() {
+        let mut t = table();
+        let changes = t.insert_block(net("10.10.5.0/24"), 0);
+        assert_eq!(changes.len(), 1);
+        assert!(!changes[0].existed);
+        let info = lookup(&t, "10.10.5.9").unwrap();
+        assert_eq!(info.segment, 2);
+        assert_ne!(info.flags & ADDRESS_BLOCKED, 0);
+        assert_eq!(lookup(&t, "10.10.6.9").unwrap().flags & ADDRESS_BLOCKED, 0);
+    }
+
+    #[test]
+    fn a_segment_inside_a_block_is_blocked_too() {
+        let mut t = table();
+        let changes = t.insert_block(net("10.0.0.0/8"), 0);
+        // The block itself and both segments inside it are rewritten.
+        let prefixes: Vec<String> = changes.iter().map(|c| c.prefix.to_string()).collect();
+        assert_eq!(prefixes, ["10.0.0.0/8", "10.10.0.0/16", "10.20.0.0/16"]);
+        for addr in ["10.10.1.1", "10.20.1.1", "10.99.1.1"] {
+            assert_ne!(lookup(&t, addr).unwrap().flags & ADDRESS_BLOCKED, 0, "{addr}");
+        }
+        assert_eq!(lookup(&t, "10.10.1.1").unwrap().segment, 2);
+        assert_eq!(lookup(&t, "10.99.1.1").unwrap().segment, 1);
+        // Hits of the /8 are counted on all three entries.
+        assert_eq!(t.hit_prefixes(net("10.0.0.0/8")).len(), 3);
+
+        let changes = t.remove_block(net("10.0.0.0/8"));
+        assert!(changes.iter().any(|c| c.prefix == net("10.0.0.0/8") && c.want.is_none()));
+        for addr in ["10.10.1.1", "10.20.1.1", "10.99.1.1"] {
+            assert_eq!(lookup(&t, addr).unwrap().flags & ADDRESS_BLOCKED, 0, "{addr}");
+        }
+    }
+
+    #[test]
+    fn nested_blocks_last_as_long_as_the_longest_lived() {
+        let mut t = table();
+        t.insert_block(net("10.10.0.0/16"), 0);
+        t.insert_block(net("10.10.5.0/24"), 500);
+        let inner = lookup(&t, "10.10.5.1").unwrap();
+        assert_eq!(inner.block.expires_at_ns, 0, "the permanent /16 still covers it");
+        assert_eq!(t.longest_block(net("10.10.5.1/32")), Some(net("10.10.5.0/24")));
+        let mut t = table();
+        t.insert_block(net("10.10.0.0/16"), 300);
+        t.insert_block(net("10.10.5.0/24"), 500);
+        assert_eq!(lookup(&t, "10.10.5.1").unwrap().block.expires_at_ns, 500);
+        assert_eq!(lookup(&t, "10.10.6.1").unwrap().block.expires_at_ns, 300);
+    }
+
+    #[test]
+    fn a_block_on_a_segment_range_is_one_entry() {
+        let mut t = table();
+        t.insert_block(net("10.20.0.0/16"), 0);
+        assert_eq!(t.len(), 3);
+        let info = t.entry(net("10.20.0.0/16")).unwrap();
+        assert_eq!(info.flags, ADDRESS_BLOCKED | ADDRESS_IS_BLOCK | ADDRESS_IS_SEGMENT);
+        let changes = t.remove_block(net("10.20.0.0/16"));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].want.unwrap().flags, ADDRESS_IS_SEGMENT, "stays as a segment");
+    }
+
+    #[test]
+    fn adoption_rebuilds_the_table() {
+        let mut t = table();
+        t.insert_block(net("10.0.0.0/8"), 0);
+        t.insert_block(net("2001:db8::/32"), 77);
+        let entries: Vec<(IpNet, AddressInfo)> = [
+            "0.0.0.0/0", "10.0.0.0/8", "10.10.0.0/16", "10.20.0.0/16", "2001:db8::/32",
+        ]
+        .iter()
+        .map(|p| (net(p), t.entry(net(p)).unwrap()))
+        .collect();
+        let back = AddressTable::from_entries(entries);
+        let blocks: Vec<(IpNet, u64)> = back.blocks().collect();
+        assert_eq!(blocks, [(net("10.0.0.0/8"), 0), (net("2001:db8::/32"), 77)]);
+        assert_eq!(back.segment_of(net("10.10.1.0/24")), 2);
+    }
+
+    #[test]
+    fn changing_segments_rewrites_blocks_inside_them() {
+        let mut t = table();
+        t.insert_block(net("10.10.5.0/24"), 0);
+        let changes = t.set_segments(&[(net("0.0.0.0/0"), 1), (net("10.10.0.0/16"), 4)]);
+        let block = changes.iter().find(|c| c.prefix == net("10.10.5.0/24")).unwrap();
+        assert_eq!(block.want.unwrap().segment, 4);
+        assert!(block.existed);
+        let gone = changes.iter().find(|c| c.prefix == net("10.20.0.0/16")).unwrap();
+        assert_eq!(gone.want, None);
+    }
+
+    /// Random blocks and segments, added and removed: what the longest
+    /// entry says for an address always equals the answer computed directly.
+    #[test]
+    fn matches_a_direct_computation_under_random_changes() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // A small space (10.0.0.0/20) so that prefixes nest and probes hit them.
+        let random_net = |r: u64| {
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (r as u32 & 0x0fff));
+            IpNet::V4(Ipv4Net::new(addr, 20 + (r >> 40) as u8 % 13).unwrap().trunc())
+        };
+        let mut t = AddressTable::default();
+        let mut blocks: Vec<(IpNet, u64)> = Vec::new();
+        let mut segments: Vec<(IpNet, u32)> = Vec::new();
+        for round in 0..300 {
+            let r = rand();
+            match r % 5 {
+                0 => {
+                    segments.retain(|(n, _)| *n != random_net(r));
+                    segments.push((random_net(r), 1 + (r >> 50) as u32 % 5));
+                    t.set_segments(&segments);
+                }
+                1 if !blocks.is_empty() => {
+                    let (net, _) = blocks.remove((r >> 20) as usize % blocks.len());
+                    t.remove_block(net);
+                }
+                _ => {
+                    let net = random_net(r);
+                    let expiry = [0, 100, 200, 300][(r >> 56) as usize % 4];
+                    blocks.retain(|(n, _)| *n != net);
+                    blocks.push((net, expiry));
+                    t.insert_block(net, expiry);
+                }
+            }
+            for _ in 0..50 {
+                let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (rand() as u32 & 0x0fff));
+                let host = IpNet::from(std::net::IpAddr::V4(addr));
+                let got = lookup(&t, &addr.to_string());
+                let segment = segments
+                    .iter()
+                    .filter(|(n, _)| n.contains(&host))
+                    .max_by_key(|(n, _)| n.prefix_len())
+                    .map_or(0, |(_, id)| *id);
+                let expiry = blocks
+                    .iter()
+                    .filter(|(n, _)| n.contains(&host))
+                    .map(|(_, e)| *e)
+                    .reduce(later);
+                assert_eq!(got.map_or(0, |i| i.segment), segment, "round {round}, {addr}");
+                assert_eq!(
+                    got.filter(|i| i.flags & ADDRESS_BLOCKED != 0).map(|i| i.block.expires_at_ns),
+                    expiry,
+                    "round {round}, {addr}"
+                );
+            }
+        }
+    }
+}
