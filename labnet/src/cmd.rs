@@ -16,8 +16,13 @@ fn describe(cmd: &Command) -> String {
 /// Runs `cmd` to completion; fails unless it exits 0. Returns its stdout.
 pub fn run(cmd: &mut Command) -> Result<String> {
     let line = describe(cmd);
-    let Output { status, stdout, stderr } =
-        cmd.output().with_context(|| format!("cannot start `{line}`"))?;
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd
+        .output()
+        .with_context(|| format!("cannot start `{line}`"))?;
     if !status.success() {
         bail!(
             "`{line}` failed ({status}): {}",

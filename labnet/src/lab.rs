@@ -87,13 +87,55 @@ pub const SEGMENTS: [SegmentSpec; 3] = [
 ];
 
 pub const HOSTS: [HostSpec; 7] = [
-    HostSpec { name: "dns", segment: "internet", ipv4: "203.0.113.53", ipv6: "2001:db8:113::53", role: Role::Resolver },
-    HostSpec { name: "web", segment: "internet", ipv4: "203.0.113.80", ipv6: "2001:db8:113::80", role: Role::Web },
-    HostSpec { name: "c2", segment: "internet", ipv4: "203.0.113.66", ipv6: "2001:db8:113::66", role: Role::CommandAndControl },
-    HostSpec { name: "office1", segment: "office", ipv4: "10.10.0.11", ipv6: "fd00:10::11", role: Role::Client },
-    HostSpec { name: "office2", segment: "office", ipv4: "10.10.0.12", ipv6: "fd00:10::12", role: Role::Client },
-    HostSpec { name: "office3", segment: "office", ipv4: "10.10.0.13", ipv6: "fd00:10::13", role: Role::Client },
-    HostSpec { name: "records1", segment: "records", ipv4: "10.20.0.21", ipv6: "fd00:20::21", role: Role::Web },
+    HostSpec {
+        name: "dns",
+        segment: "internet",
+        ipv4: "203.0.113.53",
+        ipv6: "2001:db8:113::53",
+        role: Role::Resolver,
+    },
+    HostSpec {
+        name: "web",
+        segment: "internet",
+        ipv4: "203.0.113.80",
+        ipv6: "2001:db8:113::80",
+        role: Role::Web,
+    },
+    HostSpec {
+        name: "c2",
+        segment: "internet",
+        ipv4: "203.0.113.66",
+        ipv6: "2001:db8:113::66",
+        role: Role::CommandAndControl,
+    },
+    HostSpec {
+        name: "office1",
+        segment: "office",
+        ipv4: "10.10.0.11",
+        ipv6: "fd00:10::11",
+        role: Role::Client,
+    },
+    HostSpec {
+        name: "office2",
+        segment: "office",
+        ipv4: "10.10.0.12",
+        ipv6: "fd00:10::12",
+        role: Role::Client,
+    },
+    HostSpec {
+        name: "office3",
+        segment: "office",
+        ipv4: "10.10.0.13",
+        ipv6: "fd00:10::13",
+        role: Role::Client,
+    },
+    HostSpec {
+        name: "records1",
+        segment: "records",
+        ipv4: "10.20.0.21",
+        ipv6: "fd00:20::21",
+        role: Role::Web,
+    },
 ];
 
 /// Segment pairs the lab's policy allows (both ways); all others are separated.
@@ -146,8 +188,21 @@ impl Lab {
         for seg in &SEGMENTS {
             let bridge = format!("br-{}", seg.name);
             gateway.ip(&["link", "add", &bridge, "type", "bridge"])?;
-            gateway.ip(&["addr", "add", &format!("{}/{}", seg.gateway_v4, seg.prefix_v4), "dev", &bridge])?;
-            gateway.ip(&["addr", "add", &format!("{}/{}", seg.gateway_v6, seg.prefix_v6), "dev", &bridge, "nodad"])?;
+            gateway.ip(&[
+                "addr",
+                "add",
+                &format!("{}/{}", seg.gateway_v4, seg.prefix_v4),
+                "dev",
+                &bridge,
+            ])?;
+            gateway.ip(&[
+                "addr",
+                "add",
+                &format!("{}/{}", seg.gateway_v6, seg.prefix_v6),
+                "dev",
+                &bridge,
+                "nodad",
+            ])?;
             gateway.ip(&["link", "set", &bridge, "up"])?;
         }
         let mut lab = Lab {
@@ -170,15 +225,43 @@ impl Lab {
     }
 
     fn add_host(&self, spec: &HostSpec) -> Result<LabHost> {
-        let seg = SEGMENTS.iter().find(|s| s.name == spec.segment).expect("known segment");
+        let seg = SEGMENTS
+            .iter()
+            .find(|s| s.name == spec.segment)
+            .expect("known segment");
         let ns = Netns::create(&format!("{}-{}", self.prefix, spec.name))?;
         let port = spec.name.to_string();
         // Both ends are made inside the lab's namespaces, never in the root one.
-        self.gateway.ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns.name()])?;
-        self.gateway.ip(&["link", "set", &port, "master", &format!("br-{}", seg.name)])?;
+        self.gateway.ip(&[
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ])?;
+        self.gateway
+            .ip(&["link", "set", &port, "master", &format!("br-{}", seg.name)])?;
         self.gateway.ip(&["link", "set", &port, "up"])?;
-        ns.ip(&["addr", "add", &format!("{}/{}", spec.ipv4, seg.prefix_v4), "dev", "eth0"])?;
-        ns.ip(&["addr", "add", &format!("{}/{}", spec.ipv6, seg.prefix_v6), "dev", "eth0", "nodad"])?;
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{}/{}", spec.ipv4, seg.prefix_v4),
+            "dev",
+            "eth0",
+        ])?;
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{}/{}", spec.ipv6, seg.prefix_v6),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         ns.ip(&["route", "add", "default", "via", seg.gateway_v4])?;
         ns.ip(&["-6", "route", "add", "default", "via", seg.gateway_v6])?;
@@ -205,10 +288,34 @@ impl Lab {
             match host.role {
                 Role::Client => continue,
                 Role::Web => {
-                    host.netns.spawn("python3", &["-m", "http.server", "80", "--bind", "::", "--directory", &www_s], &log)?;
+                    host.netns.spawn(
+                        "python3",
+                        &[
+                            "-m",
+                            "http.server",
+                            "80",
+                            "--bind",
+                            "::",
+                            "--directory",
+                            &www_s,
+                        ],
+                        &log,
+                    )?;
                 }
                 Role::CommandAndControl => {
-                    host.netns.spawn("python3", &["-m", "http.server", "8080", "--bind", "::", "--directory", &www_s], &log)?;
+                    host.netns.spawn(
+                        "python3",
+                        &[
+                            "-m",
+                            "http.server",
+                            "8080",
+                            "--bind",
+                            "::",
+                            "--directory",
+                            &www_s,
+                        ],
+                        &log,
+                    )?;
                 }
                 Role::Resolver => {
                     let mut args = vec![
@@ -237,18 +344,35 @@ impl Lab {
                 Role::CommandAndControl => 8080,
                 _ => 80,
             };
-            let proto = if host.role == Role::Resolver { "udp" } else { "tcp" };
+            let proto = if host.role == Role::Resolver {
+                "udp"
+            } else {
+                "tcp"
+            };
             loop {
                 let listening = host
                     .netns
-                    .exec("ss", &["-Hln", if proto == "udp" { "-u" } else { "-t" }, "sport", "=", &format!(":{port}")])
+                    .exec(
+                        "ss",
+                        &[
+                            "-Hln",
+                            if proto == "udp" { "-u" } else { "-t" },
+                            "sport",
+                            "=",
+                            &format!(":{port}"),
+                        ],
+                    )
                     .map(|out| !out.trim().is_empty())
                     .unwrap_or(false);
                 if listening {
                     break;
                 }
                 if Instant::now() > deadline {
-                    bail!("{} did not start listening on {proto}/{port}; see its log in {}", host.name, self.dir.join("logs").display());
+                    bail!(
+                        "{} did not start listening on {proto}/{port}; see its log in {}",
+                        host.name,
+                        self.dir.join("logs").display()
+                    );
                 }
                 sleep(Duration::from_millis(100));
             }
@@ -301,10 +425,20 @@ impl Lab {
         text.push('\n');
         for seg in &SEGMENTS {
             let cidrs: Vec<String> = seg.sensor_cidrs.iter().map(|c| format!("{c:?}")).collect();
-            text.push_str(&format!("\n[[segment]]\nname = {:?}\ncidrs = [{}]\n", seg.name, cidrs.join(", ")));
+            text.push_str(&format!(
+                "\n[[segment]]\nname = {:?}\ncidrs = [{}]\n",
+                seg.name,
+                cidrs.join(", ")
+            ));
         }
-        let pairs: Vec<String> = ALLOWED_PAIRS.iter().map(|(a, b)| format!("[{a:?}, {b:?}]")).collect();
-        text.push_str(&format!("\n[policy]\ndefault = \"deny\"\nallow = [{}]\n", pairs.join(", ")));
+        let pairs: Vec<String> = ALLOWED_PAIRS
+            .iter()
+            .map(|(a, b)| format!("[{a:?}, {b:?}]"))
+            .collect();
+        text.push_str(&format!(
+            "\n[policy]\ndefault = \"deny\"\nallow = [{}]\n",
+            pairs.join(", ")
+        ));
         text
     }
 
@@ -320,7 +454,7 @@ impl Lab {
     pub fn start_sensord(&self) -> Result<()> {
         let sensord = self.bin_dir.join("sensord");
         let config = self.config_path();
-        let child = self.gateway.spawn(
+        let mut child = self.gateway.spawn(
             &sensord,
             &["--config", &config.to_string_lossy()],
             &self.sensord_log(),
@@ -330,6 +464,13 @@ impl Lab {
         while Instant::now() < deadline {
             if self.sensorctl(&["status"]).is_ok() {
                 return Ok(());
+            }
+            if let Some(status) = child.try_wait()? {
+                let _ = fs::remove_file(self.dir.join("sensord.pid"));
+                bail!(
+                    "sensord exited ({status}) before it was ready; its log:\n{}",
+                    fs::read_to_string(self.sensord_log()).unwrap_or_default()
+                );
             }
             sleep(Duration::from_millis(100));
         }
@@ -373,7 +514,15 @@ impl Lab {
 
     /// Scrapes sensord's metrics from inside the gateway namespace.
     pub fn metrics(&self) -> Result<String> {
-        self.gateway.exec("curl", &["-sS", "-m", "5", &format!("http://{}/metrics", self.metrics_address)])
+        self.gateway.exec(
+            "curl",
+            &[
+                "-sS",
+                "-m",
+                "5",
+                &format!("http://{}/metrics", self.metrics_address),
+            ],
+        )
     }
 
     /// `lab status --json`.
@@ -404,8 +553,11 @@ impl Lab {
         for h in &mut self.hosts {
             h.netns.disown();
         }
-        fs::write(self.dir.join("status.json"), serde_json::to_vec_pretty(&self.status_json()).unwrap())
-            .expect("writing the lab's status");
+        fs::write(
+            self.dir.join("status.json"),
+            serde_json::to_vec_pretty(&self.status_json()).unwrap(),
+        )
+        .expect("writing the lab's status");
     }
 }
 
@@ -439,7 +591,11 @@ pub fn destroy(prefix: &str) {
 /// The status of a lab left running by `lab up`, read back from its directory.
 pub fn saved_status(prefix: &str) -> Result<Value> {
     let path = PathBuf::from("/run").join(prefix).join("status.json");
-    let text = fs::read_to_string(&path)
-        .with_context(|| format!("no lab is running ({} is missing); start one with `cargo xtask lab up`", path.display()))?;
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no lab is running ({} is missing); start one with `cargo xtask lab up`",
+            path.display()
+        )
+    })?;
     Ok(serde_json::from_str(&text)?)
 }

@@ -25,14 +25,20 @@ impl Netns {
             delete(name);
         }
         cmd::sh("ip", &["netns", "add", name])?;
-        let ns = Netns { name: name.to_owned(), owned: true };
+        let ns = Netns {
+            name: name.to_owned(),
+            owned: true,
+        };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
 
     /// A handle to an existing namespace that will not be deleted on drop.
     pub fn existing(name: &str) -> Netns {
-        Netns { name: name.to_owned(), owned: false }
+        Netns {
+            name: name.to_owned(),
+            owned: false,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -70,9 +76,15 @@ impl Netns {
 
     /// Starts a long-running program inside the namespace, in its own
     /// process group, with its output in `log`.
-    pub fn spawn(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str], log: &Path) -> Result<Child> {
+    pub fn spawn(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        log: &Path,
+    ) -> Result<Child> {
         use std::os::unix::process::CommandExt;
-        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let mut c = self.command(program);
         c.args(args)
@@ -80,7 +92,8 @@ impl Netns {
             .stdout(out)
             .stderr(err)
             .process_group(0);
-        c.spawn().with_context(|| format!("starting a program in {}", self.name))
+        c.spawn()
+            .with_context(|| format!("starting a program in {}", self.name))
     }
 
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {

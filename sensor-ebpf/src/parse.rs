@@ -169,7 +169,10 @@ fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
     if ip.version_ihl >> 4 != 4 || header_len < IPV4_MIN_HLEN || !cur.has(offset, header_len) {
         return Err(Truncated);
     }
-    let addrs = Addrs::V4 { src: ip.src, dst: ip.dst };
+    let addrs = Addrs::V4 {
+        src: ip.src,
+        dst: ip.dst,
+    };
     // Fragment offset (low 13 bits): only the first fragment has an L4 header.
     let first_fragment = u16::from_be_bytes(ip.frag_off) & 0x1fff == 0;
     let l4_complete = !first_fragment || l4_fits(cur, offset + header_len, ip.protocol);
@@ -182,7 +185,10 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
     if ip.version_class_flow[0] >> 4 != 6 {
         return Err(Truncated);
     }
-    let addrs = Addrs::V6 { src: ip.src, dst: ip.dst };
+    let addrs = Addrs::V6 {
+        src: ip.src,
+        dst: ip.dst,
+    };
     let mut next = ip.next_header;
     let mut l4_offset = offset + IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
@@ -191,14 +197,22 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
         }
         let ext: ExtHeader = match cur.read(l4_offset) {
             Ok(ext) => ext,
-            Err(_) => return Ok(IpPacket { addrs, l4_complete: false }),
+            Err(_) => {
+                return Ok(IpPacket {
+                    addrs,
+                    l4_complete: false,
+                })
+            }
         };
         let header_len = match next {
             IPPROTO_AH => (ext.len as usize + 2) * 4,
             IPPROTO_FRAGMENT => {
                 if u16::from_be_bytes(ext.frag_off) & 0xfff8 != 0 {
                     // A later fragment: no transport header to look for.
-                    return Ok(IpPacket { addrs, l4_complete: true });
+                    return Ok(IpPacket {
+                        addrs,
+                        l4_complete: true,
+                    });
                 }
                 8
             }
@@ -215,7 +229,12 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
 fn is_ipv6_extension(next_header: u8) -> bool {
     matches!(
         next_header,
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_FRAGMENT | IPPROTO_AH | IPPROTO_DSTOPTS | IPPROTO_MH
+        IPPROTO_HOPOPTS
+            | IPPROTO_ROUTING
+            | IPPROTO_FRAGMENT
+            | IPPROTO_AH
+            | IPPROTO_DSTOPTS
+            | IPPROTO_MH
     )
 }
 

@@ -194,10 +194,7 @@ fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
     if net.trunc() != net {
         return Err(invalid(
             key,
-            format!(
-                "{text:?} has host bits set; did you mean {}?",
-                net.trunc()
-            ),
+            format!("{text:?} has host bits set; did you mean {}?", net.trunc()),
         ));
     }
     Ok(net)
@@ -247,7 +244,9 @@ impl RawConfig {
             state_file: self
                 .state_file
                 .unwrap_or_else(|| paths::DEFAULT_STATE_FILE.into()),
-            pin_dir: self.pin_dir.unwrap_or_else(|| paths::DEFAULT_PIN_DIR.into()),
+            pin_dir: self
+                .pin_dir
+                .unwrap_or_else(|| paths::DEFAULT_PIN_DIR.into()),
             on_exit: self.on_exit,
             exempt,
             segments,
@@ -289,7 +288,10 @@ fn validate_segments(raw: &[RawSegment]) -> Result<Vec<Segment>, ConfigError> {
             ));
         }
         if seg.cidrs.is_empty() {
-            return Err(invalid(format!("{key}.cidrs"), "a segment needs at least one CIDR"));
+            return Err(invalid(
+                format!("{key}.cidrs"),
+                "a segment needs at least one CIDR",
+            ));
         }
         let mut cidrs = Vec::new();
         for (j, text) in seg.cidrs.iter().enumerate() {
@@ -370,7 +372,10 @@ mod tests {
         assert_eq!(cfg.mode, Mode::Enforce);
         assert_eq!(cfg.on_exit, OnExit::Keep);
         assert_eq!(cfg.pin_dir, PathBuf::from(paths::DEFAULT_PIN_DIR));
-        assert_eq!(cfg.metrics_address.to_string(), paths::DEFAULT_METRICS_ADDRESS);
+        assert_eq!(
+            cfg.metrics_address.to_string(),
+            paths::DEFAULT_METRICS_ADDRESS
+        );
         assert!(cfg.interfaces.is_empty());
     }
 
@@ -397,7 +402,10 @@ mod tests {
     #[test]
     fn policy_must_name_known_segments() {
         let e = err("[[segment]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n[policy]\nallow = [[\"a\", \"b\"]]");
-        assert!(e.starts_with("policy.allow[0]:") && e.contains("\"b\""), "{e}");
+        assert!(
+            e.starts_with("policy.allow[0]:") && e.contains("\"b\""),
+            "{e}"
+        );
     }
 
     #[test]

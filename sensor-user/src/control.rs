@@ -65,11 +65,19 @@ pub struct Response {
 
 impl Response {
     pub fn ok(result: Value) -> Response {
-        Response { ok: true, result: Some(result), error: None }
+        Response {
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
     }
 
     pub fn error(message: impl Into<String>) -> Response {
-        Response { ok: false, result: None, error: Some(message.into()) }
+        Response {
+            ok: false,
+            result: None,
+            error: Some(message.into()),
+        }
     }
 }
 
@@ -177,7 +185,9 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused() {
-        assert!(serde_json::from_str::<Request>(r#"{"command":"isolate","ip":"10.0.0.300"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"command":"isolate","ip":"10.0.0.300"}"#).is_err()
+        );
         assert!(serde_json::from_str::<Request>(r#"{"command":"reboot"}"#).is_err());
     }
 

@@ -69,13 +69,21 @@ impl Sensor {
             Request::Status => return Ok(self.status()),
             Request::List => return Ok(json!(self.enforcer.list(maps))),
             Request::Stats => return Ok(self.stats()),
-            Request::Isolate { ip, ttl_secs, reason: r } => {
-                self.enforcer.isolate(maps, ip, ttl(ttl_secs), &reason(r), "operator")
-            }
+            Request::Isolate {
+                ip,
+                ttl_secs,
+                reason: r,
+            } => self
+                .enforcer
+                .isolate(maps, ip, ttl(ttl_secs), &reason(r), "operator"),
             Request::Release { ip } => self.enforcer.release(maps, ip),
-            Request::Block { cidr, ttl_secs, reason: r } => {
-                self.enforcer.block(maps, cidr, ttl(ttl_secs), &reason(r), "operator")
-            }
+            Request::Block {
+                cidr,
+                ttl_secs,
+                reason: r,
+            } => self
+                .enforcer
+                .block(maps, cidr, ttl(ttl_secs), &reason(r), "operator"),
             Request::Unblock { cidr } => self.enforcer.unblock(maps, cidr),
         };
         entry.map(|e| json!(e)).map_err(|e| e.to_string())
@@ -137,7 +145,10 @@ impl Sensor {
     }
 
     fn sweep_expired(&mut self) {
-        match self.enforcer.expire(&mut self.datapath.maps, clock::unix_now()) {
+        match self
+            .enforcer
+            .expire(&mut self.datapath.maps, clock::unix_now())
+        {
             Ok(removed) => {
                 for entry in removed {
                     self.metrics
@@ -165,8 +176,16 @@ pub async fn run(config: Config) -> Result<()> {
     let sensor: Shared = Arc::new(Mutex::new(Sensor::start(config)?));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let control_task = tokio::spawn(serve_control(control_listener, sensor.clone(), stop_rx.clone()));
-    let metrics_task = tokio::spawn(serve_metrics(metrics_listener, sensor.clone(), stop_rx.clone()));
+    let control_task = tokio::spawn(serve_control(
+        control_listener,
+        sensor.clone(),
+        stop_rx.clone(),
+    ));
+    let metrics_task = tokio::spawn(serve_metrics(
+        metrics_listener,
+        sensor.clone(),
+        stop_rx.clone(),
+    ));
     let expiry_task = tokio::spawn(sweep_loop(sensor.clone(), stop_rx));
     info!(
         "sensord ready: control socket {}, metrics http://{metrics_address}/metrics",
@@ -191,7 +210,10 @@ pub async fn run(config: Config) -> Result<()> {
         ),
         OnExit::Remove => {
             datapath::remove_pins(&pin_dir)?;
-            info!("detached and removed the pinned maps in {}", pin_dir.display());
+            info!(
+                "detached and removed the pinned maps in {}",
+                pin_dir.display()
+            );
         }
     }
     Ok(())
@@ -231,7 +253,11 @@ async fn handle_connection(mut stream: UnixStream, sensor: Shared) {
     match stream.peer_cred() {
         Ok(cred) if cred.uid() == 0 => {}
         _ => {
-            control::write_response(&mut stream, &Response::error("only root may use the control API")).await;
+            control::write_response(
+                &mut stream,
+                &Response::error("only root may use the control API"),
+            )
+            .await;
             return;
         }
     }

@@ -121,7 +121,10 @@ impl Enforcer {
         }
         let adopted = enforcer.adopt_unrecorded(maps, now);
         enforcer.expire(maps, now)?;
-        state::save(state_file, &enforcer.entries.values().cloned().collect::<Vec<_>>())?;
+        state::save(
+            state_file,
+            &enforcer.entries.values().cloned().collect::<Vec<_>>(),
+        )?;
         info!(
             "enforcement state: {} entries ({} re-applied from {}, {} adopted from the maps)",
             enforcer.entries.len(),
@@ -141,7 +144,13 @@ impl Enforcer {
         let found: Vec<(Kind, IpNet, Option<u64>)> = maps
             .isolated_hosts()
             .into_iter()
-            .map(|h| (Kind::Isolation, IpNet::from(h), expiry(maps.get_isolated(h))))
+            .map(|h| {
+                (
+                    Kind::Isolation,
+                    IpNet::from(h),
+                    expiry(maps.get_isolated(h)),
+                )
+            })
             .chain(
                 maps.blocked_ranges()
                     .into_iter()
@@ -153,7 +162,10 @@ impl Enforcer {
             if self.entries.contains_key(&(kind, target)) {
                 continue;
             }
-            warn!("adopting {} {target} found in the pinned maps without a record", kind.label());
+            warn!(
+                "adopting {} {target} found in the pinned maps without a record",
+                kind.label()
+            );
             self.entries.insert(
                 (kind, target),
                 Entry {
@@ -178,13 +190,25 @@ impl Enforcer {
             Kind::Isolation => {
                 let host = entry.target.addr();
                 let hits = maps.get_isolated(host).map_or(0, |v| v.hits);
-                maps.set_isolated(host, BlockValue { expires_at_ns, hits })
-                    .map_err(map_err("isolated hosts"))
+                maps.set_isolated(
+                    host,
+                    BlockValue {
+                        expires_at_ns,
+                        hits,
+                    },
+                )
+                .map_err(map_err("isolated hosts"))
             }
             Kind::Block => {
                 let hits = maps.get_blocked(entry.target).map_or(0, |v| v.hits);
-                maps.set_blocked(entry.target, BlockValue { expires_at_ns, hits })
-                    .map_err(map_err("blocked ranges"))
+                maps.set_blocked(
+                    entry.target,
+                    BlockValue {
+                        expires_at_ns,
+                        hits,
+                    },
+                )
+                .map_err(map_err("blocked ranges"))
             }
         }
     }
@@ -265,7 +289,12 @@ impl Enforcer {
     }
 
     /// Removes an entry: state file first, then the map.
-    fn remove(&mut self, maps: &mut Maps, kind: Kind, target: IpNet) -> Result<Entry, EnforceError> {
+    fn remove(
+        &mut self,
+        maps: &mut Maps,
+        kind: Kind,
+        target: IpNet,
+    ) -> Result<Entry, EnforceError> {
         let Some(entry) = self.entries.remove(&(kind, target)) else {
             return Err(EnforceError::NotFound {
                 what: match kind {
@@ -283,7 +312,9 @@ impl Enforcer {
             Kind::Isolation => maps
                 .remove_isolated(target.addr())
                 .map_err(map_err("isolated hosts"))?,
-            Kind::Block => maps.remove_blocked(target).map_err(map_err("blocked ranges"))?,
+            Kind::Block => maps
+                .remove_blocked(target)
+                .map_err(map_err("blocked ranges"))?,
         }
         Ok(entry)
     }
@@ -358,7 +389,9 @@ mod tests {
 
     #[test]
     fn refuses_ranges_with_host_bits_or_everything() {
-        let e = check_range("10.0.0.1/8".parse().unwrap()).unwrap_err().to_string();
+        let e = check_range("10.0.0.1/8".parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("10.0.0.0/8"), "{e}");
         assert!(check_range("0.0.0.0/0".parse().unwrap()).is_err());
         assert!(check_range("10.0.0.0/8".parse().unwrap()).is_ok());

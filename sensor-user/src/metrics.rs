@@ -28,13 +28,17 @@ pub struct Snapshot<'a> {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(vec.clone())).expect("registered once");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("registered once");
     vec
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(vec.clone())).expect("registered once");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("registered once");
     vec
 }
 
@@ -50,11 +54,16 @@ impl Metrics {
             .register(Box::new(monitor_mode.clone()))
             .expect("registered once");
         let build = IntGaugeVec::new(
-            Opts::new("sensor_build_info", "Always 1; the version label says which sensord"),
+            Opts::new(
+                "sensor_build_info",
+                "Always 1; the version label says which sensord",
+            ),
             &["version"],
         )
         .expect("valid metric");
-        registry.register(Box::new(build.clone())).expect("registered once");
+        registry
+            .register(Box::new(build.clone()))
+            .expect("registered once");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
             packets: counter_vec(
@@ -116,26 +125,52 @@ impl Metrics {
                         continue;
                     }
                     let labels = [interface.as_str(), verdict.label(), reason.label()];
-                    self.packets.with_label_values(&labels).inc_by(counters.packets[i]);
-                    self.bytes.with_label_values(&labels).inc_by(counters.bytes[i]);
+                    self.packets
+                        .with_label_values(&labels)
+                        .inc_by(counters.packets[i]);
+                    self.bytes
+                        .with_label_values(&labels)
+                        .inc_by(counters.bytes[i]);
                 }
             }
         }
         let c = snapshot.counts;
         let maps = [
-            ("isolated_v4", c.isolated_v4, sensor_common::MAX_ISOLATED_HOSTS),
-            ("isolated_v6", c.isolated_v6, sensor_common::MAX_ISOLATED_HOSTS),
-            ("blocked_v4", c.blocked_v4, sensor_common::MAX_BLOCKED_RANGES),
-            ("blocked_v6", c.blocked_v6, sensor_common::MAX_BLOCKED_RANGES),
+            (
+                "isolated_v4",
+                c.isolated_v4,
+                sensor_common::MAX_ISOLATED_HOSTS,
+            ),
+            (
+                "isolated_v6",
+                c.isolated_v6,
+                sensor_common::MAX_ISOLATED_HOSTS,
+            ),
+            (
+                "blocked_v4",
+                c.blocked_v4,
+                sensor_common::MAX_BLOCKED_RANGES,
+            ),
+            (
+                "blocked_v6",
+                c.blocked_v6,
+                sensor_common::MAX_BLOCKED_RANGES,
+            ),
         ];
         for (map, entries, capacity) in maps {
-            self.map_entries.with_label_values(&[map]).set(entries as i64);
-            self.map_capacity.with_label_values(&[map]).set(capacity as i64);
+            self.map_entries
+                .with_label_values(&[map])
+                .set(entries as i64);
+            self.map_capacity
+                .with_label_values(&[map])
+                .set(capacity as i64);
         }
         self.monitor_mode.set(snapshot.monitor as i64);
         self.attached.reset();
         for a in snapshot.attachments {
-            self.attached.with_label_values(&[a.interface.as_str(), a.mode]).set(1);
+            self.attached
+                .with_label_values(&[a.interface.as_str(), a.mode])
+                .set(1);
         }
         let mut out = Vec::new();
         TextEncoder::new()
@@ -163,17 +198,28 @@ mod tests {
         counters.bytes[counter_index(Verdict::Drop, Reason::SegmentPolicy)] = 700;
         let snapshot = Snapshot {
             counters: vec![("lo".to_string(), counters)],
-            counts: Counts { isolated_v4: 3, ..Counts::default() },
+            counts: Counts {
+                isolated_v4: 3,
+                ..Counts::default()
+            },
             monitor: false,
             attachments: &[],
         };
         let text = metrics.render(&snapshot);
         assert!(
-            text.contains(r#"sensor_packets_total{interface="lo",reason="segment_policy",verdict="drop"} 7"#),
+            text.contains(
+                r#"sensor_packets_total{interface="lo",reason="segment_policy",verdict="drop"} 7"#
+            ),
             "{text}"
         );
-        assert!(text.contains(r#"sensor_map_entries{map="isolated_v4"} 3"#), "{text}");
-        assert!(text.contains("# TYPE sensor_packets_total counter"), "{text}");
+        assert!(
+            text.contains(r#"sensor_map_entries{map="isolated_v4"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE sensor_packets_total counter"),
+            "{text}"
+        );
         // A second scrape shows the same absolute values, not doubled ones.
         let again = metrics.render(&snapshot);
         assert!(again.contains(r#"verdict="drop"} 7"#), "{again}");

@@ -17,10 +17,16 @@ fn samples() -> Vec<Packet> {
         Packet::tcp("10.0.0.5", "10.0.0.9"),
         Packet::udp("10.0.0.5", "10.0.0.9").ipv4_options(3),
         Packet::icmp("10.0.0.5", "10.0.0.9").vlan(ETH_P_8021Q, 7),
-        Packet::tcp("10.0.0.5", "10.0.0.9").vlan(ETH_P_8021AD, 1).vlan(ETH_P_8021Q, 2),
+        Packet::tcp("10.0.0.5", "10.0.0.9")
+            .vlan(ETH_P_8021AD, 1)
+            .vlan(ETH_P_8021Q, 2),
         Packet::tcp("2001:db8::5", "2001:db8::9"),
-        Packet::udp("2001:db8::5", "2001:db8::9").ext(Ext::HopByHop).ext(Ext::Fragment { offset: 0 }),
-        Packet::icmp("2001:db8::5", "2001:db8::9").vlan(ETH_P_8021Q, 7).ext(Ext::Ah),
+        Packet::udp("2001:db8::5", "2001:db8::9")
+            .ext(Ext::HopByHop)
+            .ext(Ext::Fragment { offset: 0 }),
+        Packet::icmp("2001:db8::5", "2001:db8::9")
+            .vlan(ETH_P_8021Q, 7)
+            .ext(Ext::Ah),
     ]
 }
 
@@ -48,8 +54,17 @@ fn truncated_packets_are_dropped_only_once_their_addresses_are_readable() {
         for cut in MIN_FRAME..=full.len() {
             let v = f.run(&full[..cut]);
             assert_ne!(v, XDP_ABORTED, "{p:?} cut at {cut}");
-            let expected = if cut >= p.addresses_end() { XDP_DROP } else { XDP_PASS };
-            assert_eq!(v, expected, "{p:?} cut at {cut} (addresses end at {})", p.addresses_end());
+            let expected = if cut >= p.addresses_end() {
+                XDP_DROP
+            } else {
+                XDP_PASS
+            };
+            assert_eq!(
+                v,
+                expected,
+                "{p:?} cut at {cut} (addresses end at {})",
+                p.addresses_end()
+            );
         }
     }
 }
@@ -74,13 +89,18 @@ fn broken_ip_headers_fail_open() {
     let mut v6 = Packet::tcp("2001:db8::5", "2001:db8::9").build();
     v6[14] = 0x40;
     cases.push(("IPv6 ethertype with version 4", v6));
-    let mut hbh = Packet::tcp("2001:db8::5", "2001:db8::9").ext(Ext::HopByHop).build();
+    let mut hbh = Packet::tcp("2001:db8::5", "2001:db8::9")
+        .ext(Ext::HopByHop)
+        .build();
     hbh[14 + 40 + 1] = 255; // extension header claiming 2 KiB
     cases.push(("extension header past the end", hbh));
     for (what, data) in &cases {
         assert_eq!(f.run(data), XDP_PASS, "{what}");
     }
-    assert_eq!(f.counted(Verdict::Pass, Reason::ParseError), cases.len() as u64);
+    assert_eq!(
+        f.counted(Verdict::Pass, Reason::ParseError),
+        cases.len() as u64
+    );
 }
 
 /// xorshift64*: deterministic, so a failure can be reproduced.

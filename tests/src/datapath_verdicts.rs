@@ -7,7 +7,7 @@ use sensor_user::{clock, config::Config};
 
 use crate::support::{
     fixture::{Fixture, XDP_DROP, XDP_PASS},
-    packet::{arp, Ext, Packet, L4, ETH_P_8021AD, ETH_P_8021Q},
+    packet::{arp, Ext, Packet, ETH_P_8021AD, ETH_P_8021Q, L4},
 };
 
 #[test]
@@ -25,7 +25,10 @@ fn allowed_traffic_passes_on_every_protocol_path() {
     for p in &packets {
         assert_eq!(f.verdict(p), XDP_PASS, "{p:?}");
     }
-    assert_eq!(f.counted(Verdict::Pass, Reason::Allowed), packets.len() as u64);
+    assert_eq!(
+        f.counted(Verdict::Pass, Reason::Allowed),
+        packets.len() as u64
+    );
     assert_eq!(f.run(&arp()), XDP_PASS);
     assert_eq!(f.counted(Verdict::Pass, Reason::NotIp), 1);
 }
@@ -37,12 +40,22 @@ fn isolated_host_is_cut_off_both_ways() {
     f.isolate("2001:db8::5");
     assert_eq!(f.verdict(&Packet::tcp("10.0.0.5", "10.0.0.9")), XDP_DROP);
     assert_eq!(f.verdict(&Packet::udp("10.0.0.9", "10.0.0.5")), XDP_DROP);
-    assert_eq!(f.verdict(&Packet::icmp("2001:db8::5", "2001:db8::9")), XDP_DROP);
-    assert_eq!(f.verdict(&Packet::tcp("2001:db8::9", "2001:db8::5")), XDP_DROP);
+    assert_eq!(
+        f.verdict(&Packet::icmp("2001:db8::5", "2001:db8::9")),
+        XDP_DROP
+    );
+    assert_eq!(
+        f.verdict(&Packet::tcp("2001:db8::9", "2001:db8::5")),
+        XDP_DROP
+    );
     assert_eq!(f.verdict(&Packet::tcp("10.0.0.6", "10.0.0.9")), XDP_PASS);
     assert_eq!(f.counted(Verdict::Drop, Reason::IsolatedSource), 2);
     assert_eq!(f.counted(Verdict::Drop, Reason::IsolatedDestination), 2);
-    let hits = f.dp.maps.get_isolated("10.0.0.5".parse().unwrap()).unwrap().hits;
+    let hits =
+        f.dp.maps
+            .get_isolated("10.0.0.5".parse().unwrap())
+            .unwrap()
+            .hits;
     assert_eq!(hits, 2, "each drop counts a hit on its entry");
 }
 
@@ -50,7 +63,9 @@ fn isolated_host_is_cut_off_both_ways() {
 fn isolated_host_still_reaches_exempt_ranges() {
     let mut f = Fixture::new();
     f.isolate("10.0.0.5");
-    f.dp.maps.sync_exempt(&["10.0.0.53/32".parse().unwrap()]).unwrap();
+    f.dp.maps
+        .sync_exempt(&["10.0.0.53/32".parse().unwrap()])
+        .unwrap();
     assert_eq!(f.verdict(&Packet::udp("10.0.0.5", "10.0.0.53")), XDP_PASS);
     assert_eq!(f.verdict(&Packet::udp("10.0.0.53", "10.0.0.5")), XDP_PASS);
     assert_eq!(f.verdict(&Packet::udp("10.0.0.5", "10.0.0.54")), XDP_DROP);
@@ -61,11 +76,26 @@ fn blocked_ranges_drop_by_longest_prefix() {
     let mut f = Fixture::new();
     f.block("198.51.100.0/24");
     f.block("2001:db8:bad::/48");
-    assert_eq!(f.verdict(&Packet::tcp("10.0.0.1", "198.51.100.77")), XDP_DROP);
-    assert_eq!(f.verdict(&Packet::tcp("198.51.100.1", "10.0.0.1")), XDP_DROP);
-    assert_eq!(f.verdict(&Packet::tcp("10.0.0.1", "198.51.101.1")), XDP_PASS);
-    assert_eq!(f.verdict(&Packet::udp("2001:db8:bad:1::1", "2001:db8::1")), XDP_DROP);
-    assert_eq!(f.verdict(&Packet::udp("2001:db8::1", "2001:db8:bad2::1")), XDP_PASS);
+    assert_eq!(
+        f.verdict(&Packet::tcp("10.0.0.1", "198.51.100.77")),
+        XDP_DROP
+    );
+    assert_eq!(
+        f.verdict(&Packet::tcp("198.51.100.1", "10.0.0.1")),
+        XDP_DROP
+    );
+    assert_eq!(
+        f.verdict(&Packet::tcp("10.0.0.1", "198.51.101.1")),
+        XDP_PASS
+    );
+    assert_eq!(
+        f.verdict(&Packet::udp("2001:db8:bad:1::1", "2001:db8::1")),
+        XDP_DROP
+    );
+    assert_eq!(
+        f.verdict(&Packet::udp("2001:db8::1", "2001:db8:bad2::1")),
+        XDP_PASS
+    );
     assert_eq!(f.counted(Verdict::Drop, Reason::BlockedDestination), 1);
     assert_eq!(f.counted(Verdict::Drop, Reason::BlockedSource), 2);
 }
@@ -89,31 +119,76 @@ fn segment_policy_separates_segments() {
         "#,
     )
     .unwrap();
-    f.dp.maps.sync_segments(&config.segments, &config.policy).unwrap();
-    assert_eq!(f.verdict(&Packet::tcp("10.10.0.5", "93.184.216.34")), XDP_PASS);
-    assert_eq!(f.verdict(&Packet::tcp("93.184.216.34", "10.10.0.5")), XDP_PASS);
+    f.dp.maps
+        .sync_segments(&config.segments, &config.policy)
+        .unwrap();
+    assert_eq!(
+        f.verdict(&Packet::tcp("10.10.0.5", "93.184.216.34")),
+        XDP_PASS
+    );
+    assert_eq!(
+        f.verdict(&Packet::tcp("93.184.216.34", "10.10.0.5")),
+        XDP_PASS
+    );
     assert_eq!(f.verdict(&Packet::tcp("10.10.0.5", "10.20.0.5")), XDP_PASS);
-    assert_eq!(f.verdict(&Packet::tcp("10.20.0.5", "10.20.0.6")), XDP_PASS, "within a segment");
-    assert_eq!(f.verdict(&Packet::tcp("10.20.0.5", "93.184.216.34")), XDP_DROP);
-    assert_eq!(f.verdict(&Packet::udp("93.184.216.34", "10.20.0.5")), XDP_DROP);
-    assert_eq!(f.verdict(&Packet::tcp("fd00:10::5", "fd00:20::5")), XDP_PASS);
+    assert_eq!(
+        f.verdict(&Packet::tcp("10.20.0.5", "10.20.0.6")),
+        XDP_PASS,
+        "within a segment"
+    );
+    assert_eq!(
+        f.verdict(&Packet::tcp("10.20.0.5", "93.184.216.34")),
+        XDP_DROP
+    );
+    assert_eq!(
+        f.verdict(&Packet::udp("93.184.216.34", "10.20.0.5")),
+        XDP_DROP
+    );
+    assert_eq!(
+        f.verdict(&Packet::tcp("fd00:10::5", "fd00:20::5")),
+        XDP_PASS
+    );
     // IPv6 has no internet segment here: addresses in no segment are not judged.
-    assert_eq!(f.verdict(&Packet::tcp("fd00:20::5", "2001:db8::1")), XDP_PASS);
+    assert_eq!(
+        f.verdict(&Packet::tcp("fd00:20::5", "2001:db8::1")),
+        XDP_PASS
+    );
     assert_eq!(f.counted(Verdict::Drop, Reason::SegmentPolicy), 2);
 }
 
 #[test]
 fn expired_entries_stop_applying_in_the_datapath() {
     let mut f = Fixture::new();
-    let lapsed = BlockValue { expires_at_ns: 1, hits: 0 };
-    let later = BlockValue { expires_at_ns: clock::boottime_ns() + 3_600_000_000_000, hits: 0 };
-    f.dp.maps.set_isolated("10.0.0.5".parse().unwrap(), lapsed).unwrap();
-    f.dp.maps.set_isolated("10.0.0.6".parse().unwrap(), later).unwrap();
-    f.dp.maps.set_blocked("198.51.100.0/24".parse().unwrap(), lapsed).unwrap();
+    let lapsed = BlockValue {
+        expires_at_ns: 1,
+        hits: 0,
+    };
+    let later = BlockValue {
+        expires_at_ns: clock::boottime_ns() + 3_600_000_000_000,
+        hits: 0,
+    };
+    f.dp.maps
+        .set_isolated("10.0.0.5".parse().unwrap(), lapsed)
+        .unwrap();
+    f.dp.maps
+        .set_isolated("10.0.0.6".parse().unwrap(), later)
+        .unwrap();
+    f.dp.maps
+        .set_blocked("198.51.100.0/24".parse().unwrap(), lapsed)
+        .unwrap();
     assert_eq!(f.verdict(&Packet::tcp("10.0.0.5", "10.0.0.9")), XDP_PASS);
     assert_eq!(f.verdict(&Packet::tcp("10.0.0.6", "10.0.0.9")), XDP_DROP);
-    assert_eq!(f.verdict(&Packet::tcp("10.0.0.9", "198.51.100.1")), XDP_PASS);
-    assert_eq!(f.dp.maps.get_isolated("10.0.0.5".parse().unwrap()).unwrap().hits, 0);
+    assert_eq!(
+        f.verdict(&Packet::tcp("10.0.0.9", "198.51.100.1")),
+        XDP_PASS
+    );
+    assert_eq!(
+        f.dp.maps
+            .get_isolated("10.0.0.5".parse().unwrap())
+            .unwrap()
+            .hits,
+        0
+    );
 }
 
 #[test]
@@ -134,12 +209,18 @@ fn vlan_and_qinq_tagged_packets_are_enforced() {
     f.isolate("10.0.0.5");
     f.isolate("2001:db8::5");
     let single = Packet::tcp("10.0.0.5", "10.0.0.9").vlan(ETH_P_8021Q, 10);
-    let qinq = Packet::tcp("10.0.0.9", "10.0.0.5").vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10);
-    let qinq6 = Packet::udp("2001:db8::5", "2001:db8::9").vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10);
+    let qinq = Packet::tcp("10.0.0.9", "10.0.0.5")
+        .vlan(ETH_P_8021AD, 100)
+        .vlan(ETH_P_8021Q, 10);
+    let qinq6 = Packet::udp("2001:db8::5", "2001:db8::9")
+        .vlan(ETH_P_8021AD, 100)
+        .vlan(ETH_P_8021Q, 10);
     assert_eq!(f.verdict(&single), XDP_DROP);
     assert_eq!(f.verdict(&qinq), XDP_DROP);
     assert_eq!(f.verdict(&qinq6), XDP_DROP);
-    let allowed = Packet::tcp("10.0.0.8", "10.0.0.9").vlan(ETH_P_8021AD, 100).vlan(ETH_P_8021Q, 10);
+    let allowed = Packet::tcp("10.0.0.8", "10.0.0.9")
+        .vlan(ETH_P_8021AD, 100)
+        .vlan(ETH_P_8021Q, 10);
     assert_eq!(f.verdict(&allowed), XDP_PASS);
     // A third tag is deeper than the parser walks: fail open, counted.
     let triple = Packet::tcp("10.0.0.5", "10.0.0.9")
@@ -155,14 +236,24 @@ fn ipv4_options_and_fragments() {
     let mut f = Fixture::new();
     f.isolate("10.0.0.5");
     for words in [1, 5, 10] {
-        assert_eq!(f.verdict(&Packet::tcp("10.0.0.5", "10.0.0.9").ipv4_options(words)), XDP_DROP);
-        assert_eq!(f.verdict(&Packet::tcp("10.0.0.8", "10.0.0.9").ipv4_options(words)), XDP_PASS);
+        assert_eq!(
+            f.verdict(&Packet::tcp("10.0.0.5", "10.0.0.9").ipv4_options(words)),
+            XDP_DROP
+        );
+        assert_eq!(
+            f.verdict(&Packet::tcp("10.0.0.8", "10.0.0.9").ipv4_options(words)),
+            XDP_PASS
+        );
     }
     // A later fragment has no TCP header; it is judged on its addresses alone.
     let mut later = Packet::tcp("10.0.0.8", "10.0.0.9").ipv4_fragment(185);
     later.l4 = L4::Other(6);
     assert_eq!(f.verdict(&later), XDP_PASS);
-    assert_eq!(f.counted(Verdict::Pass, Reason::ParseError), 0, "a later fragment is not malformed");
+    assert_eq!(
+        f.counted(Verdict::Pass, Reason::ParseError),
+        0,
+        "a later fragment is not malformed"
+    );
     let mut later_blocked = later.clone();
     later_blocked.src = "10.0.0.5".parse().unwrap();
     assert_eq!(f.verdict(&later_blocked), XDP_DROP);
@@ -188,7 +279,11 @@ fn ipv6_extension_headers_are_walked() {
         assert_eq!(f.verdict(&ok), XDP_PASS, "{chain:?}");
         assert_eq!(f.verdict(&bad), XDP_DROP, "{chain:?}");
     }
-    assert_eq!(f.counted(Verdict::Pass, Reason::Allowed), 4, "all complete, none malformed");
+    assert_eq!(
+        f.counted(Verdict::Pass, Reason::Allowed),
+        4,
+        "all complete, none malformed"
+    );
     // A later fragment: no transport header to find.
     let mut later = Packet::tcp("2001:db8::8", "2001:db8::9").ext(Ext::Fragment { offset: 100 });
     later.l4 = L4::Other(6);

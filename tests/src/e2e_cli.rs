@@ -20,7 +20,10 @@ fn sensorctl(socket: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn no_daemon_is_a_clear_error_with_its_own_exit_code() {
-    let (code, _, err) = sensorctl(std::path::Path::new("/run/no-such-sensord.sock"), &["status"]);
+    let (code, _, err) = sensorctl(
+        std::path::Path::new("/run/no-such-sensord.sock"),
+        &["status"],
+    );
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("sensord is not running"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -47,7 +50,8 @@ fn bad_input_and_unknown_entries_are_refused() {
     assert_eq!(code, 0);
     assert_eq!(out.trim(), "[]");
     // The socket is root-only.
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -68,6 +72,7 @@ fn json_output_of_every_command_parses() {
         full.extend(&args);
         let (code, out, err) = sensorctl(&socket, &full);
         assert_eq!(code, 0, "{args:?}: {err}");
-        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
     }
 }

@@ -7,28 +7,62 @@ use crate::support::lab::{self, http, sensorctl_json};
 #[test]
 fn killed_daemon_keeps_enforcing_and_restart_adopts_the_blocks() {
     let lab = lab::start("crash", "");
-    lab.sensorctl(&["isolate", "10.10.0.11", "--reason", "beacon", "--ttl", "1h"]).unwrap();
-    lab.sensorctl(&["block", "203.0.113.64/30", "--reason", "C&C"]).unwrap();
+    lab.sensorctl(&["isolate", "10.10.0.11", "--reason", "beacon", "--ttl", "1h"])
+        .unwrap();
+    lab.sensorctl(&["block", "203.0.113.64/30", "--reason", "C&C"])
+        .unwrap();
     let before = sensorctl_json(&lab, &["list"]);
 
     lab.stop_sensord(libc::SIGKILL).unwrap();
-    assert!(!http(&lab, "office1", "http://203.0.113.80/"), "isolation holds while sensord is dead");
-    assert!(!http(&lab, "office2", "http://203.0.113.66:8080/"), "block holds while sensord is dead");
-    assert!(http(&lab, "office2", "http://203.0.113.80/"), "and nothing else is blocked");
+    assert!(
+        !http(&lab, "office1", "http://203.0.113.80/"),
+        "isolation holds while sensord is dead"
+    );
+    assert!(
+        !http(&lab, "office2", "http://203.0.113.66:8080/"),
+        "block holds while sensord is dead"
+    );
+    assert!(
+        http(&lab, "office2", "http://203.0.113.80/"),
+        "and nothing else is blocked"
+    );
 
     lab.start_sensord().unwrap();
     let status = sensorctl_json(&lab, &["status"]);
     let interfaces = status["interfaces"].as_array().unwrap();
     assert_eq!(interfaces.len(), 7);
-    assert!(interfaces.iter().all(|i| i["adopted"] == true), "links adopted: {status}");
+    assert!(
+        interfaces.iter().all(|i| i["adopted"] == true),
+        "links adopted: {status}"
+    );
     let after = sensorctl_json(&lab, &["list"]);
     let strip_hits = |v: &serde_json::Value| -> Vec<(String, String, String)> {
-        v.as_array().unwrap().iter().map(|e| (e["target"].to_string(), e["reason"].to_string(), e["expires"].to_string())).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["target"].to_string(),
+                    e["reason"].to_string(),
+                    e["expires"].to_string(),
+                )
+            })
+            .collect()
     };
-    assert_eq!(strip_hits(&before), strip_hits(&after), "same entries after restart");
-    assert!(!http(&lab, "office1", "http://203.0.113.80/"), "still isolated after restart");
+    assert_eq!(
+        strip_hits(&before),
+        strip_hits(&after),
+        "same entries after restart"
+    );
+    assert!(
+        !http(&lab, "office1", "http://203.0.113.80/"),
+        "still isolated after restart"
+    );
     lab.sensorctl(&["release", "10.10.0.11"]).unwrap();
-    assert!(http(&lab, "office1", "http://203.0.113.80/"), "release works after restart");
+    assert!(
+        http(&lab, "office1", "http://203.0.113.80/"),
+        "release works after restart"
+    );
 }
 
 #[test]
@@ -36,9 +70,15 @@ fn sigterm_keeps_enforcement_by_default() {
     let lab = lab::start("term", "");
     lab.sensorctl(&["isolate", "10.10.0.11"]).unwrap();
     lab.stop_sensord(libc::SIGTERM).unwrap();
-    assert!(!http(&lab, "office1", "http://203.0.113.80/"), "still isolated after a clean stop");
+    assert!(
+        !http(&lab, "office1", "http://203.0.113.80/"),
+        "still isolated after a clean stop"
+    );
     assert!(lab.pin_dir().join("ISOLATED_V4").exists());
-    assert!(!lab.control_socket().exists(), "the socket is removed on exit");
+    assert!(
+        !lab.control_socket().exists(),
+        "the socket is removed on exit"
+    );
 }
 
 #[test]
@@ -46,10 +86,20 @@ fn on_exit_remove_detaches_and_unpins_everything() {
     let lab = lab::start("rm", "on_exit = \"remove\"");
     lab.sensorctl(&["isolate", "10.10.0.11"]).unwrap();
     lab.stop_sensord(libc::SIGTERM).unwrap();
-    assert!(http(&lab, "office1", "http://203.0.113.80/"), "no enforcement left");
-    assert!(http(&lab, "records1", "http://203.0.113.80/"), "policy gone too");
+    assert!(
+        http(&lab, "office1", "http://203.0.113.80/"),
+        "no enforcement left"
+    );
+    assert!(
+        http(&lab, "records1", "http://203.0.113.80/"),
+        "policy gone too"
+    );
     // (bpffs itself shows progs.debug and maps.debug; those are not ours.)
-    assert!(!lab.pin_dir().exists(), "pins left behind in {}", lab.pin_dir().display());
+    assert!(
+        !lab.pin_dir().exists(),
+        "pins left behind in {}",
+        lab.pin_dir().display()
+    );
     let out = lab.gateway.ip(&["-d", "link", "show", "office1"]).unwrap();
     assert!(!out.contains("xdp"), "XDP still attached: {out}");
 }
@@ -63,9 +113,18 @@ fn lost_state_file_is_rebuilt_from_the_pinned_maps() {
     std::fs::remove_file(lab.state_file()).unwrap();
     lab.start_sensord().unwrap();
     let list = sensorctl_json(&lab, &["list"]);
-    let targets: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["target"].as_str().unwrap()).collect();
+    let targets: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
     assert_eq!(targets, ["10.10.0.13/32", "198.51.100.0/24"]);
-    assert!(list.as_array().unwrap().iter().all(|e| e["origin"] == "adopted"));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["origin"] == "adopted"));
     assert!(lab.state_file().exists(), "the state file is written again");
 }
 
@@ -77,6 +136,13 @@ fn corrupt_state_file_stops_the_daemon_instead_of_losing_blocks() {
     std::fs::write(lab.state_file(), b"{ truncated").unwrap();
     let err = lab.start_sensord().unwrap_err().to_string();
     assert!(err.contains("not valid"), "{err}");
-    assert_eq!(std::fs::read(lab.state_file()).unwrap(), b"{ truncated", "left as it was for the operator");
-    assert!(!http(&lab, "office3", "http://203.0.113.80/"), "the pinned isolation still holds");
+    assert_eq!(
+        std::fs::read(lab.state_file()).unwrap(),
+        b"{ truncated",
+        "left as it was for the operator"
+    );
+    assert!(
+        !http(&lab, "office3", "http://203.0.113.80/"),
+        "the pinned isolation still holds"
+    );
 }

@@ -6,12 +6,12 @@ pub mod bench;
 pub mod support;
 
 #[cfg(test)]
+mod datapath_robustness;
+#[cfg(test)]
 mod datapath_verdicts;
 #[cfg(test)]
-mod datapath_robustness;
+mod e2e_cli;
 #[cfg(test)]
 mod e2e_enforcement;
 #[cfg(test)]
 mod e2e_lifecycle;
-#[cfg(test)]
-mod e2e_cli;

@@ -30,7 +30,14 @@ pub fn build_ebpf(toolchain: EbpfToolchain) -> Result<()> {
     let mut c = Command::new("cargo");
     c.current_dir(root.join("sensor-ebpf"))
         .arg(format!("+{}", toolchain.rustup_name()))
-        .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
+        .args([
+            "build",
+            "--release",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+        ])
         .arg("--target-dir")
         .arg(root.join("target/ebpf"))
         // The Debian toolchain is stable: let it take -Z flags.
@@ -41,7 +48,13 @@ pub fn build_ebpf(toolchain: EbpfToolchain) -> Result<()> {
         .env_remove("RUSTC")
         .env_remove("CARGO");
     if toolchain == EbpfToolchain::Debian {
-        c.env("PATH", format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default()));
+        c.env(
+            "PATH",
+            format!(
+                "/usr/lib/llvm-22/bin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
     }
     println!("building the eBPF program ({})", toolchain.rustup_name());
     cmd::run(&mut c).context("building sensor-ebpf")?;

@@ -1,6 +1,7 @@
 //! `cargo xtask`: builds the eBPF program and the binaries, runs the tests,
 //! the lab and the benchmarks. Each command installs what it needs.
 
+mod bench;
 mod build;
 mod lab;
 mod setup;
@@ -28,6 +29,10 @@ enum Command {
     ///
     /// Example: cargo xtask lab        (build, tell the story, clean up)
     Lab(lab::Options),
+    /// Per-packet cost of the XDP program beside the floor and xdp-filter.
+    ///
+    /// Example: cargo xtask bench --rounds 9
+    Bench(bench::Options),
 }
 
 fn main() -> Result<()> {
@@ -36,5 +41,6 @@ fn main() -> Result<()> {
         Command::Build(o) => build::run(&o).map(|_| ()),
         Command::Test(o) => test::run(&o),
         Command::Lab(o) => lab::run(&o),
+        Command::Bench(o) => bench::run(&o),
     }
 }

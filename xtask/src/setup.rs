@@ -35,14 +35,35 @@ impl EbpfToolchain {
 
 /// Debian packages for the Debian eBPF route.
 const TOOLCHAIN_PACKAGES: &[&str] = &[
-    "rustc-web", "rust-web-src", "cargo-web", "llvm-22-dev", "libzstd-dev", "zlib1g-dev",
+    "rustc-web",
+    "rust-web-src",
+    "cargo-web",
+    "llvm-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
 ];
 
 /// Programs the lab and the tests run.
 const TOOL_PACKAGES: &[&str] = &[
-    "iproute2", "iputils-ping", "curl", "dnsmasq", "python3", "ncat", "socat", "iperf3", "nmap",
-    "hping3", "tcpreplay", "python3-scapy", "netsniff-ng", "xdp-tools", "bpftool", "nftables",
-    "iptables", "dnsutils", "procps",
+    "iproute2",
+    "iputils-ping",
+    "curl",
+    "dnsmasq",
+    "python3",
+    "ncat",
+    "socat",
+    "iperf3",
+    "nmap",
+    "hping3",
+    "tcpreplay",
+    "python3-scapy",
+    "netsniff-ng",
+    "xdp-tools",
+    "bpftool",
+    "nftables",
+    "iptables",
+    "dnsutils",
+    "procps",
 ];
 
 fn have(program: &str, arg: &str) -> bool {
@@ -82,7 +103,11 @@ fn nightly_has_rust_src() -> bool {
     Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("rust-src")))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("rust-src"))
+        })
         .unwrap_or(false)
 }
 
@@ -94,10 +119,22 @@ pub fn ebpf_toolchain() -> Result<EbpfToolchain> {
     apt_install(TOOLCHAIN_PACKAGES)?;
     if !have("bpf-linker", "--version") {
         println!("installing bpf-linker (LLVM 22) from crates.io; this takes a few minutes");
-        let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "/usr/lib/llvm-22/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
         let status = Command::new("cargo")
             .env("PATH", path)
-            .args(["install", "--locked", "bpf-linker", "--version", "0.13.0", "--no-default-features", "--features", "llvm-22"])
+            .args([
+                "install",
+                "--locked",
+                "bpf-linker",
+                "--version",
+                "0.13.0",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
             .status()?;
         if !status.success() {
             bail!("cargo install bpf-linker failed");

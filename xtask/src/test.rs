@@ -14,13 +14,18 @@ pub struct Options {
 
 pub fn require_root(what: &str) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
-    ensure!(unsafe { libc::geteuid() } == 0, "{what} needs root (network namespaces, XDP, bpffs); run it as root");
+    ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "{what} needs root (network namespaces, XDP, bpffs); run it as root"
+    );
     Ok(())
 }
 
 fn cargo_test(args: &[&str], envs: &[(&str, String)]) -> Result<()> {
     let mut c = Command::new("cargo");
-    c.current_dir(build::workspace_root()).arg("test").args(args);
+    c.current_dir(build::workspace_root())
+        .arg("test")
+        .args(args);
     for (k, v) in envs {
         c.env(k, v);
     }
@@ -35,7 +40,10 @@ pub fn run(options: &Options) -> Result<()> {
     let bin_dir = build::run(&build::Options::default())?;
 
     println!("== unit tests");
-    cargo_test(&["--release", "--workspace", "--exclude", "sensor-tests"], &[])?;
+    cargo_test(
+        &["--release", "--workspace", "--exclude", "sensor-tests"],
+        &[],
+    )?;
 
     println!("== datapath and end-to-end tests (one at a time: they share the kernel)");
     let mut args = vec!["--release", "-p", "sensor-tests", "--"];
@@ -43,5 +51,8 @@ pub fn run(options: &Options) -> Result<()> {
         args.push(f);
     }
     args.push("--test-threads=1");
-    cargo_test(&args, &[("SENSOR_BIN_DIR", bin_dir.to_string_lossy().into_owned())])
+    cargo_test(
+        &args,
+        &[("SENSOR_BIN_DIR", bin_dir.to_string_lossy().into_owned())],
+    )
 }

@@ -40,7 +40,10 @@ fn main() -> Result<()> {
     }
     if args.remove {
         datapath::remove_pins(&config.pin_dir)?;
-        println!("removed the XDP links and pinned maps in {}", config.pin_dir.display());
+        println!(
+            "removed the XDP links and pinned maps in {}",
+            config.pin_dir.display()
+        );
         return Ok(());
     }
     tokio::runtime::Builder::new_multi_thread()

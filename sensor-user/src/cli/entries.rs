@@ -4,7 +4,10 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::{table, Cli, Command};
-use crate::{clock, control::{self, Request}};
+use crate::{
+    clock,
+    control::{self, Request},
+};
 
 pub fn change(cli: &Cli, command: &Command) -> Result<()> {
     let request = match command {
@@ -36,7 +39,10 @@ pub fn change(cli: &Cli, command: &Command) -> Result<()> {
             Some(at) => format!(" until {}", clock::format_unix(at)),
             None => String::new(),
         };
-        println!("{verb} {}{expires}", entry["target"].as_str().unwrap_or("?"));
+        println!(
+            "{verb} {}{expires}",
+            entry["target"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }
@@ -79,6 +85,11 @@ pub fn list(cli: &Cli) -> Result<()> {
         println!("no isolations or blocks");
         return Ok(());
     }
-    table::print(&["KIND", "TARGET", "ORIGIN", "REASON", "CREATED", "EXPIRES", "HITS"], &rows);
+    table::print(
+        &[
+            "KIND", "TARGET", "ORIGIN", "REASON", "CREATED", "EXPIRES", "HITS",
+        ],
+        &rows,
+    );
     Ok(())
 }

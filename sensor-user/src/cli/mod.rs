@@ -74,7 +74,8 @@ pub enum Command {
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let ttl = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (try 90s, 30m, 12h or 7d)"))?;
+    let ttl = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?}: {e} (try 90s, 30m, 12h or 7d)"))?;
     if ttl < Duration::from_secs(1) {
         return Err("a TTL must be at least one second".into());
     }
@@ -101,7 +102,10 @@ pub fn run(cli: &Cli) -> Result<()> {
 /// could not be reached. (clap uses 2 for usage errors.)
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     let text = error.to_string();
-    if text.contains("sensord is not running") || text.contains("cannot connect") || text.contains("permission denied") {
+    if text.contains("sensord is not running")
+        || text.contains("cannot connect")
+        || text.contains("permission denied")
+    {
         3
     } else {
         1

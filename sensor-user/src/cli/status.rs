@@ -11,7 +11,12 @@ pub fn status(cli: &Cli) -> Result<()> {
         println!("{s}");
         return Ok(());
     }
-    println!("sensord {}  mode: {}  up {}s", s["version"].as_str().unwrap_or("?"), s["mode"].as_str().unwrap_or("?"), s["uptime_secs"]);
+    println!(
+        "sensord {}  mode: {}  up {}s",
+        s["version"].as_str().unwrap_or("?"),
+        s["mode"].as_str().unwrap_or("?"),
+        s["uptime_secs"]
+    );
     let e = &s["entries"];
     println!(
         "isolated hosts: {} IPv4, {} IPv6 (capacity {} each)",
@@ -55,6 +60,9 @@ pub fn stats(cli: &Cli) -> Result<()> {
             ]);
         }
     }
-    table::print(&["INTERFACE", "VERDICT", "REASON", "PACKETS", "BYTES"], &rows);
+    table::print(
+        &["INTERFACE", "VERDICT", "REASON", "PACKETS", "BYTES"],
+        &rows,
+    );
     Ok(())
 }

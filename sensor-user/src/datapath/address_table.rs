@@ -17,7 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use sensor_common::{AddressInfo, BlockValue, ADDRESS_BLOCKED, ADDRESS_IS_BLOCK, ADDRESS_IS_SEGMENT};
+use sensor_common::{
+    AddressInfo, BlockValue, ADDRESS_BLOCKED, ADDRESS_IS_BLOCK, ADDRESS_IS_SEGMENT,
+};
 
 #[derive(Debug, Default, Clone)]
 pub struct AddressTable {
@@ -42,7 +44,9 @@ pub struct Change {
 /// Every prefix of `net`'s family that contains it, longest first.
 fn supernets(net: IpNet) -> impl Iterator<Item = IpNet> {
     (0..=net.prefix_len()).rev().map(move |len| {
-        IpNet::new(net.network(), len).expect("shorter prefix").trunc()
+        IpNet::new(net.network(), len)
+            .expect("shorter prefix")
+            .trunc()
     })
 }
 
@@ -90,17 +94,25 @@ impl AddressTable {
         if !is_block && !is_segment {
             return None;
         }
-        let mut info = AddressInfo { segment: self.segment_of(prefix), ..Default::default() };
+        let mut info = AddressInfo {
+            segment: self.segment_of(prefix),
+            ..Default::default()
+        };
         if is_block {
             info.flags |= ADDRESS_IS_BLOCK;
         }
         if is_segment {
             info.flags |= ADDRESS_IS_SEGMENT;
         }
-        let expiry = supernets(prefix).filter_map(|p| self.blocks.get(&p).copied()).reduce(later);
+        let expiry = supernets(prefix)
+            .filter_map(|p| self.blocks.get(&p).copied())
+            .reduce(later);
         if let Some(expires_at_ns) = expiry {
             info.flags |= ADDRESS_BLOCKED;
-            info.block = BlockValue { expires_at_ns, hits: 0 };
+            info.block = BlockValue {
+                expires_at_ns,
+                hits: 0,
+            };
         }
         Some(info)
     }
@@ -121,7 +133,11 @@ impl AddressTable {
             Some(info) => self.entries.insert(prefix, info),
             None => self.entries.remove(&prefix),
         };
-        (want != was).then_some(Change { prefix, want, existed: was.is_some() })
+        (want != was).then_some(Change {
+            prefix,
+            want,
+            existed: was.is_some(),
+        })
     }
 
     /// Recomputes every entry inside `net` (after a change that can lower
@@ -261,7 +277,11 @@ mod tests {
 
     fn table() -> AddressTable {
         let mut t = AddressTable::default();
-        t.set_segments(&[(net("0.0.0.0/0"), 1), (net("10.10.0.0/16"), 2), (net("10.20.0.0/16"), 3)]);
+        t.set_segments(&[
+            (net("0.0.0.0/0"), 1),
+            (net("10.10.0.0/16"), 2),
+            (net("10.20.0.0/16"), 3),
+        ]);
         t
     }
 
@@ -294,7 +314,11 @@ mod tests {
         let prefixes: Vec<String> = changes.iter().map(|c| c.prefix.to_string()).collect();
         assert_eq!(prefixes, ["10.0.0.0/8", "10.10.0.0/16", "10.20.0.0/16"]);
         for addr in ["10.10.1.1", "10.20.1.1", "10.99.1.1"] {
-            assert_ne!(lookup(&t, addr).unwrap().flags & ADDRESS_BLOCKED, 0, "{addr}");
+            assert_ne!(
+                lookup(&t, addr).unwrap().flags & ADDRESS_BLOCKED,
+                0,
+                "{addr}"
+            );
         }
         assert_eq!(lookup(&t, "10.10.1.1").unwrap().segment, 2);
         assert_eq!(lookup(&t, "10.99.1.1").unwrap().segment, 1);
@@ -302,9 +326,15 @@ mod tests {
         assert_eq!(t.hit_prefixes(net("10.0.0.0/8")).len(), 3);
 
         let changes = t.remove_block(net("10.0.0.0/8"));
-        assert!(changes.iter().any(|c| c.prefix == net("10.0.0.0/8") && c.want.is_none()));
+        assert!(changes
+            .iter()
+            .any(|c| c.prefix == net("10.0.0.0/8") && c.want.is_none()));
         for addr in ["10.10.1.1", "10.20.1.1", "10.99.1.1"] {
-            assert_eq!(lookup(&t, addr).unwrap().flags & ADDRESS_BLOCKED, 0, "{addr}");
+            assert_eq!(
+                lookup(&t, addr).unwrap().flags & ADDRESS_BLOCKED,
+                0,
+                "{addr}"
+            );
         }
     }
 
@@ -314,8 +344,14 @@ mod tests {
         t.insert_block(net("10.10.0.0/16"), 0);
         t.insert_block(net("10.10.5.0/24"), 500);
         let inner = lookup(&t, "10.10.5.1").unwrap();
-        assert_eq!(inner.block.expires_at_ns, 0, "the permanent /16 still covers it");
-        assert_eq!(t.longest_block(net("10.10.5.1/32")), Some(net("10.10.5.0/24")));
+        assert_eq!(
+            inner.block.expires_at_ns, 0,
+            "the permanent /16 still covers it"
+        );
+        assert_eq!(
+            t.longest_block(net("10.10.5.1/32")),
+            Some(net("10.10.5.0/24"))
+        );
         let mut t = table();
         t.insert_block(net("10.10.0.0/16"), 300);
         t.insert_block(net("10.10.5.0/24"), 500);
@@ -329,10 +365,17 @@ mod tests {
         t.insert_block(net("10.20.0.0/16"), 0);
         assert_eq!(t.len(), 3);
         let info = t.entry(net("10.20.0.0/16")).unwrap();
-        assert_eq!(info.flags, ADDRESS_BLOCKED | ADDRESS_IS_BLOCK | ADDRESS_IS_SEGMENT);
+        assert_eq!(
+            info.flags,
+            ADDRESS_BLOCKED | ADDRESS_IS_BLOCK | ADDRESS_IS_SEGMENT
+        );
         let changes = t.remove_block(net("10.20.0.0/16"));
         assert_eq!(changes.len(), 1);
-        assert_eq!(changes[0].want.unwrap().flags, ADDRESS_IS_SEGMENT, "stays as a segment");
+        assert_eq!(
+            changes[0].want.unwrap().flags,
+            ADDRESS_IS_SEGMENT,
+            "stays as a segment"
+        );
     }
 
     #[test]
@@ -341,7 +384,11 @@ mod tests {
         t.insert_block(net("10.0.0.0/8"), 0);
         t.insert_block(net("2001:db8::/32"), 77);
         let entries: Vec<(IpNet, AddressInfo)> = [
-            "0.0.0.0/0", "10.0.0.0/8", "10.10.0.0/16", "10.20.0.0/16", "2001:db8::/32",
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "10.10.0.0/16",
+            "10.20.0.0/16",
+            "2001:db8::/32",
         ]
         .iter()
         .map(|p| (net(p), t.entry(net(p)).unwrap()))
@@ -357,10 +404,16 @@ mod tests {
         let mut t = table();
         t.insert_block(net("10.10.5.0/24"), 0);
         let changes = t.set_segments(&[(net("0.0.0.0/0"), 1), (net("10.10.0.0/16"), 4)]);
-        let block = changes.iter().find(|c| c.prefix == net("10.10.5.0/24")).unwrap();
+        let block = changes
+            .iter()
+            .find(|c| c.prefix == net("10.10.5.0/24"))
+            .unwrap();
         assert_eq!(block.want.unwrap().segment, 4);
         assert!(block.existed);
-        let gone = changes.iter().find(|c| c.prefix == net("10.20.0.0/16")).unwrap();
+        let gone = changes
+            .iter()
+            .find(|c| c.prefix == net("10.20.0.0/16"))
+            .unwrap();
         assert_eq!(gone.want, None);
     }
 
@@ -378,7 +431,11 @@ mod tests {
         // A small space (10.0.0.0/20) so that prefixes nest and probes hit them.
         let random_net = |r: u64| {
             let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (r as u32 & 0x0fff));
-            IpNet::V4(Ipv4Net::new(addr, 20 + (r >> 40) as u8 % 13).unwrap().trunc())
+            IpNet::V4(
+                Ipv4Net::new(addr, 20 + (r >> 40) as u8 % 13)
+                    .unwrap()
+                    .trunc(),
+            )
         };
         let mut t = AddressTable::default();
         let mut blocks: Vec<(IpNet, u64)> = Vec::new();
@@ -417,9 +474,14 @@ mod tests {
                     .filter(|(n, _)| n.contains(&host))
                     .map(|(_, e)| *e)
                     .reduce(later);
-                assert_eq!(got.map_or(0, |i| i.segment), segment, "round {round}, {addr}");
                 assert_eq!(
-                    got.filter(|i| i.flags & ADDRESS_BLOCKED != 0).map(|i| i.block.expires_at_ns),
+                    got.map_or(0, |i| i.segment),
+                    segment,
+                    "round {round}, {addr}"
+                );
+                assert_eq!(
+                    got.filter(|i| i.flags & ADDRESS_BLOCKED != 0)
+                        .map(|i| i.block.expires_at_ns),
                     expiry,
                     "round {round}, {addr}"
                 );

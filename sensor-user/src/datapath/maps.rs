@@ -72,8 +72,12 @@ where
 impl<V: aya::Pod> Tries<V> {
     fn insert(&mut self, net: IpNet, value: V) -> Result<(), MapError> {
         match net {
-            IpNet::V4(n) => self.v4.insert(&key(n.network().octets(), n.prefix_len()), value, 0),
-            IpNet::V6(n) => self.v6.insert(&key(n.network().octets(), n.prefix_len()), value, 0),
+            IpNet::V4(n) => self
+                .v4
+                .insert(&key(n.network().octets(), n.prefix_len()), value, 0),
+            IpNet::V6(n) => self
+                .v6
+                .insert(&key(n.network().octets(), n.prefix_len()), value, 0),
         }
     }
 
@@ -88,14 +92,28 @@ impl<V: aya::Pod> Tries<V> {
     /// is in the trie: its own).
     fn get(&self, net: IpNet) -> Option<V> {
         match net {
-            IpNet::V4(n) => self.v4.get(&key(n.network().octets(), n.prefix_len()), 0).ok(),
-            IpNet::V6(n) => self.v6.get(&key(n.network().octets(), n.prefix_len()), 0).ok(),
+            IpNet::V4(n) => self
+                .v4
+                .get(&key(n.network().octets(), n.prefix_len()), 0)
+                .ok(),
+            IpNet::V6(n) => self
+                .v6
+                .get(&key(n.network().octets(), n.prefix_len()), 0)
+                .ok(),
         }
     }
 
     fn entries(&self) -> Vec<(IpNet, V)> {
-        let v4 = self.v4.iter().filter_map(|e| e.ok()).map(|(k, v)| (net_of(&k), v));
-        let v6 = self.v6.iter().filter_map(|e| e.ok()).map(|(k, v)| (net_of(&k), v));
+        let v4 = self
+            .v4
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(k, v)| (net_of(&k), v));
+        let v6 = self
+            .v6
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(k, v)| (net_of(&k), v));
         v4.chain(v6).collect()
     }
 
@@ -161,8 +179,18 @@ impl Maps {
     }
 
     pub fn isolated_hosts(&self) -> Vec<IpAddr> {
-        let v4 = self.isolated.v4.keys().filter_map(|k| k.ok()).map(IpAddr::from);
-        let v6 = self.isolated.v6.keys().filter_map(|k| k.ok()).map(IpAddr::from);
+        let v4 = self
+            .isolated
+            .v4
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(IpAddr::from);
+        let v6 = self
+            .isolated
+            .v6
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(IpAddr::from);
         v4.chain(v6).collect()
     }
 
@@ -210,7 +238,10 @@ impl Maps {
             .filter_map(|p| self.addresses.get(p))
             .map(|info| info.block.hits)
             .sum();
-        Some(BlockValue { expires_at_ns, hits })
+        Some(BlockValue {
+            expires_at_ns,
+            hits,
+        })
     }
 
     pub fn blocked_ranges(&self) -> Vec<IpNet> {
@@ -245,7 +276,11 @@ impl Maps {
     }
 
     pub fn set_monitor(&mut self, monitor: bool) -> Result<(), MapError> {
-        let flags = if monitor { sensor_common::SETTINGS_FLAG_MONITOR } else { 0 };
+        let flags = if monitor {
+            sensor_common::SETTINGS_FLAG_MONITOR
+        } else {
+            0
+        };
         self.settings.set(0, Settings { flags, _pad: 0 }, 0)
     }
 
@@ -277,7 +312,10 @@ impl Maps {
         let mut name = [0u8; 16];
         let bytes = interface.as_bytes();
         name[..bytes.len().min(15)].copy_from_slice(&bytes[..bytes.len().min(15)]);
-        let zeros = PerCpuValues::try_from(vec![IfaceCounters::ZERO; aya::util::nr_cpus().map_err(|(_, e)| e)?])?;
+        let zeros = PerCpuValues::try_from(vec![
+            IfaceCounters::ZERO;
+            aya::util::nr_cpus().map_err(|(_, e)| e)?
+        ])?;
         self.counters.set(slot, zeros, 0)?;
         self.iface_names.set(slot, name, 0)?;
         Ok(slot)
@@ -303,7 +341,9 @@ impl Maps {
                 (UNATTACHED_SLOT, None) => "(unattached)".to_string(),
                 _ => continue,
             };
-            let Ok(per_cpu) = self.counters.get(&slot, 0) else { continue };
+            let Ok(per_cpu) = self.counters.get(&slot, 0) else {
+                continue;
+            };
             let mut sum = IfaceCounters::ZERO;
             for cpu in per_cpu.iter() {
                 for (s, c) in sum.packets.iter_mut().zip(cpu.packets.iter()) {

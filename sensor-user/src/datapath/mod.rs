@@ -96,7 +96,13 @@ pub fn ensure_pin_dir(pin_dir: &Path) -> Result<()> {
             let target = CString::new("/sys/fs/bpf").unwrap();
             // SAFETY: valid C strings; mounting needs CAP_SYS_ADMIN.
             let rc = unsafe {
-                libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null())
+                libc::mount(
+                    src.as_ptr(),
+                    target.as_ptr(),
+                    src.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
             };
             if rc != 0 {
                 bail!(
@@ -157,7 +163,11 @@ impl Datapath {
                 "{}: XDP attached in {} mode{}",
                 attachment.interface,
                 attachment.mode,
-                if attachment.adopted { " (replaced the running program)" } else { "" }
+                if attachment.adopted {
+                    " (replaced the running program)"
+                } else {
+                    ""
+                }
             );
             self.attachments.push(attachment);
         }
@@ -169,7 +179,8 @@ impl Datapath {
         let slot = self.maps.interface_slot(interface)?;
         let mut instance = load_instance(&self.pin_dir, self.object, slot)?;
         let program = program_mut_of(&mut instance);
-        let attachment = attach_instance(program, &self.link_pin(interface), interface, ifindex, mode)?;
+        let attachment =
+            attach_instance(program, &self.link_pin(interface), interface, ifindex, mode)?;
         self.instances.push(instance);
         Ok(attachment)
     }
@@ -275,7 +286,11 @@ fn attach_instance(
     })
 }
 
-fn attach_mode(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<aya::programs::xdp::XdpLinkId> {
+fn attach_mode(
+    program: &mut Xdp,
+    interface: &str,
+    mode: XdpMode,
+) -> Result<aya::programs::xdp::XdpLinkId> {
     program.attach(interface, mode).with_context(|| {
         format!(
             "attaching XDP to {interface} in {mode:?} mode (is another XDP program attached? \

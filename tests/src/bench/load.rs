@@ -56,7 +56,8 @@ pub fn segments() -> Config {
 /// spent loading each.
 pub fn fill(maps: &mut Maps, isolated: usize, blocked: usize) -> (f64, f64) {
     let config = segments();
-    maps.sync_segments(&config.segments, &config.policy).expect("segments");
+    maps.sync_segments(&config.segments, &config.policy)
+        .expect("segments");
     let mut rng = Rng(0x5eed_0000_0000_0042);
     let value = BlockValue::default();
 
@@ -65,20 +66,26 @@ pub fn fill(maps: &mut Maps, isolated: usize, blocked: usize) -> (f64, f64) {
     while loaded < isolated {
         let host = IpAddr::from(random_v4(&mut rng).to_be_bytes());
         if maps.get_isolated(host).is_none() {
-            maps.set_isolated(host, value).expect("isolating a random host");
+            maps.set_isolated(host, value)
+                .expect("isolating a random host");
             loaded += 1;
         }
     }
-    maps.set_isolated(ISOLATED_HOST.parse().unwrap(), value).unwrap();
+    maps.set_isolated(ISOLATED_HOST.parse().unwrap(), value)
+        .unwrap();
     let isolated_secs = start.elapsed().as_secs_f64();
 
     let start = Instant::now();
     for _ in 0..blocked {
         let len = 16 + (rng.next() % 17) as u8;
-        let net = Ipv4Net::new(random_v4(&mut rng).into(), len).unwrap().trunc();
-        maps.set_blocked(IpNet::V4(net), value).expect("blocking a random range");
+        let net = Ipv4Net::new(random_v4(&mut rng).into(), len)
+            .unwrap()
+            .trunc();
+        maps.set_blocked(IpNet::V4(net), value)
+            .expect("blocking a random range");
     }
     let host: IpAddr = BLOCKED_HOST.parse().unwrap();
-    maps.set_blocked(IpNet::new(host, 24).unwrap().trunc(), value).unwrap();
+    maps.set_blocked(IpNet::new(host, 24).unwrap().trunc(), value)
+        .unwrap();
     (isolated_secs, start.elapsed().as_secs_f64())
 }

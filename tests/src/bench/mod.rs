@@ -36,13 +36,43 @@ pub const BLOCKED_HOST: &str = "198.51.100.7";
 
 pub fn cases() -> Vec<Case> {
     vec![
-        Case { name: "ipv4_tcp_pass", packet: Packet::tcp(OFFICE_HOST, INTERNET_HOST).build(), sensor_verdict: XDP_PASS },
-        Case { name: "ipv4_udp_pass", packet: Packet::udp(OFFICE_HOST, INTERNET_HOST).build(), sensor_verdict: XDP_PASS },
-        Case { name: "ipv6_tcp_pass", packet: Packet::tcp(OFFICE_HOST_V6, INTERNET_HOST_V6).build(), sensor_verdict: XDP_PASS },
-        Case { name: "vlan_tcp_pass", packet: Packet::tcp(OFFICE_HOST, INTERNET_HOST).vlan(ETH_P_8021Q, 10).build(), sensor_verdict: XDP_PASS },
-        Case { name: "drop_isolated", packet: Packet::tcp(ISOLATED_HOST, INTERNET_HOST).build(), sensor_verdict: XDP_DROP },
-        Case { name: "drop_blocked", packet: Packet::tcp(OFFICE_HOST, BLOCKED_HOST).build(), sensor_verdict: XDP_DROP },
-        Case { name: "drop_segment_policy", packet: Packet::tcp(RECORDS_HOST, INTERNET_HOST).build(), sensor_verdict: XDP_DROP },
+        Case {
+            name: "ipv4_tcp_pass",
+            packet: Packet::tcp(OFFICE_HOST, INTERNET_HOST).build(),
+            sensor_verdict: XDP_PASS,
+        },
+        Case {
+            name: "ipv4_udp_pass",
+            packet: Packet::udp(OFFICE_HOST, INTERNET_HOST).build(),
+            sensor_verdict: XDP_PASS,
+        },
+        Case {
+            name: "ipv6_tcp_pass",
+            packet: Packet::tcp(OFFICE_HOST_V6, INTERNET_HOST_V6).build(),
+            sensor_verdict: XDP_PASS,
+        },
+        Case {
+            name: "vlan_tcp_pass",
+            packet: Packet::tcp(OFFICE_HOST, INTERNET_HOST)
+                .vlan(ETH_P_8021Q, 10)
+                .build(),
+            sensor_verdict: XDP_PASS,
+        },
+        Case {
+            name: "drop_isolated",
+            packet: Packet::tcp(ISOLATED_HOST, INTERNET_HOST).build(),
+            sensor_verdict: XDP_DROP,
+        },
+        Case {
+            name: "drop_blocked",
+            packet: Packet::tcp(OFFICE_HOST, BLOCKED_HOST).build(),
+            sensor_verdict: XDP_DROP,
+        },
+        Case {
+            name: "drop_segment_policy",
+            packet: Packet::tcp(RECORDS_HOST, INTERNET_HOST).build(),
+            sensor_verdict: XDP_DROP,
+        },
     ]
 }
 

@@ -2,16 +2,14 @@
 
 use std::process::Command;
 
-use aya::{
-    programs::Xdp,
-    Ebpf,
-};
+use aya::{programs::Xdp, Ebpf};
 use aya_obj::programs::XdpAttachType;
 use labnet::{cmd, Netns};
 
 /// The floor: an XDP program that only returns XDP_PASS.
 pub fn floor() -> Ebpf {
-    let mut ebpf = Ebpf::load(sensor_user::datapath::FLOOR_OBJECT).expect("loading the floor object");
+    let mut ebpf =
+        Ebpf::load(sensor_user::datapath::FLOOR_OBJECT).expect("loading the floor object");
     let program: &mut Xdp = ebpf.program_mut("floor_pass").unwrap().try_into().unwrap();
     program.load().expect("loading the floor program");
     ebpf
@@ -35,14 +33,22 @@ impl XdpFilter {
                       && xdp-filter ip 192.0.2.1 && xdp-filter port 9999 \
                       && xdp-filter ether 02:00:00:00:00:99";
         cmd::run(netns.command("sh").args(["-c", script]))?;
-        let links: serde_json::Value = serde_json::from_str(&netns.ip(&["-j", "link", "show", "lo"])?)?;
+        let links: serde_json::Value =
+            serde_json::from_str(&netns.ip(&["-j", "link", "show", "lo"])?)?;
         let id = links[0]["xdp"]["prog"]["id"]
             .as_u64()
             .ok_or_else(|| anyhow::anyhow!("xdp-filter attached no program: {links}"))?;
         let pin = pin_dir.join("xdp-filter");
-        cmd::run(Command::new("bpftool").args(["prog", "pin", "id", &id.to_string()]).arg(&pin))?;
+        cmd::run(
+            Command::new("bpftool")
+                .args(["prog", "pin", "id", &id.to_string()])
+                .arg(&pin),
+        )?;
         let program = Xdp::from_pin(&pin, XdpAttachType::Interface)?;
         std::fs::remove_file(&pin)?;
-        Ok(XdpFilter { program, _netns: netns })
+        Ok(XdpFilter {
+            program,
+            _netns: netns,
+        })
     }
 }

@@ -34,7 +34,10 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bpffs = TempBpffs::new();
     let mut sensor = Datapath::load_object(&bpffs.pin_dir(), sensor_object()?)?;
-    eprintln!("loading {} isolated hosts and {} blocked ranges ...", args.isolated, args.blocked);
+    eprintln!(
+        "loading {} isolated hosts and {} blocked ranges ...",
+        args.isolated, args.blocked
+    );
     let (isolated_secs, blocked_secs) = load::fill(&mut sensor.maps, args.isolated, args.blocked);
     eprintln!("loaded in {isolated_secs:.1}s + {blocked_secs:.1}s");
     let floor = peers::floor();
@@ -55,7 +58,11 @@ fn main() -> anyhow::Result<()> {
             for (p, (name, program)) in programs.iter().enumerate() {
                 let (verdict, ns) = bench::ns_per_packet(program, &case.packet, args.repeat);
                 if *name == "sensor" {
-                    anyhow::ensure!(verdict == case.sensor_verdict, "{}: sensor returned {verdict}", case.name);
+                    anyhow::ensure!(
+                        verdict == case.sensor_verdict,
+                        "{}: sensor returned {verdict}",
+                        case.name
+                    );
                 }
                 samples[c][p].push(ns);
             }
@@ -66,14 +73,22 @@ fn main() -> anyhow::Result<()> {
         "per-packet cost, BPF_PROG_TEST_RUN, median of {} rounds x {} runs ({} isolated hosts, {} blocked ranges)",
         args.rounds, args.repeat, args.isolated, args.blocked
     );
-    println!("{:<22} {:>9} {:>9} {:>11} {:>14} {:>16}", "packet", "floor ns", "sensor ns", "xdp-filter", "sensor/floor", "sensor/xdp-filter");
+    println!(
+        "{:<22} {:>9} {:>9} {:>11} {:>14} {:>16}",
+        "packet", "floor ns", "sensor ns", "xdp-filter", "sensor/floor", "sensor/xdp-filter"
+    );
     let mut rows = Vec::new();
     for (c, case) in cases.iter().enumerate() {
         let med = |p: usize| summary(samples[c][p].clone()).1;
         let (floor_ns, sensor_ns, xf_ns) = (med(0), med(1), med(2));
         println!(
             "{:<22} {:>9.0} {:>9.0} {:>11.0} {:>14.2} {:>16.2}",
-            case.name, floor_ns, sensor_ns, xf_ns, sensor_ns / floor_ns, sensor_ns / xf_ns
+            case.name,
+            floor_ns,
+            sensor_ns,
+            xf_ns,
+            sensor_ns / floor_ns,
+            sensor_ns / xf_ns
         );
         rows.push(json!({
             "packet": case.name,

@@ -24,7 +24,11 @@ impl TempBpffs {
             .status()
             .expect("running mount")
             .success();
-        assert!(ok, "mounting bpffs on {} failed (are we root?)", dir.display());
+        assert!(
+            ok,
+            "mounting bpffs on {} failed (are we root?)",
+            dir.display()
+        );
         TempBpffs { dir }
     }
 

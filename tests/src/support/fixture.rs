@@ -55,7 +55,12 @@ impl Fixture {
     /// Packets counted with this verdict and reason, over all interfaces.
     pub fn counted(&self, verdict: Verdict, reason: Reason) -> u64 {
         let i = counter_index(verdict, reason);
-        self.dp.maps.counters().iter().map(|(_, c)| c.packets[i]).sum()
+        self.dp
+            .maps
+            .counters()
+            .iter()
+            .map(|(_, c)| c.packets[i])
+            .sum()
     }
 
     pub fn isolate(&mut self, host: &str) {

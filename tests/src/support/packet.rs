@@ -12,10 +12,20 @@ pub const ETH_P_8021AD: u16 = 0x88A8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, flags: u8 },
-    Udp { sport: u16, dport: u16 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMP for IPv4, ICMPv6 for IPv6.
-    Icmp { kind: u8, code: u8 },
+    Icmp {
+        kind: u8,
+        code: u8,
+    },
     /// A protocol number we do not parse, with some payload.
     Other(u8),
 }
@@ -33,7 +43,11 @@ impl L4 {
 
     fn bytes(self) -> Vec<u8> {
         match self {
-            L4::Tcp { sport, dport, flags } => {
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => {
                 let mut b = vec![0u8; 20];
                 b[0..2].copy_from_slice(&sport.to_be_bytes());
                 b[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -61,7 +75,9 @@ pub enum Ext {
     Routing,
     DestOpts,
     /// A fragment header; `offset` in 8-byte units (0 = first fragment).
-    Fragment { offset: u16 },
+    Fragment {
+        offset: u16,
+    },
     Ah,
 }
 
@@ -130,16 +146,38 @@ impl Packet {
     }
 
     pub fn tcp(src: &str, dst: &str) -> Packet {
-        Packet::new(src, dst, L4::Tcp { sport: 40000, dport: 443, flags: 0x02 })
+        Packet::new(
+            src,
+            dst,
+            L4::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: 0x02,
+            },
+        )
     }
 
     pub fn udp(src: &str, dst: &str) -> Packet {
-        Packet::new(src, dst, L4::Udp { sport: 40000, dport: 53 })
+        Packet::new(
+            src,
+            dst,
+            L4::Udp {
+                sport: 40000,
+                dport: 53,
+            },
+        )
     }
 
     pub fn icmp(src: &str, dst: &str) -> Packet {
         let v6 = src.contains(':');
-        Packet::new(src, dst, L4::Icmp { kind: if v6 { 128 } else { 8 }, code: 0 })
+        Packet::new(
+            src,
+            dst,
+            L4::Icmp {
+                kind: if v6 { 128 } else { 8 },
+                code: 0,
+            },
+        )
     }
 
     pub fn vlan(mut self, tpid: u16, id: u16) -> Packet {
