@@ -287,35 +287,19 @@ impl Lab {
             let log = self.dir.join("logs").join(format!("{}.log", host.name));
             match host.role {
                 Role::Client => continue,
-                Role::Web => {
-                    host.netns.spawn(
-                        "python3",
-                        &[
-                            "-m",
-                            "http.server",
-                            "80",
-                            "--bind",
-                            "::",
-                            "--directory",
-                            &www_s,
-                        ],
-                        &log,
-                    )?;
-                }
-                Role::CommandAndControl => {
-                    host.netns.spawn(
-                        "python3",
-                        &[
-                            "-m",
-                            "http.server",
-                            "8080",
-                            "--bind",
-                            "::",
-                            "--directory",
-                            &www_s,
-                        ],
-                        &log,
-                    )?;
+                Role::Web | Role::CommandAndControl => {
+                    let port = if host.role == Role::Web { "80" } else { "8080" };
+                    // Bound to "::" to serve IPv4 and IPv6 alike.
+                    let args = [
+                        "-m",
+                        "http.server",
+                        port,
+                        "--bind",
+                        "::",
+                        "--directory",
+                        &www_s,
+                    ];
+                    host.netns.spawn("python3", &args, &log)?;
                 }
                 Role::Resolver => {
                     let mut args = vec![

@@ -10,8 +10,6 @@
 
 /// Map names, as they appear in the object file and under the pin directory.
 pub mod map_names {
-    pub const ISOLATED_V4: &str = "ISOLATED_V4";
-    pub const ISOLATED_V6: &str = "ISOLATED_V6";
     pub const ADDRESSES_V4: &str = "ADDRESSES_V4";
     pub const ADDRESSES_V6: &str = "ADDRESSES_V6";
     pub const EXEMPT_V4: &str = "EXEMPT_V4";
@@ -25,12 +23,13 @@ pub mod map_names {
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sensor_xdp";
 
-/// Capacity of each isolated-host hash map (IPv4 and IPv6 each).
+/// How many hosts may be isolated (IPv4 and IPv6 each).
 pub const MAX_ISOLATED_HOSTS: u32 = 1 << 20;
 /// Capacity of each blocked-range table (IPv4 and IPv6 each).
 pub const MAX_BLOCKED_RANGES: u32 = 1 << 20;
-/// Capacity of each address trie: every blocked range and segment range.
-pub const MAX_ADDRESS_PREFIXES: u32 = MAX_BLOCKED_RANGES + MAX_SEGMENT_RANGES;
+/// Capacity of each address trie: every isolated host, blocked range and
+/// segment range. (The trie allocates entries as they are added.)
+pub const MAX_ADDRESS_PREFIXES: u32 = MAX_ISOLATED_HOSTS + MAX_BLOCKED_RANGES + MAX_SEGMENT_RANGES;
 /// Capacity of each exemption LPM trie.
 pub const MAX_EXEMPT_RANGES: u32 = 1024;
 /// How many segment CIDRs a configuration may have (each family).
@@ -46,7 +45,7 @@ pub const MAX_INTERFACES: u32 = 256;
 /// array access.
 pub const IFACE_SLOT_GLOBAL: &str = "IFACE_SLOT";
 
-/// Value of an isolated-host or blocked-range entry.
+/// Expiry and hit count of an isolation or a block.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockValue {
@@ -65,15 +64,18 @@ pub const ADDRESS_BLOCKED: u32 = 1;
 pub const ADDRESS_IS_BLOCK: u32 = 2;
 /// `AddressInfo::flags`: the prefix is itself a segment range.
 pub const ADDRESS_IS_SEGMENT: u32 = 4;
+/// `AddressInfo::flags`: the prefix is an isolated host (/32 or /128).
+pub const ADDRESS_ISOLATED: u32 = 8;
 
 /// Value of the address tries (`ADDRESSES_V4`, `ADDRESSES_V6`): everything
 /// the datapath knows about a prefix, so one longest-prefix lookup per
-/// address answers both "which segment?" and "blocked?".
+/// address answers "isolated?", "blocked?" and "which segment?".
 ///
-/// The daemon keeps the trie flat: it holds every blocked range and every
-/// segment range, and each entry carries the segment of the longest segment
-/// range containing it and the block state of the longest blocked range
-/// containing it. The longest match for an address is then right for both.
+/// The daemon keeps the trie flat: it holds every isolated host, blocked
+/// range and segment range, and each entry carries the segment of the
+/// longest segment range containing it and the block state of the blocked
+/// ranges containing it. The longest match for an address is then right for
+/// all three questions.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AddressInfo {
@@ -81,9 +83,12 @@ pub struct AddressInfo {
     pub segment: u32,
     /// `ADDRESS_*` bits.
     pub flags: u32,
-    /// When `ADDRESS_BLOCKED`: the block (the entry's own, or the one it
-    /// lies in) and its hit count, as in an isolated host's entry.
+    /// When `ADDRESS_BLOCKED`: when the block lapses, and the packets this
+    /// entry matched as blocked.
     pub block: BlockValue,
+    /// When `ADDRESS_ISOLATED`: when the isolation lapses, and the packets
+    /// this entry matched as isolated.
+    pub isolation: BlockValue,
 }
 
 /// `SETTINGS[0].flags`: count what would be dropped, but pass it.
@@ -216,7 +221,7 @@ mod tests {
     fn shared_structs_have_no_padding() {
         assert_eq!(size_of::<BlockValue>(), 16);
         assert_eq!(size_of::<Settings>(), 8);
-        assert_eq!(size_of::<AddressInfo>(), 24);
+        assert_eq!(size_of::<AddressInfo>(), 40);
         assert_eq!(
             size_of::<IfaceCounters>(),
             2 * 8 * VERDICT_COUNT * REASON_COUNT

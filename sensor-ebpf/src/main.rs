@@ -16,14 +16,14 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_ktime_get_boot_ns,
     macros::xdp,
-    maps::{lpm_trie::Key, HashMap, LpmTrie},
+    maps::{lpm_trie::Key, LpmTrie},
     programs::XdpContext,
 };
 use maps::*;
 use parse::{Addrs, IpPacket, Parsed};
 use sensor_common::{
-    counter_index, AddressInfo, BlockValue, Reason, Verdict, ADDRESS_BLOCKED, MAX_SEGMENTS,
-    SETTINGS_FLAG_MONITOR,
+    counter_index, AddressInfo, BlockValue, Reason, Verdict, ADDRESS_BLOCKED, ADDRESS_ISOLATED,
+    MAX_SEGMENTS, SETTINGS_FLAG_MONITOR,
 };
 
 #[xdp]
@@ -46,8 +46,8 @@ pub fn sensor_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn decide(packet: &IpPacket) -> (Verdict, Reason) {
     let blocked = match &packet.addrs {
-        Addrs::V4 { src, dst } => check(&ISOLATED_V4, &ADDRESSES_V4, &EXEMPT_V4, src, dst, 32),
-        Addrs::V6 { src, dst } => check(&ISOLATED_V6, &ADDRESSES_V6, &EXEMPT_V6, src, dst, 128),
+        Addrs::V4 { src, dst } => check(&ADDRESSES_V4, &EXEMPT_V4, src, dst, 32),
+        Addrs::V6 { src, dst } => check(&ADDRESSES_V6, &EXEMPT_V6, src, dst, 128),
     };
     match blocked {
         Some(reason) if monitor_mode() => (Verdict::Pass, reason),
@@ -57,33 +57,33 @@ fn decide(packet: &IpPacket) -> (Verdict, Reason) {
     }
 }
 
-/// The first rule that blocks this pair of addresses, if any.
+/// The first rule that blocks this pair of addresses, if any: one trie
+/// lookup per address answers isolation, blocks and segments.
 #[inline(always)]
 fn check<const N: usize>(
-    isolated: &HashMap<[u8; N], BlockValue>,
     addresses: &LpmTrie<[u8; N], AddressInfo>,
     exempt: &LpmTrie<[u8; N], u32>,
     src: &[u8; N],
     dst: &[u8; N],
     bits: u32,
 ) -> Option<Reason> {
-    if let Some(entry) = isolated.get_ptr_mut(src) {
-        if take_hit(entry) && exempt.get(Key::new(bits, *dst)).is_none() {
+    let src_info = addresses.get(Key::new(bits, *src));
+    let dst_info = addresses.get(Key::new(bits, *dst));
+    if let Some(info) = src_info {
+        if isolated(info) && exempt.get(Key::new(bits, *dst)).is_none() {
             return Some(Reason::IsolatedSource);
         }
     }
-    if let Some(entry) = isolated.get_ptr_mut(dst) {
-        if take_hit(entry) && exempt.get(Key::new(bits, *src)).is_none() {
+    if let Some(info) = dst_info {
+        if isolated(info) && exempt.get(Key::new(bits, *src)).is_none() {
             return Some(Reason::IsolatedDestination);
         }
     }
-    let src_info = addresses.get(Key::new(bits, *src));
     if let Some(info) = src_info {
         if blocked(info) {
             return Some(Reason::BlockedSource);
         }
     }
-    let dst_info = addresses.get(Key::new(bits, *dst));
     if let Some(info) = dst_info {
         if blocked(info) {
             return Some(Reason::BlockedDestination);
@@ -98,6 +98,12 @@ fn check<const N: usize>(
         }
     }
     None
+}
+
+#[inline(always)]
+fn isolated(info: &AddressInfo) -> bool {
+    info.flags & ADDRESS_ISOLATED != 0
+        && take_hit(&info.isolation as *const BlockValue as *mut BlockValue)
 }
 
 #[inline(always)]

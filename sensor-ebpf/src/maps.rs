@@ -4,26 +4,15 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, LpmTrie, PerCpuArray},
 };
 use sensor_common::{
-    AddressInfo, BlockValue, IfaceCounters, Settings, MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES,
-    MAX_INTERFACES, MAX_ISOLATED_HOSTS, MAX_SEGMENTS,
+    AddressInfo, IfaceCounters, Settings, MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES, MAX_INTERFACES,
+    MAX_SEGMENTS,
 };
 
-/// Allocate hash entries on insert rather than all at load: a million-entry
-/// map that is mostly empty should not hold its memory.
-const BPF_F_NO_PREALLOC: u32 = 1;
-
-#[map]
-pub static ISOLATED_V4: HashMap<[u8; 4], BlockValue> =
-    HashMap::pinned(MAX_ISOLATED_HOSTS, BPF_F_NO_PREALLOC);
-#[map]
-pub static ISOLATED_V6: HashMap<[u8; 16], BlockValue> =
-    HashMap::pinned(MAX_ISOLATED_HOSTS, BPF_F_NO_PREALLOC);
-
-/// Blocked ranges and segment ranges in one trie per family (see
-/// `AddressInfo`): one lookup per address instead of two.
+/// Isolated hosts, blocked ranges and segment ranges in one trie per
+/// family (see `AddressInfo`): one lookup per address instead of three.
 #[map]
 pub static ADDRESSES_V4: LpmTrie<[u8; 4], AddressInfo> = LpmTrie::pinned(MAX_ADDRESS_PREFIXES, 0);
 #[map]

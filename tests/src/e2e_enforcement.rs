@@ -205,3 +205,19 @@ fn monitor_mode_counts_would_be_drops_and_passes_them() {
     );
     assert_eq!(metric(&metrics, "sensor_monitor_mode", &[]), 1);
 }
+
+#[test]
+fn generic_xdp_mode_enforces_too() {
+    let lab = lab::start("generic", "xdp_mode = \"generic\"");
+    let status = sensorctl_json(&lab, &["status"]);
+    let interfaces = status["interfaces"].as_array().unwrap();
+    assert!(
+        interfaces.iter().all(|i| i["mode"] == "generic"),
+        "{status}"
+    );
+    lab.sensorctl(&["isolate", "10.10.0.11"]).unwrap();
+    assert!(!http(&lab, "office1", "http://203.0.113.80/"));
+    assert!(http(&lab, "office2", "http://203.0.113.80/"));
+    let out = lab.gateway.ip(&["-d", "link", "show", "office1"]).unwrap();
+    assert!(out.contains("xdpgeneric"), "{out}");
+}

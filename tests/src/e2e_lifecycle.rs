@@ -74,7 +74,10 @@ fn sigterm_keeps_enforcement_by_default() {
         !http(&lab, "office1", "http://203.0.113.80/"),
         "still isolated after a clean stop"
     );
-    assert!(lab.pin_dir().join("ISOLATED_V4").exists());
+    assert!(lab
+        .pin_dir()
+        .join(sensor_common::map_names::ADDRESSES_V4)
+        .exists());
     assert!(
         !lab.control_socket().exists(),
         "the socket is removed on exit"

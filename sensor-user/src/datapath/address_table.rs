@@ -1,11 +1,12 @@
-//! What the address tries must hold, computed from the segment ranges and
-//! the blocked ranges (see `sensor_common::AddressInfo`).
+//! What the address tries must hold, computed from the isolated hosts, the
+//! segment ranges and the blocked ranges (see `sensor_common::AddressInfo`).
 //!
-//! The trie holds every segment range and every blocked range. Each entry
-//! carries the segment of the longest segment range containing it, and the
-//! block state of the blocked ranges containing it. The datapath's longest
-//! match for an address is then the longest prefix of either kind containing
-//! it, and that entry answers both questions right:
+//! The trie holds every isolated host, segment range and blocked range. Each
+//! entry carries the segment of the longest segment range containing it, and
+//! the block state of the blocked ranges containing it. The datapath's
+//! longest match for an address is then the longest prefix of any kind
+//! containing it, and that entry answers every question right (an isolated
+//! host is a whole-length prefix, so it is its own longest match):
 //! - no segment range longer than the entry contains the address (else that
 //!   range, being in the trie, would be the longer match), so the entry's
 //!   segment is the address's;
@@ -18,7 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sensor_common::{
-    AddressInfo, BlockValue, ADDRESS_BLOCKED, ADDRESS_IS_BLOCK, ADDRESS_IS_SEGMENT,
+    AddressInfo, BlockValue, ADDRESS_BLOCKED, ADDRESS_ISOLATED, ADDRESS_IS_BLOCK,
+    ADDRESS_IS_SEGMENT,
 };
 
 #[derive(Debug, Default, Clone)]
@@ -26,7 +28,9 @@ pub struct AddressTable {
     segments: BTreeMap<IpNet, u32>,
     /// Blocked range -> its own expiry (`CLOCK_BOOTTIME` ns, 0 = never).
     blocks: BTreeMap<IpNet, u64>,
-    /// What the trie holds (hits aside): one entry per prefix of either kind.
+    /// Isolated host (a whole-length prefix) -> its expiry.
+    isolated: BTreeMap<IpNet, u64>,
+    /// What the trie holds (hits aside): one entry per prefix of any kind.
     entries: BTreeMap<IpNet, AddressInfo>,
 }
 
@@ -91,7 +95,8 @@ impl AddressTable {
     pub fn entry(&self, prefix: IpNet) -> Option<AddressInfo> {
         let is_block = self.blocks.contains_key(&prefix);
         let is_segment = self.segments.contains_key(&prefix);
-        if !is_block && !is_segment {
+        let isolation = self.isolated.get(&prefix);
+        if !is_block && !is_segment && isolation.is_none() {
             return None;
         }
         let mut info = AddressInfo {
@@ -103,6 +108,13 @@ impl AddressTable {
         }
         if is_segment {
             info.flags |= ADDRESS_IS_SEGMENT;
+        }
+        if let Some(expires_at_ns) = isolation {
+            info.flags |= ADDRESS_ISOLATED;
+            info.isolation = BlockValue {
+                expires_at_ns: *expires_at_ns,
+                hits: 0,
+            };
         }
         let expiry = supernets(prefix)
             .filter_map(|p| self.blocks.get(&p).copied())
@@ -193,6 +205,27 @@ impl AddressTable {
         self.recompute_within(net, &[])
     }
 
+    /// Isolates a host (`host` is a whole-length prefix).
+    pub fn insert_isolation(&mut self, host: IpNet, expires_at_ns: u64) -> Vec<Change> {
+        self.isolated.insert(host, expires_at_ns);
+        self.settle(host, self.entry(host)).into_iter().collect()
+    }
+
+    pub fn remove_isolation(&mut self, host: IpNet) -> Vec<Change> {
+        if self.isolated.remove(&host).is_none() {
+            return Vec::new();
+        }
+        self.settle(host, self.entry(host)).into_iter().collect()
+    }
+
+    pub fn isolation(&self, host: IpNet) -> Option<u64> {
+        self.isolated.get(&host).copied()
+    }
+
+    pub fn isolated_hosts(&self) -> impl Iterator<Item = (IpNet, u64)> + '_ {
+        self.isolated.iter().map(|(n, e)| (*n, *e))
+    }
+
     pub fn is_block(&self, net: IpNet) -> bool {
         self.blocks.contains_key(&net)
     }
@@ -230,7 +263,11 @@ impl AddressTable {
             if info.flags & ADDRESS_IS_SEGMENT != 0 {
                 table.segments.insert(prefix, info.segment);
             }
+            if info.flags & ADDRESS_ISOLATED != 0 {
+                table.isolated.insert(prefix, info.isolation.expires_at_ns);
+            }
             info.block.hits = 0;
+            info.isolation.hits = 0;
             table.entries.insert(prefix, info);
         }
         table
@@ -440,9 +477,23 @@ mod tests {
         let mut t = AddressTable::default();
         let mut blocks: Vec<(IpNet, u64)> = Vec::new();
         let mut segments: Vec<(IpNet, u32)> = Vec::new();
-        for round in 0..300 {
+        let mut isolated: Vec<(IpNet, u64)> = Vec::new();
+        for round in 0..400 {
             let r = rand();
-            match r % 5 {
+            match r % 7 {
+                5 => {
+                    let host = IpNet::from(std::net::IpAddr::V4(
+                        (0x0a00_0000 | (r as u32 & 0x0fff)).into(),
+                    ));
+                    let expiry = (r >> 56) % 3;
+                    isolated.retain(|(n, _)| *n != host);
+                    isolated.push((host, expiry));
+                    t.insert_isolation(host, expiry);
+                }
+                6 if !isolated.is_empty() => {
+                    let (host, _) = isolated.remove((r >> 20) as usize % isolated.len());
+                    t.remove_isolation(host);
+                }
                 0 => {
                     segments.retain(|(n, _)| *n != random_net(r));
                     segments.push((random_net(r), 1 + (r >> 50) as u32 % 5));
@@ -487,5 +538,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn isolated_hosts_carry_segment_and_blocks_around_them() {
+        let mut t = table();
+        let host = net("10.10.5.9/32");
+        let changes = t.insert_isolation(host, 0);
+        assert_eq!(changes.len(), 1);
+        let info = lookup(&t, "10.10.5.9").unwrap();
+        assert_eq!(info.flags, ADDRESS_ISOLATED);
+        assert_eq!(info.segment, 2);
+        // A block around it is merged into its entry.
+        t.insert_block(net("10.10.5.0/24"), 0);
+        let info = lookup(&t, "10.10.5.9").unwrap();
+        assert_eq!(info.flags, ADDRESS_ISOLATED | ADDRESS_BLOCKED);
+        assert_eq!(t.hit_prefixes(net("10.10.5.0/24")).len(), 2);
+        // Releasing the host leaves the block.
+        let changes = t.remove_isolation(host);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].want, None);
+        assert_ne!(lookup(&t, "10.10.5.9").unwrap().flags & ADDRESS_BLOCKED, 0);
+        // Adoption keeps isolations.
+        t.insert_isolation(host, 42);
+        let back = AddressTable::from_entries([(host, t.stored(&host).unwrap())]);
+        assert_eq!(back.isolation(host), Some(42));
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use anyhow::{Context, Result};
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
-    Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+    Array, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
 use aya::Ebpf;
 use ipnet::IpNet;
@@ -39,7 +39,6 @@ type Tries<V> = Pair<LpmTrie<MapData, [u8; 4], V>, LpmTrie<MapData, [u8; 16], V>
 pub const UNATTACHED_SLOT: u32 = 0;
 
 pub struct Maps {
-    isolated: Pair<HashMap<MapData, [u8; 4], BlockValue>, HashMap<MapData, [u8; 16], BlockValue>>,
     addresses: Tries<AddressInfo>,
     /// What the address tries hold, kept here (the daemon is their only writer).
     table: AddressTable,
@@ -140,10 +139,6 @@ impl Maps {
         // Adopt what an earlier run left in the pinned tries.
         let table = AddressTable::from_entries(addresses.entries());
         Ok(Maps {
-            isolated: Pair {
-                v4: take(ebpf, names::ISOLATED_V4)?,
-                v6: take(ebpf, names::ISOLATED_V6)?,
-            },
             addresses,
             table,
             exempt: Pair {
@@ -157,41 +152,36 @@ impl Maps {
         })
     }
 
+    /// Isolates a host; `value.expires_at_ns` is its expiry. (`value.hits`
+    /// is ignored: hits live in the trie.)
     pub fn set_isolated(&mut self, host: IpAddr, value: BlockValue) -> Result<(), MapError> {
-        match host {
-            IpAddr::V4(a) => self.isolated.v4.insert(a.octets(), value, 0),
-            IpAddr::V6(a) => self.isolated.v6.insert(a.octets(), value, 0),
-        }
+        let changes = self
+            .table
+            .insert_isolation(IpNet::from(host), value.expires_at_ns);
+        self.apply(changes)
     }
 
     pub fn remove_isolated(&mut self, host: IpAddr) -> Result<(), MapError> {
-        ignore_missing(match host {
-            IpAddr::V4(a) => self.isolated.v4.remove(&a.octets()),
-            IpAddr::V6(a) => self.isolated.v6.remove(&a.octets()),
+        let changes = self.table.remove_isolation(IpNet::from(host));
+        self.apply(changes)
+    }
+
+    /// An isolated host's expiry and the hits counted for it.
+    pub fn get_isolated(&self, host: IpAddr) -> Option<BlockValue> {
+        let host = IpNet::from(host);
+        let expires_at_ns = self.table.isolation(host)?;
+        let hits = self
+            .addresses
+            .get(host)
+            .map_or(0, |info| info.isolation.hits);
+        Some(BlockValue {
+            expires_at_ns,
+            hits,
         })
     }
 
-    pub fn get_isolated(&self, host: IpAddr) -> Option<BlockValue> {
-        match host {
-            IpAddr::V4(a) => self.isolated.v4.get(&a.octets(), 0).ok(),
-            IpAddr::V6(a) => self.isolated.v6.get(&a.octets(), 0).ok(),
-        }
-    }
-
     pub fn isolated_hosts(&self) -> Vec<IpAddr> {
-        let v4 = self
-            .isolated
-            .v4
-            .keys()
-            .filter_map(|k| k.ok())
-            .map(IpAddr::from);
-        let v6 = self
-            .isolated
-            .v6
-            .keys()
-            .filter_map(|k| k.ok())
-            .map(IpAddr::from);
-        v4.chain(v6).collect()
+        self.table.isolated_hosts().map(|(h, _)| h.addr()).collect()
     }
 
     /// Writes the address-trie entries a table change calls for, keeping
@@ -204,6 +194,7 @@ impl Maps {
                     if change.existed {
                         if let Some(old) = self.addresses.get(change.prefix) {
                             info.block.hits = old.block.hits;
+                            info.isolation.hits = old.isolation.hits;
                         }
                     }
                     self.addresses.insert(change.prefix, info)?;
@@ -270,7 +261,7 @@ impl Maps {
         Ok(())
     }
 
-    /// Entries in the address tries (blocked and segment ranges).
+    /// Entries in the address tries (isolated hosts, blocked and segment ranges).
     pub fn address_entries(&self) -> usize {
         self.table.len()
     }

@@ -32,9 +32,7 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 10] = [
-    map_names::ISOLATED_V4,
-    map_names::ISOLATED_V6,
+pub const PINNED_MAPS: [&str; 8] = [
     map_names::ADDRESSES_V4,
     map_names::ADDRESSES_V6,
     map_names::EXEMPT_V4,
