@@ -97,6 +97,7 @@ pub struct RawConfig {
     pub exempt: Vec<String>,
     pub segment: Vec<RawSegment>,
     pub policy: RawPolicy,
+    pub detection: crate::detect::DetectionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -128,6 +129,7 @@ pub struct Config {
     pub exempt: Vec<IpNet>,
     pub segments: Vec<Segment>,
     pub policy: SegmentPolicy,
+    pub detection: crate::detect::DetectionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -249,10 +251,27 @@ impl RawConfig {
                 .unwrap_or_else(|| paths::DEFAULT_PIN_DIR.into()),
             on_exit: self.on_exit,
             exempt,
+            detection: detection_config(self.detection, &segments),
             segments,
             policy,
         })
     }
+}
+
+/// The detection settings; "internal" defaults to the segments' ranges
+/// (all but catch-alls such as 0.0.0.0/0, which stand for the internet).
+fn detection_config(
+    mut detection: crate::detect::DetectionConfig,
+    segments: &[Segment],
+) -> crate::detect::DetectionConfig {
+    if detection.internal.is_empty() {
+        detection.internal = segments
+            .iter()
+            .flat_map(|s| s.cidrs.iter().copied())
+            .filter(|c| c.prefix_len() > 0)
+            .collect();
+    }
+    detection
 }
 
 fn validate_segments(raw: &[RawSegment]) -> Result<Vec<Segment>, ConfigError> {
@@ -354,6 +373,22 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn detection_internal_defaults_to_the_segments() {
+        let cfg = Config::from_toml(EXAMPLE).unwrap();
+        let internal: Vec<String> = cfg
+            .detection
+            .internal
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(internal, ["10.10.0.0/16", "fd00:10::/48", "10.20.0.0/16"]);
+        let e = err("[detection.scan]\nports = \"many\"");
+        assert!(e.contains("ports"), "{e}");
+        let e = err("[detection]\nsensitivity = 3");
+        assert!(e.contains("sensitivity"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod detect;
 pub mod enforcer;
 pub mod metrics;
 pub mod paths;

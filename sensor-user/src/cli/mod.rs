@@ -1,6 +1,7 @@
 //! sensorctl's commands: parse, call the control API, print a table for
 //! people or JSON for scripts.
 
+mod analyze;
 mod entries;
 mod status;
 mod table;
@@ -71,6 +72,11 @@ pub enum Command {
     List,
     /// Packet counters per interface, verdict and reason.
     Stats,
+    /// Run the detection engine on a capture file and print its incidents
+    /// (no daemon needed; --json prints one incident per line).
+    ///
+    /// Example: sensorctl analyze last-week.pcap --internal 10.0.0.0/8
+    Analyze(analyze::Options),
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
@@ -94,6 +100,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Status => status::status(cli),
         Command::Stats => status::stats(cli),
         Command::List => entries::list(cli),
+        Command::Analyze(options) => analyze::run(options, cli.json),
         command => entries::change(cli, command),
     }
 }

@@ -1,0 +1,110 @@
+//! analyze: the detection engine on a capture file, offline.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use ipnet::IpNet;
+
+use super::table;
+use crate::{
+    config::Config,
+    detect::{analyze_file, DetectionConfig, Incident},
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// A pcap or pcapng file.
+    pub file: PathBuf,
+    /// Take the detection settings (and what is internal) from this sensord
+    /// configuration.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// What is inside the network (repeatable); overrides the configuration.
+    /// Default: the private ranges (RFC 1918, RFC 6598, ULA).
+    #[arg(long, value_name = "CIDR")]
+    pub internal: Vec<IpNet>,
+}
+
+/// Packet time (ns since the epoch) as RFC 3339 with milliseconds.
+fn time(ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn run(options: &Options, json: bool) -> Result<()> {
+    let mut detection = match &options.config {
+        Some(path) => Config::load(path)?.detection,
+        None => DetectionConfig::default(),
+    };
+    if !options.internal.is_empty() {
+        detection.internal = options.internal.clone();
+    }
+    let (incidents, stats) = analyze_file(&options.file, &detection)?;
+    if json {
+        for incident in &incidents {
+            println!("{}", serde_json::to_string(incident)?);
+        }
+        return Ok(());
+    }
+    eprintln!(
+        "{}: {} packets ({} not decoded), {} events, {} incidents",
+        options.file.display(),
+        stats.packets,
+        stats.undecodable,
+        stats.events,
+        incidents.len()
+    );
+    print_incidents(&incidents);
+    Ok(())
+}
+
+fn print_incidents(incidents: &[Incident]) {
+    let rows: Vec<Vec<String>> = incidents
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                i.host.to_string(),
+                i.severity.to_string(),
+                i.score.to_string(),
+                time(i.first_seen),
+                time(i.last_seen),
+                i.detectors.iter().copied().collect::<Vec<_>>().join(","),
+                i.peers
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no incidents");
+        return;
+    }
+    table::print(
+        &[
+            "ID",
+            "HOST",
+            "SEVERITY",
+            "SCORE",
+            "FIRST SEEN",
+            "LAST SEEN",
+            "DETECTORS",
+            "PEERS",
+        ],
+        &rows,
+    );
+    for i in incidents {
+        println!(
+            "\nincident {} ({}, {}):",
+            i.id,
+            i.host,
+            i.techniques.iter().copied().collect::<Vec<_>>().join(" ")
+        );
+        for e in &i.evidence {
+            println!("  {}  {:<20} {}", time(e.ts), e.detector, e.summary);
+        }
+    }
+}

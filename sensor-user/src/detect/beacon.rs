@@ -1,0 +1,394 @@
+//! Beaconing: an inside host connecting to one outside destination at
+//! regular intervals with regular sizes, as implants poll their C&C.
+//!
+//! Scored as RITA does (activecm/rita-legacy, pkg/beacon/analyzer.go): the
+//! time between connections and the bytes sent per connection each give a
+//! symmetry score (Bowley skew), a dispersion score (median absolute
+//! deviation, cut off at 30 s and 32 bytes) and a third score (how complete
+//! the series is; how small the payloads); the beacon score is their mean,
+//! 0 to 1. Jitter lowers the score gradually rather than hiding the beacon.
+//! Two changes make slow beacons score like fast ones (docs/detection.md):
+//! dispersion is also judged against half the interval, and completeness
+//! against the series' own interval.
+//!
+//! Not fooled by polling that is periodic by design: services whose
+//! protocol polls (NTP, DNS, DHCP, mDNS, SSDP, NetBIOS) are left out, and a
+//! destination that several inside hosts poll alike (software updates,
+//! telemetry) is shared, not a C&C.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    event::{Event, Kind, Nanos, PROTO_TCP, PROTO_UDP, SECOND},
+    Evidence,
+};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BeaconConfig {
+    /// Fewer connections than this are not judged.
+    pub min_connections: usize,
+    /// Beacon score (0..1) from which a pair is reported.
+    pub min_score: f64,
+    /// Timing score alone (0..1) from which a pair is reported: a C&C whose
+    /// replies vary in size is still regular in time.
+    pub min_timing_score: f64,
+    /// UDP ports that poll by design.
+    pub ignore_udp_ports: Vec<u16>,
+    /// A destination beaconed to by this many inside hosts is shared.
+    pub shared_by_hosts: usize,
+}
+
+impl Default for BeaconConfig {
+    fn default() -> Self {
+        BeaconConfig {
+            min_connections: 20,
+            min_score: 0.8,
+            min_timing_score: 0.9,
+            ignore_udp_ports: vec![53, 67, 68, 123, 137, 138, 1900, 5353],
+            shared_by_hosts: 3,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pair {
+    starts: Vec<Nanos>,
+    sizes: Vec<u64>,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
+struct PairKey {
+    src: IpAddr,
+    dst: IpAddr,
+    dport: u16,
+    protocol: u8,
+}
+
+pub struct BeaconDetector {
+    config: BeaconConfig,
+    pairs: HashMap<PairKey, Pair>,
+    reported: HashSet<PairKey>,
+}
+
+/// RITA's beacon score and its parts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BeaconScore {
+    pub score: f64,
+    /// The timing half of the score alone.
+    pub timing: f64,
+    pub interval_median_secs: f64,
+    pub interval_madm_secs: f64,
+}
+
+fn quartiles(sorted: &[f64]) -> (f64, f64, f64) {
+    let at = |q: f64| sorted[(q * (sorted.len() - 1) as f64).round() as usize];
+    (at(0.25), at(0.5), at(0.75))
+}
+
+fn bowley_skew(sorted: &[f64]) -> f64 {
+    let (low, mid, high) = quartiles(sorted);
+    if high != low && mid != low && mid != high {
+        (low + high - 2.0 * mid) / (high - low)
+    } else {
+        0.0
+    }
+}
+
+fn madm(sorted: &[f64]) -> f64 {
+    let (_, mid, _) = quartiles(sorted);
+    let mut devs: Vec<f64> = sorted.iter().map(|v| (v - mid).abs()).collect();
+    devs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    quartiles(&devs).1
+}
+
+/// Scores connection start times (ns) and bytes sent per connection.
+pub fn score(starts: &[Nanos], sizes: &[u64]) -> Option<BeaconScore> {
+    if starts.len() < 3 || sizes.is_empty() {
+        return None;
+    }
+    let mut intervals: Vec<f64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / SECOND as f64)
+        .collect();
+    intervals.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut sizes: Vec<f64> = sizes.iter().map(|s| *s as f64).collect();
+    sizes.sort_by(|a, b| a.partial_cmp(b).unwrap());
+
+    let ts_skew = 1.0 - bowley_skew(&intervals).abs();
+    let ts_madm = madm(&intervals);
+    let median = quartiles(&intervals).1;
+    // RITA's dispersion cut-off is 30 s; for slow beacons, a deviation of
+    // half the interval counts as fully irregular too.
+    let ts_madm_score = (1.0 - ts_madm / 30.0)
+        .max(1.0 - ts_madm / (median / 2.0).max(1e-9))
+        .max(0.0);
+    // How complete the series is for its own interval (RITA scores against
+    // one connection per 10 s of the data set, which sinks slow beacons).
+    let span = (starts[starts.len() - 1] - starts[0]) as f64 / SECOND as f64;
+    let expected = span / median.max(1e-9) + 1.0;
+    let ts_count = (starts.len() as f64 / expected).min(1.0);
+
+    let ds_skew = 1.0 - bowley_skew(&sizes).abs();
+    let ds_madm_score = (1.0 - madm(&sizes) / 32.0).max(0.0);
+    let ds_mode = mode(&sizes);
+    let ds_small = (1.0 - ds_mode / 65535.0).max(0.0);
+
+    let score = (ts_skew + ts_madm_score + ts_count + ds_skew + ds_madm_score + ds_small) / 6.0;
+    Some(BeaconScore {
+        score,
+        timing: (ts_skew + ts_madm_score + ts_count) / 3.0,
+        interval_median_secs: quartiles(&intervals).1,
+        interval_madm_secs: ts_madm,
+    })
+}
+
+/// The most frequent value of a sorted list.
+fn mode(sorted: &[f64]) -> f64 {
+    let (mut best, mut best_n, mut run_n) = (sorted[0], 0, 0);
+    for (i, v) in sorted.iter().enumerate() {
+        run_n = if i > 0 && sorted[i - 1] == *v {
+            run_n + 1
+        } else {
+            1
+        };
+        if run_n > best_n {
+            best_n = run_n;
+            best = *v;
+        }
+    }
+    best
+}
+
+impl BeaconDetector {
+    pub fn new(config: BeaconConfig) -> BeaconDetector {
+        BeaconDetector {
+            config,
+            pairs: HashMap::new(),
+            reported: HashSet::new(),
+        }
+    }
+
+    /// `outbound`: the source is inside and the destination outside.
+    pub fn observe(&mut self, e: &Event, outbound: bool, _out: &mut [Evidence]) {
+        if !outbound || e.dst.is_multicast() || is_broadcast(e.dst) {
+            return;
+        }
+        if e.protocol == PROTO_UDP && self.config.ignore_udp_ports.contains(&e.dport) {
+            return;
+        }
+        let key = PairKey {
+            src: e.src,
+            dst: e.dst,
+            dport: e.dport,
+            protocol: e.protocol,
+        };
+        match (&e.kind, e.protocol) {
+            (Kind::Syn, PROTO_TCP) | (Kind::FlowStart, PROTO_UDP) => {
+                self.pairs.entry(key).or_default().starts.push(e.ts);
+            }
+            (Kind::FlowEnd(flow), PROTO_TCP | PROTO_UDP) => {
+                if let Some(pair) = self.pairs.get_mut(&key) {
+                    pair.sizes.push(flow.orig_bytes);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Scores every pair with enough connections.
+    pub fn flush(&mut self, out: &mut Vec<Evidence>) {
+        let mut found: Vec<(PairKey, BeaconScore, usize, Nanos)> = Vec::new();
+        for (key, pair) in &self.pairs {
+            if pair.starts.len() < self.config.min_connections || self.reported.contains(key) {
+                continue;
+            }
+            if let Some(s) = score(&pair.starts, &pair.sizes) {
+                if s.score >= self.config.min_score || s.timing >= self.config.min_timing_score {
+                    found.push((*key, s, pair.starts.len(), *pair.starts.last().unwrap()));
+                }
+            }
+        }
+        // A destination that several inside hosts poll alike is shared.
+        let mut pollers: HashMap<IpAddr, HashSet<IpAddr>> = HashMap::new();
+        for (key, ..) in &found {
+            pollers.entry(key.dst).or_default().insert(key.src);
+        }
+        found.sort_by_key(|(_, _, _, last)| *last);
+        for (key, s, n, last) in found {
+            if pollers[&key.dst].len() >= self.config.shared_by_hosts {
+                continue;
+            }
+            self.reported.insert(key);
+            out.push(Evidence {
+                host: key.src,
+                detector: "beacon",
+                technique: "T1071",
+                score: (s.score.max(s.timing) * 100.0).round() as u8,
+                ts: last,
+                peers: vec![format!("{}:{}", key.dst, key.dport)],
+                count: n as u64,
+                summary: format!(
+                    "{n} connections to {}:{} every {:.1}s (deviation {:.2}s), beacon score {:.2} (timing {:.2})",
+                    key.dst, key.dport, s.interval_median_secs, s.interval_madm_secs, s.score, s.timing
+                ),
+            });
+        }
+    }
+}
+
+fn is_broadcast(addr: IpAddr) -> bool {
+    matches!(addr, IpAddr::V4(a) if a.is_broadcast() || a.octets()[3] == 255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::event::FlowSummary;
+
+    fn beacon_events(period_ms: u64, jitter_ms: u64, n: u64, dst: &str, dport: u16) -> Vec<Event> {
+        let mut seed = 12345u64;
+        let mut out = Vec::new();
+        for i in 0..n {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let jitter = if jitter_ms > 0 {
+                (seed >> 33) % (2 * jitter_ms)
+            } else {
+                jitter_ms
+            };
+            let ts = (i * period_ms + jitter) * 1_000_000;
+            let base = Event {
+                ts,
+                src: "10.0.0.5".parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                sport: 40000 + i as u16,
+                dport,
+                protocol: PROTO_TCP,
+                kind: Kind::Syn,
+                payload: vec![],
+            };
+            let end = Event {
+                ts: ts + 1_000_000,
+                kind: Kind::FlowEnd(FlowSummary {
+                    orig_bytes: 600,
+                    start: ts,
+                    answered: true,
+                    ..Default::default()
+                }),
+                ..base.clone()
+            };
+            out.push(base);
+            out.push(end);
+        }
+        out
+    }
+
+    fn run(events: &[Event]) -> Vec<Evidence> {
+        let mut d = BeaconDetector::new(BeaconConfig::default());
+        let mut out = Vec::new();
+        for e in events {
+            d.observe(e, true, &mut out);
+        }
+        d.flush(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_jittered_beacon_is_found() {
+        let out = run(&beacon_events(60_000, 6_000, 40, "198.51.100.7", 443));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].peers, ["198.51.100.7:443"]);
+        assert!(out[0].score >= 80, "{:?}", out[0]);
+    }
+
+    #[test]
+    fn irregular_browsing_is_not_a_beacon() {
+        // Connections at random moments with random sizes.
+        let mut seed = 99u64;
+        let mut events = Vec::new();
+        let mut ts = 0;
+        for i in 0..40u64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ts += ((seed >> 33) % 600 + 1) * SECOND;
+            let size = (seed >> 20) % 200_000;
+            events.push(Event {
+                ts,
+                src: "10.0.0.5".parse().unwrap(),
+                dst: "198.51.100.7".parse().unwrap(),
+                sport: i as u16,
+                dport: 443,
+                protocol: PROTO_TCP,
+                kind: Kind::Syn,
+                payload: vec![],
+            });
+            events.push(Event {
+                ts: ts + 1,
+                src: "10.0.0.5".parse().unwrap(),
+                dst: "198.51.100.7".parse().unwrap(),
+                sport: i as u16,
+                dport: 443,
+                protocol: PROTO_TCP,
+                kind: Kind::FlowEnd(FlowSummary {
+                    orig_bytes: size,
+                    ..Default::default()
+                }),
+                payload: vec![],
+            });
+        }
+        assert!(run(&events).is_empty());
+    }
+
+    #[test]
+    fn too_few_connections_are_not_judged() {
+        assert!(run(&beacon_events(60_000, 0, 10, "198.51.100.7", 443)).is_empty());
+    }
+
+    #[test]
+    fn a_destination_polled_by_many_hosts_is_shared() {
+        let mut d = BeaconDetector::new(BeaconConfig::default());
+        let mut out = Vec::new();
+        for host in 1..=4 {
+            for mut e in beacon_events(60_000, 0, 30, "198.51.100.7", 443) {
+                e.src = format!("10.0.0.{host}").parse().unwrap();
+                d.observe(&e, true, &mut out);
+            }
+        }
+        d.flush(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn ntp_polling_is_ignored_by_port() {
+        let mut d = BeaconDetector::new(BeaconConfig::default());
+        let mut out = Vec::new();
+        for mut e in beacon_events(34_000, 0, 40, "198.51.100.123", 123) {
+            e.protocol = PROTO_UDP;
+            if e.kind == Kind::Syn {
+                e.kind = Kind::FlowStart;
+            }
+            d.observe(&e, true, &mut out);
+        }
+        d.flush(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // The same polling on another UDP port is a beacon.
+        let mut d = BeaconDetector::new(BeaconConfig::default());
+        for mut e in beacon_events(34_000, 0, 40, "198.51.100.123", 4444) {
+            e.protocol = PROTO_UDP;
+            if e.kind == Kind::Syn {
+                e.kind = Kind::FlowStart;
+            }
+            d.observe(&e, true, &mut out);
+        }
+        d.flush(&mut out);
+        assert_eq!(out.len(), 1);
+    }
+}

@@ -1,0 +1,172 @@
+//! Brute force: bursts of short or failed connections from one source to an
+//! authentication service.
+//!
+//! The payload is usually encrypted, so a failed login cannot be seen; a
+//! failed guess shows instead as a connection that ends quickly (or is
+//! refused) followed by another. Each such connection is poured into a leaky
+//! bucket per (source, server, port), as in CrowdSec's `ssh-bf` scenario
+//! (capacity 5, leaking one every 10 s) and `ssh-slow-bf` (capacity 10,
+//! one every 60 s); an overflowing bucket is evidence.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    event::{Event, Kind, PROTO_TCP, SECOND},
+    window::LeakyBucket,
+    Evidence,
+};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BruteForceConfig {
+    /// TCP ports of authentication services.
+    pub ports: Vec<u16>,
+    /// A connection shorter than this counts as an attempt.
+    pub short_connection_secs: u64,
+    pub capacity: u32,
+    pub leak_secs: u64,
+    pub slow_capacity: u32,
+    pub slow_leak_secs: u64,
+}
+
+impl Default for BruteForceConfig {
+    fn default() -> Self {
+        BruteForceConfig {
+            // FTP, SSH, Telnet, SMTP submission, Kerberos, POP3, IMAP, LDAP,
+            // SMB, LDAPS, SMTPS, VMware authd, MSSQL, MySQL, RDP, PostgreSQL,
+            // VNC, WinRM.
+            ports: vec![
+                21, 22, 23, 587, 88, 110, 143, 389, 445, 636, 465, 902, 1433, 3306, 3389, 5432,
+                5900, 5985, 5986,
+            ],
+            short_connection_secs: 30,
+            capacity: 5,
+            leak_secs: 10,
+            slow_capacity: 10,
+            slow_leak_secs: 60,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Target {
+    fast: LeakyBucket,
+    slow: LeakyBucket,
+    attempts: u64,
+    reported_at: u64,
+}
+
+pub struct BruteForceDetector {
+    config: BruteForceConfig,
+    targets: HashMap<(IpAddr, IpAddr, u16), Target>,
+}
+
+impl BruteForceDetector {
+    pub fn new(config: BruteForceConfig) -> BruteForceDetector {
+        BruteForceDetector {
+            config,
+            targets: HashMap::new(),
+        }
+    }
+
+    pub fn observe(&mut self, e: &Event, out: &mut Vec<Evidence>) {
+        let Kind::FlowEnd(flow) = &e.kind else { return };
+        if e.protocol != PROTO_TCP || !self.config.ports.contains(&e.dport) {
+            return;
+        }
+        let short = e.ts.saturating_sub(flow.start) < self.config.short_connection_secs * SECOND;
+        if !(short || !flow.answered) {
+            return;
+        }
+        let c = &self.config;
+        let t = self.targets.entry((e.src, e.dst, e.dport)).or_default();
+        t.attempts += 1;
+        let fast = t.fast.pour(e.ts, c.capacity, c.leak_secs * SECOND);
+        let slow = t
+            .slow
+            .pour(e.ts, c.slow_capacity, c.slow_leak_secs * SECOND);
+        // Report on overflow, then again each time the attempts double.
+        if (fast || slow) && t.attempts >= t.reported_at * 2 {
+            t.reported_at = t.attempts;
+            out.push(Evidence {
+                host: e.src,
+                detector: if fast {
+                    "bruteforce"
+                } else {
+                    "bruteforce.slow"
+                },
+                technique: "T1110",
+                score: 75,
+                ts: e.ts,
+                peers: vec![format!("{}:{}", e.dst, e.dport)],
+                count: t.attempts,
+                summary: format!(
+                    "{} short or failed connections to {}:{}",
+                    t.attempts, e.dst, e.dport
+                ),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::event::{FlowSummary, Nanos};
+
+    fn conn(start: Nanos, secs: u64, dport: u16) -> Event {
+        Event {
+            ts: start + secs * SECOND,
+            src: "10.0.0.5".parse().unwrap(),
+            dst: "10.0.0.9".parse().unwrap(),
+            sport: 40000,
+            dport,
+            protocol: PROTO_TCP,
+            kind: Kind::FlowEnd(FlowSummary {
+                start,
+                answered: true,
+                ..Default::default()
+            }),
+            payload: vec![],
+        }
+    }
+
+    fn run(events: &[Event]) -> Vec<Evidence> {
+        let mut d = BruteForceDetector::new(BruteForceConfig::default());
+        let mut out = Vec::new();
+        for e in events {
+            d.observe(e, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn a_burst_of_short_ssh_connections_is_brute_force() {
+        let events: Vec<Event> = (0..20).map(|i| conn(i * SECOND, 1, 22)).collect();
+        let out = run(&events);
+        assert_eq!(out[0].detector, "bruteforce");
+        assert_eq!(out[0].count, 6);
+        assert_eq!(out[0].peers, ["10.0.0.9:22"]);
+        // Reported again at 12, not at every attempt.
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn long_sessions_and_other_ports_are_not() {
+        let long: Vec<Event> = (0..20).map(|i| conn(i * SECOND, 600, 22)).collect();
+        assert!(run(&long).is_empty());
+        let web: Vec<Event> = (0..20).map(|i| conn(i * SECOND, 1, 443)).collect();
+        assert!(run(&web).is_empty());
+    }
+
+    #[test]
+    fn a_slow_steady_guesser_fills_the_slow_bucket() {
+        // One every 15 s: never overflows the fast bucket (leaks one per 10 s).
+        let events: Vec<Event> = (0..30).map(|i| conn(i * 15 * SECOND, 1, 3389)).collect();
+        let out = run(&events);
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|e| e.detector == "bruteforce.slow"));
+    }
+}

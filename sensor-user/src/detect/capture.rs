@@ -1,0 +1,365 @@
+//! Reading pcap and pcapng files into detection events, with the same
+//! choice of packets and the same flow accounting the datapath makes live.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::{BufReader, Read},
+    net::IpAddr,
+    path::Path,
+};
+
+use anyhow::{bail, Context, Result};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use pcap_file::{
+    pcap::PcapReader,
+    pcapng::{Block, PcapNgReader},
+    DataLink,
+};
+
+use super::event::{
+    Event, FlowSummary, Kind, Nanos, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SECOND,
+};
+
+/// A UDP or ICMP flow with no packet for this long has ended.
+const UDP_IDLE: Nanos = 60 * SECOND;
+/// A TCP flow with no packet for this long has ended (no FIN or RST seen).
+const TCP_IDLE: Nanos = 300 * SECOND;
+/// DNS messages are kept up to this many bytes (the datapath's sample size).
+pub const DNS_SAMPLE: usize = 512;
+
+/// Counts of what a capture held, for the report.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct CaptureStats {
+    pub packets: u64,
+    pub undecodable: u64,
+    pub events: u64,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
+struct FlowKey {
+    protocol: u8,
+    a: (IpAddr, u16),
+    b: (IpAddr, u16),
+}
+
+impl FlowKey {
+    fn new(protocol: u8, src: (IpAddr, u16), dst: (IpAddr, u16)) -> FlowKey {
+        let (a, b) = if src <= dst { (src, dst) } else { (dst, src) };
+        FlowKey { protocol, a, b }
+    }
+}
+
+struct Flow {
+    orig: (IpAddr, u16),
+    resp: (IpAddr, u16),
+    summary: FlowSummary,
+    last: Nanos,
+    fins: u8,
+}
+
+/// Turns decoded packets into events, tracking flows on packet time.
+pub struct FlowTracker {
+    flows: HashMap<FlowKey, Flow>,
+    last_sweep: Nanos,
+}
+
+/// The transport facts of one packet.
+pub struct Packet<'a> {
+    pub ts: Nanos,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags byte (0 for other protocols); ICMP: the type in `dport`.
+    pub tcp_flags: u8,
+    pub len: u64,
+    pub payload: &'a [u8],
+}
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+impl Default for FlowTracker {
+    fn default() -> Self {
+        FlowTracker {
+            flows: HashMap::new(),
+            last_sweep: 0,
+        }
+    }
+}
+
+impl FlowTracker {
+    /// Feeds one packet; `emit` gets the events it causes, in time order.
+    pub fn packet(&mut self, p: &Packet, emit: &mut dyn FnMut(Event)) {
+        self.sweep(p.ts, emit);
+        let event = |kind: Kind, payload: Vec<u8>| Event {
+            ts: p.ts,
+            src: p.src,
+            dst: p.dst,
+            sport: p.sport,
+            dport: p.dport,
+            protocol: p.protocol,
+            kind,
+            payload,
+        };
+        let key = FlowKey::new(p.protocol, (p.src, p.sport), (p.dst, p.dport));
+        let is_new = !self.flows.contains_key(&key);
+        let flow = self.flows.entry(key).or_insert_with(|| Flow {
+            orig: (p.src, p.sport),
+            resp: (p.dst, p.dport),
+            summary: FlowSummary {
+                start: p.ts,
+                ..Default::default()
+            },
+            last: p.ts,
+            fins: 0,
+        });
+        flow.last = p.ts;
+        let from_orig = (p.src, p.sport) == flow.orig;
+        if from_orig {
+            flow.summary.orig_bytes += p.len;
+            flow.summary.orig_packets += 1;
+        } else {
+            flow.summary.resp_bytes += p.len;
+            flow.summary.resp_packets += 1;
+            flow.summary.answered = true;
+        }
+        match p.protocol {
+            PROTO_TCP => {
+                let f = p.tcp_flags;
+                if f & SYN != 0 && f & ACK == 0 {
+                    emit(event(Kind::Syn, Vec::new()));
+                } else if f & SYN != 0 {
+                    emit(event(Kind::SynAck, Vec::new()));
+                }
+                if f & RST != 0 {
+                    emit(event(Kind::Rst, Vec::new()));
+                }
+                if f & FIN != 0 {
+                    emit(event(Kind::Fin, Vec::new()));
+                    flow.fins += 1;
+                }
+                if f & RST != 0 || flow.fins >= 2 {
+                    self.end(key, emit);
+                }
+            }
+            PROTO_UDP => {
+                if is_new {
+                    emit(event(Kind::FlowStart, Vec::new()));
+                }
+                if p.sport == 53 || p.dport == 53 {
+                    let n = p.payload.len().min(DNS_SAMPLE);
+                    emit(event(Kind::Dns, p.payload[..n].to_vec()));
+                }
+            }
+            PROTO_ICMP | PROTO_ICMPV6 => {
+                if is_new {
+                    emit(event(Kind::FlowStart, Vec::new()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, key: FlowKey, emit: &mut dyn FnMut(Event)) {
+        if let Some(flow) = self.flows.remove(&key) {
+            emit(Event {
+                ts: flow.last,
+                src: flow.orig.0,
+                dst: flow.resp.0,
+                sport: flow.orig.1,
+                dport: flow.resp.1,
+                protocol: key.protocol,
+                kind: Kind::FlowEnd(flow.summary),
+                payload: Vec::new(),
+            });
+        }
+    }
+
+    /// Ends flows idle for longer than their timeout (once a second of
+    /// packet time).
+    fn sweep(&mut self, now: Nanos, emit: &mut dyn FnMut(Event)) {
+        if now < self.last_sweep + SECOND {
+            return;
+        }
+        self.last_sweep = now;
+        let mut idle: Vec<(Nanos, FlowKey)> = self
+            .flows
+            .iter()
+            .filter(|(k, f)| {
+                let timeout = if k.protocol == PROTO_TCP {
+                    TCP_IDLE
+                } else {
+                    UDP_IDLE
+                };
+                f.last + timeout < now
+            })
+            .map(|(k, f)| (f.last, *k))
+            .collect();
+        idle.sort_by_key(|(last, _)| *last);
+        for (_, key) in idle {
+            self.end(key, emit);
+        }
+    }
+
+    /// Ends every flow still open (the end of a capture).
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Event)) {
+        let mut open: Vec<(Nanos, FlowKey)> =
+            self.flows.iter().map(|(k, f)| (f.last, *k)).collect();
+        open.sort_by_key(|(last, _)| *last);
+        for (_, key) in open {
+            self.end(key, emit);
+        }
+    }
+}
+
+/// Decodes one frame of the given link type into transport facts.
+fn decode(link: DataLink, ts: Nanos, len: u64, data: &[u8]) -> Option<Packet<'_>> {
+    let sliced = match link {
+        DataLink::ETHERNET => SlicedPacket::from_ethernet(data).ok()?,
+        DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(data).ok()?,
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => SlicedPacket::from_ip(data).ok()?,
+        _ => return None,
+    };
+    let (src, dst, protocol) = match sliced.net? {
+        NetSlice::Ipv4(ip) => (
+            IpAddr::V4(ip.header().source_addr()),
+            IpAddr::V4(ip.header().destination_addr()),
+            ip.header().protocol().0,
+        ),
+        NetSlice::Ipv6(ip) => (
+            IpAddr::V6(ip.header().source_addr()),
+            IpAddr::V6(ip.header().destination_addr()),
+            ip.payload().ip_number.0,
+        ),
+        NetSlice::Arp(_) => return None,
+    };
+    let mut p = Packet {
+        ts,
+        src,
+        dst,
+        protocol,
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        len,
+        payload: &[],
+    };
+    match sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            p.sport = tcp.source_port();
+            p.dport = tcp.destination_port();
+            p.tcp_flags = tcp.slice()[13];
+            p.payload = tcp.payload();
+        }
+        Some(TransportSlice::Udp(udp)) => {
+            p.sport = udp.source_port();
+            p.dport = udp.destination_port();
+            p.payload = udp.payload();
+        }
+        Some(TransportSlice::Icmpv4(icmp)) => {
+            // Only echo requests start an ICMP "flow"; replies and errors
+            // belong to whatever they answer.
+            if icmp.type_u8() != 8 {
+                return None;
+            }
+            p.dport = icmp.type_u8() as u16;
+        }
+        Some(TransportSlice::Icmpv6(icmp)) => {
+            if icmp.type_u8() != 128 {
+                return None;
+            }
+            p.dport = icmp.type_u8() as u16;
+        }
+        _ => {}
+    }
+    Some(p)
+}
+
+fn nanos(d: std::time::Duration) -> Nanos {
+    d.as_nanos() as Nanos
+}
+
+/// Reads a pcap or pcapng file (told apart by their magic numbers) and
+/// feeds every event to `emit`, in packet-time order.
+pub fn read_file(path: &Path, emit: &mut dyn FnMut(Event)) -> Result<CaptureStats> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic)
+        .with_context(|| format!("{} is too short to be a capture", path.display()))?;
+    let file = File::open(path)?;
+    let mut stats = CaptureStats::default();
+    let mut tracker = FlowTracker::default();
+    let mut emit_counted = |e: Event| {
+        stats.events += 1;
+        emit(e)
+    };
+    let mut feed = |link: DataLink,
+                    ts: Nanos,
+                    len: u64,
+                    data: &[u8],
+                    stats_packets: &mut u64,
+                    undecodable: &mut u64| {
+        *stats_packets += 1;
+        match decode(link, ts, len, data) {
+            Some(p) => tracker.packet(&p, &mut emit_counted),
+            None => *undecodable += 1,
+        }
+    };
+    let (mut packets, mut undecodable) = (0u64, 0u64);
+    match magic {
+        [0x0a, 0x0d, 0x0d, 0x0a] => {
+            let mut reader = PcapNgReader::new(BufReader::new(file))
+                .with_context(|| format!("{} is not a valid pcapng file", path.display()))?;
+            let mut links = Vec::new();
+            while let Some(block) = reader.next_block() {
+                match block.with_context(|| format!("reading {}", path.display()))? {
+                    Block::InterfaceDescription(idb) => links.push(idb.linktype),
+                    Block::EnhancedPacket(epb) => {
+                        let link = links
+                            .get(epb.interface_id as usize)
+                            .copied()
+                            .unwrap_or(DataLink::ETHERNET);
+                        feed(
+                            link,
+                            nanos(epb.timestamp),
+                            epb.original_len as u64,
+                            &epb.data,
+                            &mut packets,
+                            &mut undecodable,
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        [0xd4, 0xc3, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0xc3, 0xd4]
+        | [0x4d, 0x3c, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0x3c, 0x4d] => {
+            let mut reader = PcapReader::new(BufReader::new(file))
+                .with_context(|| format!("{} is not a valid pcap file", path.display()))?;
+            let link = reader.header().datalink;
+            while let Some(packet) = reader.next_packet() {
+                let packet = packet.with_context(|| format!("reading {}", path.display()))?;
+                feed(
+                    link,
+                    nanos(packet.timestamp),
+                    packet.orig_len as u64,
+                    &packet.data,
+                    &mut packets,
+                    &mut undecodable,
+                );
+            }
+        }
+        _ => bail!("{} is neither a pcap nor a pcapng file", path.display()),
+    }
+    tracker.finish(&mut emit_counted);
+    stats.packets = packets;
+    stats.undecodable = undecodable;
+    Ok(stats)
+}

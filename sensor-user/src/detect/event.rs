@@ -1,0 +1,64 @@
+//! What the detectors see: one event per packet that matters (connection
+//! attempts and their answers, the first packet of a UDP or ICMP flow, DNS
+//! messages) and one per finished flow with its byte counts. The datapath's
+//! telemetry and the capture reader produce the same events, so one engine
+//! serves live traffic and capture files.
+
+use std::net::IpAddr;
+
+/// Nanoseconds of packet time: capture timestamps offline, the datapath's
+/// clock live. Detectors never read the wall clock.
+pub type Nanos = u64;
+
+pub const SECOND: Nanos = 1_000_000_000;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A TCP SYN without ACK: a connection attempt.
+    Syn,
+    /// A SYN-ACK: the attempt was answered.
+    SynAck,
+    /// A RST: refused or torn down.
+    Rst,
+    /// A FIN.
+    Fin,
+    /// The first packet of a UDP or ICMP flow (ICMP: echo requests only
+    /// start one).
+    FlowStart,
+    /// A DNS message (UDP port 53); `payload` holds it from its header.
+    Dns,
+    /// A flow ended (FIN/RST seen, idle, or the end of the capture).
+    FlowEnd(FlowSummary),
+}
+
+/// Byte and packet counts of a finished flow, by direction: `orig` is the
+/// side that sent the first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowSummary {
+    pub orig_bytes: u64,
+    pub resp_bytes: u64,
+    pub orig_packets: u64,
+    pub resp_packets: u64,
+    pub start: Nanos,
+    /// Whether the responder ever answered (SYN-ACK for TCP, any packet
+    /// back for UDP/ICMP).
+    pub answered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub ts: Nanos,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
+    pub kind: Kind,
+    /// Payload bytes, kept only for DNS.
+    pub payload: Vec<u8>,
+}

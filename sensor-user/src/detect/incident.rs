@@ -1,0 +1,174 @@
+//! Incidents: evidence aggregated per host, so an operator reads one scored
+//! incident ("10.10.0.11: port scan, then beaconing to 203.0.113.66") rather
+//! than a flood of alerts.
+//!
+//! Evidence about a host joins its open incident when it comes within
+//! `MERGE_GAP` of the incident's last evidence; evidence from the same
+//! detector about the same peers updates the entry already there.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use serde::Serialize;
+
+use super::{event::Nanos, Evidence, SECOND};
+
+/// Evidence this close to a host's last evidence joins the same incident.
+pub const MERGE_GAP: Nanos = 30 * 60 * SECOND;
+/// Evidence entries kept per incident (the first ones, and the latest).
+const MAX_EVIDENCE: usize = 50;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Incident {
+    pub id: u64,
+    pub host: IpAddr,
+    /// 0 to 100: the strongest evidence, plus 5 per other detector.
+    pub score: u8,
+    pub severity: &'static str,
+    pub first_seen: Nanos,
+    pub last_seen: Nanos,
+    pub detectors: BTreeSet<&'static str>,
+    pub techniques: BTreeSet<&'static str>,
+    pub peers: BTreeSet<String>,
+    pub evidence: Vec<Evidence>,
+}
+
+fn severity(score: u8) -> &'static str {
+    match score {
+        80.. => "high",
+        50..=79 => "medium",
+        _ => "low",
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Incidents {
+    incidents: Vec<Incident>,
+    next_id: u64,
+}
+
+impl Incidents {
+    /// Adds evidence; returns the id of the incident it went to.
+    pub fn add(&mut self, e: Evidence) -> u64 {
+        let open = self
+            .incidents
+            .iter_mut()
+            .rev()
+            .find(|i| i.host == e.host && e.ts.saturating_sub(i.last_seen) <= MERGE_GAP);
+        let incident = match open {
+            Some(i) => i,
+            None => {
+                self.next_id += 1;
+                self.incidents.push(Incident {
+                    id: self.next_id,
+                    host: e.host,
+                    score: 0,
+                    severity: "low",
+                    first_seen: e.ts,
+                    last_seen: e.ts,
+                    detectors: BTreeSet::new(),
+                    techniques: BTreeSet::new(),
+                    peers: BTreeSet::new(),
+                    evidence: Vec::new(),
+                });
+                self.incidents.last_mut().unwrap()
+            }
+        };
+        incident.first_seen = incident.first_seen.min(e.ts);
+        incident.last_seen = incident.last_seen.max(e.ts);
+        incident.detectors.insert(e.detector);
+        incident.techniques.insert(e.technique);
+        for p in &e.peers {
+            if incident.peers.len() < 20 {
+                incident.peers.insert(p.clone());
+            }
+        }
+        let same = incident
+            .evidence
+            .iter()
+            .position(|x| x.detector == e.detector && x.peers == e.peers);
+        match same {
+            Some(at) => incident.evidence[at] = e,
+            None if incident.evidence.len() < MAX_EVIDENCE => incident.evidence.push(e),
+            None => *incident.evidence.last_mut().unwrap() = e,
+        }
+        let strongest = incident.evidence.iter().map(|x| x.score).max().unwrap_or(0);
+        let others = incident.detectors.len().saturating_sub(1) as u32;
+        incident.score = (strongest as u32 + 5 * others).min(100) as u8;
+        incident.severity = severity(incident.score);
+        incident.id
+    }
+
+    pub fn list(&self) -> Vec<Incident> {
+        self.incidents.clone()
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Incident> {
+        self.incidents.iter().find(|i| i.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence(host: &str, detector: &'static str, ts: Nanos, peer: &str, score: u8) -> Evidence {
+        Evidence {
+            host: host.parse().unwrap(),
+            detector,
+            technique: "T1046",
+            score,
+            ts,
+            peers: vec![peer.into()],
+            count: 1,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn evidence_about_one_host_makes_one_incident() {
+        let mut inc = Incidents::default();
+        let a = inc.add(evidence(
+            "10.0.0.5",
+            "scan.vertical",
+            SECOND,
+            "10.0.0.9",
+            70,
+        ));
+        let b = inc.add(evidence(
+            "10.0.0.5",
+            "scan.vertical",
+            2 * SECOND,
+            "10.0.0.9",
+            70,
+        ));
+        let c = inc.add(evidence(
+            "10.0.0.5",
+            "beacon",
+            3 * SECOND,
+            "198.51.100.7:443",
+            90,
+        ));
+        assert_eq!((a, b), (c, c));
+        let i = inc.get(a).unwrap();
+        assert_eq!(i.evidence.len(), 2, "same detector and peer merged");
+        assert_eq!(i.score, 95);
+        assert_eq!(i.severity, "high");
+        assert_eq!(i.first_seen, SECOND);
+    }
+
+    #[test]
+    fn other_hosts_and_long_gaps_make_new_incidents() {
+        let mut inc = Incidents::default();
+        let a = inc.add(evidence("10.0.0.5", "scan.vertical", SECOND, "x", 70));
+        let b = inc.add(evidence("10.0.0.6", "scan.vertical", SECOND, "x", 70));
+        let c = inc.add(evidence(
+            "10.0.0.5",
+            "scan.vertical",
+            2 * MERGE_GAP,
+            "x",
+            70,
+        ));
+        assert!(a != b && a != c && b != c);
+        assert_eq!(inc.list().len(), 3);
+    }
+}

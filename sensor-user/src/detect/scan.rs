@@ -1,0 +1,461 @@
+//! Reconnaissance: vertical port scans (many ports of one host), horizontal
+//! sweeps (one port on many hosts), slow scans (the same over an hour) and
+//! ICMP echo sweeps.
+//!
+//! Like Zeek's scan detection, port and address scans count **failed**
+//! attempts only (refused with RST, or unanswered), so a client that opens
+//! many successful connections is not a scanner. Defaults: Zeek's
+//! `port_scan_threshold` (15 ports) and `addr_scan_threshold` (25 hosts) in
+//! 5 minutes; ICMP sweeps at 10 hosts in 5 minutes, between Slips'
+//! `pingscan_minimum_scanned_ips` (5) and Zeek's address threshold.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    event::{Event, Kind, Nanos, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SECOND},
+    window::TimedSet,
+    Evidence,
+};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    /// Failed attempts to this many ports of one host within `window_secs`.
+    pub ports: usize,
+    /// Failed attempts to one port on this many hosts within `window_secs`.
+    pub hosts: usize,
+    /// ICMP echo requests to this many hosts within `window_secs`.
+    pub icmp_hosts: usize,
+    pub window_secs: u64,
+    /// The same thresholds over this longer window catch slow scans.
+    pub slow_window_secs: u64,
+    /// A SYN with no SYN-ACK after this long is a failed attempt.
+    pub attempt_timeout_secs: u64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            ports: 15,
+            hosts: 25,
+            icmp_hosts: 10,
+            window_secs: 300,
+            slow_window_secs: 3600,
+            attempt_timeout_secs: 3,
+        }
+    }
+}
+
+/// What a source has probed, per target.
+#[derive(Default)]
+struct Probes {
+    /// (src, dst) -> ports that failed.
+    ports: HashMap<(IpAddr, IpAddr), TimedSet<u16>>,
+    /// (src, port) -> hosts that failed.
+    hosts: HashMap<(IpAddr, u16), TimedSet<IpAddr>>,
+    /// src -> hosts sent an echo request.
+    icmp: HashMap<IpAddr, TimedSet<IpAddr>>,
+}
+
+pub struct ScanDetector {
+    config: ScanConfig,
+    /// (src, dst, dport) -> when the SYN was seen, awaiting an answer.
+    pending: HashMap<(IpAddr, IpAddr, u16), Nanos>,
+    probes: Probes,
+    /// Evidence already given, and at what count (it is given again each
+    /// time the count doubles, so an incident's counts keep up).
+    reported: HashMap<(&'static str, IpAddr, String), usize>,
+    last_expiry: Nanos,
+}
+
+impl ScanDetector {
+    pub fn new(config: ScanConfig) -> ScanDetector {
+        ScanDetector {
+            config,
+            pending: HashMap::new(),
+            probes: Probes::default(),
+            reported: HashMap::new(),
+            last_expiry: 0,
+        }
+    }
+
+    pub fn observe(&mut self, e: &Event, out: &mut Vec<Evidence>) {
+        self.expire_pending(e.ts, out);
+        match (&e.kind, e.protocol) {
+            (Kind::Syn, PROTO_TCP) => {
+                self.pending.entry((e.src, e.dst, e.dport)).or_insert(e.ts);
+            }
+            (Kind::SynAck, PROTO_TCP) => {
+                self.pending.remove(&(e.dst, e.src, e.sport));
+            }
+            (Kind::Rst, PROTO_TCP) => {
+                // A refusal from the target: the attempt failed now.
+                if self.pending.remove(&(e.dst, e.src, e.sport)).is_some() {
+                    self.failed(e.dst, e.src, e.sport, e.ts, out);
+                }
+            }
+            (Kind::FlowEnd(summary), PROTO_UDP) if !summary.answered => {
+                self.failed(e.src, e.dst, e.dport, e.ts, out);
+            }
+            (Kind::FlowStart, PROTO_ICMP | PROTO_ICMPV6) => {
+                self.probes
+                    .icmp
+                    .entry(e.src)
+                    .or_default()
+                    .insert(e.dst, e.ts);
+                self.check_icmp(e.src, e.ts, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// SYNs unanswered for longer than the timeout have failed.
+    fn expire_pending(&mut self, now: Nanos, out: &mut Vec<Evidence>) {
+        if now < self.last_expiry + SECOND {
+            return;
+        }
+        self.last_expiry = now;
+        let timeout = self.config.attempt_timeout_secs * SECOND;
+        let mut due: Vec<((IpAddr, IpAddr, u16), Nanos)> = self
+            .pending
+            .iter()
+            .filter(|(_, t)| **t + timeout <= now)
+            .map(|(k, t)| (*k, *t))
+            .collect();
+        due.sort_by_key(|(_, t)| *t);
+        for ((src, dst, port), ts) in due {
+            self.pending.remove(&(src, dst, port));
+            self.failed(src, dst, port, ts, out);
+        }
+        // Forget what is older than the slow window.
+        let horizon = now.saturating_sub(self.config.slow_window_secs * SECOND);
+        self.probes.ports.retain(|_, s| {
+            s.prune(horizon);
+            !s.is_empty()
+        });
+        self.probes.hosts.retain(|_, s| {
+            s.prune(horizon);
+            !s.is_empty()
+        });
+        self.probes.icmp.retain(|_, s| {
+            s.prune(horizon);
+            !s.is_empty()
+        });
+    }
+
+    /// At the end of a capture, pending attempts older than the timeout
+    /// have failed.
+    pub fn flush(&mut self, now: Nanos, out: &mut Vec<Evidence>) {
+        self.last_expiry = 0;
+        self.expire_pending(now + self.config.attempt_timeout_secs * SECOND, out);
+    }
+
+    fn failed(&mut self, src: IpAddr, dst: IpAddr, port: u16, ts: Nanos, out: &mut Vec<Evidence>) {
+        let ports = self.probes.ports.entry((src, dst)).or_default();
+        ports.insert(port, ts);
+        let (fast, slow) = counts(&self.config, ports, ts);
+        let threshold = self.config.ports;
+        if let Some((detector, n)) = pick(fast, slow, threshold) {
+            let kind = if detector == "fast" {
+                "scan.vertical"
+            } else {
+                "scan.slow_vertical"
+            };
+            self.report(
+                out,
+                kind,
+                src,
+                dst.to_string(),
+                n,
+                ts,
+                70,
+                format!("{n} ports of {dst} probed without success"),
+            );
+        }
+        let hosts = self.probes.hosts.entry((src, port)).or_default();
+        hosts.insert(dst, ts);
+        let (fast, slow) = counts(&self.config, hosts, ts);
+        let threshold = self.config.hosts;
+        if let Some((detector, n)) = pick(fast, slow, threshold) {
+            let kind = if detector == "fast" {
+                "scan.horizontal"
+            } else {
+                "scan.slow_horizontal"
+            };
+            self.report(
+                out,
+                kind,
+                src,
+                format!("port {port}"),
+                n,
+                ts,
+                70,
+                format!("port {port} probed on {n} hosts without success"),
+            );
+        }
+    }
+
+    fn check_icmp(&mut self, src: IpAddr, ts: Nanos, out: &mut Vec<Evidence>) {
+        let set = &self.probes.icmp[&src];
+        let (fast, slow) = counts(&self.config, set, ts);
+        if let Some((_, n)) = pick(fast, slow, self.config.icmp_hosts) {
+            let mut peers: Vec<String> = set.keys().take(10).map(|a| a.to_string()).collect();
+            peers.sort();
+            self.report(
+                out,
+                "scan.icmp_sweep",
+                src,
+                "icmp".into(),
+                n,
+                ts,
+                60,
+                format!("echo requests to {n} hosts"),
+            );
+            if let Some(last) = out.last_mut() {
+                last.peers = peers;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        out: &mut Vec<Evidence>,
+        detector: &'static str,
+        host: IpAddr,
+        peer: String,
+        count: usize,
+        ts: Nanos,
+        score: u8,
+        summary: String,
+    ) {
+        let last = self
+            .reported
+            .entry((detector, host, peer.clone()))
+            .or_insert(0);
+        if count < *last * 2 {
+            return;
+        }
+        *last = count;
+        out.push(Evidence {
+            host,
+            detector,
+            technique: "T1046",
+            score,
+            ts,
+            peers: vec![peer],
+            count: count as u64,
+            summary,
+        });
+    }
+}
+
+/// Distinct keys in the fast and the slow window ending at `ts`.
+fn counts<K: std::hash::Hash + Eq + Clone>(
+    config: &ScanConfig,
+    set: &TimedSet<K>,
+    ts: Nanos,
+) -> (usize, usize) {
+    let fast = set.count_since(ts.saturating_sub(config.window_secs * SECOND));
+    let slow = set.count_since(ts.saturating_sub(config.slow_window_secs * SECOND));
+    (fast, slow)
+}
+
+/// Which window crossed its threshold: the fast one first.
+fn pick(fast: usize, slow: usize, threshold: usize) -> Option<(&'static str, usize)> {
+    if fast >= threshold {
+        Some(("fast", fast))
+    } else if slow >= threshold {
+        Some(("slow", slow))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::event::FlowSummary;
+
+    fn ev(
+        ts: Nanos,
+        src: &str,
+        dst: &str,
+        sport: u16,
+        dport: u16,
+        protocol: u8,
+        kind: Kind,
+    ) -> Event {
+        Event {
+            ts,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport,
+            dport,
+            protocol,
+            kind,
+            payload: vec![],
+        }
+    }
+
+    fn run(events: &[Event]) -> Vec<Evidence> {
+        let mut d = ScanDetector::new(ScanConfig::default());
+        let mut out = Vec::new();
+        for e in events {
+            d.observe(e, &mut out);
+        }
+        d.flush(events.last().map_or(0, |e| e.ts), &mut out);
+        out
+    }
+
+    #[test]
+    fn refused_ports_make_a_vertical_scan() {
+        let mut events = Vec::new();
+        for port in 1..=20u16 {
+            let t = port as u64 * SECOND / 10;
+            events.push(ev(
+                t,
+                "10.0.0.5",
+                "10.0.0.9",
+                40000,
+                port,
+                PROTO_TCP,
+                Kind::Syn,
+            ));
+            events.push(ev(
+                t + 1000,
+                "10.0.0.9",
+                "10.0.0.5",
+                port,
+                40000,
+                PROTO_TCP,
+                Kind::Rst,
+            ));
+        }
+        let out = run(&events);
+        assert_eq!(out[0].detector, "scan.vertical");
+        assert_eq!(out[0].count, 15);
+        assert_eq!(out[0].host.to_string(), "10.0.0.5");
+    }
+
+    #[test]
+    fn answered_connections_are_not_a_scan() {
+        let mut events = Vec::new();
+        for port in 1..=40u16 {
+            let t = port as u64 * SECOND;
+            events.push(ev(
+                t,
+                "10.0.0.5",
+                "10.0.0.9",
+                40000 + port,
+                port,
+                PROTO_TCP,
+                Kind::Syn,
+            ));
+            events.push(ev(
+                t + 1000,
+                "10.0.0.9",
+                "10.0.0.5",
+                port,
+                40000 + port,
+                PROTO_TCP,
+                Kind::SynAck,
+            ));
+        }
+        assert!(run(&events).is_empty());
+    }
+
+    #[test]
+    fn unanswered_syns_to_many_hosts_make_a_horizontal_scan_after_the_timeout() {
+        let events: Vec<Event> = (1..=30u64)
+            .map(|i| {
+                ev(
+                    i * SECOND / 5,
+                    "10.0.0.5",
+                    &format!("10.0.1.{i}"),
+                    40000,
+                    445,
+                    PROTO_TCP,
+                    Kind::Syn,
+                )
+            })
+            .collect();
+        let out = run(&events);
+        assert!(
+            out.iter()
+                .any(|e| e.detector == "scan.horizontal" && e.peers == ["port 445"]),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn slow_scan_over_an_hour() {
+        // One refused port every 3 minutes: 20 ports in an hour.
+        let mut events = Vec::new();
+        for port in 1..=20u16 {
+            let t = port as u64 * 180 * SECOND;
+            events.push(ev(
+                t,
+                "10.0.0.5",
+                "10.0.0.9",
+                40000,
+                port,
+                PROTO_TCP,
+                Kind::Syn,
+            ));
+            events.push(ev(
+                t + 1000,
+                "10.0.0.9",
+                "10.0.0.5",
+                port,
+                40000,
+                PROTO_TCP,
+                Kind::Rst,
+            ));
+        }
+        let out = run(&events);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].detector, "scan.slow_vertical");
+    }
+
+    #[test]
+    fn icmp_sweep_and_unanswered_udp() {
+        let mut events: Vec<Event> = (1..=12u64)
+            .map(|i| {
+                ev(
+                    i * SECOND / 10,
+                    "10.0.0.5",
+                    &format!("10.0.1.{i}"),
+                    0,
+                    8,
+                    PROTO_ICMP,
+                    Kind::FlowStart,
+                )
+            })
+            .collect();
+        let dead = FlowSummary {
+            answered: false,
+            ..Default::default()
+        };
+        for port in 1..=16u16 {
+            events.push(ev(
+                2 * SECOND,
+                "10.0.0.6",
+                "10.0.0.9",
+                50000,
+                port,
+                PROTO_UDP,
+                Kind::FlowEnd(dead),
+            ));
+        }
+        let out = run(&events);
+        assert!(out
+            .iter()
+            .any(|e| e.detector == "scan.icmp_sweep" && e.count == 10));
+        assert!(out
+            .iter()
+            .any(|e| e.detector == "scan.vertical" && e.host.to_string() == "10.0.0.6"));
+    }
+}

@@ -1,0 +1,98 @@
+//! Sliding windows on packet time: distinct keys with when they were last
+//! seen, and leaky buckets.
+
+use std::{collections::HashMap, hash::Hash};
+
+use super::event::Nanos;
+
+/// Distinct keys seen, each with its latest time.
+#[derive(Debug, Clone)]
+pub struct TimedSet<K> {
+    seen: HashMap<K, Nanos>,
+}
+
+impl<K> Default for TimedSet<K> {
+    fn default() -> Self {
+        TimedSet {
+            seen: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> TimedSet<K> {
+    pub fn insert(&mut self, key: K, ts: Nanos) {
+        let at = self.seen.entry(key).or_insert(ts);
+        *at = (*at).max(ts);
+    }
+
+    /// Keys seen at or after `since`.
+    pub fn count_since(&self, since: Nanos) -> usize {
+        self.seen.values().filter(|t| **t >= since).count()
+    }
+
+    /// Forgets keys not seen since `since`.
+    pub fn prune(&mut self, since: Nanos) {
+        self.seen.retain(|_, t| *t >= since);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.seen.keys()
+    }
+}
+
+/// A leaky bucket, as CrowdSec's scenarios use: each event adds one, the
+/// bucket leaks one every `leak` nanoseconds, and it overflows when it
+/// holds more than `capacity`.
+#[derive(Debug, Clone, Default)]
+pub struct LeakyBucket {
+    level: f64,
+    last: Nanos,
+}
+
+impl LeakyBucket {
+    /// Adds one event at `ts`; true when the bucket overflows.
+    pub fn pour(&mut self, ts: Nanos, capacity: u32, leak: Nanos) -> bool {
+        if ts > self.last && leak > 0 {
+            let leaked = (ts - self.last) as f64 / leak as f64;
+            self.level = (self.level - leaked).max(0.0);
+        }
+        self.last = self.last.max(ts);
+        self.level += 1.0;
+        self.level > capacity as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::event::SECOND;
+
+    #[test]
+    fn timed_set_counts_a_window() {
+        let mut s = TimedSet::default();
+        s.insert(1, 10 * SECOND);
+        s.insert(2, 20 * SECOND);
+        s.insert(1, 30 * SECOND);
+        assert_eq!(s.count_since(15 * SECOND), 2);
+        assert_eq!(s.count_since(25 * SECOND), 1);
+        s.prune(25 * SECOND);
+        assert_eq!(s.keys().count(), 1);
+    }
+
+    #[test]
+    fn bucket_overflows_on_a_burst_not_on_a_trickle() {
+        let mut b = LeakyBucket::default();
+        // One every 20 s never fills a bucket that leaks one per 10 s.
+        assert!(!(0..20).any(|i| b.pour(i * 20 * SECOND, 5, 10 * SECOND)));
+        let mut b = LeakyBucket::default();
+        // Six within a second overflow a capacity of 5.
+        let overflowed: Vec<bool> = (0..6)
+            .map(|i| b.pour(i * SECOND / 10, 5, 10 * SECOND))
+            .collect();
+        assert_eq!(overflowed, [false, false, false, false, false, true]);
+    }
+}
