@@ -101,6 +101,36 @@ fn iodine_and_dnscat2_are_dns_tunnels() {
 }
 
 #[test]
+fn psexec_and_smbexec_are_remote_service_execution() {
+    for file in [
+        "lateral/sbousseaden_LM_psexec_smb_dcerpc_epm_svcctl.pcapng",
+        "lateral/sbousseaden_LM_smbexec_smb_dcerpc_svcctl_epm.pcapng",
+    ] {
+        let Some(incidents) = analyze(file, &["172.16.66.0/24"]) else {
+            return;
+        };
+        expect(
+            &incidents,
+            "172.16.66.1",
+            "lateral.remote_service",
+            "172.16.66.36",
+        );
+        assert_eq!(incidents.len(), 1, "{file}: {incidents:#?}");
+    }
+}
+
+#[test]
+fn rpc_endpoint_mapper_enumeration_is_discovery() {
+    let Some(incidents) = analyze(
+        "recon/sbousseaden_discovery_scan_dcerpc_epm.pcapng",
+        &["10.0.2.0/24"],
+    ) else {
+        return;
+    };
+    expect(&incidents, "10.0.2.17", "scan.rpc_enum", "10.0.2.18:135");
+}
+
+#[test]
 fn ntp_polling_is_not_a_beacon() {
     let Some(incidents) = analyze(
         "benign_mixed/slips_test7-malicious.pcap",

@@ -27,6 +27,13 @@ const UDP_IDLE: Nanos = 60 * SECOND;
 const TCP_IDLE: Nanos = 300 * SECOND;
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
 pub const DNS_SAMPLE: usize = 512;
+/// TCP payload samples: at most this many per flow, of at most this size.
+pub const DATA_SAMPLES: u8 = 32;
+pub const DATA_SAMPLE: usize = 1024;
+/// Ports whose flows are sampled: DCE/RPC endpoint mapper, NetBIOS session,
+/// SMB. (Flows on other ports are sampled when their first payload is a
+/// DCE/RPC bind: RPC services listen on dynamic ports.)
+pub const INSPECT_PORTS: [u16; 3] = [135, 139, 445];
 
 /// Counts of what a capture held, for the report.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -56,6 +63,9 @@ struct Flow {
     summary: FlowSummary,
     last: Nanos,
     fins: u8,
+    /// Payload samples sent so far, and whether the flow is sampled.
+    samples: u8,
+    inspect: Option<bool>,
 }
 
 /// Turns decoded packets into events, tracking flows on packet time.
@@ -117,6 +127,8 @@ impl FlowTracker {
             },
             last: p.ts,
             fins: 0,
+            samples: 0,
+            inspect: None,
         });
         flow.last = p.ts;
         let from_orig = (p.src, p.sport) == flow.orig;
@@ -131,6 +143,18 @@ impl FlowTracker {
         match p.protocol {
             PROTO_TCP => {
                 let f = p.tcp_flags;
+                if !p.payload.is_empty() && flow.samples < DATA_SAMPLES {
+                    let inspect = *flow.inspect.get_or_insert_with(|| {
+                        INSPECT_PORTS.contains(&p.sport)
+                            || INSPECT_PORTS.contains(&p.dport)
+                            || is_dcerpc_bind(p.payload)
+                    });
+                    if inspect {
+                        flow.samples += 1;
+                        let n = p.payload.len().min(DATA_SAMPLE);
+                        emit(event(Kind::Data, p.payload[..n].to_vec()));
+                    }
+                }
                 if f & SYN != 0 && f & ACK == 0 {
                     emit(event(Kind::Syn, Vec::new()));
                 } else if f & SYN != 0 {
@@ -215,6 +239,11 @@ impl FlowTracker {
             self.end(key, emit);
         }
     }
+}
+
+/// A DCE/RPC bind PDU (version 5.0, type 11) starts the payload.
+fn is_dcerpc_bind(payload: &[u8]) -> bool {
+    payload.len() >= 16 && payload[0] == 5 && payload[1] == 0 && payload[2] == 11
 }
 
 /// Decodes one frame of the given link type into transport facts.

@@ -32,6 +32,9 @@ pub enum Kind {
     FlowStart,
     /// A DNS message (UDP port 53); `payload` holds it from its header.
     Dns,
+    /// A sample of TCP payload from a flow worth inspecting (Windows admin
+    /// protocols: SMB, DCE/RPC), from either side.
+    Data,
     /// A flow ended (FIN/RST seen, idle, or the end of the capture).
     FlowEnd(FlowSummary),
 }
@@ -59,6 +62,6 @@ pub struct Event {
     pub dport: u16,
     pub protocol: u8,
     pub kind: Kind,
-    /// Payload bytes, kept only for DNS.
+    /// Payload bytes, kept only for DNS and `Data` samples.
     pub payload: Vec<u8>,
 }

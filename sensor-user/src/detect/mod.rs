@@ -9,6 +9,7 @@ pub mod capture;
 pub mod dns;
 pub mod event;
 pub mod incident;
+pub mod lateral;
 pub mod scan;
 mod window;
 
@@ -31,6 +32,7 @@ pub struct DetectionConfig {
     pub bruteforce: bruteforce::BruteForceConfig,
     pub beacon: beacon::BeaconConfig,
     pub dns: dns::DnsConfig,
+    pub lateral: lateral::LateralConfig,
 }
 
 /// What one detector concluded about one host.
@@ -68,6 +70,7 @@ pub struct Engine {
     bruteforce: bruteforce::BruteForceDetector,
     beacon: beacon::BeaconDetector,
     dns: dns::DnsDetector,
+    lateral: lateral::LateralDetector,
     pub incidents: Incidents,
     now: Nanos,
 }
@@ -88,6 +91,7 @@ impl Engine {
             bruteforce: bruteforce::BruteForceDetector::new(config.bruteforce.clone()),
             beacon: beacon::BeaconDetector::new(config.beacon.clone()),
             dns: dns::DnsDetector::new(config.dns.clone()),
+            lateral: lateral::LateralDetector::new(config.lateral.clone()),
             incidents: Incidents::default(),
             now: 0,
         }
@@ -108,6 +112,8 @@ impl Engine {
         self.beacon
             .observe(event, internal_src && !internal_dst, &mut found);
         self.dns.observe(event, &mut found);
+        self.lateral
+            .observe(event, internal_src && internal_dst, &mut found);
         for evidence in found {
             self.incidents.add(evidence);
         }

@@ -19,6 +19,9 @@ use super::{
     Evidence,
 };
 
+/// The DCE/RPC endpoint mapper's port.
+const EPMAP: u16 = 135;
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
@@ -33,6 +36,10 @@ pub struct ScanConfig {
     pub slow_window_secs: u64,
     /// A SYN with no SYN-ACK after this long is a failed attempt.
     pub attempt_timeout_secs: u64,
+    /// Client packets on one connection to the RPC endpoint mapper (135)
+    /// from which it is an enumeration (rpcdump-style): a normal client
+    /// makes a lookup or two.
+    pub rpc_enum_packets: u64,
 }
 
 impl Default for ScanConfig {
@@ -44,6 +51,7 @@ impl Default for ScanConfig {
             window_secs: 300,
             slow_window_secs: 3600,
             attempt_timeout_secs: 3,
+            rpc_enum_packets: 100,
         }
     }
 }
@@ -98,6 +106,26 @@ impl ScanDetector {
             }
             (Kind::FlowEnd(summary), PROTO_UDP) if !summary.answered => {
                 self.failed(e.src, e.dst, e.dport, e.ts, out);
+            }
+            (Kind::FlowEnd(summary), PROTO_TCP) if e.dport == EPMAP || e.sport == EPMAP => {
+                // Orient by the port: captures may start mid-connection.
+                let (client, server, packets) = if e.dport == EPMAP {
+                    (e.src, e.dst, summary.orig_packets)
+                } else {
+                    (e.dst, e.src, summary.resp_packets)
+                };
+                if packets >= self.config.rpc_enum_packets {
+                    out.push(Evidence {
+                        host: client,
+                        detector: "scan.rpc_enum",
+                        technique: "T1046",
+                        score: 60,
+                        ts: e.ts,
+                        peers: vec![format!("{server}:{EPMAP}")],
+                        count: packets,
+                        summary: format!("{packets} requests to the RPC endpoint mapper of {server} on one connection"),
+                    });
+                }
             }
             (Kind::FlowStart, PROTO_ICMP | PROTO_ICMPV6) => {
                 self.probes
