@@ -191,3 +191,35 @@ fn sensorctl_analyze_refuses_a_file_that_is_not_a_capture() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("neither a pcap nor a pcapng"), "{err}");
 }
+
+#[test]
+fn contact_with_a_listed_cc_address_is_threat_intel() {
+    let Some(dir) = pcaps() else { return };
+    let list = std::env::temp_dir().join(format!("sensor-intel-{}.txt", std::process::id()));
+    std::fs::write(
+        &list,
+        "# test feed\n141.193.213.0/24\n0.0.0.0 biillpi.com\n",
+    )
+    .unwrap();
+    let mut config = DetectionConfig {
+        internal: vec!["147.32.80.0/24".parse().unwrap()],
+        ..Default::default()
+    };
+    config.intel.files = vec![list.clone()];
+    let (incidents, _) = analyze_file(
+        &dir.join("c2/slips_test-cc-capture-1_periodic2s.pcap"),
+        &config,
+    )
+    .unwrap();
+    expect(
+        &incidents,
+        "147.32.80.37",
+        "intel.address",
+        "141.193.213.21",
+    );
+    config.internal = vec!["192.168.1.0/24".parse().unwrap()];
+    let (incidents, _) =
+        analyze_file(&dir.join("dns_tunnel/dmachard_iodine.pcap"), &config).unwrap();
+    expect(&incidents, "192.168.1.17", "intel.domain", "biillpi.com");
+    std::fs::remove_file(list).unwrap();
+}

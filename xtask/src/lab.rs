@@ -87,7 +87,7 @@ fn status(json: bool) -> Result<()> {
 }
 
 fn print_hosts(status: &serde_json::Value) {
-    println!("{:<10} {:<10} {:<16} {}", "HOST", "SEGMENT", "IP", "NETNS");
+    println!("{:<10} {:<10} {:<16} NETNS", "HOST", "SEGMENT", "IP");
     for h in status["hosts"].as_array().into_iter().flatten() {
         println!(
             "{:<10} {:<10} {:<16} {}",

@@ -77,7 +77,8 @@ impl BruteForceDetector {
             return;
         }
         let short = e.ts.saturating_sub(flow.start) < self.config.short_connection_secs * SECOND;
-        if !(short || !flow.answered) {
+        let failed = !flow.answered;
+        if !short && !failed {
             return;
         }
         let c = &self.config;

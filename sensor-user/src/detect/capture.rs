@@ -69,6 +69,7 @@ struct Flow {
 }
 
 /// Turns decoded packets into events, tracking flows on packet time.
+#[derive(Default)]
 pub struct FlowTracker {
     flows: HashMap<FlowKey, Flow>,
     last_sweep: Nanos,
@@ -92,15 +93,6 @@ const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
-
-impl Default for FlowTracker {
-    fn default() -> Self {
-        FlowTracker {
-            flows: HashMap::new(),
-            last_sweep: 0,
-        }
-    }
-}
 
 impl FlowTracker {
     /// Feeds one packet; `emit` gets the events it causes, in time order.
@@ -180,10 +172,8 @@ impl FlowTracker {
                     emit(event(Kind::Dns, p.payload[..n].to_vec()));
                 }
             }
-            PROTO_ICMP | PROTO_ICMPV6 => {
-                if is_new {
-                    emit(event(Kind::FlowStart, Vec::new()));
-                }
+            PROTO_ICMP | PROTO_ICMPV6 if is_new => {
+                emit(event(Kind::FlowStart, Vec::new()));
             }
             _ => {}
         }

@@ -175,7 +175,7 @@ impl DnsDetector {
             return;
         }
         let (domain, sub) = split_name(&q.name);
-        if sub.is_empty() || self.config.allow_domains.iter().any(|d| *d == domain) {
+        if sub.is_empty() || self.config.allow_domains.contains(&domain) {
             return;
         }
         let tunnel_like = self.tunnel_like(&sub, q.qtype);

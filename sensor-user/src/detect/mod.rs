@@ -8,7 +8,9 @@ pub mod bruteforce;
 pub mod capture;
 pub mod dns;
 pub mod event;
+pub mod exfil;
 pub mod incident;
+pub mod intel;
 pub mod lateral;
 pub mod scan;
 mod window;
@@ -33,6 +35,8 @@ pub struct DetectionConfig {
     pub beacon: beacon::BeaconConfig,
     pub dns: dns::DnsConfig,
     pub lateral: lateral::LateralConfig,
+    pub exfiltration: exfil::ExfilConfig,
+    pub intel: intel::IntelConfig,
 }
 
 /// What one detector concluded about one host.
@@ -71,12 +75,16 @@ pub struct Engine {
     beacon: beacon::BeaconDetector,
     dns: dns::DnsDetector,
     lateral: lateral::LateralDetector,
+    exfil: exfil::ExfilDetector,
+    pub intel: intel::IntelDetector,
     pub incidents: Incidents,
     now: Nanos,
 }
 
 impl Engine {
-    pub fn new(config: &DetectionConfig) -> Engine {
+    /// An engine; the intel lists named in the configuration are read here.
+    pub fn new(config: &DetectionConfig) -> anyhow::Result<Engine> {
+        let lists = intel::IntelLists::load(&config.intel.files)?;
         let internal = if config.internal.is_empty() {
             DEFAULT_INTERNAL
                 .iter()
@@ -85,16 +93,18 @@ impl Engine {
         } else {
             config.internal.clone()
         };
-        Engine {
+        Ok(Engine {
             internal,
             scan: scan::ScanDetector::new(config.scan.clone()),
             bruteforce: bruteforce::BruteForceDetector::new(config.bruteforce.clone()),
             beacon: beacon::BeaconDetector::new(config.beacon.clone()),
             dns: dns::DnsDetector::new(config.dns.clone()),
             lateral: lateral::LateralDetector::new(config.lateral.clone()),
+            exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
+            intel: intel::IntelDetector::new(lists),
             incidents: Incidents::default(),
             now: 0,
-        }
+        })
     }
 
     pub fn is_internal(&self, addr: IpAddr) -> bool {
@@ -114,6 +124,9 @@ impl Engine {
         self.dns.observe(event, &mut found);
         self.lateral
             .observe(event, internal_src && internal_dst, &mut found);
+        self.exfil
+            .observe(event, internal_src && !internal_dst, &mut found);
+        self.intel.observe(event, internal_src, &mut found);
         for evidence in found {
             self.incidents.add(evidence);
         }
@@ -136,7 +149,7 @@ pub fn analyze_file(
     path: &std::path::Path,
     config: &DetectionConfig,
 ) -> anyhow::Result<(Vec<Incident>, capture::CaptureStats)> {
-    let mut engine = Engine::new(config);
+    let mut engine = Engine::new(config)?;
     let stats = capture::read_file(path, &mut |event| engine.observe(&event))?;
     engine.flush();
     Ok((engine.incidents.list(), stats))

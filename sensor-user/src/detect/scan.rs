@@ -98,12 +98,11 @@ impl ScanDetector {
             (Kind::SynAck, PROTO_TCP) => {
                 self.pending.remove(&(e.dst, e.src, e.sport));
             }
-            (Kind::Rst, PROTO_TCP) => {
+            (Kind::Rst, PROTO_TCP)
                 // A refusal from the target: the attempt failed now.
-                if self.pending.remove(&(e.dst, e.src, e.sport)).is_some() {
+                if self.pending.remove(&(e.dst, e.src, e.sport)).is_some() => {
                     self.failed(e.dst, e.src, e.sport, e.ts, out);
                 }
-            }
             (Kind::FlowEnd(summary), PROTO_UDP) if !summary.answered => {
                 self.failed(e.src, e.dst, e.dport, e.ts, out);
             }

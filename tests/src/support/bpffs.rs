@@ -13,6 +13,12 @@ pub struct TempBpffs {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+impl Default for TempBpffs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TempBpffs {
     pub fn new() -> TempBpffs {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);

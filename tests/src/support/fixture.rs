@@ -18,6 +18,12 @@ pub struct Fixture {
     pub bpffs: TempBpffs,
 }
 
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Fixture {
     pub fn new() -> Fixture {
         let bpffs = TempBpffs::new();

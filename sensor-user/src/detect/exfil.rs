@@ -1,0 +1,211 @@
+//! Exfiltration: an inside host sending far more to one outside destination
+//! than it usually sends, and far more than it receives back.
+//!
+//! The producer/consumer ratio (Bullard and Gerth, FloCon 2014),
+//! PCR = (sent - received) / (sent + received), is near -1 for a host that
+//! downloads and near +1 for one that uploads. Per (inside host, outside
+//! destination), finished flows are summed over the window; a destination
+//! that received at least `min_bytes`, with a PCR of at least `min_pcr`,
+//! and more than `baseline_factor` times the host's usual outbound volume
+//! per window, is evidence. The host's baseline is an exponential moving
+//! average of its outbound bytes per window; until one window has passed,
+//! only the absolute floor applies.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    event::{Event, Kind, Nanos, SECOND},
+    Evidence,
+};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExfilConfig {
+    pub window_secs: u64,
+    pub min_bytes: u64,
+    pub min_pcr: f64,
+    pub baseline_factor: f64,
+}
+
+impl Default for ExfilConfig {
+    fn default() -> Self {
+        ExfilConfig {
+            window_secs: 3600,
+            min_bytes: 50_000_000,
+            min_pcr: 0.6,
+            baseline_factor: 10.0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Volume {
+    sent: u64,
+    received: u64,
+}
+
+#[derive(Default)]
+struct Host {
+    window_start: Nanos,
+    /// Outbound bytes this window, all destinations.
+    sent: u64,
+    /// EWMA of outbound bytes per window; None until a window has passed.
+    baseline: Option<f64>,
+    per_dst: HashMap<IpAddr, Volume>,
+}
+
+pub struct ExfilDetector {
+    config: ExfilConfig,
+    hosts: HashMap<IpAddr, Host>,
+    reported: HashMap<(IpAddr, IpAddr), u64>,
+}
+
+/// The producer/consumer ratio of a flow or a sum of flows.
+pub fn pcr(sent: u64, received: u64) -> f64 {
+    let total = sent + received;
+    if total == 0 {
+        0.0
+    } else {
+        (sent as f64 - received as f64) / total as f64
+    }
+}
+
+impl ExfilDetector {
+    pub fn new(config: ExfilConfig) -> ExfilDetector {
+        ExfilDetector {
+            config,
+            hosts: HashMap::new(),
+            reported: HashMap::new(),
+        }
+    }
+
+    /// `outbound`: the flow's source is inside and its destination outside.
+    pub fn observe(&mut self, e: &Event, outbound: bool, out: &mut Vec<Evidence>) {
+        let Kind::FlowEnd(flow) = &e.kind else { return };
+        if !outbound {
+            return;
+        }
+        let window = self.config.window_secs * SECOND;
+        let host = self.hosts.entry(e.src).or_insert_with(|| Host {
+            window_start: e.ts,
+            ..Default::default()
+        });
+        if e.ts >= host.window_start + window {
+            // Close the window: fold it into the baseline, start afresh.
+            let last = host.sent as f64;
+            host.baseline = Some(match host.baseline {
+                Some(b) => 0.7 * b + 0.3 * last,
+                None => last,
+            });
+            host.window_start = e.ts;
+            host.sent = 0;
+            host.per_dst.clear();
+        }
+        host.sent += flow.orig_bytes;
+        let v = host.per_dst.entry(e.dst).or_default();
+        v.sent += flow.orig_bytes;
+        v.received += flow.resp_bytes;
+        let (sent, received) = (v.sent, v.received);
+        let ratio = pcr(sent, received);
+        let above_baseline = host
+            .baseline
+            .is_none_or(|b| sent as f64 > self.config.baseline_factor * b.max(1.0));
+        if sent < self.config.min_bytes || ratio < self.config.min_pcr || !above_baseline {
+            return;
+        }
+        let last = self.reported.entry((e.src, e.dst)).or_insert(0);
+        if sent < *last * 2 {
+            return;
+        }
+        *last = sent;
+        out.push(Evidence {
+            host: e.src,
+            detector: "exfiltration",
+            technique: "T1048",
+            score: 70,
+            ts: e.ts,
+            peers: vec![e.dst.to_string()],
+            count: sent,
+            summary: format!(
+                "{:.1} MB sent to {} within {}s, {:.1} MB received (PCR {:.2})",
+                sent as f64 / 1e6,
+                e.dst,
+                self.config.window_secs,
+                received as f64 / 1e6,
+                ratio
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::event::{FlowSummary, PROTO_TCP};
+
+    fn flow(ts: Nanos, dst: &str, sent: u64, received: u64) -> Event {
+        Event {
+            ts,
+            src: "10.0.0.5".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport: 40000,
+            dport: 443,
+            protocol: PROTO_TCP,
+            kind: Kind::FlowEnd(FlowSummary {
+                orig_bytes: sent,
+                resp_bytes: received,
+                answered: true,
+                ..Default::default()
+            }),
+            payload: vec![],
+        }
+    }
+
+    fn run(events: &[Event]) -> Vec<Evidence> {
+        let mut d = ExfilDetector::new(ExfilConfig::default());
+        let mut out = Vec::new();
+        for e in events {
+            d.observe(e, true, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn pcr_bounds() {
+        assert_eq!(pcr(100, 0), 1.0);
+        assert_eq!(pcr(0, 100), -1.0);
+        assert_eq!(pcr(0, 0), 0.0);
+    }
+
+    #[test]
+    fn a_bulk_upload_is_exfiltration() {
+        let out = run(&[flow(SECOND, "198.51.100.7", 80_000_000, 200_000)]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].peers, ["198.51.100.7"]);
+    }
+
+    #[test]
+    fn downloads_and_small_uploads_are_not() {
+        assert!(run(&[flow(SECOND, "198.51.100.7", 1_000_000, 900_000_000)]).is_empty());
+        assert!(run(&[flow(SECOND, "198.51.100.7", 5_000_000, 1_000)]).is_empty());
+    }
+
+    #[test]
+    fn a_host_that_always_uploads_this_much_is_its_own_baseline() {
+        // A backup client: 60 MB every hour for a day, then the same again.
+        let mut events = Vec::new();
+        for hour in 0..24u64 {
+            events.push(flow(
+                hour * 3600 * SECOND + SECOND,
+                "198.51.100.8",
+                60_000_000,
+                100_000,
+            ));
+        }
+        let out = run(&events);
+        // Only the first hour, before any baseline exists, is reported.
+        assert_eq!(out.len(), 1, "{out:?}");
+    }
+}
