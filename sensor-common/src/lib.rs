@@ -18,10 +18,16 @@ pub mod map_names {
     pub const SETTINGS: &str = "SETTINGS";
     pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
     pub const IFACE_NAMES: &str = "IFACE_NAMES";
+    pub const TELEMETRY: &str = "TELEMETRY";
+    pub const FLOWS: &str = "FLOWS";
+    pub const TELEMETRY_STATS: &str = "TELEMETRY_STATS";
+    pub const TELEMETRY_PROG: &str = "TELEMETRY_PROG";
 }
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sensor_xdp";
+/// The telemetry program it tail-calls.
+pub const TELEMETRY_PROGRAM_NAME: &str = "sensor_telemetry";
 
 /// How many hosts may be isolated (IPv4 and IPv6 each).
 pub const MAX_ISOLATED_HOSTS: u32 = 1 << 20;
@@ -93,6 +99,117 @@ pub struct AddressInfo {
 
 /// `SETTINGS[0].flags`: count what would be dropped, but pass it.
 pub const SETTINGS_FLAG_MONITOR: u32 = 1;
+/// `SETTINGS[0].flags`: track flows and send telemetry for detection.
+pub const SETTINGS_FLAG_TELEMETRY: u32 = 2;
+
+/// Telemetry from the datapath to the detection engine: events through a
+/// ring buffer, per-flow counters in an LRU table the daemon reads. (An
+/// LRU table is right here: a flow evicted under pressure loses counters,
+/// never a block.)
+pub mod telemetry {
+    /// Size of the ring buffer (a power of two, in bytes).
+    pub const RING_BYTES: u32 = 4 << 20;
+    /// Flows tracked at once.
+    pub const FLOW_ENTRIES: u32 = 1 << 17;
+    /// Payload bytes copied into a DNS or data-sample event.
+    pub const PAYLOAD_MAX: usize = 512;
+    /// Payload samples per flow of the inspected protocols.
+    pub const DATA_SAMPLES: u8 = 32;
+
+    pub const EVENT_SYN: u8 = 1;
+    pub const EVENT_SYN_ACK: u8 = 2;
+    pub const EVENT_RST: u8 = 3;
+    pub const EVENT_FIN: u8 = 4;
+    pub const EVENT_FLOW_START: u8 = 5;
+    pub const EVENT_DNS: u8 = 6;
+    pub const EVENT_DATA: u8 = 7;
+
+    /// `FlowStats::flags`
+    pub const FLOW_ANSWERED: u8 = 1;
+    pub const FLOW_FIN_A: u8 = 2;
+    pub const FLOW_FIN_B: u8 = 4;
+    pub const FLOW_RST: u8 = 8;
+
+    /// `FlowStats::inspect`
+    pub const INSPECT_UNKNOWN: u8 = 0;
+    pub const INSPECT_YES: u8 = 1;
+    pub const INSPECT_NO: u8 = 2;
+
+    /// Indexes of `TELEMETRY_STATS` (per-CPU `u64`s).
+    pub const STAT_EVENTS: u32 = 0;
+    /// Events that did not fit in the ring buffer (userspace too slow).
+    pub const STAT_EVENTS_LOST: u32 = 1;
+    pub const STAT_FLOWS_CREATED: u32 = 2;
+    pub const STAT_FLOW_INSERT_FAILED: u32 = 3;
+    pub const STAT_COUNT: u32 = 4;
+}
+
+/// The fixed part of every telemetry event. Addresses in network order;
+/// IPv4 in the first four bytes (`family` 4), IPv6 whole (`family` 6).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// `bpf_ktime_get_boot_ns` when the packet arrived.
+    pub ts_ns: u64,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Host order. ICMP: `dport` is the type.
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u8,
+    pub protocol: u8,
+    /// `telemetry::EVENT_*`
+    pub kind: u8,
+    pub tcp_flags: u8,
+    /// The packet's verdict and reason (a dropped flow is telemetry too).
+    pub verdict: u8,
+    pub reason: u8,
+    /// Bytes of `PayloadEvent::payload` in use.
+    pub payload_len: u16,
+    pub packet_len: u32,
+    pub _pad: u32,
+}
+
+/// An event carrying payload (DNS messages, data samples).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PayloadEvent {
+    pub header: EventHeader,
+    pub payload: [u8; telemetry::PAYLOAD_MAX],
+}
+
+/// A flow, either way round: `(a, a_port) <= (b, b_port)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub a: [u8; 16],
+    pub b: [u8; 16],
+    pub a_port: u16,
+    pub b_port: u16,
+    pub protocol: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Counters of one flow. Times are `bpf_ktime_get_coarse_ns` (monotonic).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub a_bytes: u64,
+    pub b_bytes: u64,
+    pub a_packets: u64,
+    pub b_packets: u64,
+    /// 1 when `b` sent the first packet.
+    pub initiator_is_b: u8,
+    /// `telemetry::FLOW_*`
+    pub flags: u8,
+    pub samples: u8,
+    /// `telemetry::INSPECT_*`
+    pub inspect: u8,
+    pub _pad: u32,
+}
 
 /// Global settings, one entry in an array map so they can change at run time.
 #[repr(C)]
@@ -210,6 +327,10 @@ mod pod {
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::IfaceCounters {}
     unsafe impl aya::Pod for super::AddressInfo {}
+    unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::PayloadEvent {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowStats {}
 }
 
 #[cfg(test)]
@@ -222,6 +343,10 @@ mod tests {
         assert_eq!(size_of::<BlockValue>(), 16);
         assert_eq!(size_of::<Settings>(), 8);
         assert_eq!(size_of::<AddressInfo>(), 40);
+        assert_eq!(size_of::<EventHeader>(), 64);
+        assert_eq!(size_of::<PayloadEvent>(), 64 + telemetry::PAYLOAD_MAX);
+        assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(size_of::<FlowStats>(), 56);
         assert_eq!(
             size_of::<IfaceCounters>(),
             2 * 8 * VERDICT_COUNT * REASON_COUNT

@@ -9,6 +9,7 @@
 
 mod maps;
 mod parse;
+mod telemetry;
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
@@ -23,13 +24,14 @@ use maps::*;
 use parse::{Addrs, IpPacket, Parsed};
 use sensor_common::{
     counter_index, AddressInfo, BlockValue, Reason, Verdict, ADDRESS_BLOCKED, ADDRESS_ISOLATED,
-    MAX_SEGMENTS, SETTINGS_FLAG_MONITOR,
+    MAX_SEGMENTS, SETTINGS_FLAG_MONITOR, SETTINGS_FLAG_TELEMETRY,
 };
 
 #[xdp]
 pub fn sensor_xdp(ctx: XdpContext) -> u32 {
+    let settings = settings();
     let (verdict, reason) = match parse::parse(&ctx) {
-        Ok(Parsed::Ip(packet)) => decide(&packet),
+        Ok(Parsed::Ip(packet)) => decide(&packet, settings),
         Ok(Parsed::NotIp) => (Verdict::Pass, Reason::NotIp),
         // Fail open: a packet whose addresses we cannot read cannot be
         // matched against a block, and the kernel's own IP input drops
@@ -37,20 +39,65 @@ pub fn sensor_xdp(ctx: XdpContext) -> u32 {
         Err(parse::Truncated) => (Verdict::Pass, Reason::ParseError),
     };
     record(&ctx, verdict, reason);
+    if settings & SETTINGS_FLAG_TELEMETRY != 0 && reason as u32 != Reason::NotIp as u32 {
+        if let Some(slot) = VERDICT_SCRATCH.get_ptr_mut(0) {
+            // SAFETY: this CPU's scratch slot, read by the program we jump to.
+            unsafe { *slot = (verdict as u32) << 8 | reason as u32 };
+            // SAFETY: on success this does not return; the telemetry program
+            // returns the same verdict. Without one, we go on below.
+            unsafe { TELEMETRY_PROG.tail_call(&ctx, 0) };
+        }
+    }
+    action(verdict)
+}
+
+#[inline(always)]
+fn action(verdict: Verdict) -> u32 {
     match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
     }
 }
 
+/// Tail-called by `sensor_xdp` when telemetry is on: parses the packet again
+/// (cheap) and feeds the flow table and the ring buffer.
+#[xdp]
+pub fn sensor_telemetry(ctx: XdpContext) -> u32 {
+    let scratch = VERDICT_SCRATCH.get(0).copied().unwrap_or(0);
+    let verdict = if scratch >> 8 == Verdict::Drop as u32 {
+        Verdict::Drop
+    } else {
+        Verdict::Pass
+    };
+    let reason = reason_from(scratch & 0xff);
+    if let Ok(Parsed::Ip(packet)) = parse::parse(&ctx) {
+        telemetry::observe(&ctx, &packet, verdict, reason);
+    }
+    action(verdict)
+}
+
 #[inline(always)]
-fn decide(packet: &IpPacket) -> (Verdict, Reason) {
+fn reason_from(value: u32) -> Reason {
+    match value {
+        1 => Reason::IsolatedSource,
+        2 => Reason::IsolatedDestination,
+        3 => Reason::BlockedSource,
+        4 => Reason::BlockedDestination,
+        5 => Reason::SegmentPolicy,
+        6 => Reason::ParseError,
+        7 => Reason::NotIp,
+        _ => Reason::Allowed,
+    }
+}
+
+#[inline(always)]
+fn decide(packet: &IpPacket, settings: u32) -> (Verdict, Reason) {
     let blocked = match &packet.addrs {
         Addrs::V4 { src, dst } => check(&ADDRESSES_V4, &EXEMPT_V4, src, dst, 32),
         Addrs::V6 { src, dst } => check(&ADDRESSES_V6, &EXEMPT_V6, src, dst, 128),
     };
     match blocked {
-        Some(reason) if monitor_mode() => (Verdict::Pass, reason),
+        Some(reason) if settings & SETTINGS_FLAG_MONITOR != 0 => (Verdict::Pass, reason),
         Some(reason) => (Verdict::Drop, reason),
         None if packet.l4_complete => (Verdict::Pass, Reason::Allowed),
         None => (Verdict::Pass, Reason::ParseError),
@@ -140,11 +187,12 @@ fn segments_allowed(src: u32, dst: u32) -> bool {
     }
 }
 
+/// `SETTINGS[0].flags`, read once per packet (an inlined array access).
 #[inline(always)]
-fn monitor_mode() -> bool {
+fn settings() -> u32 {
     match SETTINGS.get(0) {
-        Some(settings) => settings.flags & SETTINGS_FLAG_MONITOR != 0,
-        None => false,
+        Some(settings) => settings.flags,
+        None => 0,
     }
 }
 

@@ -4,11 +4,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, PerCpuArray},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
-    AddressInfo, IfaceCounters, Settings, MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES, MAX_INTERFACES,
-    MAX_SEGMENTS,
+    telemetry, AddressInfo, FlowKey, FlowStats, IfaceCounters, Settings, MAX_ADDRESS_PREFIXES,
+    MAX_EXEMPT_RANGES, MAX_INTERFACES, MAX_SEGMENTS,
 };
 
 /// Isolated hosts, blocked ranges and segment ranges in one trie per
@@ -39,3 +39,25 @@ pub static IFACE_COUNTERS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_
 /// daemon only, so that counters keep their names across restarts.
 #[map]
 pub static IFACE_NAMES: Array<[u8; 16]> = Array::pinned(MAX_INTERFACES, 0);
+
+/// Telemetry events for the detection engine.
+#[map]
+pub static TELEMETRY: RingBuf = RingBuf::pinned(telemetry::RING_BYTES, 0);
+
+/// Per-flow counters; LRU, so the busiest flows stay (blocks never live here).
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowStats> = LruHashMap::pinned(telemetry::FLOW_ENTRIES, 0);
+
+/// Per-CPU telemetry counters (`telemetry::STAT_*`).
+#[map]
+pub static TELEMETRY_STATS: PerCpuArray<u64> = PerCpuArray::pinned(telemetry::STAT_COUNT, 0);
+
+/// Slot 0: the telemetry program, tail-called after the verdict when
+/// telemetry is on. A program of its own, so that the verifier checks its
+/// paths apart from the enforcement program's.
+#[map]
+pub static TELEMETRY_PROG: ProgramArray = ProgramArray::pinned(1, 0);
+
+/// The verdict handed to the telemetry program: `verdict << 8 | reason`.
+#[map]
+pub static VERDICT_SCRATCH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);

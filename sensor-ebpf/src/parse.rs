@@ -28,7 +28,6 @@ const IPPROTO_ROUTING: u8 = 43;
 const IPPROTO_FRAGMENT: u8 = 44;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_NONE: u8 = 59;
 const IPPROTO_DSTOPTS: u8 = 60;
 const IPPROTO_MH: u8 = 135;
 
@@ -42,6 +41,18 @@ pub enum Addrs {
     V6 { src: [u8; 16], dst: [u8; 16] },
 }
 
+/// The transport header of a TCP, UDP or ICMP packet.
+#[derive(Clone, Copy)]
+pub struct L4 {
+    pub protocol: u8,
+    pub sport: u16,
+    /// ICMP: the type.
+    pub dport: u16,
+    pub tcp_flags: u8,
+    /// Where the transport payload starts, from the start of the frame.
+    pub payload_offset: usize,
+}
+
 /// What the parser learned about an IP packet.
 pub struct IpPacket {
     pub addrs: Addrs,
@@ -49,6 +60,8 @@ pub struct IpPacket {
     /// behind more extension headers than we walk. The addresses are still
     /// enforced: a malformed L4 header must not open a way past a block.
     pub l4_complete: bool,
+    /// TCP, UDP and ICMP headers, when complete (for telemetry).
+    pub l4: Option<L4>,
 }
 
 pub enum Parsed {
@@ -175,8 +188,19 @@ fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
     };
     // Fragment offset (low 13 bits): only the first fragment has an L4 header.
     let first_fragment = u16::from_be_bytes(ip.frag_off) & 0x1fff == 0;
-    let l4_complete = !first_fragment || l4_fits(cur, offset + header_len, ip.protocol);
-    Ok(IpPacket { addrs, l4_complete })
+    if !first_fragment {
+        return Ok(IpPacket {
+            addrs,
+            l4_complete: true,
+            l4: None,
+        });
+    }
+    let (l4_complete, l4) = transport(cur, offset + header_len, ip.protocol);
+    Ok(IpPacket {
+        addrs,
+        l4_complete,
+        l4,
+    })
 }
 
 #[inline(always)]
@@ -201,6 +225,7 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
                 return Ok(IpPacket {
                     addrs,
                     l4_complete: false,
+                    l4: None,
                 })
             }
         };
@@ -212,6 +237,7 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
                     return Ok(IpPacket {
                         addrs,
                         l4_complete: true,
+                        l4: None,
                     });
                 }
                 8
@@ -221,8 +247,12 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
         next = ext.next_header;
         l4_offset += header_len;
     }
-    let l4_complete = l4_fits(cur, l4_offset, next);
-    Ok(IpPacket { addrs, l4_complete })
+    let (l4_complete, l4) = transport(cur, l4_offset, next);
+    Ok(IpPacket {
+        addrs,
+        l4_complete,
+        l4,
+    })
 }
 
 #[inline(always)]
@@ -238,25 +268,51 @@ fn is_ipv6_extension(next_header: u8) -> bool {
     )
 }
 
-/// Whether the transport header that `protocol` announces fits in the packet.
-/// Protocols we do not parse count as complete; a chain of extension headers
-/// longer than we walk does not.
+/// The transport header that `protocol` announces: whether it fits in the
+/// packet, and its fields for TCP, UDP and ICMP. Protocols we do not parse
+/// count as complete; a chain of extension headers longer than we walk does
+/// not.
 #[inline(always)]
-fn l4_fits(cur: &Cursor, offset: usize, protocol: u8) -> bool {
+fn transport(cur: &Cursor, offset: usize, protocol: u8) -> (bool, Option<L4>) {
+    let l4 = |sport: u16, dport: u16, tcp_flags: u8, len: usize| L4 {
+        protocol,
+        sport,
+        dport,
+        tcp_flags,
+        payload_offset: offset + len,
+    };
     match protocol {
         IPPROTO_TCP => match cur.read::<[u8; TCP_MIN_HLEN]>(offset) {
             // Data offset: the header is at least 20 bytes and all inside.
             Ok(tcp) => {
                 let len = ((tcp[12] >> 4) as usize) * 4;
-                len >= TCP_MIN_HLEN && cur.has(offset, len)
+                if len < TCP_MIN_HLEN || !cur.has(offset, len) {
+                    return (false, None);
+                }
+                let ports = (
+                    u16::from_be_bytes([tcp[0], tcp[1]]),
+                    u16::from_be_bytes([tcp[2], tcp[3]]),
+                );
+                (true, Some(l4(ports.0, ports.1, tcp[13], len)))
             }
-            Err(_) => false,
+            Err(_) => (false, None),
         },
-        IPPROTO_UDP => cur.has(offset, UDP_HLEN),
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => cur.has(offset, ICMP_MIN_HLEN),
+        IPPROTO_UDP => match cur.read::<[u8; UDP_HLEN]>(offset) {
+            Ok(udp) => {
+                let ports = (
+                    u16::from_be_bytes([udp[0], udp[1]]),
+                    u16::from_be_bytes([udp[2], udp[3]]),
+                );
+                (true, Some(l4(ports.0, ports.1, 0, UDP_HLEN)))
+            }
+            Err(_) => (false, None),
+        },
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => match cur.read::<[u8; ICMP_MIN_HLEN]>(offset) {
+            Ok(icmp) => (true, Some(l4(0, icmp[0] as u16, 0, ICMP_MIN_HLEN))),
+            Err(_) => (false, None),
+        },
         // More extension headers than we walk.
-        p if is_ipv6_extension(p) => false,
-        IPPROTO_NONE => true,
-        _ => true,
+        p if is_ipv6_extension(p) => (false, None),
+        _ => (true, None),
     }
 }

@@ -20,7 +20,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use log::{info, warn};
-use sensor_common::{map_names, IFACE_SLOT_GLOBAL, PROGRAM_NAME};
+use sensor_common::{map_names, IFACE_SLOT_GLOBAL, PROGRAM_NAME, TELEMETRY_PROGRAM_NAME};
 
 pub use address_table::AddressTable;
 pub use maps::{Maps, UNATTACHED_SLOT};
@@ -32,7 +32,11 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 8] = [
+pub const PINNED_MAPS: [&str; 12] = [
+    map_names::TELEMETRY_PROG,
+    map_names::TELEMETRY,
+    map_names::FLOWS,
+    map_names::TELEMETRY_STATS,
     map_names::ADDRESSES_V4,
     map_names::ADDRESSES_V6,
     map_names::EXEMPT_V4,
@@ -132,6 +136,7 @@ impl Datapath {
     pub fn load_object(pin_dir: &Path, object: &'static [u8]) -> Result<Datapath> {
         ensure_pin_dir(pin_dir)?;
         let mut unattached = load_instance(pin_dir, object, UNATTACHED_SLOT)?;
+        load_telemetry_program(&mut unattached)?;
         let maps = Maps::take_from(&mut unattached)?;
         Ok(Datapath {
             unattached,
@@ -212,6 +217,27 @@ fn load_instance(pin_dir: &Path, object: &[u8], slot: u32) -> Result<Ebpf> {
         .load()
         .context("the kernel refused the XDP program")?;
     Ok(ebpf)
+}
+
+/// Loads the telemetry program and puts it in the (pinned) program array
+/// the enforcement program tail-calls; it then serves every instance.
+fn load_telemetry_program(ebpf: &mut Ebpf) -> Result<()> {
+    let program: &mut Xdp = ebpf
+        .program_mut(TELEMETRY_PROGRAM_NAME)
+        .context("the eBPF object has no telemetry program")?
+        .try_into()?;
+    program
+        .load()
+        .context("the kernel refused the telemetry program")?;
+    let fd = program.fd()?.try_clone()?;
+    let map = ebpf
+        .map_mut(map_names::TELEMETRY_PROG)
+        .context("the eBPF object has no telemetry program array")?;
+    let mut array = aya::maps::ProgramArray::try_from(map)?;
+    array
+        .set(0, &fd, 0)
+        .context("installing the telemetry program")?;
+    Ok(())
 }
 
 fn program_of(ebpf: &Ebpf) -> &Xdp {

@@ -1,0 +1,316 @@
+//! Telemetry for the detection engine: per-flow counters in an LRU table,
+//! and events through a ring buffer for the packets that matter (TCP SYN,
+//! SYN-ACK, RST, FIN; the first packet of a UDP or ICMP flow; DNS messages;
+//! payload samples of Windows admin-protocol flows). The cost per packet is
+//! one flow-table lookup and, rarely, one event. An event that does not fit
+//! in the ring is counted, never waited for.
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, generated::bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use sensor_common::{telemetry::*, EventHeader, FlowKey, FlowStats, PayloadEvent, Reason, Verdict};
+
+use crate::{
+    maps::{FLOWS, TELEMETRY, TELEMETRY_STATS},
+    parse::{Addrs, IpPacket, L4},
+};
+
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const PROTO_ICMP: u8 = 1;
+const PROTO_ICMPV6: u8 = 58;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+const DNS_PORT: u16 = 53;
+/// Ports whose flows are sampled: DCE/RPC endpoint mapper, NetBIOS, SMB.
+#[inline(always)]
+fn is_inspect_port(port: u16) -> bool {
+    port == 135 || port == 139 || port == 445
+}
+
+#[inline(always)]
+fn count(stat: u32) {
+    if let Some(v) = TELEMETRY_STATS.get_ptr_mut(stat) {
+        // SAFETY: a per-CPU slot; only this CPU writes it.
+        unsafe { *v += 1 };
+    }
+}
+
+#[inline(always)]
+fn add(counter: *mut u64, n: u64) {
+    // SAFETY: a live map value; both directions of a flow may be counted
+    // on different CPUs at once.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, n) };
+}
+
+/// The two 64-bit halves of an address (IPv4 in the low bytes of the first).
+#[inline(always)]
+fn words_v4(addr: &[u8; 4]) -> (u64, u64) {
+    (u32::from_ne_bytes(*addr) as u64, 0)
+}
+
+#[inline(always)]
+fn words_v6(a: &[u8; 16]) -> (u64, u64) {
+    (
+        u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+        u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+    )
+}
+
+/// An address back from its halves, as a 16-byte field. (Whole values, no
+/// byte loops: the compiler turns those into memset/memcpy calls that the
+/// verifier walks byte by byte.)
+#[inline(always)]
+fn bytes(w: (u64, u64)) -> [u8; 16] {
+    let h = w.0.to_ne_bytes();
+    let l = w.1.to_ne_bytes();
+    [
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6],
+        l[7],
+    ]
+}
+
+/// Everything an event needs besides its kind, kept small: the event
+/// header is written straight into ring memory, never built on the stack.
+struct Packet {
+    src: (u64, u64),
+    dst: (u64, u64),
+    l4: L4,
+    family: u8,
+    verdict: u8,
+    reason: u8,
+    len: u32,
+}
+
+#[inline(always)]
+pub fn observe(ctx: &XdpContext, packet: &IpPacket, verdict: Verdict, reason: Reason) {
+    let Some(l4) = packet.l4 else { return };
+    let (src, dst, family) = match &packet.addrs {
+        Addrs::V4 { src, dst } => (words_v4(src), words_v4(dst), 4u8),
+        Addrs::V6 { src, dst } => (words_v6(src), words_v6(dst), 6u8),
+    };
+    // A total order on (address, port) for canonical keys; any will do.
+    let src_is_a = (src.0, src.1, l4.sport) <= (dst.0, dst.1, l4.dport);
+    let (a, a_port, b, b_port) = if src_is_a {
+        (src, l4.sport, dst, l4.dport)
+    } else {
+        (dst, l4.dport, src, l4.sport)
+    };
+    let key = FlowKey {
+        a: bytes(a),
+        b: bytes(b),
+        a_port,
+        b_port,
+        protocol: l4.protocol,
+        family,
+        _pad: [0; 2],
+    };
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let (new_flow, sample) = track(ctx, &key, &l4, src_is_a, len);
+    let p = Packet {
+        src,
+        dst,
+        l4,
+        family,
+        verdict: verdict as u8,
+        reason: reason as u8,
+        len: len as u32,
+    };
+    match l4.protocol {
+        PROTO_TCP => {
+            let f = l4.tcp_flags;
+            let kind = if f & TCP_SYN != 0 && f & TCP_ACK == 0 {
+                EVENT_SYN
+            } else if f & TCP_SYN != 0 {
+                EVENT_SYN_ACK
+            } else if f & TCP_RST != 0 {
+                EVENT_RST
+            } else if f & TCP_FIN != 0 {
+                EVENT_FIN
+            } else {
+                0
+            };
+            if kind != 0 {
+                send(&p, kind);
+            }
+            if sample {
+                send_payload(ctx, &p, EVENT_DATA);
+            }
+        }
+        PROTO_UDP => {
+            if new_flow {
+                send(&p, EVENT_FLOW_START);
+            }
+            if l4.sport == DNS_PORT || l4.dport == DNS_PORT {
+                send_payload(ctx, &p, EVENT_DNS);
+            }
+        }
+        // Echo requests (8, 128) start ICMP flows; other types answer them.
+        PROTO_ICMP | PROTO_ICMPV6 if new_flow && (l4.dport == 8 || l4.dport == 128) => {
+            send(&p, EVENT_FLOW_START);
+        }
+        _ => {}
+    }
+}
+
+/// Counts the packet in its flow; returns (a new flow?, sample its payload?).
+#[inline(always)]
+fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> (bool, bool) {
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if let Some(flow) = FLOWS.get_ptr_mut(key) {
+        // SAFETY: a live map value.
+        unsafe {
+            let from_initiator = ((*flow).initiator_is_b == 0) == src_is_a;
+            if src_is_a {
+                add(&raw mut (*flow).a_bytes, len);
+                add(&raw mut (*flow).a_packets, 1);
+            } else {
+                add(&raw mut (*flow).b_bytes, len);
+                add(&raw mut (*flow).b_packets, 1);
+            }
+            (*flow).last_ns = now;
+            let mut flags = (*flow).flags;
+            if !from_initiator {
+                flags |= FLOW_ANSWERED;
+            }
+            let mut sample = false;
+            if l4.protocol == PROTO_TCP {
+                if l4.tcp_flags & TCP_RST != 0 {
+                    flags |= FLOW_RST;
+                }
+                if l4.tcp_flags & TCP_FIN != 0 {
+                    flags |= if src_is_a { FLOW_FIN_A } else { FLOW_FIN_B };
+                }
+                sample = wants_sample(ctx, l4, &mut *flow);
+            }
+            (*flow).flags = flags;
+            return (false, sample);
+        }
+    }
+    let (a_bytes, b_bytes) = if src_is_a { (len, 0) } else { (0, len) };
+    let mut stats = FlowStats {
+        first_ns: now,
+        last_ns: now,
+        a_bytes,
+        b_bytes,
+        a_packets: src_is_a as u64,
+        b_packets: !src_is_a as u64,
+        initiator_is_b: !src_is_a as u8,
+        flags: 0,
+        samples: 0,
+        inspect: INSPECT_UNKNOWN,
+        _pad: 0,
+    };
+    let sample = l4.protocol == PROTO_TCP && wants_sample(ctx, l4, &mut stats);
+    if FLOWS.insert(key, &stats, BPF_NOEXIST as u64).is_ok() {
+        count(STAT_FLOWS_CREATED);
+        (true, sample)
+    } else {
+        count(STAT_FLOW_INSERT_FAILED);
+        (false, sample)
+    }
+}
+
+/// Whether to sample this TCP packet's payload: a flow on an inspected port,
+/// or one whose first payload is a DCE/RPC bind (RPC services listen on
+/// dynamic ports), up to `DATA_SAMPLES` packets.
+#[inline(always)]
+fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
+    let start = ctx.data() + l4.payload_offset;
+    if start >= ctx.data_end() || flow.samples >= DATA_SAMPLES {
+        return false;
+    }
+    if flow.inspect == INSPECT_UNKNOWN {
+        let port = is_inspect_port(l4.sport) || is_inspect_port(l4.dport);
+        flow.inspect = if port || is_dcerpc_bind(ctx, l4.payload_offset) {
+            INSPECT_YES
+        } else {
+            INSPECT_NO
+        };
+    }
+    if flow.inspect != INSPECT_YES {
+        return false;
+    }
+    flow.samples += 1;
+    true
+}
+
+#[inline(always)]
+fn is_dcerpc_bind(ctx: &XdpContext, offset: usize) -> bool {
+    let start = ctx.data() + offset;
+    if start + 3 > ctx.data_end() {
+        return false;
+    }
+    // SAFETY: the three bytes were checked to be inside the packet.
+    let head = unsafe { core::ptr::read_unaligned(start as *const [u8; 3]) };
+    head == [5, 0, 11]
+}
+
+/// Fills an event header in place (ring memory).
+#[inline(always)]
+fn fill(h: &mut EventHeader, p: &Packet, kind: u8) {
+    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
+    h.src = bytes(p.src);
+    h.dst = bytes(p.dst);
+    h.sport = p.l4.sport;
+    h.dport = p.l4.dport;
+    h.family = p.family;
+    h.protocol = p.l4.protocol;
+    h.kind = kind;
+    h.tcp_flags = p.l4.tcp_flags;
+    h.verdict = p.verdict;
+    h.reason = p.reason;
+    h.payload_len = 0;
+    h.packet_len = p.len;
+    h._pad = 0;
+}
+
+#[inline(always)]
+fn send(p: &Packet, kind: u8) {
+    match TELEMETRY.reserve::<EventHeader>(0) {
+        Some(mut entry) => {
+            // SAFETY: reserved ring memory the size of a header.
+            unsafe { fill(&mut *entry.as_mut_ptr(), p, kind) };
+            entry.submit(0);
+            count(STAT_EVENTS);
+        }
+        None => count(STAT_EVENTS_LOST),
+    }
+}
+
+/// An event with up to `PAYLOAD_MAX` bytes of the transport payload.
+#[inline(always)]
+fn send_payload(ctx: &XdpContext, p: &Packet, kind: u8) {
+    let offset = p.l4.payload_offset;
+    let available = (ctx.data_end() - ctx.data()).saturating_sub(offset);
+    let n = if available > PAYLOAD_MAX {
+        PAYLOAD_MAX
+    } else {
+        available
+    };
+    let Some(mut entry) = TELEMETRY.reserve::<PayloadEvent>(0) else {
+        count(STAT_EVENTS_LOST);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` is reserved ring memory of the right size; the copy
+    // length is bounded by the payload array (in a form the verifier sees).
+    unsafe {
+        fill(&mut (*event).header, p, kind);
+        if n > 0 {
+            let bounded = ((n as u32 - 1) & (PAYLOAD_MAX as u32 - 1)) + 1;
+            let dst = (&raw mut (*event).payload) as *mut core::ffi::c_void;
+            if bpf_xdp_load_bytes(ctx.ctx, offset as u32, dst, bounded) == 0 {
+                (*event).header.payload_len = bounded as u16;
+            }
+        }
+    }
+    entry.submit(0);
+    count(STAT_EVENTS);
+}
