@@ -22,6 +22,7 @@ pub mod map_names {
     pub const FLOWS: &str = "FLOWS";
     pub const TELEMETRY_STATS: &str = "TELEMETRY_STATS";
     pub const TELEMETRY_PROG: &str = "TELEMETRY_PROG";
+    pub const VERDICT_SCRATCH: &str = "VERDICT_SCRATCH";
 }
 
 /// Name of the XDP program in the object file.

@@ -59,5 +59,7 @@ pub static TELEMETRY_STATS: PerCpuArray<u64> = PerCpuArray::pinned(telemetry::ST
 pub static TELEMETRY_PROG: ProgramArray = ProgramArray::pinned(1, 0);
 
 /// The verdict handed to the telemetry program: `verdict << 8 | reason`.
+/// Pinned like the rest: every interface's instance tail-calls the one
+/// telemetry program, which must read the scratch slot they write.
 #[map]
-pub static VERDICT_SCRATCH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+pub static VERDICT_SCRATCH: PerCpuArray<u32> = PerCpuArray::pinned(1, 0);

@@ -193,6 +193,12 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
             return (false, sample);
         }
     }
+    // A TCP flow starts with a SYN, or (picked up mid-way) with data; a bare
+    // ACK or RST after a flow ended must not start a new one.
+    let has_payload = ctx.data() + l4.payload_offset < ctx.data_end();
+    if l4.protocol == PROTO_TCP && l4.tcp_flags & TCP_SYN == 0 && !has_payload {
+        return (false, false);
+    }
     let (a_bytes, b_bytes) = if src_is_a { (len, 0) } else { (0, len) };
     let mut stats = FlowStats {
         first_ns: now,

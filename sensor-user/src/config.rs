@@ -98,6 +98,8 @@ pub struct RawConfig {
     pub segment: Vec<RawSegment>,
     pub policy: RawPolicy,
     pub detection: crate::detect::DetectionConfig,
+    pub response: crate::response::ResponseConfig,
+    pub alerts: crate::alerts::AlertConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -130,6 +132,8 @@ pub struct Config {
     pub segments: Vec<Segment>,
     pub policy: SegmentPolicy,
     pub detection: crate::detect::DetectionConfig,
+    pub response: crate::response::ResponseConfig,
+    pub alerts: crate::alerts::AlertConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,6 +239,18 @@ impl RawConfig {
 
         let segments = validate_segments(&self.segment)?;
         let policy = validate_policy(&self.policy, &segments)?;
+        let names: Vec<String> = segments.iter().map(|s| s.name.clone()).collect();
+        self.response
+            .validate(&names)
+            .map_err(|(key, problem)| invalid(key, problem))?;
+        if let Some(url) = &self.alerts.webhook {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "alerts.webhook",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
         Ok(Config {
             interfaces: self.interfaces,
             xdp_mode: self.xdp_mode,
@@ -252,6 +268,8 @@ impl RawConfig {
             on_exit: self.on_exit,
             exempt,
             detection: detection_config(self.detection, &segments),
+            response: self.response,
+            alerts: self.alerts,
             segments,
             policy,
         })

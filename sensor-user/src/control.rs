@@ -26,6 +26,9 @@ pub enum Request {
     },
     Release {
         ip: IpAddr,
+        /// Also mark the host's open incidents as false positives.
+        #[serde(default)]
+        false_positive: bool,
     },
     Block {
         cidr: IpNet,
@@ -37,6 +40,13 @@ pub enum Request {
     },
     List,
     Stats,
+    Incidents {
+        #[serde(default)]
+        filter: crate::detection::IncidentFilter,
+    },
+    Incident {
+        id: u64,
+    },
 }
 
 impl Request {
@@ -49,6 +59,8 @@ impl Request {
             Request::Unblock { .. } => "unblock",
             Request::List => "list",
             Request::Stats => "stats",
+            Request::Incidents { .. } => "incidents",
+            Request::Incident { .. } => "incident",
         }
     }
 }

@@ -16,8 +16,10 @@ use crate::{
     config::{Config, Mode, OnExit},
     control::{self, Request, Response},
     datapath::{self, Datapath},
-    enforcer::Enforcer,
+    detection::Detection,
+    enforcer::{Enforcer, Origin},
     metrics::{Metrics, Snapshot},
+    telemetry::{self, Clocks, TelemetryCounts, TelemetryMaps},
 };
 
 /// Everything the tasks share, behind one lock. Operations are short map
@@ -27,6 +29,9 @@ pub struct Sensor {
     pub datapath: Datapath,
     pub enforcer: Enforcer,
     pub metrics: Metrics,
+    /// Live detection; `None` when `detection.enabled` is false.
+    pub detection: Option<Detection>,
+    pub telemetry: TelemetryCounts,
     started: Instant,
 }
 
@@ -37,8 +42,9 @@ type Shared = Arc<Mutex<Sensor>>;
 const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
 
 impl Sensor {
-    /// Loads (or adopts) the datapath and brings it in line with `config`.
-    pub fn start(config: Config) -> Result<Sensor> {
+    /// Loads (or adopts) the datapath and brings it in line with `config`;
+    /// with detection on, also returns the telemetry maps for the reader.
+    pub fn start(config: Config) -> Result<(Sensor, Option<TelemetryMaps>)> {
         let mut datapath = Datapath::load(&config.pin_dir)?;
         // Fill the maps before attaching, so a new attachment never runs
         // against an empty policy.
@@ -51,14 +57,27 @@ impl Sensor {
             .set_monitor(config.mode == Mode::Monitor)
             .context("settings map")?;
         let enforcer = Enforcer::open(&mut datapath.maps, &config.state_file)?;
+        let (detection, telemetry) = if config.detection.enabled {
+            let maps = datapath.take_telemetry()?;
+            (Some(Detection::new(&config)?), Some(maps))
+        } else {
+            (None, None)
+        };
+        datapath
+            .maps
+            .set_telemetry(detection.is_some())
+            .context("settings map")?;
         datapath.attach_all(&config.interfaces, config.xdp_mode)?;
-        Ok(Sensor {
+        let sensor = Sensor {
             config,
             datapath,
             enforcer,
             metrics: Metrics::new(),
+            detection,
+            telemetry: TelemetryCounts::default(),
             started: Instant::now(),
-        })
+        };
+        Ok((sensor, telemetry))
     }
 
     pub fn handle(&mut self, request: Request) -> Result<Value, String> {
@@ -75,18 +94,61 @@ impl Sensor {
                 reason: r,
             } => self
                 .enforcer
-                .isolate(maps, ip, ttl(ttl_secs), &reason(r), "operator"),
-            Request::Release { ip } => self.enforcer.release(maps, ip),
+                .isolate(maps, ip, ttl(ttl_secs), &reason(r), Origin::OPERATOR),
+            Request::Release { ip, false_positive } => {
+                return self.release(ip, false_positive);
+            }
+            Request::Incidents { filter } => {
+                return Ok(self
+                    .detection
+                    .as_ref()
+                    .map_or(json!([]), |d| d.incidents(&filter)))
+            }
+            Request::Incident { id } => {
+                return self
+                    .detection
+                    .as_ref()
+                    .and_then(|d| d.incident(id))
+                    .ok_or_else(|| format!("there is no incident {id}"))
+            }
             Request::Block {
                 cidr,
                 ttl_secs,
                 reason: r,
             } => self
                 .enforcer
-                .block(maps, cidr, ttl(ttl_secs), &reason(r), "operator"),
+                .block(maps, cidr, ttl(ttl_secs), &reason(r), Origin::OPERATOR),
             Request::Unblock { cidr } => self.enforcer.unblock(maps, cidr),
         };
         entry.map(|e| json!(e)).map_err(|e| e.to_string())
+    }
+
+    /// Releases `ip`; as a false positive, also marks its open incidents so
+    /// the same detectors no longer act on it.
+    fn release(&mut self, ip: std::net::IpAddr, false_positive: bool) -> Result<Value, String> {
+        let now = crate::telemetry::Clocks::now().unix_now();
+        let released = self.enforcer.release(&mut self.datapath.maps, ip);
+        let marked = match (&mut self.detection, false_positive) {
+            (Some(d), true) => d.mark_false_positive(ip, now)?,
+            (Some(d), false) => {
+                if released.is_ok() {
+                    d.note_release(ip, now);
+                }
+                Vec::new()
+            }
+            (None, true) => return Err("detection is off: there are no incidents to mark".into()),
+            (None, false) => Vec::new(),
+        };
+        let mut result = match released {
+            Ok(entry) => json!(entry),
+            // Marking a host that is not isolated (alert-only) is fine.
+            Err(_) if false_positive => json!({"target": ip.to_string(), "not_isolated": true}),
+            Err(e) => return Err(e.to_string()),
+        };
+        if false_positive {
+            result["false_positive_incidents"] = json!(marked);
+        }
+        Ok(result)
     }
 
     fn status(&self) -> Value {
@@ -141,6 +203,7 @@ impl Sensor {
             counts: self.enforcer.counts(),
             monitor: self.datapath.maps.monitor(),
             attachments: &self.datapath.attachments,
+            detection: self.detection.as_ref().map(|d| d.snapshot(self.telemetry)),
         })
     }
 
@@ -173,7 +236,8 @@ pub async fn run(config: Config) -> Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
         .await
         .with_context(|| format!("binding metrics_address {metrics_address}"))?;
-    let sensor: Shared = Arc::new(Mutex::new(Sensor::start(config)?));
+    let (sensor, telemetry_maps) = Sensor::start(config)?;
+    let sensor: Shared = Arc::new(Mutex::new(sensor));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let control_task = tokio::spawn(serve_control(
@@ -186,7 +250,9 @@ pub async fn run(config: Config) -> Result<()> {
         sensor.clone(),
         stop_rx.clone(),
     ));
-    let expiry_task = tokio::spawn(sweep_loop(sensor.clone(), stop_rx));
+    let expiry_task = tokio::spawn(sweep_loop(sensor.clone(), stop_rx.clone()));
+    let telemetry_task =
+        telemetry_maps.map(|maps| tokio::spawn(detection_loop(maps, sensor.clone(), stop_rx)));
     info!(
         "sensord ready: control socket {}, metrics http://{metrics_address}/metrics",
         socket_path.display()
@@ -196,6 +262,13 @@ pub async fn run(config: Config) -> Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(control_task, metrics_task, expiry_task);
+    if let Some(task) = telemetry_task {
+        match task.await {
+            Ok(Err(e)) => error!("detection: {e:#}"),
+            Err(e) => error!("detection task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
     let _ = std::fs::remove_file(&socket_path);
 
     let sensor = Arc::try_unwrap(sensor)
@@ -316,5 +389,89 @@ async fn sweep_loop(sensor: Shared, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => sensor.lock().expect("sensor lock").sweep_expired(),
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Events handled per lock of the sensor, so control requests and scrapes
+/// are not kept waiting behind a burst.
+const BATCH: usize = 2048;
+/// How often the flow table is walked and the engine ticks.
+const DETECTION_TICK: Duration = Duration::from_secs(1);
+
+/// Reads the datapath's telemetry into the engine and acts on what it finds.
+async fn detection_loop(
+    mut maps: TelemetryMaps,
+    sensor: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    use tokio::io::{unix::AsyncFd, Interest};
+    let ring = maps.ring.take().context("the ring buffer was taken")?;
+    // SAFETY: the AsyncFd owns the ring buffer, so its descriptor stays
+    // open for as long as it is registered.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE)? };
+    let mut tick = tokio::time::interval(DETECTION_TICK);
+    let mut clocks = Clocks::now();
+    let mut flows_ended = 0u64;
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let ring = guard.get_inner_mut();
+                let mut batch = Vec::with_capacity(64);
+                while batch.len() < BATCH {
+                    let Some(record) = ring.next() else { break };
+                    if let Some(item) = telemetry::decode::event(&record, &clocks) {
+                        batch.push(item);
+                    }
+                }
+                if batch.len() < BATCH {
+                    guard.clear_ready();
+                }
+                let mut s = sensor.lock().expect("sensor lock");
+                s.detect(&batch, clocks.unix_now());
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                clocks = Clocks::now();
+                let now = clocks.unix_now();
+                let poll = maps.poll_flows(&clocks, now, &mut flows_ended);
+                let mut s = sensor.lock().expect("sensor lock");
+                s.detect_flows(poll, now);
+                if ticks % 5 == 1 {
+                    s.telemetry = maps.counts(flows_ended);
+                }
+            }
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+impl Sensor {
+    /// Ring-buffer events through the engine, then the response policy.
+    fn detect(&mut self, batch: &[(crate::detect::Event, telemetry::Decision)], now: u64) {
+        let Some(detection) = &mut self.detection else {
+            return;
+        };
+        for (event, decision) in batch {
+            detection.observe(event, Some(*decision));
+        }
+        detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
+    }
+
+    /// Ended flows and established hosts from the flow table; the engine's
+    /// tick; the response policy.
+    fn detect_flows(&mut self, poll: telemetry::FlowPoll, now: u64) {
+        let Some(detection) = &mut self.detection else {
+            return;
+        };
+        for (host, ts) in poll.established {
+            detection.engine.verify(host, ts);
+        }
+        for event in &poll.ended {
+            detection.observe(event, None);
+        }
+        detection.engine.tick(now);
+        detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
     }
 }

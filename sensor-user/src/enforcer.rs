@@ -55,6 +55,21 @@ pub struct Counts {
     pub blocked_v6: usize,
 }
 
+/// Who asks for an isolation or a block.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// "operator", or the detector behind an automatic action.
+    pub by: &'a str,
+    pub incident: Option<u64>,
+}
+
+impl Origin<'static> {
+    pub const OPERATOR: Origin<'static> = Origin {
+        by: "operator",
+        incident: None,
+    };
+}
+
 pub struct Enforcer {
     entries: BTreeMap<(Kind, IpNet), Entry>,
     state_file: PathBuf,
@@ -175,6 +190,7 @@ impl Enforcer {
                     reason: "found in the pinned maps without a record".into(),
                     created: now,
                     expires,
+                    incident: None,
                 },
             );
             adopted += 1;
@@ -248,7 +264,7 @@ impl Enforcer {
         host: IpAddr,
         ttl: Option<Duration>,
         reason: &str,
-        origin: &str,
+        origin: Origin,
     ) -> Result<Entry, EnforceError> {
         check_host(host)?;
         let now = clock::unix_now();
@@ -257,10 +273,11 @@ impl Enforcer {
             Entry {
                 kind: Kind::Isolation,
                 target: IpNet::from(host),
-                origin: origin.into(),
+                origin: origin.by.into(),
                 reason: reason.into(),
                 created: now,
                 expires: ttl.map(|t| now + t.as_secs().max(1)),
+                incident: origin.incident,
             },
         )
     }
@@ -271,7 +288,7 @@ impl Enforcer {
         net: IpNet,
         ttl: Option<Duration>,
         reason: &str,
-        origin: &str,
+        origin: Origin,
     ) -> Result<Entry, EnforceError> {
         check_range(net)?;
         let now = clock::unix_now();
@@ -280,10 +297,11 @@ impl Enforcer {
             Entry {
                 kind: Kind::Block,
                 target: net,
-                origin: origin.into(),
+                origin: origin.by.into(),
                 reason: reason.into(),
                 created: now,
                 expires: ttl.map(|t| now + t.as_secs().max(1)),
+                incident: origin.incident,
             },
         )
     }
@@ -317,6 +335,11 @@ impl Enforcer {
                 .map_err(map_err("blocked ranges"))?,
         }
         Ok(entry)
+    }
+
+    /// Whether an entry of `kind` exists for exactly `target`.
+    pub fn has(&self, kind: Kind, target: IpNet) -> bool {
+        self.entries.contains_key(&(kind, target))
     }
 
     pub fn release(&mut self, maps: &mut Maps, host: IpAddr) -> Result<Entry, EnforceError> {

@@ -2,6 +2,7 @@
 //! the control API and metrics. `sensord` and `sensorctl` are thin binaries
 //! over it.
 
+pub mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -9,7 +10,10 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod detect;
+pub mod detection;
 pub mod enforcer;
 pub mod metrics;
 pub mod paths;
+pub mod response;
 pub mod state;
+pub mod telemetry;

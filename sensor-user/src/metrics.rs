@@ -16,6 +16,23 @@ pub struct Metrics {
     attached: IntGaugeVec,
     pub control_requests: IntCounterVec,
     pub expired_entries: IntCounterVec,
+    telemetry_events: IntCounterVec,
+    flows: IntCounterVec,
+    flows_tracked: IntGauge,
+    engine_events: IntCounterVec,
+    incidents: IntCounterVec,
+    incidents_open: IntGauge,
+    actions: IntCounterVec,
+    alerts: IntCounterVec,
+}
+
+/// Live detection's figures for a scrape (absent with detection off).
+pub struct DetectionSnapshot {
+    pub telemetry: crate::telemetry::TelemetryCounts,
+    pub counts: crate::detection::DetectionCounts,
+    pub open_incidents: u64,
+    /// (sink, result, count)
+    pub alerts: Vec<(&'static str, &'static str, u64)>,
 }
 
 /// What a scrape shows, read from the datapath under the sensor's lock.
@@ -24,6 +41,7 @@ pub struct Snapshot<'a> {
     pub counts: Counts,
     pub monitor: bool,
     pub attachments: &'a [datapath::Attachment],
+    pub detection: Option<DetectionSnapshot>,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -108,6 +126,54 @@ impl Metrics {
                 "Isolations and blocks removed because their time was up",
                 &["kind"],
             ),
+            telemetry_events: counter_vec(
+                &registry,
+                "sensor_telemetry_events_total",
+                "Telemetry events from the datapath: delivered to the ring buffer, or lost because it was full",
+                &["result"],
+            ),
+            flows: counter_vec(
+                &registry,
+                "sensor_flows_total",
+                "Flow-table entries: created, ended (closed or idle, read by the engine), evicted by the LRU table before they ended, insert_failed",
+                &["event"],
+            ),
+            flows_tracked: {
+                let g = IntGauge::new("sensor_flows_tracked", "Flows in the flow table now")
+                    .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            engine_events: counter_vec(
+                &registry,
+                "sensor_engine_events_total",
+                "Events the detection engine processed",
+                &[],
+            ),
+            incidents: counter_vec(
+                &registry,
+                "sensor_incidents_total",
+                "Incidents opened, by severity when opened",
+                &["severity"],
+            ),
+            incidents_open: {
+                let g = IntGauge::new("sensor_incidents_open", "Incidents open now")
+                    .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            actions: counter_vec(
+                &registry,
+                "sensor_response_actions_total",
+                "Automatic response actions: isolate, block, withheld",
+                &["action"],
+            ),
+            alerts: counter_vec(
+                &registry,
+                "sensor_alerts_total",
+                "Alerts written or sent, by sink (file, webhook) and result",
+                &["sink", "result"],
+            ),
             monitor_mode,
             registry,
         }
@@ -172,11 +238,43 @@ impl Metrics {
                 .with_label_values(&[a.interface.as_str(), a.mode])
                 .set(1);
         }
+        if let Some(d) = &snapshot.detection {
+            self.render_detection(d);
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("text format is UTF-8")
+    }
+}
+
+impl Metrics {
+    fn render_detection(&self, d: &DetectionSnapshot) {
+        let set = |vec: &IntCounterVec, labels: &[&str], value: u64| {
+            let c = vec.with_label_values(labels);
+            c.reset();
+            c.inc_by(value);
+        };
+        let t = &d.telemetry;
+        set(&self.telemetry_events, &["delivered"], t.events);
+        set(&self.telemetry_events, &["lost"], t.events_lost);
+        set(&self.flows, &["created"], t.flows_created);
+        set(&self.flows, &["ended"], t.flows_ended);
+        set(&self.flows, &["evicted"], t.flows_evicted);
+        set(&self.flows, &["insert_failed"], t.flow_insert_failed);
+        self.flows_tracked.set(t.flows_tracked as i64);
+        set(&self.engine_events, &[], d.counts.events);
+        for (severity, n) in &d.counts.incidents {
+            set(&self.incidents, &[severity], *n);
+        }
+        for (action, n) in &d.counts.actions {
+            set(&self.actions, &[action], *n);
+        }
+        self.incidents_open.set(d.open_incidents as i64);
+        for (sink, result, n) in &d.alerts {
+            set(&self.alerts, &[sink, result], *n);
+        }
     }
 }
 
@@ -204,6 +302,7 @@ mod tests {
             },
             monitor: false,
             attachments: &[],
+            detection: None,
         };
         let text = metrics.render(&snapshot);
         assert!(

@@ -62,6 +62,9 @@ pub struct Entry {
     pub created: u64,
     /// Unix seconds; `None` is permanent.
     pub expires: Option<u64>,
+    /// The incident behind an automatic action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<u64>,
 }
 
 impl Entry {
@@ -99,23 +102,31 @@ pub fn load(path: &Path) -> Result<Vec<Entry>, StateError> {
 
 /// Replaces the state file with `entries`, atomically.
 pub fn save(path: &Path, entries: &[Entry]) -> Result<(), StateError> {
+    let file = StateFile {
+        version: STATE_VERSION,
+        entries: entries.to_vec(),
+    };
+    write_atomic(
+        path,
+        &serde_json::to_vec_pretty(&file).expect("state serialises"),
+    )
+}
+
+/// Replaces `path` with `bytes`: temporary file, fsync, rename, so a crash
+/// leaves the old or the new file whole.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let err = |source| StateError::Write {
         path: path.to_owned(),
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err)?;
-    let file = StateFile {
-        version: STATE_VERSION,
-        entries: entries.to_vec(),
-    };
-    let json = serde_json::to_vec_pretty(&file).expect("state serialises");
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
     ));
     let mut out = fs::File::create(&tmp).map_err(err)?;
-    out.write_all(&json).map_err(err)?;
+    out.write_all(bytes).map_err(err)?;
     out.sync_all().map_err(err)?;
     drop(out);
     fs::rename(&tmp, path).map_err(err)?;
@@ -138,6 +149,7 @@ mod tests {
             reason: "test".into(),
             created: 100,
             expires: Some(200),
+            incident: None,
         }
     }
 

@@ -16,7 +16,10 @@ pub fn change(cli: &Cli, command: &Command) -> Result<()> {
             ttl_secs: ttl.map(|t| t.as_secs()),
             reason: reason.clone(),
         },
-        Command::Release { ip } => Request::Release { ip: *ip },
+        Command::Release { ip, false_positive } => Request::Release {
+            ip: *ip,
+            false_positive: *false_positive,
+        },
         Command::Block { cidr, ttl, reason } => Request::Block {
             cidr: *cidr,
             ttl_secs: ttl.map(|t| t.as_secs()),
@@ -39,10 +42,26 @@ pub fn change(cli: &Cli, command: &Command) -> Result<()> {
             Some(at) => format!(" until {}", clock::format_unix(at)),
             None => String::new(),
         };
+        let verb = if entry["not_isolated"] == true {
+            "not isolated:"
+        } else {
+            verb
+        };
         println!(
             "{verb} {}{expires}",
             entry["target"].as_str().unwrap_or("?")
         );
+        if let Some(ids) = entry["false_positive_incidents"].as_array() {
+            let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            println!(
+                "marked false positive: incident(s) {}; their detectors no longer act on this host",
+                if ids.is_empty() {
+                    "none open".into()
+                } else {
+                    ids.join(", ")
+                }
+            );
+        }
     }
     Ok(())
 }

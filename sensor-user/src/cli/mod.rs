@@ -3,6 +3,7 @@
 
 mod analyze;
 mod entries;
+mod incidents;
 mod status;
 mod table;
 
@@ -47,8 +48,22 @@ pub enum Command {
     },
     /// Lift an isolation.
     ///
-    /// Example: sensorctl release 10.10.0.11
-    Release { ip: IpAddr },
+    /// Example: sensorctl release 10.10.0.11 --false-positive
+    Release {
+        ip: IpAddr,
+        /// Mark the host's open incidents as false positives: their
+        /// detectors no longer isolate it.
+        #[arg(long)]
+        false_positive: bool,
+    },
+    /// Incidents found by live detection, newest last.
+    ///
+    /// Example: sensorctl incidents --min-score 80 --status open
+    Incidents(incidents::Filter),
+    /// One incident with its timeline of evidence and actions.
+    ///
+    /// Example: sensorctl incident 3
+    Incident { id: u64 },
     /// Drop all traffic to and from a range.
     ///
     /// Example: sensorctl block 198.51.100.0/24 --reason "C&C range"
@@ -101,6 +116,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Stats => status::stats(cli),
         Command::List => entries::list(cli),
         Command::Analyze(options) => analyze::run(options, cli.json),
+        Command::Incidents(filter) => incidents::list(cli, filter),
+        Command::Incident { id } => incidents::show(cli, *id),
         command => entries::change(cli, command),
     }
 }

@@ -267,19 +267,29 @@ impl Maps {
     }
 
     pub fn set_monitor(&mut self, monitor: bool) -> Result<(), MapError> {
-        let flags = if monitor {
-            sensor_common::SETTINGS_FLAG_MONITOR
-        } else {
-            0
-        };
-        self.settings.set(0, Settings { flags, _pad: 0 }, 0)
+        self.set_flag(sensor_common::SETTINGS_FLAG_MONITOR, monitor)
     }
 
     pub fn monitor(&self) -> bool {
-        self.settings
-            .get(&0, 0)
-            .map(|s| s.flags & sensor_common::SETTINGS_FLAG_MONITOR != 0)
-            .unwrap_or(false)
+        self.flags() & sensor_common::SETTINGS_FLAG_MONITOR != 0
+    }
+
+    /// Turns the datapath's flow tracking and events on or off.
+    pub fn set_telemetry(&mut self, on: bool) -> Result<(), MapError> {
+        self.set_flag(sensor_common::SETTINGS_FLAG_TELEMETRY, on)
+    }
+
+    fn flags(&self) -> u32 {
+        self.settings.get(&0, 0).map(|s| s.flags).unwrap_or(0)
+    }
+
+    fn set_flag(&mut self, flag: u32, on: bool) -> Result<(), MapError> {
+        let flags = if on {
+            self.flags() | flag
+        } else {
+            self.flags() & !flag
+        };
+        self.settings.set(0, Settings { flags, _pad: 0 }, 0)
     }
 
     fn slot_name(&self, slot: u32) -> Option<String> {

@@ -32,8 +32,9 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 13] = [
     map_names::TELEMETRY_PROG,
+    map_names::VERDICT_SCRATCH,
     map_names::TELEMETRY,
     map_names::FLOWS,
     map_names::TELEMETRY_STATS,
@@ -146,6 +147,11 @@ impl Datapath {
             attachments: Vec::new(),
             instances: Vec::new(),
         })
+    }
+
+    /// The telemetry maps (ring buffer, flow table, counters); once.
+    pub fn take_telemetry(&mut self) -> Result<crate::telemetry::TelemetryMaps> {
+        crate::telemetry::TelemetryMaps::take_from(&mut self.unattached)
     }
 
     /// The instance that is never attached: for BPF_PROG_TEST_RUN.

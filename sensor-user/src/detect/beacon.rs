@@ -56,6 +56,15 @@ impl Default for BeaconConfig {
     }
 }
 
+/// Connections kept per pair: a day of one-minute beacons, and more.
+const MAX_PER_PAIR: usize = 4096;
+
+fn keep_last<T>(v: &mut Vec<T>, n: usize) {
+    if v.len() > n {
+        v.drain(..v.len() - n);
+    }
+}
+
 #[derive(Default)]
 struct Pair {
     starts: Vec<Nanos>,
@@ -190,15 +199,25 @@ impl BeaconDetector {
         };
         match (&e.kind, e.protocol) {
             (Kind::Syn, PROTO_TCP) | (Kind::FlowStart, PROTO_UDP) => {
-                self.pairs.entry(key).or_default().starts.push(e.ts);
+                let pair = self.pairs.entry(key).or_default();
+                pair.starts.push(e.ts);
+                keep_last(&mut pair.starts, MAX_PER_PAIR);
             }
             (Kind::FlowEnd(flow), PROTO_TCP | PROTO_UDP) => {
                 if let Some(pair) = self.pairs.get_mut(&key) {
                     pair.sizes.push(flow.orig_bytes);
+                    keep_last(&mut pair.sizes, MAX_PER_PAIR);
                 }
             }
             _ => {}
         }
+    }
+
+    /// Forgets pairs with no connection since `horizon` (live: bounded
+    /// memory on a sensor that runs for months).
+    pub fn prune(&mut self, horizon: Nanos) {
+        self.pairs
+            .retain(|_, p| p.starts.last().is_some_and(|t| *t >= horizon));
     }
 
     /// Scores every pair with enough connections.

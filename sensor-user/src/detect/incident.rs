@@ -16,6 +16,18 @@ use super::{event::Nanos, Evidence, SECOND};
 pub const MERGE_GAP: Nanos = 30 * 60 * SECOND;
 /// Evidence entries kept per incident (the first ones, and the latest).
 const MAX_EVIDENCE: usize = 50;
+/// Incidents kept (the oldest closed ones go first).
+const MAX_INCIDENTS: usize = 10_000;
+
+/// Something done about an incident, for its timeline.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Action {
+    pub ts: Nanos,
+    /// "isolate", "block", "withheld", "release", "false_positive", "alert".
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Incident {
@@ -30,6 +42,30 @@ pub struct Incident {
     pub techniques: BTreeSet<&'static str>,
     pub peers: BTreeSet<String>,
     pub evidence: Vec<Evidence>,
+    /// "open" until `MERGE_GAP` passes without new evidence, then "closed".
+    pub status: &'static str,
+    pub false_positive: bool,
+    pub actions: Vec<Action>,
+}
+
+impl Incident {
+    pub fn is_open(&self) -> bool {
+        self.status == "open"
+    }
+
+    /// Whether `action` on `target` was already taken for this incident.
+    pub fn has_action(&self, action: &str, target: &str) -> bool {
+        self.actions
+            .iter()
+            .any(|a| a.action == action && a.target == target)
+    }
+
+    /// Whether an action on `target` was withheld for this reason already.
+    pub fn has_withheld(&self, target: &str, why: &str) -> bool {
+        self.actions
+            .iter()
+            .any(|a| a.action == "withheld" && a.target == target && a.detail == why)
+    }
 }
 
 fn severity(score: u8) -> &'static str {
@@ -44,16 +80,16 @@ fn severity(score: u8) -> &'static str {
 pub struct Incidents {
     incidents: Vec<Incident>,
     next_id: u64,
+    /// Incidents opened or grown since the last `take_changed`.
+    changed: BTreeSet<u64>,
 }
 
 impl Incidents {
     /// Adds evidence; returns the id of the incident it went to.
     pub fn add(&mut self, e: Evidence) -> u64 {
-        let open = self
-            .incidents
-            .iter_mut()
-            .rev()
-            .find(|i| i.host == e.host && e.ts.saturating_sub(i.last_seen) <= MERGE_GAP);
+        let open = self.incidents.iter_mut().rev().find(|i| {
+            i.host == e.host && i.is_open() && e.ts.saturating_sub(i.last_seen) <= MERGE_GAP
+        });
         let incident = match open {
             Some(i) => i,
             None => {
@@ -69,6 +105,9 @@ impl Incidents {
                     techniques: BTreeSet::new(),
                     peers: BTreeSet::new(),
                     evidence: Vec::new(),
+                    status: "open",
+                    false_positive: false,
+                    actions: Vec::new(),
                 });
                 self.incidents.last_mut().unwrap()
             }
@@ -95,15 +134,53 @@ impl Incidents {
         let others = incident.detectors.len().saturating_sub(1) as u32;
         incident.score = (strongest as u32 + 5 * others).min(100) as u8;
         incident.severity = severity(incident.score);
-        incident.id
+        let id = incident.id;
+        self.changed.insert(id);
+        self.trim();
+        id
+    }
+
+    /// Forgets the oldest closed incidents beyond `MAX_INCIDENTS`.
+    fn trim(&mut self) {
+        while self.incidents.len() > MAX_INCIDENTS {
+            match self.incidents.iter().position(|i| !i.is_open()) {
+                Some(at) => self.incidents.remove(at),
+                None => self.incidents.remove(0),
+            };
+        }
+    }
+
+    /// Ids of the incidents opened or grown since the last call.
+    pub fn take_changed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.changed).into_iter().collect()
+    }
+
+    /// Closes open incidents with no evidence for `MERGE_GAP`; returns them.
+    pub fn close_idle(&mut self, now: Nanos) -> Vec<u64> {
+        let mut closed = Vec::new();
+        for i in self.incidents.iter_mut() {
+            if i.is_open() && now.saturating_sub(i.last_seen) > MERGE_GAP {
+                i.status = "closed";
+                closed.push(i.id);
+            }
+        }
+        closed
     }
 
     pub fn list(&self) -> Vec<Incident> {
         self.incidents.clone()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Incident> {
+        self.incidents.iter()
+    }
+
     pub fn get(&self, id: u64) -> Option<&Incident> {
         self.incidents.iter().find(|i| i.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Incident> {
+        self.incidents.iter_mut().find(|i| i.id == id)
     }
 }
 

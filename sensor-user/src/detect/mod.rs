@@ -3,6 +3,7 @@
 //! own that turns events into `Evidence`; `incident` aggregates evidence per
 //! host into scored incidents. docs/detection.md describes each detector.
 
+pub mod allow;
 pub mod beacon;
 pub mod bruteforce;
 pub mod capture;
@@ -15,7 +16,7 @@ pub mod lateral;
 pub mod scan;
 mod window;
 
-use std::net::IpAddr;
+use std::{collections::HashMap, net::IpAddr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -24,9 +25,11 @@ pub use event::{Event, Kind, Nanos, SECOND};
 pub use incident::{Incident, Incidents};
 
 /// Parameters of every detector; each has a documented default.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectionConfig {
+    /// Live detection in sensord (telemetry from the datapath). Default true.
+    pub enabled: bool,
     /// The networks that are "inside" (sources of lateral movement, beacons
     /// and exfiltration). Default: RFC 1918, RFC 6598, ULA.
     pub internal: Vec<IpNet>,
@@ -37,6 +40,25 @@ pub struct DetectionConfig {
     pub lateral: lateral::LateralConfig,
     pub exfiltration: exfil::ExfilConfig,
     pub intel: intel::IntelConfig,
+    /// Evidence these rules cover never reaches an incident.
+    pub allow: Vec<allow::AllowRule>,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        DetectionConfig {
+            enabled: true,
+            internal: Vec::new(),
+            scan: Default::default(),
+            bruteforce: Default::default(),
+            beacon: Default::default(),
+            dns: Default::default(),
+            lateral: Default::default(),
+            exfiltration: Default::default(),
+            intel: Default::default(),
+            allow: Vec::new(),
+        }
+    }
 }
 
 /// What one detector concluded about one host.
@@ -78,8 +100,17 @@ pub struct Engine {
     exfil: exfil::ExfilDetector,
     pub intel: intel::IntelDetector,
     pub incidents: Incidents,
+    allow: Vec<allow::AllowRule>,
+    /// Hosts seen completing TCP handshakes they started, and when last:
+    /// proof that the address is really theirs (see `verify`).
+    verified: HashMap<IpAddr, Nanos>,
     now: Nanos,
 }
+
+/// How long a completed handshake vouches for a host's address.
+pub const VERIFIED_FOR: Nanos = 24 * 3600 * SECOND;
+/// Idle beacon pairs are forgotten after this long.
+const BEACON_HORIZON: Nanos = 24 * 3600 * SECOND;
 
 impl Engine {
     /// An engine; the intel lists named in the configuration are read here.
@@ -103,6 +134,8 @@ impl Engine {
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
             incidents: Incidents::default(),
+            allow: config.allow.clone(),
+            verified: HashMap::new(),
             now: 0,
         })
     }
@@ -127,20 +160,86 @@ impl Engine {
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
         self.intel.observe(event, internal_src, &mut found);
+        if let Kind::FlowEnd(flow) = &event.kind {
+            let established = event.protocol == event::PROTO_TCP
+                && flow.orig_packets >= 2
+                && flow.resp_packets >= 2;
+            if established {
+                self.verify(event.src, event.ts);
+            }
+        }
+        self.record(found);
+    }
+
+    /// Evidence to incidents, past the allowlists.
+    fn record(&mut self, found: Vec<Evidence>) {
         for evidence in found {
-            self.incidents.add(evidence);
+            if !self.allow.iter().any(|rule| rule.allows(&evidence)) {
+                self.incidents.add(evidence);
+            }
         }
     }
 
-    /// Lets time-based detectors conclude (the end of a capture, or a
-    /// periodic tick live).
+    /// A connection attempt the datapath dropped because the segment policy
+    /// separates the two ends.
+    pub fn policy_violation(&mut self, event: &Event, segments: (&str, &str)) {
+        let attempt = matches!(event.kind, Kind::Syn | Kind::FlowStart);
+        if !attempt {
+            return;
+        }
+        self.now = self.now.max(event.ts);
+        let (from, to) = segments;
+        self.record(vec![Evidence {
+            host: event.src,
+            detector: "segment_policy",
+            technique: "T1599",
+            score: 60,
+            ts: event.ts,
+            peers: vec![event.dst.to_string()],
+            count: 1,
+            summary: format!(
+                "reached for {}:{} in segment {to:?}, which the policy separates from {from:?}; dropped",
+                event.dst, event.dport
+            ),
+        }]);
+    }
+
+    /// Records that `host` completed a TCP handshake it started at `ts`: a
+    /// forged source address cannot (the answers go to the real owner).
+    pub fn verify(&mut self, host: IpAddr, ts: Nanos) {
+        let seen = self.verified.entry(host).or_insert(ts);
+        *seen = (*seen).max(ts);
+    }
+
+    pub fn is_verified(&self, host: IpAddr, now: Nanos) -> bool {
+        self.verified
+            .get(&host)
+            .is_some_and(|t| now.saturating_sub(*t) <= VERIFIED_FOR)
+    }
+
+    /// Live: lets time-based detectors conclude up to `now` and forgets
+    /// what has aged out. Called about once a second.
+    pub fn tick(&mut self, now: Nanos) {
+        self.now = self.now.max(now);
+        let mut found = Vec::new();
+        self.scan.tick(now, &mut found);
+        self.beacon.flush(&mut found);
+        self.beacon.prune(now.saturating_sub(BEACON_HORIZON));
+        self.verified
+            .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
+        self.record(found);
+    }
+
+    /// Lets time-based detectors conclude (the end of a capture).
     pub fn flush(&mut self) {
         let mut found = Vec::new();
         self.scan.flush(self.now, &mut found);
         self.beacon.flush(&mut found);
-        for evidence in found {
-            self.incidents.add(evidence);
-        }
+        self.record(found);
+    }
+
+    pub fn now(&self) -> Nanos {
+        self.now
     }
 }
 

@@ -172,6 +172,11 @@ impl ScanDetector {
         });
     }
 
+    /// Live: attempts unanswered for longer than the timeout have failed.
+    pub fn tick(&mut self, now: Nanos, out: &mut Vec<Evidence>) {
+        self.expire_pending(now, out);
+    }
+
     /// At the end of a capture, pending attempts older than the timeout
     /// have failed.
     pub fn flush(&mut self, now: Nanos, out: &mut Vec<Evidence>) {

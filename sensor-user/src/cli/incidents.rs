@@ -1,0 +1,140 @@
+//! incidents and incident ID: what live detection found and did.
+
+use std::net::IpAddr;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::{table, Cli};
+use crate::{
+    control::{self, Request},
+    detection::IncidentFilter,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Filter {
+    /// Only incidents about this host.
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Only incidents scoring at least this (0-100).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    min_score: Option<u8>,
+    /// open or closed.
+    #[arg(long, value_parser = ["open", "closed"])]
+    status: Option<String>,
+    /// Only incidents with this detector ("scan.*" for every scan detector).
+    #[arg(long)]
+    detector: Option<String>,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn list(cli: &Cli, f: &Filter) -> Result<()> {
+    let filter = IncidentFilter {
+        host: f.host,
+        min_score: f.min_score,
+        status: f.status.clone(),
+        detector: f.detector.clone(),
+    };
+    let incidents = control::call(&cli.socket, &Request::Incidents { filter })?;
+    if cli.json {
+        println!("{incidents}");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = incidents
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let mut status = text(&i["status"]);
+            if i["false_positive"] == true {
+                status.push_str(" (false positive)");
+            }
+            vec![
+                text(&i["id"]),
+                text(&i["host"]),
+                format!("{} {}", text(&i["score"]), text(&i["severity"])),
+                status,
+                text(&i["first_seen"]),
+                text(&i["last_seen"]),
+                text(&i["detectors"]),
+                text(&i["actions"]),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no incidents");
+        return Ok(());
+    }
+    table::print(
+        &[
+            "ID",
+            "HOST",
+            "SCORE",
+            "STATUS",
+            "FIRST SEEN",
+            "LAST SEEN",
+            "DETECTORS",
+            "ACTIONS",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+pub fn show(cli: &Cli, id: u64) -> Result<()> {
+    let i = control::call(&cli.socket, &Request::Incident { id })?;
+    if cli.json {
+        println!("{i}");
+        return Ok(());
+    }
+    println!(
+        "incident {} on {}: score {} ({}), {}{}",
+        text(&i["id"]),
+        text(&i["host"]),
+        text(&i["score"]),
+        text(&i["severity"]),
+        text(&i["status"]),
+        if i["false_positive"] == true {
+            ", false positive"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  first seen {}, last seen {}",
+        text(&i["first_seen"]),
+        text(&i["last_seen"])
+    );
+    println!("  detectors  {}", text(&i["detectors"]));
+    println!("  techniques {}", text(&i["techniques"]));
+    println!("  peers      {}", text(&i["peers"]));
+    println!("timeline:");
+    for t in i["timeline"].as_array().into_iter().flatten() {
+        if t["type"] == "evidence" {
+            println!(
+                "  {}  {:<20} score {:>3}  {}",
+                text(&t["time"]),
+                text(&t["detector"]),
+                text(&t["score"]),
+                text(&t["summary"])
+            );
+        } else {
+            println!(
+                "  {}  {:<20} {}  {}",
+                text(&t["time"]),
+                format!("action: {}", text(&t["action"])),
+                text(&t["target"]),
+                text(&t["detail"])
+            );
+        }
+    }
+    Ok(())
+}
