@@ -124,6 +124,9 @@ pub mod telemetry {
     pub const EVENT_FLOW_START: u8 = 5;
     pub const EVENT_DNS: u8 = 6;
     pub const EVENT_DATA: u8 = 7;
+    /// ICMP destination unreachable (v4 type 3, v6 type 1): the payload
+    /// holds the rest of the ICMP header and the datagram it refuses.
+    pub const EVENT_ICMP_ERROR: u8 = 8;
 
     /// `FlowStats::flags`
     pub const FLOW_ANSWERED: u8 = 1;
@@ -154,7 +157,7 @@ pub struct EventHeader {
     pub ts_ns: u64,
     pub src: [u8; 16],
     pub dst: [u8; 16],
-    /// Host order. ICMP: `dport` is the type.
+    /// Host order. ICMP: `dport` is the type, `sport` the code.
     pub sport: u16,
     pub dport: u16,
     pub family: u8,

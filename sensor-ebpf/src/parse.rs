@@ -308,7 +308,12 @@ fn transport(cur: &Cursor, offset: usize, protocol: u8) -> (bool, Option<L4>) {
             Err(_) => (false, None),
         },
         IPPROTO_ICMP | IPPROTO_ICMPV6 => match cur.read::<[u8; ICMP_MIN_HLEN]>(offset) {
-            Ok(icmp) => (true, Some(l4(0, icmp[0] as u16, 0, ICMP_MIN_HLEN))),
+            // ICMP: the code as the "source port", the type as the
+            // "destination port".
+            Ok(icmp) => (
+                true,
+                Some(l4(icmp[1] as u16, icmp[0] as u16, 0, ICMP_MIN_HLEN)),
+            ),
             Err(_) => (false, None),
         },
         // More extension headers than we walk.

@@ -155,6 +155,9 @@ pub fn observe(ctx: &XdpContext, packet: &IpPacket, verdict: Verdict, reason: Re
         PROTO_ICMP | PROTO_ICMPV6 if new_flow && (l4.dport == 8 || l4.dport == 128) => {
             send(&p, EVENT_FLOW_START);
         }
+        // Unreachable: how closed UDP ports answer a scan.
+        PROTO_ICMP if l4.dport == 3 => send_payload(ctx, &p, EVENT_ICMP_ERROR),
+        PROTO_ICMPV6 if l4.dport == 1 => send_payload(ctx, &p, EVENT_ICMP_ERROR),
         _ => {}
     }
 }

@@ -12,6 +12,8 @@ mod datapath_verdicts;
 #[cfg(test)]
 mod e2e_cli;
 #[cfg(test)]
+mod e2e_detection;
+#[cfg(test)]
 mod e2e_enforcement;
 #[cfg(test)]
 mod e2e_lifecycle;

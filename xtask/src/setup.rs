@@ -64,6 +64,9 @@ const TOOL_PACKAGES: &[&str] = &[
     "iptables",
     "dnsutils",
     "procps",
+    "openssh-server",
+    "openssh-client",
+    "sshpass",
 ];
 
 fn have(program: &str, arg: &str) -> bool {

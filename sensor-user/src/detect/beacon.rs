@@ -42,6 +42,9 @@ pub struct BeaconConfig {
     pub ignore_udp_ports: Vec<u16>,
     /// A destination beaconed to by this many inside hosts is shared.
     pub shared_by_hosts: usize,
+    /// Connections closer together than this (median) are a burst (a page
+    /// load, a retry storm), not a beacon: implants sleep between callbacks.
+    pub min_interval_secs: f64,
 }
 
 impl Default for BeaconConfig {
@@ -52,6 +55,7 @@ impl Default for BeaconConfig {
             min_timing_score: 0.9,
             ignore_udp_ports: vec![53, 67, 68, 123, 137, 138, 1900, 5353],
             shared_by_hosts: 3,
+            min_interval_secs: 0.5,
         }
     }
 }
@@ -228,7 +232,9 @@ impl BeaconDetector {
                 continue;
             }
             if let Some(s) = score(&pair.starts, &pair.sizes) {
-                if s.score >= self.config.min_score || s.timing >= self.config.min_timing_score {
+                let regular =
+                    s.score >= self.config.min_score || s.timing >= self.config.min_timing_score;
+                if regular && s.interval_median_secs >= self.config.min_interval_secs {
                     found.push((*key, s, pair.starts.len(), *pair.starts.last().unwrap()));
                 }
             }

@@ -172,6 +172,12 @@ impl FlowTracker {
                     emit(event(Kind::Dns, p.payload[..n].to_vec()));
                 }
             }
+            PROTO_ICMP | PROTO_ICMPV6
+                if matches!((p.protocol, p.dport), (PROTO_ICMP, 3) | (PROTO_ICMPV6, 1)) =>
+            {
+                let n = p.payload.len().min(DNS_SAMPLE);
+                emit(event(Kind::IcmpError, p.payload[..n].to_vec()));
+            }
             PROTO_ICMP | PROTO_ICMPV6 if is_new => {
                 emit(event(Kind::FlowStart, Vec::new()));
             }
@@ -280,19 +286,24 @@ fn decode(link: DataLink, ts: Nanos, len: u64, data: &[u8]) -> Option<Packet<'_>
             p.dport = udp.destination_port();
             p.payload = udp.payload();
         }
+        // Echo requests start an ICMP "flow"; unreachables tell of refused
+        // probes (the payload from the rest of the header on, as the
+        // datapath sends it); other replies belong to what they answer.
         Some(TransportSlice::Icmpv4(icmp)) => {
-            // Only echo requests start an ICMP "flow"; replies and errors
-            // belong to whatever they answer.
-            if icmp.type_u8() != 8 {
+            if icmp.type_u8() != 8 && icmp.type_u8() != 3 {
                 return None;
             }
             p.dport = icmp.type_u8() as u16;
+            p.sport = icmp.code_u8() as u16;
+            p.payload = icmp.slice().get(4..).unwrap_or(&[]);
         }
         Some(TransportSlice::Icmpv6(icmp)) => {
-            if icmp.type_u8() != 128 {
+            if icmp.type_u8() != 128 && icmp.type_u8() != 1 {
                 return None;
             }
             p.dport = icmp.type_u8() as u16;
+            p.sport = icmp.code_u8() as u16;
+            p.payload = icmp.slice().get(4..).unwrap_or(&[]);
         }
         _ => {}
     }

@@ -35,6 +35,10 @@ pub enum Kind {
     /// A sample of TCP payload from a flow worth inspecting (Windows admin
     /// protocols: SMB, DCE/RPC), from either side.
     Data,
+    /// An ICMP destination unreachable: `sport` is the code; `payload`
+    /// holds the rest of the ICMP header (4 bytes) and the start of the
+    /// datagram it refuses (see `icmp::refused`).
+    IcmpError,
     /// A flow ended (FIN/RST seen, idle, or the end of the capture).
     FlowEnd(FlowSummary),
 }
@@ -64,4 +68,34 @@ pub struct Event {
     pub kind: Kind,
     /// Payload bytes, kept only for DNS and `Data` samples.
     pub payload: Vec<u8>,
+}
+
+/// The datagram an ICMP unreachable refuses: (its source, its destination,
+/// protocol, destination port), read from the quoted header.
+pub fn refused(payload: &[u8]) -> Option<(IpAddr, IpAddr, u8, u16)> {
+    // Skip the rest of the ICMP header (unused / MTU).
+    let inner = payload.get(4..)?;
+    match inner.first()? >> 4 {
+        4 => {
+            let ihl = (inner[0] & 0x0f) as usize * 4;
+            let h: &[u8; 20] = inner.get(..20)?.try_into().ok()?;
+            let src = IpAddr::from([h[12], h[13], h[14], h[15]]);
+            let dst = IpAddr::from([h[16], h[17], h[18], h[19]]);
+            let l4 = inner.get(ihl..ihl + 4)?;
+            Some((src, dst, h[9], u16::from_be_bytes([l4[2], l4[3]])))
+        }
+        6 => {
+            let h = inner.get(..40)?;
+            let src: [u8; 16] = h[8..24].try_into().ok()?;
+            let dst: [u8; 16] = h[24..40].try_into().ok()?;
+            let l4 = inner.get(40..44)?;
+            Some((
+                IpAddr::from(src),
+                IpAddr::from(dst),
+                h[6],
+                u16::from_be_bytes([l4[2], l4[3]]),
+            ))
+        }
+        _ => None,
+    }
 }

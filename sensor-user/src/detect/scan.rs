@@ -126,6 +126,17 @@ impl ScanDetector {
                     });
                 }
             }
+            (Kind::IcmpError, PROTO_ICMP | PROTO_ICMPV6) => {
+                // Port unreachable (v4 code 3, v6 code 4) quoting a UDP
+                // datagram: a closed UDP port refused a probe.
+                let port_unreachable = (e.protocol == PROTO_ICMP && e.sport == 3)
+                    || (e.protocol == PROTO_ICMPV6 && e.sport == 4);
+                if let Some((src, dst, PROTO_UDP, port)) = super::event::refused(&e.payload) {
+                    if port_unreachable && src == e.dst && dst == e.src {
+                        self.failed(src, dst, port, e.ts, out);
+                    }
+                }
+            }
             (Kind::FlowStart, PROTO_ICMP | PROTO_ICMPV6) => {
                 self.probes
                     .icmp
@@ -340,6 +351,52 @@ mod tests {
         }
         d.flush(events.last().map_or(0, |e| e.ts), &mut out);
         out
+    }
+
+    /// An ICMP port unreachable from `target` quoting a UDP probe from
+    /// `scanner` to `port`, as the datapath sends it.
+    fn unreachable(ts: Nanos, target: [u8; 4], scanner: [u8; 4], port: u16) -> Event {
+        let mut payload = vec![0u8; 4]; // rest of the ICMP header
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[9] = PROTO_UDP;
+        ip[12..16].copy_from_slice(&scanner);
+        ip[16..20].copy_from_slice(&target);
+        payload.extend_from_slice(&ip);
+        payload.extend_from_slice(&[0xc0, 0x00]);
+        payload.extend_from_slice(&port.to_be_bytes());
+        Event {
+            payload,
+            ..ev(
+                ts,
+                &std::net::Ipv4Addr::from(target).to_string(),
+                &std::net::Ipv4Addr::from(scanner).to_string(),
+                3,
+                3,
+                PROTO_ICMP,
+                Kind::IcmpError,
+            )
+        }
+    }
+
+    #[test]
+    fn icmp_port_unreachables_make_a_udp_scan() {
+        let events: Vec<Event> = (1..=20u16)
+            .map(|port| unreachable(port as u64 * SECOND, [10, 0, 0, 9], [10, 0, 0, 5], port))
+            .collect();
+        let out = run(&events);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].detector, "scan.vertical");
+        assert_eq!(out[0].host, "10.0.0.5".parse::<IpAddr>().unwrap());
+        // A quoted datagram that is not the other end's: ignored.
+        let forged: Vec<Event> = (1..=20u16)
+            .map(|port| unreachable(port as u64 * SECOND, [10, 0, 0, 9], [10, 0, 0, 7], port))
+            .map(|mut e| {
+                e.dst = "10.0.0.5".parse().unwrap();
+                e
+            })
+            .collect();
+        assert!(run(&forged).is_empty());
     }
 
     #[test]

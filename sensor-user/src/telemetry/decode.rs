@@ -90,6 +90,7 @@ pub fn event(record: &[u8], clocks: &Clocks) -> Option<(Event, Decision)> {
         EVENT_FLOW_START => Kind::FlowStart,
         EVENT_DNS => Kind::Dns,
         EVENT_DATA => Kind::Data,
+        EVENT_ICMP_ERROR => Kind::IcmpError,
         _ => return None,
     };
     let payload_len = (h.payload_len as usize).min(PAYLOAD_MAX);

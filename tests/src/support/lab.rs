@@ -112,3 +112,127 @@ pub fn sensorctl_json(lab: &Lab, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("sensorctl {args:?} printed no JSON ({e}): {out}"))
 }
+
+/// Runs a shell script in a host's namespace in the background (killed with
+/// the lab's namespaces); its output goes to logs/NAME.log.
+pub fn background(lab: &Lab, on: &str, name: &str, script: &str) -> std::process::Child {
+    let log = lab.dir.join("logs").join(format!("{name}.log"));
+    lab.host(on)
+        .netns
+        .spawn("sh", &["-c", script], &log)
+        .unwrap_or_else(|e| panic!("starting {name} on {on}: {e:#}"))
+}
+
+/// Runs a shell script in a host's namespace and waits for it.
+pub fn run(lab: &Lab, on: &str, script: &str) -> String {
+    let out = lab
+        .host(on)
+        .netns
+        .command("sh")
+        .args(["-c", script])
+        .output()
+        .expect("running sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Hosts sensord has isolated (targets of isolation entries).
+pub fn isolated(lab: &Lab) -> Vec<String> {
+    sensorctl_json(lab, &["list"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "isolation")
+        .filter_map(|e| {
+            e["target"]
+                .as_str()
+                .map(|t| t.trim_end_matches("/32").to_string())
+        })
+        .collect()
+}
+
+/// Waits up to `secs` for `done`; returns how long it took, or None.
+pub fn wait_for(secs: u64, mut done: impl FnMut() -> bool) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(secs) {
+        if done() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    None
+}
+
+/// The live incidents about `host`.
+pub fn incidents_of(lab: &Lab, host: &str) -> Vec<serde_json::Value> {
+    sensorctl_json(lab, &["incidents", "--host", host])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Starts sshd (password authentication on, no account to log in to) on a
+/// host, listening on port 22.
+pub fn start_sshd(lab: &Lab, on: &str) {
+    let dir = lab.dir.join(format!("sshd-{on}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let key = dir.join("host_key");
+    let config = dir.join("sshd_config");
+    if !key.exists() {
+        lab.gateway
+            .exec(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-f",
+                    &key.to_string_lossy(),
+                ],
+            )
+            .expect("ssh-keygen");
+    }
+    std::fs::write(
+        &config,
+        format!(
+            "Port 22\nHostKey {}\nPidFile {}\nPasswordAuthentication yes\n\
+             UsePAM no\nStrictModes no\nMaxStartups 100\nLogLevel ERROR\n",
+            key.display(),
+            dir.join("sshd.pid").display()
+        ),
+    )
+    .unwrap();
+    let log = lab.dir.join("logs").join(format!("sshd-{on}.log"));
+    lab.host(on)
+        .netns
+        .spawn(
+            "/usr/sbin/sshd",
+            &["-D", "-e", "-f", &config.to_string_lossy()],
+            &log,
+        )
+        .expect("starting sshd");
+    let listening = wait_for(10, || {
+        lab.host(on)
+            .netns
+            .exec("ss", &["-Hlnt", "sport", "=", ":22"])
+            .map(|o| !o.trim().is_empty())
+            .unwrap_or(false)
+    });
+    assert!(listening.is_some(), "sshd on {on} did not start");
+}
+
+/// Ordinary office traffic from a host, forever: web pages and DNS look-ups
+/// at irregular intervals, a 4 MB download now and then, NTP-style polls.
+pub fn benign_traffic(lab: &Lab, on: &str) -> std::process::Child {
+    let script = "i=0; while true; do i=$((i+1)); \
+        curl -s -o /dev/null -m 3 http://203.0.113.80/; \
+        dig +short +time=1 +tries=1 @203.0.113.53 web.lab >/dev/null; \
+        dig +short +time=1 +tries=1 @203.0.113.53 office$((i % 3 + 1)).lab >/dev/null; \
+        echo ntp | socat -T1 - UDP4:203.0.113.53:123 >/dev/null 2>&1; \
+        [ $((i % 4)) -eq 0 ] && curl -s -o /dev/null -m 10 http://203.0.113.80/big.bin; \
+        sleep $(awk -v r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ') 'BEGIN{printf \"%.2f\", 0.2 + (r % 300) / 100}'); \
+        done";
+    background(lab, on, &format!("benign-{on}"), script)
+}

