@@ -47,6 +47,8 @@ pub enum Request {
     Incident {
         id: u64,
     },
+    /// Re-reads the threat-intelligence list files.
+    ReloadIntel,
 }
 
 impl Request {
@@ -61,6 +63,7 @@ impl Request {
             Request::Stats => "stats",
             Request::Incidents { .. } => "incidents",
             Request::Incident { .. } => "incident",
+            Request::ReloadIntel => "reload_intel",
         }
     }
 }

@@ -104,6 +104,7 @@ impl Sensor {
                     .as_ref()
                     .map_or(json!([]), |d| d.incidents(&filter)))
             }
+            Request::ReloadIntel => return self.reload_intel(),
             Request::Incident { id } => {
                 return self
                     .detection
@@ -149,6 +150,21 @@ impl Sensor {
             result["false_positive_incidents"] = json!(marked);
         }
         Ok(result)
+    }
+
+    /// Re-reads the intel lists; on an error the old lists stay in force.
+    pub fn reload_intel(&mut self) -> Result<Value, String> {
+        let files = &self.config.detection.intel.files;
+        let detection = self
+            .detection
+            .as_mut()
+            .ok_or("detection is off: no intel lists are in use")?;
+        let lists = crate::detect::intel::IntelLists::load(files)
+            .map_err(|e| format!("{e:#} (the previous lists stay in force)"))?;
+        let entries = lists.entries;
+        detection.engine.intel.set_lists(lists);
+        info!("reloaded {} intel list(s): {entries} entries", files.len());
+        Ok(json!({"files": files, "entries": entries}))
     }
 
     fn status(&self) -> Value {
@@ -251,6 +267,7 @@ pub async fn run(config: Config) -> Result<()> {
         stop_rx.clone(),
     ));
     let expiry_task = tokio::spawn(sweep_loop(sensor.clone(), stop_rx.clone()));
+    let hup_task = tokio::spawn(reload_on_hangup(sensor.clone(), stop_rx.clone()));
     let telemetry_task =
         telemetry_maps.map(|maps| tokio::spawn(detection_loop(maps, sensor.clone(), stop_rx)));
     info!(
@@ -261,7 +278,7 @@ pub async fn run(config: Config) -> Result<()> {
     wait_for_signal().await?;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(control_task, metrics_task, expiry_task);
+    let _ = tokio::join!(control_task, metrics_task, expiry_task, hup_task);
     if let Some(task) = telemetry_task {
         match task.await {
             Ok(Err(e)) => error!("detection: {e:#}"),
@@ -290,6 +307,24 @@ pub async fn run(config: Config) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// SIGHUP re-reads the threat-intelligence lists (as `sensorctl reload-intel`).
+async fn reload_on_hangup(sensor: Shared, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                if let Err(e) = sensor.lock().expect("sensor lock").reload_intel() {
+                    warn!("SIGHUP: {e}");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {

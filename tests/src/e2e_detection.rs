@@ -253,3 +253,41 @@ fn bulk_upload_is_detected_and_large_downloads_are_not() {
     );
     drop(downloads);
 }
+
+#[test]
+fn intel_lists_reload_without_restart_and_policy_drops_become_incidents() {
+    let intel = std::env::temp_dir().join(format!(
+        "{}-intel.txt",
+        crate::support::unique_name("intel")
+    ));
+    std::fs::write(&intel, "# no entries yet\n").unwrap();
+    let config = format!("{POLICY}\n[detection.intel]\nfiles = [{:?}]\n", intel);
+    let lab = lab::start("detintel", &config);
+    browse(&lab, "office1");
+    assert!(
+        http(&lab, "office1", "http://203.0.113.66:8080/"),
+        "not listed yet"
+    );
+
+    std::fs::write(&intel, "203.0.113.64/28  # lab C&C range\n").unwrap();
+    let out = lab.sensorctl(&["reload-intel"]).unwrap();
+    assert!(out.contains("1 entries"), "{out}");
+    http(&lab, "office1", "http://203.0.113.66:8080/");
+    assert_isolated_within(&lab, "10.10.0.11", 10, "contact with a listed range");
+    assert!(detectors(&lab, "10.10.0.11")
+        .iter()
+        .any(|d| d.starts_with("intel")));
+
+    // records must never reach the internet: the datapath drops it, and the
+    // attempt is an incident (alert only: its score is below the rule's).
+    assert!(!http(&lab, "records1", "http://203.0.113.80/"));
+    let found = wait_for(10, || {
+        detectors(&lab, "10.20.0.21").contains(&"segment_policy".into())
+    });
+    assert!(found.is_some(), "{:?}", incidents_of(&lab, "10.20.0.21"));
+    assert!(!isolated(&lab).contains(&"10.20.0.21".to_string()));
+
+    // A bad list is refused and the old one stays.
+    std::fs::remove_file(&intel).unwrap();
+    assert!(lab.sensorctl(&["reload-intel"]).is_err());
+}

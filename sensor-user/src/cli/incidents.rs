@@ -138,3 +138,17 @@ pub fn show(cli: &Cli, id: u64) -> Result<()> {
     }
     Ok(())
 }
+
+pub fn reload_intel(cli: &Cli) -> Result<()> {
+    let r = control::call(&cli.socket, &Request::ReloadIntel)?;
+    if cli.json {
+        println!("{r}");
+    } else {
+        println!(
+            "reloaded {} file(s): {} entries",
+            r["files"].as_array().map_or(0, |f| f.len()),
+            r["entries"]
+        );
+    }
+    Ok(())
+}

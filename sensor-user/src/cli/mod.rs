@@ -60,6 +60,8 @@ pub enum Command {
     ///
     /// Example: sensorctl incidents --min-score 80 --status open
     Incidents(incidents::Filter),
+    /// Re-read the threat-intelligence list files (as SIGHUP does).
+    ReloadIntel,
     /// One incident with its timeline of evidence and actions.
     ///
     /// Example: sensorctl incident 3
@@ -118,6 +120,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Analyze(options) => analyze::run(options, cli.json),
         Command::Incidents(filter) => incidents::list(cli, filter),
         Command::Incident { id } => incidents::show(cli, *id),
+        Command::ReloadIntel => incidents::reload_intel(cli),
         command => entries::change(cli, command),
     }
 }
