@@ -11,6 +11,23 @@ use crate::{build, setup, test::require_root};
 /// The lab's name: its namespaces are `sensor-lab-*`, its files /run/sensor-lab.
 const PREFIX: &str = "sensor-lab";
 
+/// The lab's response policy: isolate a host on any clear detection, and
+/// also block the C&C address a beacon or an intel hit names.
+const LAB_POLICY: &str = r#"
+[response]
+[[response.rule]]
+detectors = ["*"]
+min_score = 70
+action = "isolate"
+ttl = "1h"
+
+[[response.rule]]
+detectors = ["beacon", "intel.*"]
+min_score = 70
+action = "block_peer"
+ttl = "1h"
+"#;
+
 #[derive(clap::Args)]
 pub struct Options {
     #[command(subcommand)]
@@ -51,7 +68,7 @@ fn start() -> Result<Lab> {
     println!("building the lab network");
     let lab = Lab::create(&LabOptions {
         prefix: PREFIX.into(),
-        extra_config: String::new(),
+        extra_config: LAB_POLICY.into(),
         bin_dir,
     })?;
     lab.start_sensord()?;
@@ -250,6 +267,8 @@ fn story() -> Result<()> {
     );
     lab.sensorctl(&["unblock", "203.0.113.64/30"])?;
 
+    automatic_isolation(&lab, &mut s)?;
+
     s.say("The metrics show every drop with its reason.");
     sleep(Duration::from_millis(200));
     let metrics = lab.metrics()?;
@@ -289,6 +308,140 @@ fn story() -> Result<()> {
         );
     }
     println!("The story held: every expectation was met.");
+    Ok(())
+}
+
+/// Waits up to `secs` for sensord to isolate `host`; how long it took.
+fn wait_isolated(lab: &Lab, host: &str, secs: u64) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    let mut dots = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let list = lab.sensorctl(&["--json", "list"]).unwrap_or_default();
+        if list.contains(&format!("\"{host}/32\"")) {
+            if dots > 0 {
+                println!();
+            }
+            return Some(start.elapsed());
+        }
+        sleep(Duration::from_millis(250));
+        if start.elapsed().as_secs() >= (dots + 1) * 5 {
+            dots += 1;
+            print!("   ... {}s\r", dots * 5);
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
+    }
+    None
+}
+
+/// The infected hosts: reconnaissance and beaconing, detected from the
+/// datapath's telemetry and cut off by the response policy, no human
+/// involved.
+fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
+    s.say("office3 is infected: it scans the records segment for open ports.");
+    println!("   (sensord's policy: isolate on any clear detection; block a beacon's C&C)");
+    s.expect(
+        "office3 browses first (a completed handshake proves its address)",
+        reaches(lab, "office3", "http://203.0.113.80/"),
+    );
+    println!("   $ nmap -sS -p 1-200 10.20.0.21   (from office3)");
+    let scan_start = std::time::Instant::now();
+    let scan = lab
+        .host("office3")
+        .netns
+        .command("nmap")
+        .args([
+            "-sS",
+            "-n",
+            "-Pn",
+            "-p",
+            "1-200",
+            "--max-retries",
+            "1",
+            "10.20.0.21",
+        ])
+        .output()?;
+    let _ = scan;
+    let took = wait_isolated(lab, "10.10.0.13", 15).map(|_| scan_start.elapsed());
+    s.expect(
+        &match took {
+            Some(t) => format!(
+                "office3 isolated automatically, {:.1}s after the scan began",
+                t.as_secs_f64()
+            ),
+            None => "office3 isolated automatically".into(),
+        },
+        took.is_some(),
+    );
+    s.expect(
+        "office3 -> web is now dropped",
+        !reaches(lab, "office3", "http://203.0.113.80/"),
+    );
+
+    s.say("office2 is infected too: it calls its C&C server every second or so, with jitter.");
+    s.expect(
+        "office2 browses first",
+        reaches(lab, "office2", "http://203.0.113.80/"),
+    );
+    let log = lab.dir.join("logs").join("beacon.log");
+    let beacon = lab.host("office2").netns.spawn(
+        "sh",
+        &["-c", "for i in $(seq 60); do curl -s -o /dev/null -m 2 http://203.0.113.66:8080/beacon; \
+                 sleep $(awk -v r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ') 'BEGIN{printf \"%.2f\", 0.7 + (r % 60) / 100}'); done"],
+        &log,
+    )?;
+    println!("   (a beacon is judged after 20 connections: about 20 seconds)");
+    let took = wait_isolated(lab, "10.10.0.12", 60);
+    drop(beacon);
+    s.expect(
+        &match took {
+            Some(t) => format!(
+                "office2 isolated automatically after {:.0}s of beaconing",
+                t.as_secs_f64()
+            ),
+            None => "office2 isolated automatically".into(),
+        },
+        took.is_some(),
+    );
+    let list = lab.sensorctl(&["--json", "list"])?;
+    s.expect(
+        "the C&C address 203.0.113.66 is blocked for every host",
+        list.contains("\"203.0.113.66/32\""),
+    );
+    s.expect(
+        "office1 -> c2 is dropped",
+        !reaches(lab, "office1", "http://203.0.113.66:8080/"),
+    );
+
+    s.say("The operator sees which host, when, talking to what, and what was done.");
+    println!(
+        "   $ sensorctl incidents\n{}",
+        indent(&lab.sensorctl(&["incidents"])?)
+    );
+    let incidents: serde_json::Value =
+        serde_json::from_str(&lab.sensorctl(&["--json", "incidents", "--host", "10.10.0.12"])?)?;
+    if let Some(id) = incidents[0]["id"].as_u64() {
+        println!(
+            "\n   $ sensorctl incident {id}\n{}",
+            indent(&lab.sensorctl(&["incident", &id.to_string()])?)
+        );
+    }
+    println!(
+        "\n   $ sensorctl list\n{}",
+        indent(&lab.sensorctl(&["list"])?)
+    );
+    let alerts = std::fs::read_to_string(lab.dir.join("alerts.jsonl")).unwrap_or_default();
+    s.expect(
+        &format!(
+            "{} alert(s) in {} (JSON lines, ECS field names)",
+            alerts.lines().count(),
+            lab.dir.join("alerts.jsonl").display()
+        ),
+        alerts.lines().count() >= 2,
+    );
+    // Release both, so the rest of the story runs on a whole network.
+    lab.sensorctl(&["release", "10.10.0.13"])?;
+    lab.sensorctl(&["release", "10.10.0.12"])?;
+    lab.sensorctl(&["unblock", "203.0.113.66/32"])?;
     Ok(())
 }
 
