@@ -410,6 +410,24 @@ mod tests {
     }
 
     #[test]
+    fn response_and_alert_errors_name_the_key() {
+        let e = err("[[response.rule]]\nttl = \"soon\"");
+        assert!(e.starts_with("response.rule[0].ttl:"), "{e}");
+        let e = err("[[response.rule]]\nsegments = [\"dmz\"]");
+        assert!(
+            e.contains("response.rule[0].segments") && e.contains("dmz"),
+            "{e}"
+        );
+        let e = err("[[response.rule]]\naction = \"nuke\"");
+        assert!(e.contains("nuke"), "{e}");
+        let e = err("[alerts]\nwebhook = \"ftp://x\"");
+        assert!(e.starts_with("alerts.webhook:"), "{e}");
+        let cfg = Config::from_toml("").unwrap();
+        assert!(cfg.detection.enabled, "detection is on by default");
+        assert_eq!(cfg.response.rules.len(), 1, "one default rule");
+    }
+
+    #[test]
     fn documented_example_parses() {
         let cfg = Config::from_toml(EXAMPLE).expect("docs/examples/sensord.toml must be valid");
         assert_eq!(cfg.segments.len(), 3);

@@ -26,10 +26,10 @@ const UDP_IDLE: Nanos = 60 * SECOND;
 /// A TCP flow with no packet for this long has ended (no FIN or RST seen).
 const TCP_IDLE: Nanos = 300 * SECOND;
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
-pub const DNS_SAMPLE: usize = 512;
+pub const DNS_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
 /// TCP payload samples: at most this many per flow, of at most this size.
 pub const DATA_SAMPLES: u8 = 32;
-pub const DATA_SAMPLE: usize = 1024;
+pub const DATA_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
 /// Ports whose flows are sampled: DCE/RPC endpoint mapper, NetBIOS session,
 /// SMB. (Flows on other ports are sampled when their first payload is a
 /// DCE/RPC bind: RPC services listen on dynamic ports.)
