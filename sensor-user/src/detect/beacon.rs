@@ -73,6 +73,9 @@ fn keep_last<T>(v: &mut Vec<T>, n: usize) {
 struct Pair {
     starts: Vec<Nanos>,
     sizes: Vec<u64>,
+    /// Connections when last scored: a pair is scored again only when it
+    /// has new ones (live, `flush` runs every second).
+    scored_at: usize,
 }
 
 #[derive(Hash, PartialEq, Eq, Clone, Copy)]
@@ -227,10 +230,14 @@ impl BeaconDetector {
     /// Scores every pair with enough connections.
     pub fn flush(&mut self, out: &mut Vec<Evidence>) {
         let mut found: Vec<(PairKey, BeaconScore, usize, Nanos)> = Vec::new();
-        for (key, pair) in &self.pairs {
-            if pair.starts.len() < self.config.min_connections || self.reported.contains(key) {
+        for (key, pair) in self.pairs.iter_mut() {
+            if pair.starts.len() < self.config.min_connections
+                || self.reported.contains(key)
+                || pair.starts.len() == pair.scored_at
+            {
                 continue;
             }
+            pair.scored_at = pair.starts.len();
             if let Some(s) = score(&pair.starts, &pair.sizes) {
                 let regular =
                     s.score >= self.config.min_score || s.timing >= self.config.min_timing_score;

@@ -23,8 +23,12 @@ use super::{
 pub struct BruteForceConfig {
     /// TCP ports of authentication services.
     pub ports: Vec<u16>,
-    /// A connection shorter than this counts as an attempt.
+    /// A connection shorter than this counts as an attempt...
     pub short_connection_secs: u64,
+    /// ...unless the server sent more than this many bytes: then it did
+    /// real work (a file copied over SMB, a command run over SSH), which a
+    /// failed login never gets. A failed SSH or NTLM login is a few KB.
+    pub max_attempt_bytes: u64,
     pub capacity: u32,
     pub leak_secs: u64,
     pub slow_capacity: u32,
@@ -42,6 +46,7 @@ impl Default for BruteForceConfig {
                 5900, 5985, 5986,
             ],
             short_connection_secs: 30,
+            max_attempt_bytes: 20_000,
             capacity: 5,
             leak_secs: 10,
             slow_capacity: 10,
@@ -76,7 +81,8 @@ impl BruteForceDetector {
         if e.protocol != PROTO_TCP || !self.config.ports.contains(&e.dport) {
             return;
         }
-        let short = e.ts.saturating_sub(flow.start) < self.config.short_connection_secs * SECOND;
+        let short = e.ts.saturating_sub(flow.start) < self.config.short_connection_secs * SECOND
+            && flow.resp_bytes <= self.config.max_attempt_bytes;
         let failed = !flow.answered;
         if !short && !failed {
             return;

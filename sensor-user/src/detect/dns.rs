@@ -143,6 +143,8 @@ pub struct DnsDetector {
     config: DnsConfig,
     domains: HashMap<(IpAddr, String), DomainActivity>,
     nx: HashMap<IpAddr, (TimedSet<String>, usize)>,
+    /// Packet time of the last sweep of old names (once a minute).
+    last_prune: Nanos,
 }
 
 impl DnsDetector {
@@ -151,6 +153,7 @@ impl DnsDetector {
             config,
             domains: HashMap::new(),
             nx: HashMap::new(),
+            last_prune: 0,
         }
     }
 
@@ -219,7 +222,8 @@ impl DnsDetector {
                 ),
             });
         }
-        if e.ts % (60 * SECOND) < SECOND {
+        if e.ts >= self.last_prune + 60 * SECOND {
+            self.last_prune = e.ts;
             self.prune(since);
         }
     }
@@ -260,6 +264,10 @@ impl DnsDetector {
             a.names.prune(since);
             a.tunnel_like.prune(since);
             !a.names.is_empty()
+        });
+        self.nx.retain(|_, (names, _)| {
+            names.prune(since);
+            !names.is_empty()
         });
     }
 }

@@ -183,6 +183,11 @@ impl LateralDetector {
         });
     }
 
+    /// How far back fan-out is counted.
+    pub fn window(&self) -> Nanos {
+        self.config.window_secs * SECOND
+    }
+
     /// Forgets connections and reach older than `since` (called by the engine).
     pub fn prune(&mut self, since: Nanos) {
         self.reached.retain(|_, s| {

@@ -105,6 +105,8 @@ pub struct Engine {
     /// proof that the address is really theirs (see `verify`).
     verified: HashMap<IpAddr, Nanos>,
     now: Nanos,
+    /// Packet time of the last sweep of aged-out state (once a minute).
+    last_maintenance: Nanos,
 }
 
 /// How long a completed handshake vouches for a host's address.
@@ -137,6 +139,7 @@ impl Engine {
             allow: config.allow.clone(),
             verified: HashMap::new(),
             now: 0,
+            last_maintenance: 0,
         })
     }
 
@@ -224,10 +227,16 @@ impl Engine {
         let mut found = Vec::new();
         self.scan.tick(now, &mut found);
         self.beacon.flush(&mut found);
-        self.beacon.prune(now.saturating_sub(BEACON_HORIZON));
-        self.verified
-            .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
         self.record(found);
+        // Sweeps over everything tracked: once a minute is plenty.
+        if now >= self.last_maintenance + 60 * SECOND {
+            self.last_maintenance = now;
+            self.beacon.prune(now.saturating_sub(BEACON_HORIZON));
+            self.lateral
+                .prune(now.saturating_sub(self.lateral.window()));
+            self.verified
+                .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
+        }
     }
 
     /// Lets time-based detectors conclude (the end of a capture).

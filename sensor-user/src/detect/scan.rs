@@ -76,6 +76,8 @@ pub struct ScanDetector {
     /// time the count doubles, so an incident's counts keep up).
     reported: HashMap<(&'static str, IpAddr, String), usize>,
     last_expiry: Nanos,
+    /// Packet time of the last sweep of old probes (once a minute).
+    last_prune: Nanos,
 }
 
 impl ScanDetector {
@@ -86,6 +88,7 @@ impl ScanDetector {
             probes: Probes::default(),
             reported: HashMap::new(),
             last_expiry: 0,
+            last_prune: 0,
         }
     }
 
@@ -167,7 +170,12 @@ impl ScanDetector {
             self.pending.remove(&(src, dst, port));
             self.failed(src, dst, port, ts, out);
         }
-        // Forget what is older than the slow window.
+        // Forget what is older than the slow window (a sweep over every
+        // tracked pair: once a minute, not every second).
+        if now < self.last_prune + 60 * SECOND {
+            return;
+        }
+        self.last_prune = now;
         let horizon = now.saturating_sub(self.config.slow_window_secs * SECOND);
         self.probes.ports.retain(|_, s| {
             s.prune(horizon);
@@ -192,6 +200,7 @@ impl ScanDetector {
     /// have failed.
     pub fn flush(&mut self, now: Nanos, out: &mut Vec<Evidence>) {
         self.last_expiry = 0;
+        self.last_prune = 0;
         self.expire_pending(now + self.config.attempt_timeout_secs * SECOND, out);
     }
 

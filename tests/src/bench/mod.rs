@@ -42,6 +42,13 @@ pub fn cases() -> Vec<Case> {
             sensor_verdict: XDP_PASS,
         },
         Case {
+            name: "ipv4_tcp_ack_pass",
+            packet: Packet::tcp(OFFICE_HOST, INTERNET_HOST)
+                .tcp_flags(0x10)
+                .build(),
+            sensor_verdict: XDP_PASS,
+        },
+        Case {
             name: "ipv4_udp_pass",
             packet: Packet::udp(OFFICE_HOST, INTERNET_HOST).build(),
             sensor_verdict: XDP_PASS,

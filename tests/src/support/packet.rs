@@ -157,6 +157,14 @@ impl Packet {
         )
     }
 
+    /// The same TCP packet with other flags (e.g. 0x10, a mid-flow ACK).
+    pub fn tcp_flags(mut self, new: u8) -> Packet {
+        if let L4::Tcp { flags, .. } = &mut self.l4 {
+            *flags = new;
+        }
+        self
+    }
+
     pub fn udp(src: &str, dst: &str) -> Packet {
         Packet::new(
             src,
