@@ -379,7 +379,7 @@ impl Detection {
             .map(|e| {
                 (
                     e.ts,
-                    json!({"time": rfc3339(e.ts), "type": "evidence", "detector": e.detector,
+                    json!({"time": rfc3339(e.ts), "time_ns": e.ts, "type": "evidence", "detector": e.detector,
                            "technique": e.technique, "score": e.score, "peers": e.peers,
                            "count": e.count, "summary": e.summary}),
                 )
@@ -387,7 +387,7 @@ impl Detection {
             .chain(i.actions.iter().map(|a| {
                 (
                     a.ts,
-                    json!({"time": rfc3339(a.ts), "type": "action", "action": a.action,
+                    json!({"time": rfc3339(a.ts), "time_ns": a.ts, "type": "action", "action": a.action,
                            "target": a.target, "detail": a.detail}),
                 )
             }))

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: per-packet cost of the XDP program next to the floor
-//! and xdp-filter, measured side by side (see docs/performance.md).
+//! and xdp-filter, the detection engine's throughput and memory, and the
+//! latency from detection to the first dropped packet (docs/performance.md).
 
 use std::process::Command;
 
@@ -21,6 +22,12 @@ pub struct Options {
     /// Random blocked ranges loaded before measuring.
     #[arg(long, default_value_t = 100_000)]
     blocked: u32,
+    /// Run only these suites (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = ["xdp", "engine", "latency"])]
+    only: Vec<String>,
+    /// Rounds of the lab latency measurement.
+    #[arg(long, default_value_t = 5)]
+    latency_rounds: u32,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -28,33 +35,52 @@ pub fn run(options: &Options) -> Result<()> {
     setup::tools()?;
     build::run(&build::Options::default())?;
     let root = build::workspace_root();
+    let bin_dir = root.join("target/release");
     let status = Command::new("cargo")
         .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "sensor-tests",
-            "--bin",
-            "sensor-bench",
-        ])
+        .args(["build", "--release", "-p", "sensor-tests", "--bins"])
         .status()?;
-    ensure!(status.success(), "building sensor-bench failed");
+    ensure!(status.success(), "building the benchmarks failed");
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
-    let json = out_dir.join("xdp_per_packet.json");
-    let status = Command::new(root.join("target/release/sensor-bench"))
-        .arg("--repeat")
-        .arg(options.repeat.to_string())
-        .arg("--rounds")
-        .arg(options.rounds.to_string())
-        .arg("--isolated")
-        .arg(options.isolated.to_string())
-        .arg("--blocked")
-        .arg(options.blocked.to_string())
-        .arg("--json")
-        .arg(&json)
-        .status()?;
-    ensure!(status.success(), "sensor-bench failed");
+    let wanted = |suite: &str| options.only.is_empty() || options.only.iter().any(|o| o == suite);
+    let run = |bin: &str, args: Vec<String>, json: &str| -> Result<()> {
+        println!("\n== {bin}");
+        let status = Command::new(bin_dir.join(bin))
+            .args(args)
+            .arg("--json")
+            .arg(out_dir.join(json))
+            .env("SENSOR_BIN_DIR", &bin_dir)
+            .status()?;
+        ensure!(status.success(), "{bin} failed");
+        Ok(())
+    };
+    if wanted("xdp") {
+        run(
+            "sensor-bench",
+            vec![
+                "--repeat".into(),
+                options.repeat.to_string(),
+                "--rounds".into(),
+                options.rounds.to_string(),
+                "--isolated".into(),
+                options.isolated.to_string(),
+                "--blocked".into(),
+                options.blocked.to_string(),
+            ],
+            "xdp_per_packet.json",
+        )?;
+    }
+    if wanted("engine") {
+        run("engine-bench", Vec::new(), "engine.json")?;
+    }
+    if wanted("latency") {
+        run(
+            "latency-bench",
+            vec!["--rounds".into(), options.latency_rounds.to_string()],
+            "latency.json",
+        )?;
+    }
+    println!("\nresults in {}", out_dir.display());
     Ok(())
 }

@@ -29,9 +29,10 @@ enum Command {
     ///
     /// Example: cargo xtask lab        (build, tell the story, clean up)
     Lab(lab::Options),
-    /// Per-packet cost of the XDP program beside the floor and xdp-filter.
+    /// Benchmarks: XDP per-packet cost beside the floor and xdp-filter,
+    /// the detection engine, detection-to-drop latency in the lab.
     ///
-    /// Example: cargo xtask bench --rounds 9
+    /// Example: cargo xtask bench --rounds 9 --only xdp,latency
     Bench(bench::Options),
 }
 
