@@ -258,6 +258,50 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_gets_each_alert_as_a_json_post() {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let mut alerts = Alerts::new(None, Some(url));
+        alerts.emit(json!({"event": {"action": "incident-opened"}}));
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line.trim().is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        std::io::Write::write_all(
+            reader.get_mut(),
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+        )
+        .unwrap();
+        assert!(head.starts_with("POST /hook "), "{head}");
+        assert!(head
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"));
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["event"]["action"], "incident-opened");
+        // The sender counts the delivery once the answer is in.
+        let results = alerts.webhook_results.clone();
+        let delivered = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            results.ok.load(std::sync::atomic::Ordering::Relaxed) == 1
+        });
+        assert!(delivered);
+    }
+
+    #[test]
     fn the_file_gets_one_line_per_alert() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.jsonl");

@@ -76,19 +76,37 @@ fn severity(score: u8) -> &'static str {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Incidents {
+    /// Evidence this close to a host's last evidence joins its incident;
+    /// an incident this long without evidence closes.
+    merge_gap: Nanos,
     incidents: Vec<Incident>,
     next_id: u64,
     /// Incidents opened or grown since the last `take_changed`.
     changed: BTreeSet<u64>,
 }
 
+impl Default for Incidents {
+    fn default() -> Self {
+        Incidents::with_merge_gap(MERGE_GAP)
+    }
+}
+
 impl Incidents {
+    pub fn with_merge_gap(merge_gap: Nanos) -> Incidents {
+        Incidents {
+            merge_gap,
+            incidents: Vec::new(),
+            next_id: 0,
+            changed: BTreeSet::new(),
+        }
+    }
+
     /// Adds evidence; returns the id of the incident it went to.
     pub fn add(&mut self, e: Evidence) -> u64 {
         let open = self.incidents.iter_mut().rev().find(|i| {
-            i.host == e.host && i.is_open() && e.ts.saturating_sub(i.last_seen) <= MERGE_GAP
+            i.host == e.host && i.is_open() && e.ts.saturating_sub(i.last_seen) <= self.merge_gap
         });
         let incident = match open {
             Some(i) => i,
@@ -159,7 +177,7 @@ impl Incidents {
     pub fn close_idle(&mut self, now: Nanos) -> Vec<u64> {
         let mut closed = Vec::new();
         for i in self.incidents.iter_mut() {
-            if i.is_open() && now.saturating_sub(i.last_seen) > MERGE_GAP {
+            if i.is_open() && now.saturating_sub(i.last_seen) > self.merge_gap {
                 i.status = "closed";
                 closed.push(i.id);
             }

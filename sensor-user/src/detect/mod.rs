@@ -42,6 +42,10 @@ pub struct DetectionConfig {
     pub intel: intel::IntelConfig,
     /// Evidence these rules cover never reaches an incident.
     pub allow: Vec<allow::AllowRule>,
+    /// Evidence about a host within this many seconds of its incident's
+    /// last evidence joins it (no new alert); an incident this long without
+    /// evidence closes. Default 1800 (30 minutes).
+    pub incident_merge_secs: u64,
 }
 
 impl Default for DetectionConfig {
@@ -57,6 +61,7 @@ impl Default for DetectionConfig {
             exfiltration: Default::default(),
             intel: Default::default(),
             allow: Vec::new(),
+            incident_merge_secs: incident::MERGE_GAP / SECOND,
         }
     }
 }
@@ -135,7 +140,7 @@ impl Engine {
             lateral: lateral::LateralDetector::new(config.lateral.clone()),
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
-            incidents: Incidents::default(),
+            incidents: Incidents::with_merge_gap(config.incident_merge_secs.max(1) * SECOND),
             allow: config.allow.clone(),
             verified: HashMap::new(),
             now: 0,
