@@ -12,6 +12,7 @@
 pub mod map_names {
     pub const ADDRESSES_V4: &str = "ADDRESSES_V4";
     pub const ADDRESSES_V6: &str = "ADDRESSES_V6";
+    pub const SUMMARY_V4: &str = "SUMMARY_V4";
     pub const EXEMPT_V4: &str = "EXEMPT_V4";
     pub const EXEMPT_V6: &str = "EXEMPT_V6";
     pub const SEGMENT_POLICY: &str = "SEGMENT_POLICY";
@@ -96,6 +97,40 @@ pub struct AddressInfo {
     /// When `ADDRESS_ISOLATED`: when the isolation lapses, and the packets
     /// this entry matched as isolated.
     pub isolation: BlockValue,
+}
+
+/// Entries of `SUMMARY_V4`: one per /16 of the IPv4 space.
+pub const SUMMARY_V4_ENTRIES: u32 = 1 << 16;
+/// `SummaryV4::flags`: the summary is written and exact: an address whose
+/// /24 bit is clear is in no isolation or block and in `segment`. Without
+/// it (a zeroed, never written entry) every address goes to the trie.
+pub const SUMMARY_EXACT: u32 = 1;
+
+/// Value of `SUMMARY_V4`, indexed by an address's first two bytes: the
+/// fast answer for the common packet, whose addresses are near no isolated
+/// host, no blocked range and no segment boundary. One array read instead
+/// of a trie walk whose depth grows with the number of entries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SummaryV4 {
+    /// Segment of every address of the /16 whose /24 bit is clear.
+    pub segment: u32,
+    /// `SUMMARY_*` bits.
+    pub flags: u32,
+    /// Bit `n` (word `n / 64`, bit `n % 64`) set: addresses in the /16's
+    /// `n`th /24 must be looked up in the trie (something there is
+    /// isolated, blocked, or in a segment range longer than /16).
+    pub trie_24: [u64; 4],
+}
+
+impl SummaryV4 {
+    /// Whether this summary answers for an address of its /16 whose third
+    /// byte is `third_byte` (else the trie must).
+    #[inline(always)]
+    pub fn answers(&self, third_byte: u8) -> bool {
+        let word = (third_byte >> 6) as usize & 3;
+        self.flags & SUMMARY_EXACT != 0 && self.trie_24[word] >> (third_byte & 63) & 1 == 0
+    }
 }
 
 /// `SETTINGS[0].flags`: count what would be dropped, but pass it.
@@ -331,6 +366,7 @@ mod pod {
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::IfaceCounters {}
     unsafe impl aya::Pod for super::AddressInfo {}
+    unsafe impl aya::Pod for super::SummaryV4 {}
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::PayloadEvent {}
     unsafe impl aya::Pod for super::FlowKey {}

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
-    telemetry, AddressInfo, FlowKey, FlowStats, IfaceCounters, Settings, MAX_ADDRESS_PREFIXES,
-    MAX_EXEMPT_RANGES, MAX_INTERFACES, MAX_SEGMENTS,
+    telemetry, AddressInfo, FlowKey, FlowStats, IfaceCounters, Settings, SummaryV4,
+    MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES, MAX_INTERFACES, MAX_SEGMENTS, SUMMARY_V4_ENTRIES,
 };
 
 /// Isolated hosts, blocked ranges and segment ranges in one trie per
@@ -17,6 +17,12 @@ use sensor_common::{
 pub static ADDRESSES_V4: LpmTrie<[u8; 4], AddressInfo> = LpmTrie::pinned(MAX_ADDRESS_PREFIXES, 0);
 #[map]
 pub static ADDRESSES_V6: LpmTrie<[u8; 16], AddressInfo> = LpmTrie::pinned(MAX_ADDRESS_PREFIXES, 0);
+
+/// Per /16 of IPv4: which /24s need the trie, and the segment of the rest
+/// (see `SummaryV4`). An array read is inlined by the verifier; a trie
+/// lookup is a walk that grows with the entries loaded.
+#[map]
+pub static SUMMARY_V4: Array<SummaryV4> = Array::pinned(SUMMARY_V4_ENTRIES, 0);
 
 /// Ranges an isolated host may still reach (remediation, DHCP, resolver, ...).
 #[map]

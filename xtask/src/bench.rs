@@ -16,12 +16,10 @@ pub struct Options {
     /// Interleaved measurements per (program, packet); the median is kept.
     #[arg(long, default_value_t = 5)]
     rounds: u32,
-    /// Random isolated hosts loaded before measuring.
-    #[arg(long, default_value_t = 1_000_000)]
-    isolated: u32,
-    /// Random blocked ranges loaded before measuring.
-    #[arg(long, default_value_t = 100_000)]
-    blocked: u32,
+    /// Map fillings for the per-packet suite: this many random isolated
+    /// hosts and as many random blocked ranges.
+    #[arg(long, value_delimiter = ',', default_value = "0,10000,1000000")]
+    sizes: Vec<u32>,
     /// Run only these suites (default: all).
     #[arg(long, value_delimiter = ',', value_parser = ["xdp", "engine", "latency"])]
     only: Vec<String>,
@@ -63,10 +61,8 @@ pub fn run(options: &Options) -> Result<()> {
                 options.repeat.to_string(),
                 "--rounds".into(),
                 options.rounds.to_string(),
-                "--isolated".into(),
-                options.isolated.to_string(),
-                "--blocked".into(),
-                options.blocked.to_string(),
+                "--sizes".into(),
+                join(&options.sizes),
             ],
             "xdp_per_packet.json",
         )?;
@@ -83,4 +79,12 @@ pub fn run(options: &Options) -> Result<()> {
     }
     println!("\nresults in {}", out_dir.display());
     Ok(())
+}
+
+fn join(values: &[u32]) -> String {
+    values
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }

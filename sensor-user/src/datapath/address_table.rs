@@ -19,9 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sensor_common::{
-    AddressInfo, BlockValue, ADDRESS_BLOCKED, ADDRESS_ISOLATED, ADDRESS_IS_BLOCK,
+    AddressInfo, BlockValue, SummaryV4, ADDRESS_BLOCKED, ADDRESS_ISOLATED, ADDRESS_IS_BLOCK,
     ADDRESS_IS_SEGMENT,
 };
+
+use super::summary::{self, Summaries};
 
 #[derive(Debug, Default, Clone)]
 pub struct AddressTable {
@@ -32,6 +34,8 @@ pub struct AddressTable {
     isolated: BTreeMap<IpNet, u64>,
     /// What the trie holds (hits aside): one entry per prefix of any kind.
     entries: BTreeMap<IpNet, AddressInfo>,
+    /// The IPv4 fast path's per-/16 summaries of all of the above.
+    summaries: Summaries,
 }
 
 /// A prefix whose trie entry must be rewritten (or removed when `want` is
@@ -167,7 +171,11 @@ impl AddressTable {
     }
 
     pub fn insert_block(&mut self, net: IpNet, expires_at_ns: u64) -> Vec<Change> {
-        match self.blocks.insert(net, expires_at_ns) {
+        let previous = self.blocks.insert(net, expires_at_ns);
+        if previous.is_none() {
+            self.summaries.count(net, true, 1);
+        }
+        match previous {
             Some(old) if old == expires_at_ns => return Vec::new(),
             // An earlier expiry can shorten what the prefixes inside carry.
             Some(old) if later(old, expires_at_ns) == old => {
@@ -202,12 +210,15 @@ impl AddressTable {
         if self.blocks.remove(&net).is_none() {
             return Vec::new();
         }
+        self.summaries.count(net, true, -1);
         self.recompute_within(net, &[])
     }
 
     /// Isolates a host (`host` is a whole-length prefix).
     pub fn insert_isolation(&mut self, host: IpNet, expires_at_ns: u64) -> Vec<Change> {
-        self.isolated.insert(host, expires_at_ns);
+        if self.isolated.insert(host, expires_at_ns).is_none() {
+            self.summaries.count(host, false, 1);
+        }
         self.settle(host, self.entry(host)).into_iter().collect()
     }
 
@@ -215,6 +226,7 @@ impl AddressTable {
         if self.isolated.remove(&host).is_none() {
             return Vec::new();
         }
+        self.summaries.count(host, false, -1);
         self.settle(host, self.entry(host)).into_iter().collect()
     }
 
@@ -238,7 +250,15 @@ impl AddressTable {
     pub fn set_segments(&mut self, segments: &[(IpNet, u32)]) -> Vec<Change> {
         let mut scope: Vec<IpNet> = self.segments.keys().copied().collect();
         scope.extend(segments.iter().map(|(n, _)| *n));
+        for net in self.segments.keys() {
+            self.summaries.count(*net, false, -1);
+        }
         self.segments = segments.iter().copied().collect();
+        for net in self.segments.keys() {
+            self.summaries.count(*net, false, 1);
+        }
+        // The segment of whole /16s may have moved anywhere.
+        self.summaries.mark_all_dirty();
         let mut changes = Vec::new();
         let mut done = BTreeSet::new();
         for net in scope {
@@ -259,18 +279,39 @@ impl AddressTable {
         for (prefix, mut info) in entries {
             if info.flags & ADDRESS_IS_BLOCK != 0 {
                 table.blocks.insert(prefix, info.block.expires_at_ns);
+                table.summaries.count(prefix, true, 1);
             }
             if info.flags & ADDRESS_IS_SEGMENT != 0 {
                 table.segments.insert(prefix, info.segment);
+                table.summaries.count(prefix, false, 1);
             }
             if info.flags & ADDRESS_ISOLATED != 0 {
                 table.isolated.insert(prefix, info.isolation.expires_at_ns);
+                table.summaries.count(prefix, false, 1);
             }
             info.block.hits = 0;
             info.isolation.hits = 0;
             table.entries.insert(prefix, info);
         }
+        table.summaries.mark_all_dirty();
         table
+    }
+
+    /// The IPv4 summaries changed since the last call, by /16 index.
+    pub fn take_v4_summaries(&mut self) -> Vec<(u32, SummaryV4)> {
+        self.summaries
+            .take_dirty()
+            .into_iter()
+            .map(|i16| {
+                let segment = self.segment_of(summary::sixteen(i16));
+                (i16, self.summaries.summary(i16, segment))
+            })
+            .collect()
+    }
+
+    /// A blocked range's own expiry, if it is one.
+    pub fn block_expiry(&self, net: IpNet) -> Option<u64> {
+        self.blocks.get(&net).copied()
     }
 
     /// The prefixes whose hits belong to the blocked range `net`: those
@@ -563,5 +604,104 @@ mod tests {
         t.insert_isolation(host, 42);
         let back = AddressTable::from_entries([(host, t.stored(&host).unwrap())]);
         assert_eq!(back.isolation(host), Some(42));
+    }
+
+    /// What the datapath finds for an IPv4 address with the summaries
+    /// written so far in `written`: the summary's answer when it gives one
+    /// (segment, nothing isolated or blocked), else the trie's.
+    fn fast_lookup(written: &BTreeMap<u32, SummaryV4>, t: &AddressTable, addr: &str) -> (u32, u32) {
+        let ip: std::net::Ipv4Addr = addr.parse().unwrap();
+        let o = ip.octets();
+        let index = (o[0] as u32) << 8 | o[1] as u32;
+        match written.get(&index) {
+            Some(s) if s.answers(o[2]) => (s.segment, 0),
+            _ => lookup(t, addr).map_or((0, 0), |i| {
+                (i.segment, i.flags & (ADDRESS_BLOCKED | ADDRESS_ISOLATED))
+            }),
+        }
+    }
+
+    #[test]
+    fn summaries_answer_exactly_what_the_trie_would() {
+        let mut t = table();
+        let mut written = BTreeMap::new();
+        let mut write = |t: &mut AddressTable, w: &mut BTreeMap<u32, SummaryV4>| {
+            w.extend(t.take_v4_summaries());
+        };
+        write(&mut t, &mut written);
+        t.set_segments(&[
+            (net("0.0.0.0/0"), 1),
+            (net("10.10.0.0/16"), 2),
+            (net("10.20.4.0/22"), 3),
+            (net("10.20.9.0/28"), 4),
+        ]);
+        t.insert_isolation(net("10.10.7.7/32"), 0);
+        t.insert_block(net("8.8.0.0/16"), 0);
+        t.insert_block(net("9.0.0.0/8"), 5);
+        t.insert_block(net("203.0.113.0/25"), 0);
+        t.insert_block(net("198.51.96.0/20"), 0);
+        write(&mut t, &mut written);
+        let probe = [
+            "10.10.7.7",
+            "10.10.7.8",
+            "10.10.8.1",
+            "10.20.4.1",
+            "10.20.7.255",
+            "10.20.8.1",
+            "10.20.9.1",
+            "10.20.9.17",
+            "8.8.8.8",
+            "8.9.0.1",
+            "9.200.1.1",
+            "203.0.113.1",
+            "203.0.113.200",
+            "203.0.114.1",
+            "198.51.100.7",
+            "198.51.112.1",
+            "1.1.1.1",
+        ];
+        let check = |t: &AddressTable, w: &BTreeMap<u32, SummaryV4>| {
+            for addr in probe {
+                let trie = lookup(t, addr).map_or((0, 0), |i| {
+                    (i.segment, i.flags & (ADDRESS_BLOCKED | ADDRESS_ISOLATED))
+                });
+                assert_eq!(fast_lookup(w, t, addr), trie, "{addr}");
+            }
+        };
+        check(&t, &written);
+        // The common address is answered by the summary alone.
+        let o = |a: &str| a.parse::<std::net::Ipv4Addr>().unwrap().octets();
+        for addr in ["1.1.1.1", "10.10.8.1", "198.51.112.1"] {
+            let b = o(addr);
+            assert!(
+                written[&((b[0] as u32) << 8 | b[1] as u32)].answers(b[2]),
+                "{addr}"
+            );
+        }
+        for addr in ["10.10.7.9", "8.8.8.8", "10.20.9.1", "198.51.100.7"] {
+            let b = o(addr);
+            assert!(
+                !written[&((b[0] as u32) << 8 | b[1] as u32)].answers(b[2]),
+                "{addr}"
+            );
+        }
+        // Removals clear the marks again.
+        t.remove_isolation(net("10.10.7.7/32"));
+        t.remove_block(net("8.8.0.0/16"));
+        t.remove_block(net("198.51.96.0/20"));
+        write(&mut t, &mut written);
+        check(&t, &written);
+        for addr in ["10.10.7.9", "8.8.8.8", "198.51.100.7"] {
+            let b = o(addr);
+            assert!(
+                written[&((b[0] as u32) << 8 | b[1] as u32)].answers(b[2]),
+                "{addr}"
+            );
+        }
+        // A table rebuilt from the trie (adoption) summarises the same.
+        let mut back = AddressTable::from_entries(t.entries.clone());
+        let mut rebuilt = BTreeMap::new();
+        rebuilt.extend(back.take_v4_summaries());
+        assert_eq!(rebuilt, written);
     }
 }

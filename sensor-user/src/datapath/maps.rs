@@ -11,8 +11,8 @@ use aya::maps::{
 use aya::Ebpf;
 use ipnet::IpNet;
 use sensor_common::{
-    map_names as names, AddressInfo, BlockValue, IfaceCounters, Settings, MAX_INTERFACES,
-    MAX_SEGMENTS,
+    map_names as names, AddressInfo, BlockValue, IfaceCounters, Settings, SummaryV4,
+    MAX_INTERFACES, MAX_SEGMENTS,
 };
 
 use super::address_table::{AddressTable, Change};
@@ -42,6 +42,7 @@ pub struct Maps {
     addresses: Tries<AddressInfo>,
     /// What the address tries hold, kept here (the daemon is their only writer).
     table: AddressTable,
+    summary_v4: Array<MapData, SummaryV4>,
     exempt: Tries<u32>,
     policy: Array<MapData, u64>,
     settings: Array<MapData, Settings>,
@@ -138,9 +139,10 @@ impl Maps {
         };
         // Adopt what an earlier run left in the pinned tries.
         let table = AddressTable::from_entries(addresses.entries());
-        Ok(Maps {
+        let mut maps = Maps {
             addresses,
             table,
+            summary_v4: take(ebpf, names::SUMMARY_V4)?,
             exempt: Pair {
                 v4: take(ebpf, names::EXEMPT_V4)?,
                 v6: take(ebpf, names::EXEMPT_V6)?,
@@ -149,7 +151,9 @@ impl Maps {
             settings: take(ebpf, names::SETTINGS)?,
             counters: take(ebpf, names::IFACE_COUNTERS)?,
             iface_names: take(ebpf, names::IFACE_NAMES)?,
-        })
+        };
+        maps.write_summaries().context("IPv4 summary map")?;
+        Ok(maps)
     }
 
     /// Isolates a host; `value.expires_at_ns` is its expiry. (`value.hits`
@@ -201,6 +205,15 @@ impl Maps {
                 }
             }
         }
+        self.write_summaries()
+    }
+
+    /// Writes the IPv4 summaries the table changed, after the trie entries
+    /// they point to (see `SummaryV4`).
+    fn write_summaries(&mut self) -> Result<(), MapError> {
+        for (index, summary) in self.table.take_v4_summaries() {
+            self.summary_v4.set(index, summary, 0)?;
+        }
         Ok(())
     }
 
@@ -221,7 +234,7 @@ impl Maps {
 
     /// A blocked range's expiry and the hits counted for it, if it is blocked.
     pub fn get_blocked(&self, net: IpNet) -> Option<BlockValue> {
-        let expires_at_ns = self.table.blocks().find(|(n, _)| *n == net)?.1;
+        let expires_at_ns = self.table.block_expiry(net)?;
         let hits = self
             .table
             .hit_prefixes(net)

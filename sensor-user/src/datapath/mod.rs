@@ -4,6 +4,7 @@
 mod address_table;
 mod maps;
 mod objects;
+mod summary;
 
 use std::{
     ffi::CString,
@@ -32,7 +33,7 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 13] = [
+pub const PINNED_MAPS: [&str; 14] = [
     map_names::TELEMETRY_PROG,
     map_names::VERDICT_SCRATCH,
     map_names::TELEMETRY,
@@ -40,6 +41,7 @@ pub const PINNED_MAPS: [&str; 13] = [
     map_names::TELEMETRY_STATS,
     map_names::ADDRESSES_V4,
     map_names::ADDRESSES_V6,
+    map_names::SUMMARY_V4,
     map_names::EXEMPT_V4,
     map_names::EXEMPT_V6,
     map_names::SEGMENT_POLICY,

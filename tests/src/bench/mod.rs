@@ -28,13 +28,16 @@ pub const XDP_PASS: u32 = 2;
 /// Addresses the cases use; `load` keeps the random entries away from them.
 pub const OFFICE_HOST: &str = "10.10.0.5";
 pub const OFFICE_HOST_V6: &str = "fd00:10::5";
-pub const ISOLATED_HOST: &str = "10.10.0.66";
 pub const RECORDS_HOST: &str = "10.20.0.5";
 pub const INTERNET_HOST: &str = "93.184.216.34";
 pub const INTERNET_HOST_V6: &str = "2001:db8::1";
+/// The drop cases' addresses when the maps hold no random entries.
+pub const ISOLATED_HOST: &str = "10.10.0.66";
 pub const BLOCKED_HOST: &str = "198.51.100.7";
 
-pub fn cases() -> Vec<Case> {
+/// The packet classes, with the drop cases sent from `isolated` and to
+/// `blocked` (entries picked at random from what the maps hold).
+pub fn cases(isolated: &str, blocked: &str) -> Vec<Case> {
     vec![
         Case {
             name: "ipv4_tcp_pass",
@@ -67,12 +70,12 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "drop_isolated",
-            packet: Packet::tcp(ISOLATED_HOST, INTERNET_HOST).build(),
+            packet: Packet::tcp(isolated, INTERNET_HOST).build(),
             sensor_verdict: XDP_DROP,
         },
         Case {
             name: "drop_blocked",
-            packet: Packet::tcp(OFFICE_HOST, BLOCKED_HOST).build(),
+            packet: Packet::tcp(OFFICE_HOST, blocked).build(),
             sensor_verdict: XDP_DROP,
         },
         Case {
@@ -107,4 +110,21 @@ pub fn sample_json(samples: &[f64]) -> serde_json::Value {
 
 pub fn duration_text(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Bytes the kernel accounts to the address tries pinned in `pin_dir`
+/// (`bpftool map show`'s memlock: the trie's nodes as allocated).
+pub fn map_memory(pin_dir: &std::path::Path) -> anyhow::Result<u64> {
+    use sensor_common::map_names::{ADDRESSES_V4, ADDRESSES_V6};
+    let mut total = 0;
+    for name in [ADDRESSES_V4, ADDRESSES_V6] {
+        let out = std::process::Command::new("bpftool")
+            .args(["-j", "map", "show", "pinned"])
+            .arg(pin_dir.join(name))
+            .output()?;
+        anyhow::ensure!(out.status.success(), "bpftool map show {name} failed");
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        total += info["bytes_memlock"].as_u64().unwrap_or(0);
+    }
+    Ok(total)
 }

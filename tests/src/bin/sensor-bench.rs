@@ -19,47 +19,94 @@ struct Args {
     /// Interleaved measurements per (program, packet); the median is kept.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Isolated hosts to load.
-    #[arg(long, default_value_t = 1_000_000)]
-    isolated: usize,
-    /// Blocked ranges to load.
-    #[arg(long, default_value_t = 100_000)]
-    blocked: usize,
+    /// Map fillings to measure: this many random isolated hosts and as many
+    /// random blocked ranges.
+    #[arg(long, value_delimiter = ',', default_value = "0,10000,1000000")]
+    sizes: Vec<usize>,
     /// Write every sample here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
 }
 
+const PROGRAMS: [&str; 4] = ["floor", "sensor", "sensor+telemetry", "xdp-filter"];
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bpffs = TempBpffs::new();
-    let mut sensor = Datapath::load_object(&bpffs.pin_dir(), sensor_object()?)?;
-    eprintln!(
-        "loading {} isolated hosts and {} blocked ranges ...",
-        args.isolated, args.blocked
-    );
-    let (isolated_secs, blocked_secs) = load::fill(&mut sensor.maps, args.isolated, args.blocked);
-    eprintln!("loaded in {isolated_secs:.1}s + {blocked_secs:.1}s");
     let floor = peers::floor();
     let xdp_filter = peers::XdpFilter::load(&unique_name("bench-xf"), bpffs.path())?;
+    let mut runs = Vec::new();
+    for &size in &args.sizes {
+        runs.push(measure_size(&args, &bpffs, size, &floor, &xdp_filter)?);
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "benchmark": "xdp_per_packet",
+            "repeat": args.repeat, "rounds": args.rounds,
+            "sizes": runs,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Loads a fresh sensor with `size` isolated hosts and `size` blocked
+/// ranges, measures every case on every program, prints the table.
+fn measure_size(
+    args: &Args,
+    bpffs: &TempBpffs,
+    size: usize,
+    floor: &aya::Ebpf,
+    xdp_filter: &peers::XdpFilter,
+) -> anyhow::Result<serde_json::Value> {
+    let pin_dir = bpffs.path().join(format!("sensor-{size}"));
+    let mut sensor = Datapath::load_object(&pin_dir, sensor_object()?)?;
+    eprintln!("\nloading {size} isolated hosts and {size} blocked ranges ...");
+    let loaded = load::fill(&mut sensor.maps, size, size, 0x5eed_0000_0000_0042);
+    eprintln!(
+        "loaded in {:.1}s + {:.1}s",
+        loaded.isolated_secs, loaded.blocked_secs
+    );
+    let isolated = match loaded.some_isolated {
+        Some(host) => host.to_string(),
+        None => {
+            sensor
+                .maps
+                .set_isolated(bench::ISOLATED_HOST.parse()?, Default::default())?;
+            bench::ISOLATED_HOST.to_string()
+        }
+    };
+    let blocked = match loaded.some_blocked {
+        Some(net) => net.hosts().next().unwrap_or(net.addr()).to_string(),
+        None => {
+            sensor.maps.set_blocked(
+                format!("{}/24", bench::BLOCKED_HOST)
+                    .parse::<ipnet::IpNet>()?
+                    .trunc(),
+                Default::default(),
+            )?;
+            bench::BLOCKED_HOST.to_string()
+        }
+    };
+    let memory = bench::map_memory(&pin_dir)?;
 
     // The sensor twice: telemetry off (enforcement only) and on (flow
     // table and events for detection, as sensord runs by default). A thread
     // drains the ring buffer as sensord would.
     let telemetry = sensor.take_telemetry()?;
     let _drain = drain_ring(telemetry);
-    let programs = ["floor", "sensor", "sensor+telemetry", "xdp-filter"];
-    let cases = cases();
+    let cases = cases(&isolated, &blocked);
     // samples[case][program]
-    let mut samples = vec![vec![Vec::new(); programs.len()]; cases.len()];
+    let mut samples = vec![vec![Vec::new(); PROGRAMS.len()]; cases.len()];
     let started = Instant::now();
     for round in 0..args.rounds {
         eprintln!("round {}/{}", round + 1, args.rounds);
         for (c, case) in cases.iter().enumerate() {
-            for (p, name) in programs.iter().enumerate() {
+            for (p, name) in PROGRAMS.iter().enumerate() {
                 sensor.maps.set_telemetry(*name == "sensor+telemetry")?;
                 let program = match *name {
-                    "floor" => peers::floor_program(&floor),
+                    "floor" => peers::floor_program(floor),
                     "xdp-filter" => &xdp_filter.program,
                     _ => sensor.program(),
                 };
@@ -75,10 +122,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    eprintln!("measured in {}", bench::duration_text(started.elapsed()));
 
     println!(
-        "per-packet cost, BPF_PROG_TEST_RUN, median of {} rounds x {} runs ({} isolated hosts, {} blocked ranges)",
-        args.rounds, args.repeat, args.isolated, args.blocked
+        "\nper-packet cost, BPF_PROG_TEST_RUN, median of {} rounds x {} runs, maps holding {size} isolated hosts and {size} blocked ranges",
+        args.rounds, args.repeat
     );
     println!(
         "{:<22} {:>9} {:>9} {:>11} {:>11} {:>14} {:>16} {:>12}",
@@ -117,21 +165,18 @@ fn main() -> anyhow::Result<()> {
             "sensor_telemetry_over_xdp_filter": tel_ns / xf_ns,
         }));
     }
-    eprintln!("measured in {}", bench::duration_text(started.elapsed()));
-    if let Some(path) = &args.json {
-        let doc = json!({
-            "benchmark": "xdp_per_packet",
-            "repeat": args.repeat, "rounds": args.rounds,
-            "isolated_hosts": args.isolated, "blocked_ranges": args.blocked,
-            "load_seconds": { "isolated": isolated_secs, "blocked": blocked_secs },
-            "results": rows,
-        });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
-        eprintln!("wrote {}", path.display());
-    }
+    println!(
+        "map memory: address tries {:.1} MiB (kernel's count for the loaded entries)",
+        memory as f64 / 1048576.0
+    );
     drop(sensor);
-    drop(bpffs);
-    Ok(())
+    sensor_user::datapath::remove_pins(&pin_dir)?;
+    Ok(json!({
+        "entries": size,
+        "load_seconds": { "isolated": loaded.isolated_secs, "blocked": loaded.blocked_secs },
+        "address_map_bytes": memory,
+        "results": rows,
+    }))
 }
 
 /// Reads the ring buffer on a thread of its own, as sensord's reader does,
