@@ -35,6 +35,12 @@ pub enum Request {
         ttl_secs: Option<u64>,
         reason: Option<String>,
     },
+    /// Many ranges at once (a threat feed): all or none.
+    BlockMany {
+        cidrs: Vec<IpNet>,
+        ttl_secs: Option<u64>,
+        reason: Option<String>,
+    },
     Unblock {
         cidr: IpNet,
     },
@@ -58,6 +64,7 @@ impl Request {
             Request::Isolate { .. } => "isolate",
             Request::Release { .. } => "release",
             Request::Block { .. } => "block",
+            Request::BlockMany { .. } => "block_many",
             Request::Unblock { .. } => "unblock",
             Request::List => "list",
             Request::Stats => "stats",
@@ -96,8 +103,11 @@ impl Response {
     }
 }
 
-/// Requests larger than this are refused (nothing legitimate comes close).
-const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// Requests larger than this are refused: room for a `block_many` chunk
+/// (`BLOCK_CHUNK` ranges), bounded so a runaway client cannot exhaust memory.
+const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
+/// Ranges per `block_many` request sent by `sensorctl block --file`.
+pub const BLOCK_CHUNK: usize = 100_000;
 
 /// Sends one request and waits for its response.
 pub fn call(socket: &Path, request: &Request) -> Result<Value> {
@@ -112,7 +122,8 @@ pub fn call(socket: &Path, request: &Request) -> Result<Value> {
         ),
         _ => anyhow::anyhow!("cannot connect to {}: {e}", socket.display()),
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    // A large `block_many` chunk takes seconds to apply; nothing else does.
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     stream.write_all(&line).context("sending the request")?;

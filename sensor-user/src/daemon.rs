@@ -119,6 +119,21 @@ impl Sensor {
             } => self
                 .enforcer
                 .block(maps, cidr, ttl(ttl_secs), &reason(r), Origin::OPERATOR),
+            Request::BlockMany {
+                cidrs,
+                ttl_secs,
+                reason: r,
+            } => {
+                let added = self
+                    .enforcer
+                    .block_many(maps, &cidrs, ttl(ttl_secs), &reason(r), Origin::OPERATOR)
+                    .map_err(|e| e.to_string())?;
+                let counts = self.enforcer.counts();
+                return Ok(json!({
+                    "blocked": added,
+                    "blocked_total": counts.blocked_v4 + counts.blocked_v6,
+                }));
+            }
             Request::Unblock { cidr } => self.enforcer.unblock(maps, cidr),
         };
         entry.map(|e| json!(e)).map_err(|e| e.to_string())

@@ -110,6 +110,28 @@ fn check_range(net: IpNet) -> Result<(), EnforceError> {
     Ok(())
 }
 
+impl Entry {
+    /// A new record made `now` (unix seconds) for `origin`.
+    fn new(
+        kind: Kind,
+        target: IpNet,
+        ttl: Option<Duration>,
+        reason: &str,
+        origin: Origin,
+        now: u64,
+    ) -> Entry {
+        Entry {
+            kind,
+            target,
+            origin: origin.by.into(),
+            reason: reason.into(),
+            created: now,
+            expires: ttl.map(|t| now + t.as_secs().max(1)),
+            incident: origin.incident,
+        }
+    }
+}
+
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> EnforceError {
     move |source| EnforceError::Map { map, source }
 }
@@ -267,19 +289,15 @@ impl Enforcer {
         origin: Origin,
     ) -> Result<Entry, EnforceError> {
         check_host(host)?;
-        let now = clock::unix_now();
-        self.add(
-            maps,
-            Entry {
-                kind: Kind::Isolation,
-                target: IpNet::from(host),
-                origin: origin.by.into(),
-                reason: reason.into(),
-                created: now,
-                expires: ttl.map(|t| now + t.as_secs().max(1)),
-                incident: origin.incident,
-            },
-        )
+        let entry = Entry::new(
+            Kind::Isolation,
+            IpNet::from(host),
+            ttl,
+            reason,
+            origin,
+            clock::unix_now(),
+        );
+        self.add(maps, entry)
     }
 
     pub fn block(
@@ -291,19 +309,61 @@ impl Enforcer {
         origin: Origin,
     ) -> Result<Entry, EnforceError> {
         check_range(net)?;
+        let entry = Entry::new(Kind::Block, net, ttl, reason, origin, clock::unix_now());
+        self.add(maps, entry)
+    }
+
+    /// Blocks many ranges at once, all or none: every range is checked
+    /// first, the state file is written once, then the maps; if the maps
+    /// refuse one (full), what this call changed is undone.
+    pub fn block_many(
+        &mut self,
+        maps: &mut Maps,
+        nets: &[IpNet],
+        ttl: Option<Duration>,
+        reason: &str,
+        origin: Origin,
+    ) -> Result<usize, EnforceError> {
+        for net in nets {
+            check_range(*net)?;
+        }
         let now = clock::unix_now();
-        self.add(
-            maps,
-            Entry {
-                kind: Kind::Block,
-                target: net,
-                origin: origin.by.into(),
-                reason: reason.into(),
-                created: now,
-                expires: ttl.map(|t| now + t.as_secs().max(1)),
-                incident: origin.incident,
-            },
-        )
+        let mut previous = Vec::with_capacity(nets.len());
+        for net in nets {
+            let entry = Entry::new(Kind::Block, *net, ttl, reason, origin, now);
+            previous.push(self.entries.insert((Kind::Block, *net), entry));
+        }
+        let undo_records = |me: &mut Enforcer, previous: Vec<Option<Entry>>| {
+            for (net, before) in nets.iter().zip(previous).rev() {
+                match before {
+                    Some(p) => me.entries.insert((Kind::Block, *net), p),
+                    None => me.entries.remove(&(Kind::Block, *net)),
+                };
+            }
+        };
+        if let Err(e) = self.save() {
+            undo_records(self, previous);
+            return Err(e);
+        }
+        for (i, net) in nets.iter().enumerate() {
+            let entry = self.entries[&(Kind::Block, *net)].clone();
+            if let Err(e) = self.apply(maps, &entry) {
+                warn!("block_many: {net} refused ({e}); undoing the {i} ranges applied");
+                for (done, before) in nets[..i].iter().zip(&previous) {
+                    let _ = match before {
+                        Some(p) => self.apply(maps, p),
+                        None => maps
+                            .remove_blocked(*done)
+                            .map_err(map_err("blocked ranges")),
+                    };
+                }
+                undo_records(self, previous);
+                self.save()?;
+                return Err(e);
+            }
+        }
+        info!("blocked {} ranges at once ({reason})", nets.len());
+        Ok(nets.len())
     }
 
     /// Removes an entry: state file first, then the map.

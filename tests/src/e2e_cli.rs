@@ -76,3 +76,59 @@ fn json_output_of_every_command_parses() {
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
     }
 }
+
+/// A threat feed loaded with `block --file`: a file with a bad line is
+/// refused whole, naming the line; a good one blocks every range in it
+/// (traffic to the listed web server stops) and lists them with the reason.
+#[test]
+fn a_feed_file_is_checked_whole_then_blocked() {
+    let lab = lab::start("feed", "");
+    let socket = lab.control_socket();
+    let web = lab.host("web").ipv4.to_string();
+    let url = format!("http://{web}/");
+    assert!(lab::http(&lab, "office1", &url), "web reachable first");
+
+    let dir = std::env::temp_dir().join(format!("sensor-feed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, format!("{web}\n203.0.113.0/24\n198.51.100.9/24\n")).unwrap();
+    let (code, _, err) = sensorctl(&socket, &["block", "--file", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 3: 198.51.100.9/24 has host bits set"),
+        "{err}"
+    );
+    let (_, out, _) = sensorctl(&socket, &["--json", "list"]);
+    assert_eq!(out.trim(), "[]", "nothing blocked from a bad file");
+    assert!(lab::http(&lab, "office1", &url));
+
+    let good = dir.join("feed.txt");
+    let mut feed = format!("# test feed\n{web}\n203.0.113.0/24\n");
+    for i in 0..2000 {
+        feed.push_str(&format!("100.{}.{}.0/24\n", 64 + i / 256, i % 256));
+    }
+    std::fs::write(&good, feed).unwrap();
+    let (code, out, err) = sensorctl(
+        &socket,
+        &[
+            "--json",
+            "block",
+            "--file",
+            good.to_str().unwrap(),
+            "--reason",
+            "intel feed",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["blocked"], 2002);
+    assert!(
+        !lab::http(&lab, "office1", &url),
+        "the listed server is cut off"
+    );
+    let (_, out, _) = sensorctl(&socket, &["--json", "list"]);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.len(), 2002);
+    assert!(list.iter().all(|e| e["reason"] == "intel feed"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

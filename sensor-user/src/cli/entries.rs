@@ -20,7 +20,12 @@ pub fn change(cli: &Cli, command: &Command) -> Result<()> {
             ip: *ip,
             false_positive: *false_positive,
         },
-        Command::Block { cidr, ttl, reason } => Request::Block {
+        Command::Block {
+            cidr: Some(cidr),
+            ttl,
+            reason,
+            ..
+        } => Request::Block {
             cidr: *cidr,
             ttl_secs: ttl.map(|t| t.as_secs()),
             reason: reason.clone(),

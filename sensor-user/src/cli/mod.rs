@@ -2,6 +2,7 @@
 //! people or JSON for scripts.
 
 mod analyze;
+mod block_file;
 mod entries;
 mod incidents;
 mod status;
@@ -66,12 +67,19 @@ pub enum Command {
     ///
     /// Example: sensorctl incident 3
     Incident { id: u64 },
-    /// Drop all traffic to and from a range.
+    /// Drop all traffic to and from a range, or every range in a file.
     ///
     /// Example: sensorctl block 198.51.100.0/24 --reason "C&C range"
+    ///
+    /// Example: sensorctl block --file feed.txt --ttl 1d --reason "intel feed"
     Block {
-        #[arg(value_parser = parse_cidr)]
-        cidr: IpNet,
+        #[arg(value_parser = parse_cidr, required_unless_present = "file")]
+        cidr: Option<IpNet>,
+        /// One CIDR or address per line ('#' starts a comment). The whole
+        /// file is checked before anything is sent; then it is loaded in
+        /// chunks of 100,000, each all or none, with progress on stderr.
+        #[arg(long, conflicts_with = "cidr")]
+        file: Option<std::path::PathBuf>,
         /// How long, e.g. 90s, 30m, 12h, 7d; permanent if not given.
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<Duration>,
@@ -106,7 +114,7 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 }
 
 /// A CIDR, or a bare address meaning that one host.
-fn parse_cidr(text: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_cidr(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{text:?} is not a CIDR such as 198.51.100.0/24"))
@@ -121,6 +129,12 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Incidents(filter) => incidents::list(cli, filter),
         Command::Incident { id } => incidents::show(cli, *id),
         Command::ReloadIntel => incidents::reload_intel(cli),
+        Command::Block {
+            file: Some(path),
+            ttl,
+            reason,
+            ..
+        } => block_file::run(cli, path, *ttl, reason.clone()),
         command => entries::change(cli, command),
     }
 }
