@@ -1,6 +1,10 @@
 //! Isolations and blocks: the one place that changes them. Every change goes
-//! to the state file first and to the datapath's maps second, so a crash in
-//! between leaves a record that the next start re-applies (fail closed).
+//! so that a crash in between leaves the entry blocked, never silently lifted:
+//! a new entry goes to the maps first (at once: the state file may take
+//! long to write with a large feed loaded) and a crash before its record is
+//! written leaves it in the pinned maps, which the next start adopts; a
+//! removal goes to the state file first, so a crash leaves the entry in the
+//! maps and, again, adopted.
 
 use std::{
     collections::BTreeMap,
@@ -257,24 +261,27 @@ impl Enforcer {
         Ok(())
     }
 
-    /// Adds (or replaces) an entry: state file first, then the map.
+    /// Adds (or replaces) an entry: the map first, so it is enforced at
+    /// once, then the state file; if that cannot be written, the map is put
+    /// back as it was.
     fn add(&mut self, maps: &mut Maps, entry: Entry) -> Result<Entry, EnforceError> {
         let key = (entry.kind, entry.target);
+        self.apply(maps, &entry)?;
         let previous = self.entries.insert(key, entry.clone());
         if let Err(e) = self.save() {
-            // Nothing was enforced: put the record back as it was.
             match previous {
-                Some(p) => self.entries.insert(key, p),
-                None => self.entries.remove(&key),
-            };
-            return Err(e);
-        }
-        if let Err(e) = self.apply(maps, &entry) {
-            self.entries.remove(&key);
-            if let Some(p) = previous {
-                self.entries.insert(key, p);
+                Some(p) => {
+                    let _ = self.apply(maps, &p);
+                    self.entries.insert(key, p);
+                }
+                None => {
+                    self.entries.remove(&key);
+                    let _ = match entry.kind {
+                        Kind::Isolation => maps.remove_isolated(entry.target.addr()),
+                        Kind::Block => maps.remove_blocked(entry.target),
+                    };
+                }
             }
-            self.save()?;
             return Err(e);
         }
         Ok(entry)

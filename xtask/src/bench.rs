@@ -23,9 +23,15 @@ pub struct Options {
     /// Run only these suites (default: all).
     #[arg(long, value_delimiter = ',', value_parser = ["xdp", "engine", "latency"])]
     only: Vec<String>,
-    /// Rounds of the lab latency measurement.
-    #[arg(long, default_value_t = 5)]
+    /// Automatic isolations measured in the lab (each on a fresh sensord).
+    #[arg(long, default_value_t = 10)]
     latency_rounds: u32,
+    /// `sensorctl isolate` measurements in the lab.
+    #[arg(long, default_value_t = 100)]
+    manual_rounds: u32,
+    /// Ranges of the threat feed loaded with `sensorctl block --file`.
+    #[arg(long, default_value_t = 1_000_000)]
+    feed_ranges: u32,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -73,11 +79,43 @@ pub fn run(options: &Options) -> Result<()> {
     if wanted("latency") {
         run(
             "latency-bench",
-            vec!["--rounds".into(), options.latency_rounds.to_string()],
+            vec![
+                "--rounds".into(),
+                options.latency_rounds.to_string(),
+                "--manual-rounds".into(),
+                options.manual_rounds.to_string(),
+                "--feed-ranges".into(),
+                options.feed_ranges.to_string(),
+            ],
             "latency.json",
         )?;
     }
+    summarise(&out_dir)?;
     println!("\nresults in {}", out_dir.display());
+    Ok(())
+}
+
+/// Gathers the suites' JSON files (this run's, or an earlier run's for the
+/// suites not run) into results.json, and draws chart.svg.
+fn summarise(out_dir: &std::path::Path) -> Result<()> {
+    let mut all = serde_json::Map::new();
+    for (key, file) in [
+        ("xdp_per_packet", "xdp_per_packet.json"),
+        ("engine", "engine.json"),
+        ("control_plane", "latency.json"),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(out_dir.join(file)) {
+            all.insert(key.into(), serde_json::from_str(&text)?);
+        }
+    }
+    std::fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_vec_pretty(&all)?,
+    )?;
+    if let Some(svg) = all.get("xdp_per_packet").and_then(crate::chart::xdp_svg) {
+        std::fs::write(out_dir.join("chart.svg"), svg)?;
+        println!("chart: {}", out_dir.join("chart.svg").display());
+    }
     Ok(())
 }
 

@@ -128,3 +128,11 @@ pub fn map_memory(pin_dir: &std::path::Path) -> anyhow::Result<u64> {
     }
     Ok(total)
 }
+
+/// The `p`th percentile (nearest rank) of `samples`.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

@@ -1,6 +1,9 @@
-//! Time from detection to the first dropped packet, in the lab with real
-//! tools: a default nmap scan from an office host until sensord isolates it,
-//! and `sensorctl isolate` until the first drop. Run by `cargo xtask bench`.
+//! The control plane in the lab, with real tools: time from a default nmap
+//! scan's first probe, and from an automatic isolation decision, to the
+//! first dropped packet; from `sensorctl isolate` to the first dropped
+//! packet (p50 and p99 over many rounds); time to load a 1,000,000-range
+//! threat feed with `sensorctl block --file`, and the memory of the maps and
+//! of the daemon then. Run by `cargo xtask bench`.
 //!
 //! A UDP stream (one datagram every 0.5 ms) runs from the host to the
 //! records server, which stamps each arrival; the first dropped datagram is
@@ -12,16 +15,25 @@ use std::{path::PathBuf, thread::sleep, time::Duration};
 use clap::Parser;
 use labnet::Lab;
 use sensor_tests::{
-    bench::summary,
+    bench::{
+        load::{random_feed_range, Rng},
+        map_memory, percentile, summary,
+    },
     support::lab::{self, background, isolated, sensorctl_json, wait_for},
 };
 use serde_json::json;
 
 #[derive(Parser)]
 struct Args {
-    /// Measurements of each kind (the table shows median, min and max).
-    #[arg(long, default_value_t = 5)]
+    /// Automatic isolations measured (each on a freshly started sensord).
+    #[arg(long, default_value_t = 10)]
     rounds: usize,
+    /// `sensorctl isolate` measurements (one sensord).
+    #[arg(long, default_value_t = 100)]
+    manual_rounds: usize,
+    /// Ranges in the threat feed loaded at the end (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    feed_ranges: usize,
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -52,22 +64,26 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
-/// Last arrival from `host` in the receiver's log, and the median gap
-/// between its arrivals.
-fn last_arrival(lab: &Lab, host: &str) -> (u64, u64) {
+/// Arrival times from `host` in the receiver's log.
+fn arrivals(lab: &Lab, host: &str) -> Vec<u64> {
     let log = std::fs::read_to_string(lab.dir.join("logs/receiver.log")).unwrap_or_default();
-    let times: Vec<u64> = log
-        .lines()
+    log.lines()
         .filter_map(|l| l.split_once(' '))
         .filter(|(h, _)| *h == host)
         .filter_map(|(_, t)| t.trim().parse().ok())
-        .collect();
+        .collect()
+}
+
+fn median_gap(times: &[u64]) -> u64 {
     let mut gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort();
-    (
-        times.last().copied().unwrap_or(0),
-        gaps.get(gaps.len() / 2).copied().unwrap_or(0),
-    )
+    gaps.get(gaps.len() / 2).copied().unwrap_or(0)
+}
+
+/// Last arrival from `host`, and the median gap between its arrivals.
+fn last_arrival(lab: &Lab, host: &str) -> (u64, u64) {
+    let times = arrivals(lab, host);
+    (times.last().copied().unwrap_or(0), median_gap(&times))
 }
 
 /// The time of the incident's isolate action, from the timeline.
@@ -86,7 +102,6 @@ struct Round {
     scan_to_decision_ms: f64,
     decision_to_drop_ms: f64,
     scan_to_drop_ms: f64,
-    manual_to_drop_ms: f64,
     gap_ms: f64,
 }
 
@@ -107,25 +122,49 @@ fn round(lab: &Lab) -> anyhow::Result<Round> {
     let (last, gap) = last_arrival(lab, host);
     let first_drop = last + gap;
     lab.sensorctl(&["release", host])?;
-
-    // The operator's path: sensorctl isolate, with office2's stream.
-    let other = "10.10.0.12";
-    let stream = background(lab, "office2", "sender2", &format!("python3 -c '{SENDER}'"));
-    sleep(Duration::from_millis(500));
-    let asked = now_ns();
-    lab.sensorctl(&["isolate", other, "--reason", "bench"])?;
-    sleep(Duration::from_millis(500));
-    stop(stream);
-    let (last2, gap2) = last_arrival(lab, other);
-    lab.sensorctl(&["release", other])?;
     let ms = |ns: i128| ns as f64 / 1e6;
     Ok(Round {
         scan_to_decision_ms: ms(decision as i128 - scan_start as i128),
         decision_to_drop_ms: ms(first_drop as i128 - decision as i128),
         scan_to_drop_ms: ms(first_drop as i128 - scan_start as i128),
-        manual_to_drop_ms: ms((last2 + gap2) as i128 - asked as i128),
-        gap_ms: ms(gap.max(gap2) as i128),
+        gap_ms: ms(gap as i128),
     })
+}
+
+/// `sensorctl isolate` to the first dropped packet, `rounds` times, with
+/// one stream from office2 running throughout: after each isolation the
+/// arrivals stop until the release.
+fn manual_rounds(lab: &Lab, rounds: usize) -> anyhow::Result<(Vec<f64>, f64)> {
+    let host = "10.10.0.12";
+    let stream = background(lab, "office2", "sender2", &format!("python3 -c '{SENDER}'"));
+    sleep(Duration::from_millis(500));
+    let mut windows = Vec::new();
+    for r in 0..rounds {
+        if (r + 1) % 25 == 0 {
+            eprintln!("sensorctl isolate {}/{rounds}", r + 1);
+        }
+        let asked = now_ns();
+        lab.sensorctl(&["isolate", host, "--reason", "bench"])?;
+        sleep(Duration::from_millis(150));
+        let released = now_ns();
+        lab.sensorctl(&["release", host])?;
+        windows.push((asked, released));
+        sleep(Duration::from_millis(100));
+    }
+    stop(stream);
+    let times = arrivals(lab, host);
+    let gap = median_gap(&times);
+    let mut samples = Vec::new();
+    for (asked, released) in windows {
+        let last = times
+            .iter()
+            .filter(|t| **t < released)
+            .next_back()
+            .copied()
+            .unwrap_or(asked);
+        samples.push((last.max(asked) + gap - asked) as f64 / 1e6);
+    }
+    Ok((samples, gap as f64 / 1e6))
 }
 
 /// Kills a background job's whole process group.
@@ -147,15 +186,16 @@ fn main() -> anyhow::Result<()> {
     sleep(Duration::from_millis(500));
     let mut rounds = Vec::new();
     for r in 0..args.rounds {
-        eprintln!("round {}/{}", r + 1, args.rounds);
+        eprintln!("automatic isolation {}/{}", r + 1, args.rounds);
         // A fresh sensord per round: the last round's incident is gone, so
         // the same host can be caught again.
         lab.stop_sensord(libc::SIGTERM)?;
         lab.start_sensord()?;
         rounds.push(round(&lab)?);
     }
-    let pick = |f: fn(&Round) -> f64| summary(rounds.iter().map(f).collect());
-    let rows = [
+    let (manual, manual_gap) = manual_rounds(&lab, args.manual_rounds)?;
+    let pick = |f: fn(&Round) -> f64| rounds.iter().map(f).collect::<Vec<f64>>();
+    let mut rows = vec![
         (
             "default nmap scan start -> isolation decision",
             pick(|r| r.scan_to_decision_ms),
@@ -168,28 +208,109 @@ fn main() -> anyhow::Result<()> {
             "default nmap scan start -> first dropped packet",
             pick(|r| r.scan_to_drop_ms),
         ),
-        (
-            "sensorctl isolate -> first dropped packet",
-            pick(|r| r.manual_to_drop_ms),
-        ),
-        ("(resolution: gap of the UDP stream)", pick(|r| r.gap_ms)),
+        ("sensorctl isolate -> first dropped packet", manual.clone()),
+        ("(resolution: gap of the UDP stream)", {
+            let mut g = pick(|r| r.gap_ms);
+            g.push(manual_gap);
+            g
+        }),
     ];
-    println!(
-        "latency in the lab, {} rounds (ms): median [min, max]",
-        args.rounds
-    );
-    for (what, (min, median, max)) in &rows {
-        println!("{what:<50} {median:>8.1}  [{min:.1}, {max:.1}]");
+    let feed = if args.feed_ranges > 0 {
+        let (feed, after_feed) = load_feed(&lab, args.feed_ranges)?;
+        rows.push((
+            "sensorctl isolate -> first dropped packet, feed loaded",
+            after_feed,
+        ));
+        Some(feed)
+    } else {
+        None
+    };
+
+    println!("control plane in the lab (ms): p50 [min, p99, max] (n)");
+    for (what, samples) in &rows {
+        let (min, median, max) = summary(samples.clone());
+        println!(
+            "{what:<56} {median:>8.1}  [{min:.1}, {:.1}, {max:.1}] ({})",
+            percentile(samples, 99.0),
+            samples.len()
+        );
+    }
+    if let Some(feed) = &feed {
+        println!("{}", serde_json::to_string_pretty(feed)?);
     }
     if let Some(path) = &args.json {
         let doc = json!({
-            "benchmark": "latency",
-            "rounds": args.rounds,
-            "results": rows.iter().map(|(w, (min, med, max))| json!({
-                "what": w, "median_ms": med, "min_ms": min, "max_ms": max})).collect::<Vec<_>>(),
+            "benchmark": "control_plane",
+            "automatic_rounds": args.rounds,
+            "manual_rounds": args.manual_rounds,
+            "results": rows.iter().map(|(w, samples)| {
+                let (min, med, max) = summary(samples.clone());
+                json!({"what": w, "median_ms": med, "p99_ms": percentile(samples, 99.0),
+                       "min_ms": min, "max_ms": max, "samples_ms": samples})
+            }).collect::<Vec<_>>(),
+            "feed": feed,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Loads a feed of `ranges` random ranges with `sensorctl block --file`,
+/// timed, and reports memory then; measures `sensorctl isolate` again with
+/// the feed in place (every change rewrites the state file).
+fn load_feed(lab: &Lab, ranges: usize) -> anyhow::Result<(serde_json::Value, Vec<f64>)> {
+    let mut rng = Rng(0xfeed);
+    let mut seen = std::collections::HashSet::new();
+    let mut text = String::with_capacity(ranges * 20);
+    while seen.len() < ranges {
+        let net = random_feed_range(&mut rng);
+        if seen.insert(net) {
+            text.push_str(&format!("{net}\n"));
+        }
+    }
+    let path = lab.dir.join("feed.txt");
+    std::fs::write(&path, text)?;
+    let rss_before = sensord_rss_kib(lab);
+    eprintln!("loading a feed of {ranges} ranges with sensorctl block --file ...");
+    let started = std::time::Instant::now();
+    let out = lab.sensorctl(&["--json", "block", "--file", path.to_str().unwrap()])?;
+    let load_secs = started.elapsed().as_secs_f64();
+    let result: serde_json::Value = serde_json::from_str(out.trim())?;
+    anyhow::ensure!(
+        result["blocked"] == ranges,
+        "sensorctl block --file: {result}"
+    );
+    let rss_after = sensord_rss_kib(lab);
+    let map_bytes = map_memory(&lab.pin_dir())?;
+    let state_bytes = std::fs::metadata(lab.state_file())?.len();
+    let (after_feed, _) = manual_rounds(lab, 10)?;
+    let feed = json!({
+        "ranges": ranges,
+        "load_seconds": load_secs,
+        "address_map_bytes": map_bytes,
+        "sensord_rss_kib_before": rss_before,
+        "sensord_rss_kib_after": rss_after,
+        "state_file_bytes": state_bytes,
+    });
+    Ok((feed, after_feed))
+}
+
+/// Resident memory of the lab's sensord, from /proc.
+fn sensord_rss_kib(lab: &Lab) -> u64 {
+    for pid in labnet::netns::pids(lab.gateway.name()) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if status
+            .lines()
+            .next()
+            .is_some_and(|l| l.ends_with("sensord"))
+        {
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    0
 }
