@@ -162,10 +162,7 @@ impl Enforcer {
         }
         let adopted = enforcer.adopt_unrecorded(maps, now);
         enforcer.expire(maps, now)?;
-        state::save(
-            state_file,
-            &enforcer.entries.values().cloned().collect::<Vec<_>>(),
-        )?;
+        state::save(state_file, enforcer.entries.values())?;
         info!(
             "enforcement state: {} entries ({} re-applied from {}, {} adopted from the maps)",
             enforcer.entries.len(),
@@ -256,8 +253,7 @@ impl Enforcer {
     }
 
     fn save(&self) -> Result<(), EnforceError> {
-        let entries: Vec<Entry> = self.entries.values().cloned().collect();
-        state::save(&self.state_file, &entries)?;
+        state::save(&self.state_file, self.entries.values())?;
         Ok(())
     }
 

@@ -100,21 +100,38 @@ pub fn load(path: &Path) -> Result<Vec<Entry>, StateError> {
     Ok(file.entries)
 }
 
-/// Replaces the state file with `entries`, atomically.
-pub fn save(path: &Path, entries: &[Entry]) -> Result<(), StateError> {
-    let file = StateFile {
+/// Replaces the state file with `entries`, atomically. Streamed to the
+/// file: with a million-range feed loaded the file is some 200 MB, and
+/// neither a copy of the entries nor of the text is held in memory.
+pub fn save<'a>(
+    path: &Path,
+    entries: impl IntoIterator<Item = &'a Entry>,
+) -> Result<(), StateError> {
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        version: u32,
+        entries: Vec<&'a Entry>,
+    }
+    let file = Borrowed {
         version: STATE_VERSION,
-        entries: entries.to_vec(),
+        entries: entries.into_iter().collect(),
     };
-    write_atomic(
-        path,
-        &serde_json::to_vec_pretty(&file).expect("state serialises"),
-    )
+    write_atomic_with(path, |out| {
+        serde_json::to_writer_pretty(out, &file).map_err(std::io::Error::from)
+    })
 }
 
 /// Replaces `path` with `bytes`: temporary file, fsync, rename, so a crash
 /// leaves the old or the new file whole.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_atomic_with(path, |out| out.write_all(bytes))
+}
+
+/// `write_atomic`, with the content written by `write` through a buffer.
+fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&fs::File>) -> std::io::Result<()>,
+) -> Result<(), StateError> {
     let err = |source| StateError::Write {
         path: path.to_owned(),
         source,
@@ -125,8 +142,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
     ));
-    let mut out = fs::File::create(&tmp).map_err(err)?;
-    out.write_all(bytes).map_err(err)?;
+    let out = fs::File::create(&tmp).map_err(err)?;
+    let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &out);
+    write(&mut buffered).map_err(err)?;
+    buffered.flush().map_err(err)?;
+    drop(buffered);
     out.sync_all().map_err(err)?;
     drop(out);
     fs::rename(&tmp, path).map_err(err)?;

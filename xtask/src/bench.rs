@@ -1,6 +1,9 @@
 //! `cargo xtask bench`: per-packet cost of the XDP program next to the floor
-//! and xdp-filter, the detection engine's throughput and memory, and the
-//! latency from detection to the first dropped packet (docs/performance.md).
+//! and xdp-filter, end to end on veth next to xdp-filter, nftables and
+//! iptables, the detection engine's throughput and memory, and the control
+//! plane (detection and `sensorctl` to the first dropped packet, loading a
+//! large feed). Prints tables, writes target/bench/results.json and
+//! chart.svg (docs/performance.md).
 
 use std::process::Command;
 
@@ -21,8 +24,14 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_value = "0,10000,1000000")]
     sizes: Vec<u32>,
     /// Run only these suites (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = ["xdp", "engine", "latency"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["xdp", "veth", "engine", "latency"])]
     only: Vec<String>,
+    /// Packets per end-to-end veth run.
+    #[arg(long, default_value_t = 2_000_000)]
+    veth_packets: u64,
+    /// End-to-end veth runs per (filter, traffic).
+    #[arg(long, default_value_t = 3)]
+    veth_rounds: u32,
     /// Automatic isolations measured in the lab (each on a fresh sensord).
     #[arg(long, default_value_t = 10)]
     latency_rounds: u32,
@@ -73,6 +82,18 @@ pub fn run(options: &Options) -> Result<()> {
             "xdp_per_packet.json",
         )?;
     }
+    if wanted("veth") {
+        run(
+            "veth-bench",
+            vec![
+                "--packets".into(),
+                options.veth_packets.to_string(),
+                "--rounds".into(),
+                options.veth_rounds.to_string(),
+            ],
+            "veth.json",
+        )?;
+    }
     if wanted("engine") {
         run("engine-bench", Vec::new(), "engine.json")?;
     }
@@ -101,6 +122,7 @@ fn summarise(out_dir: &std::path::Path) -> Result<()> {
     let mut all = serde_json::Map::new();
     for (key, file) in [
         ("xdp_per_packet", "xdp_per_packet.json"),
+        ("veth_end_to_end", "veth.json"),
         ("engine", "engine.json"),
         ("control_plane", "latency.json"),
     ] {

@@ -52,3 +52,39 @@ impl XdpFilter {
         })
     }
 }
+
+/// A traffic generator in the kernel: BPF_PROG_TEST_RUN in live-frames
+/// mode runs a program that redirects each frame out of `ifindex`, so the
+/// peer receives real XDP frames (no socket buffer, no copy), as from a NIC.
+pub struct XdpGenerator {
+    ebpf: Ebpf,
+}
+
+impl XdpGenerator {
+    /// `frame` is sent as it is: exactly 60 bytes.
+    pub fn load(ifindex: u32, frame: &[u8]) -> anyhow::Result<XdpGenerator> {
+        let template: [u8; 60] = frame
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the generator sends 60-byte frames"))?;
+        let mut ebpf = aya::EbpfLoader::new()
+            .override_global("REDIRECT_IFINDEX", &ifindex, true)
+            .override_global("FRAME_TEMPLATE", &template, true)
+            .load(sensor_user::datapath::FLOOR_OBJECT)?;
+        let program: &mut Xdp = ebpf.program_mut("generate_redirect").unwrap().try_into()?;
+        program.load()?;
+        Ok(XdpGenerator { ebpf })
+    }
+
+    /// Sends `packet` `count` times, in batches of 64. The calling thread
+    /// must be in the namespace of the interface.
+    pub fn send(&self, packet: &[u8], count: u32) -> anyhow::Result<()> {
+        use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
+        let program: &Xdp = self.ebpf.program("generate_redirect").unwrap().try_into()?;
+        let mut opts = TestRunOptions::default();
+        opts.data_in = Some(packet);
+        opts.repeat = count;
+        opts.attrs = TestRunAttrs::new().xdp_live_frames(64);
+        program.test_run(opts)?;
+        Ok(())
+    }
+}
