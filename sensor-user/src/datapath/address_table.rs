@@ -625,7 +625,7 @@ mod tests {
     fn summaries_answer_exactly_what_the_trie_would() {
         let mut t = table();
         let mut written = BTreeMap::new();
-        let mut write = |t: &mut AddressTable, w: &mut BTreeMap<u32, SummaryV4>| {
+        let write = |t: &mut AddressTable, w: &mut BTreeMap<u32, SummaryV4>| {
             w.extend(t.take_v4_summaries());
         };
         write(&mut t, &mut written);
