@@ -13,6 +13,7 @@ pub mod map_names {
     pub const ADDRESSES_V4: &str = "ADDRESSES_V4";
     pub const ADDRESSES_V6: &str = "ADDRESSES_V6";
     pub const SUMMARY_V4: &str = "SUMMARY_V4";
+    pub const HOSTS_V4: &str = "HOSTS_V4";
     pub const EXEMPT_V4: &str = "EXEMPT_V4";
     pub const EXEMPT_V6: &str = "EXEMPT_V6";
     pub const SEGMENT_POLICY: &str = "SEGMENT_POLICY";
@@ -38,6 +39,8 @@ pub const MAX_BLOCKED_RANGES: u32 = 1 << 20;
 /// Capacity of each address trie: every isolated host, blocked range and
 /// segment range. (The trie allocates entries as they are added.)
 pub const MAX_ADDRESS_PREFIXES: u32 = MAX_ISOLATED_HOSTS + MAX_BLOCKED_RANGES + MAX_SEGMENT_RANGES;
+/// Capacity of `HOSTS_V4`: every isolated host and single-host block.
+pub const MAX_HOSTS_V4: u32 = MAX_ISOLATED_HOSTS + MAX_BLOCKED_RANGES;
 /// Capacity of each exemption LPM trie.
 pub const MAX_EXEMPT_RANGES: u32 = 1024;
 /// How many segment CIDRs a configuration may have (each family).

@@ -126,7 +126,8 @@ impl Found {
 }
 
 /// The common IPv4 address is near no entry: its /16's summary answers it
-/// with one array read; the rest walk the trie.
+/// with one array read. An isolated host or single-host block is found by
+/// exact address in a hash; the rest walk the trie.
 #[inline(always)]
 fn find_v4(addr: &[u8; 4]) -> Found {
     let index = (addr[0] as u32) << 8 | addr[1] as u32;
@@ -137,6 +138,11 @@ fn find_v4(addr: &[u8; 4]) -> Found {
                 segment: summary.segment,
             };
         }
+    }
+    // SAFETY: a value pointer of our own map, read-only here but for the
+    // hit counters, which are only ever touched atomically.
+    if let Some(info) = unsafe { HOSTS_V4.get(addr) } {
+        return Found::from_trie(Some(info));
     }
     Found::from_trie(ADDRESSES_V4.get(Key::new(32, *addr)))
 }

@@ -4,11 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
     telemetry, AddressInfo, FlowKey, FlowStats, IfaceCounters, Settings, SummaryV4,
-    MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES, MAX_INTERFACES, MAX_SEGMENTS, SUMMARY_V4_ENTRIES,
+    MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES, MAX_HOSTS_V4, MAX_INTERFACES, MAX_SEGMENTS,
+    SUMMARY_V4_ENTRIES,
 };
 
 /// Isolated hosts, blocked ranges and segment ranges in one trie per
@@ -17,6 +18,13 @@ use sensor_common::{
 pub static ADDRESSES_V4: LpmTrie<[u8; 4], AddressInfo> = LpmTrie::pinned(MAX_ADDRESS_PREFIXES, 0);
 #[map]
 pub static ADDRESSES_V6: LpmTrie<[u8; 16], AddressInfo> = LpmTrie::pinned(MAX_ADDRESS_PREFIXES, 0);
+
+/// The whole-length IPv4 entries of the address table (isolated hosts,
+/// single-host blocks), by exact address: one hash lookup instead of the
+/// trie's deepest walk. Not preallocated (it is sized for millions).
+#[map]
+pub static HOSTS_V4: HashMap<[u8; 4], AddressInfo> = HashMap::pinned(MAX_HOSTS_V4, BPF_F_NO_PREALLOC);
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Per /16 of IPv4: which /24s need the trie, and the segment of the rest
 /// (see `SummaryV4`). An array read is inlined by the verifier; a trie

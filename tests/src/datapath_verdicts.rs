@@ -354,3 +354,33 @@ fn summary_fast_path_agrees_with_the_trie() {
     }
     verify(&f, &hosts[150..], &ranges[150..]);
 }
+
+/// A host that an older version isolated in the trie (before whole-length
+/// IPv4 entries moved to a hash) is taken over by a restarted daemon: moved
+/// to the hash, still dropped, and releasable.
+#[test]
+fn hosts_left_in_the_trie_by_an_older_version_are_adopted() {
+    use aya::maps::lpm_trie::{Key, LpmTrie};
+    use sensor_common::{map_names, AddressInfo, ADDRESS_ISOLATED};
+    use sensor_user::datapath::{sensor_object, Datapath};
+
+    let mut f = Fixture::new();
+    let pin_dir = f.bpffs.pin_dir();
+    {
+        let map = aya::maps::MapData::from_pin(pin_dir.join(map_names::ADDRESSES_V4)).unwrap();
+        let mut trie: LpmTrie<_, [u8; 4], AddressInfo> =
+            LpmTrie::try_from(aya::maps::Map::LpmTrie(map)).unwrap();
+        let info = AddressInfo {
+            flags: ADDRESS_ISOLATED,
+            ..Default::default()
+        };
+        trie.insert(&Key::new(32, [10, 0, 0, 77]), info, 0).unwrap();
+    }
+    // The daemon restarts over the same pins.
+    f.dp = Datapath::load_object(&pin_dir, sensor_object().unwrap()).unwrap();
+    let host = "10.0.0.77".parse().unwrap();
+    assert!(f.dp.maps.isolated_hosts().contains(&host));
+    assert_eq!(f.verdict(&Packet::tcp("10.0.0.77", "10.0.0.9")), XDP_DROP);
+    f.dp.maps.remove_isolated(host).unwrap();
+    assert_eq!(f.verdict(&Packet::tcp("10.0.0.77", "10.0.0.9")), XDP_PASS);
+}

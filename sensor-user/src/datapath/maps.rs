@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use anyhow::{Context, Result};
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
-    Array, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+    Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
 use aya::Ebpf;
 use ipnet::IpNet;
@@ -38,8 +38,77 @@ type Tries<V> = Pair<LpmTrie<MapData, [u8; 4], V>, LpmTrie<MapData, [u8; 16], V>
 /// (the one tests and benchmarks run); interfaces get slots from 1.
 pub const UNATTACHED_SLOT: u32 = 0;
 
+/// Where the address table's entries live: whole-length IPv4 entries
+/// (isolated hosts, single-host blocks) in a hash by exact address, the rest
+/// in the tries. The datapath looks in the hash before the trie, so the
+/// hash entry, being whole-length, is the longest match.
+struct Addresses {
+    tries: Tries<AddressInfo>,
+    hosts_v4: HashMap<MapData, [u8; 4], AddressInfo>,
+}
+
+/// The hash key of a whole-length IPv4 entry.
+fn host_v4(net: IpNet) -> Option<[u8; 4]> {
+    match net {
+        IpNet::V4(n) if n.prefix_len() == 32 => Some(n.addr().octets()),
+        _ => None,
+    }
+}
+
+impl Addresses {
+    fn insert(&mut self, net: IpNet, info: AddressInfo) -> Result<(), MapError> {
+        match host_v4(net) {
+            Some(key) => self.hosts_v4.insert(key, info, 0),
+            None => self.tries.insert(net, info),
+        }
+    }
+
+    fn remove(&mut self, net: IpNet) -> Result<(), MapError> {
+        match host_v4(net) {
+            Some(key) => ignore_missing(self.hosts_v4.remove(&key)),
+            None => self.tries.remove(net),
+        }
+    }
+
+    /// The entry stored for exactly `net` (or, for a prefix that is not
+    /// stored, the trie's longest match).
+    fn get(&self, net: IpNet) -> Option<AddressInfo> {
+        match host_v4(net) {
+            Some(key) => self.hosts_v4.get(&key, 0).ok(),
+            None => self.tries.get(net),
+        }
+    }
+
+    fn entries(&self) -> Vec<(IpNet, AddressInfo)> {
+        let hosts = self
+            .hosts_v4
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(k, v)| (IpNet::from(IpAddr::from(k)), v));
+        let mut all: Vec<(IpNet, AddressInfo)> = hosts.collect();
+        all.extend(self.tries.entries());
+        all
+    }
+
+    /// Moves whole-length IPv4 entries that an older version left in the
+    /// trie into the hash, where this version keeps and updates them.
+    fn migrate_hosts(&mut self) -> Result<usize, MapError> {
+        let in_trie: Vec<(IpNet, AddressInfo)> = self
+            .tries
+            .entries()
+            .into_iter()
+            .filter(|(net, _)| host_v4(*net).is_some())
+            .collect();
+        for (net, info) in &in_trie {
+            self.insert(*net, *info)?;
+            self.tries.remove(*net)?;
+        }
+        Ok(in_trie.len())
+    }
+}
+
 pub struct Maps {
-    addresses: Tries<AddressInfo>,
+    addresses: Addresses,
     /// What the address tries hold, kept here (the daemon is their only writer).
     table: AddressTable,
     summary_v4: Array<MapData, SummaryV4>,
@@ -133,10 +202,16 @@ impl<V: aya::Pod> Tries<V> {
 
 impl Maps {
     pub fn take_from(ebpf: &mut Ebpf) -> Result<Maps> {
-        let addresses: Tries<AddressInfo> = Pair {
-            v4: take(ebpf, names::ADDRESSES_V4)?,
-            v6: take(ebpf, names::ADDRESSES_V6)?,
+        let mut addresses = Addresses {
+            tries: Pair {
+                v4: take(ebpf, names::ADDRESSES_V4)?,
+                v6: take(ebpf, names::ADDRESSES_V6)?,
+            },
+            hosts_v4: take(ebpf, names::HOSTS_V4)?,
         };
+        addresses
+            .migrate_hosts()
+            .context("moving IPv4 hosts from the trie to the hash")?;
         // Adopt what an earlier run left in the pinned tries.
         let table = AddressTable::from_entries(addresses.entries());
         let mut maps = Maps {

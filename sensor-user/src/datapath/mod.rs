@@ -33,7 +33,7 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 14] = [
+pub const PINNED_MAPS: [&str; 15] = [
     map_names::TELEMETRY_PROG,
     map_names::VERDICT_SCRATCH,
     map_names::TELEMETRY,
@@ -42,6 +42,7 @@ pub const PINNED_MAPS: [&str; 14] = [
     map_names::ADDRESSES_V4,
     map_names::ADDRESSES_V6,
     map_names::SUMMARY_V4,
+    map_names::HOSTS_V4,
     map_names::EXEMPT_V4,
     map_names::EXEMPT_V6,
     map_names::SEGMENT_POLICY,

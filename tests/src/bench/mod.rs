@@ -112,12 +112,12 @@ pub fn duration_text(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// Bytes the kernel accounts to the address tries pinned in `pin_dir`
-/// (`bpftool map show`'s memlock: the trie's nodes as allocated).
+/// Bytes the kernel accounts to the address maps pinned in `pin_dir`
+/// (`bpftool map show`'s memlock: the nodes and elements allocated).
 pub fn map_memory(pin_dir: &std::path::Path) -> anyhow::Result<u64> {
-    use sensor_common::map_names::{ADDRESSES_V4, ADDRESSES_V6};
+    use sensor_common::map_names::{ADDRESSES_V4, ADDRESSES_V6, HOSTS_V4};
     let mut total = 0;
-    for name in [ADDRESSES_V4, ADDRESSES_V6] {
+    for name in [ADDRESSES_V4, ADDRESSES_V6, HOSTS_V4] {
         let out = std::process::Command::new("bpftool")
             .args(["-j", "map", "show", "pinned"])
             .arg(pin_dir.join(name))
