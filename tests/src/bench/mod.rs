@@ -31,8 +31,9 @@ pub const OFFICE_HOST_V6: &str = "fd00:10::5";
 pub const RECORDS_HOST: &str = "10.20.0.5";
 pub const INTERNET_HOST: &str = "93.184.216.34";
 pub const INTERNET_HOST_V6: &str = "2001:db8::1";
-/// The drop cases' addresses when the maps hold no random entries.
-pub const ISOLATED_HOST: &str = "10.10.0.66";
+/// The drop cases' addresses when the maps hold no random entries (not in
+/// the pass cases' /24s, which would send those to the trie).
+pub const ISOLATED_HOST: &str = "10.10.7.66";
 pub const BLOCKED_HOST: &str = "198.51.100.7";
 
 /// The packet classes, with the drop cases sent from `isolated` and to

@@ -166,7 +166,7 @@ fn measure_size(
         }));
     }
     println!(
-        "map memory: address tries {:.1} MiB (kernel's count for the loaded entries)",
+        "map memory: address maps {:.1} MiB (kernel's count for the loaded entries)",
         memory as f64 / 1048576.0
     );
     drop(sensor);
