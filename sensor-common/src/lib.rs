@@ -127,6 +127,12 @@ pub struct SummaryV4 {
 }
 
 impl SummaryV4 {
+    /// The `SUMMARY_V4` index of an address (network order bytes): its /16.
+    #[inline(always)]
+    pub fn index(addr: &[u8; 4]) -> u32 {
+        (addr[0] as u32) << 8 | addr[1] as u32
+    }
+
     /// Whether this summary answers for an address of its /16 whose third
     /// byte is `third_byte` (else the trie must).
     #[inline(always)]

@@ -23,7 +23,7 @@ use aya_ebpf::{
 use maps::*;
 use parse::{Addrs, IpPacket, Parsed};
 use sensor_common::{
-    counter_index, AddressInfo, BlockValue, Reason, Verdict, ADDRESS_BLOCKED, ADDRESS_ISOLATED,
+    counter_index, AddressInfo, BlockValue, Reason, SummaryV4, Verdict, ADDRESS_BLOCKED, ADDRESS_ISOLATED,
     MAX_SEGMENTS, SETTINGS_FLAG_MONITOR, SETTINGS_FLAG_TELEMETRY,
 };
 
@@ -107,8 +107,9 @@ fn decide(packet: &IpPacket, settings: u32) -> (Verdict, Reason) {
     }
 }
 
-/// What the datapath knows of one address: its trie entry when it needed
-/// one (isolation and block state with their hit counters), and its segment.
+/// What the datapath knows of one address: its entry (host hash or trie)
+/// when it needed one (isolation and block state with their hit counters),
+/// and its segment.
 #[derive(Clone, Copy)]
 struct Found {
     info: Option<&'static AddressInfo>,
@@ -117,7 +118,7 @@ struct Found {
 
 impl Found {
     #[inline(always)]
-    fn from_trie(info: Option<&'static AddressInfo>) -> Found {
+    fn from_entry(info: Option<&'static AddressInfo>) -> Found {
         Found {
             info,
             segment: info.map_or(0, |i| i.segment),
@@ -130,8 +131,7 @@ impl Found {
 /// exact address in a hash; the rest walk the trie.
 #[inline(always)]
 fn find_v4(addr: &[u8; 4]) -> Found {
-    let index = (addr[0] as u32) << 8 | addr[1] as u32;
-    if let Some(summary) = SUMMARY_V4.get(index) {
+    if let Some(summary) = SUMMARY_V4.get(SummaryV4::index(addr)) {
         if summary.answers(addr[2]) {
             return Found {
                 info: None,
@@ -142,14 +142,14 @@ fn find_v4(addr: &[u8; 4]) -> Found {
     // SAFETY: a value pointer of our own map, read-only here but for the
     // hit counters, which are only ever touched atomically.
     if let Some(info) = unsafe { HOSTS_V4.get(addr) } {
-        return Found::from_trie(Some(info));
+        return Found::from_entry(Some(info));
     }
-    Found::from_trie(ADDRESSES_V4.get(Key::new(32, *addr)))
+    Found::from_entry(ADDRESSES_V4.get(Key::new(32, *addr)))
 }
 
 #[inline(always)]
 fn find_v6(addr: &[u8; 16]) -> Found {
-    Found::from_trie(ADDRESSES_V6.get(Key::new(128, *addr)))
+    Found::from_entry(ADDRESSES_V6.get(Key::new(128, *addr)))
 }
 
 /// The first rule that blocks this pair of addresses, if any.

@@ -1,10 +1,10 @@
-//! Isolations and blocks: the one place that changes them. Every change goes
-//! so that a crash in between leaves the entry blocked, never silently lifted:
-//! a new entry goes to the maps first (at once: the state file may take
-//! long to write with a large feed loaded) and a crash before its record is
-//! written leaves it in the pinned maps, which the next start adopts; a
-//! removal goes to the state file first, so a crash leaves the entry in the
-//! maps and, again, adopted.
+//! Isolations and blocks: the one place that changes them. Each change is
+//! ordered so that a crash halfway leaves the entry blocked, never silently
+//! lifted: a new entry goes to the maps first (enforced at once; the state
+//! file may take long to write with a large feed loaded), and a crash before
+//! its record is written leaves it in the pinned maps, which the next start
+//! adopts; a removal goes to the state file first, so a crash leaves the
+//! entry in the maps, adopted again.
 
 use std::{
     collections::BTreeMap,
@@ -96,22 +96,28 @@ fn check_host(host: IpAddr) -> Result<(), EnforceError> {
     })
 }
 
+/// What is wrong with blocking `net`, if anything, phrased to follow the
+/// range ("10.1.2.3/8 has host bits set; ..."). sensorctl checks a feed
+/// file with it before sending anything; the daemon checks every request.
+pub fn range_problem(net: IpNet) -> Option<String> {
+    if net.trunc() != net {
+        Some(format!("has host bits set; did you mean {}?", net.trunc()))
+    } else if net.prefix_len() == 0 {
+        Some("would block every address and cut the gateway off; use the segment policy".into())
+    } else {
+        None
+    }
+}
+
 /// Checks that `net` may be blocked.
 fn check_range(net: IpNet) -> Result<(), EnforceError> {
-    if net.trunc() != net {
-        return Err(EnforceError::Refused {
+    match range_problem(net) {
+        Some(problem) => Err(EnforceError::Refused {
             target: net.to_string(),
-            problem: format!("host bits are set; did you mean {}?", net.trunc()),
-        });
+            problem,
+        }),
+        None => Ok(()),
     }
-    if net.prefix_len() == 0 {
-        return Err(EnforceError::Refused {
-            target: net.to_string(),
-            problem: "blocking every address would cut the gateway off; use the segment policy"
-                .into(),
-        });
-    }
-    Ok(())
 }
 
 impl Entry {
@@ -138,6 +144,18 @@ impl Entry {
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> EnforceError {
     move |source| EnforceError::Map { map, source }
+}
+
+/// Takes an entry out of the maps.
+fn unapply(maps: &mut Maps, kind: Kind, target: IpNet) -> Result<(), EnforceError> {
+    match kind {
+        Kind::Isolation => maps
+            .remove_isolated(target.addr())
+            .map_err(map_err("isolated hosts")),
+        Kind::Block => maps
+            .remove_blocked(target)
+            .map_err(map_err("blocked ranges")),
+    }
 }
 
 impl Enforcer {
@@ -257,30 +275,55 @@ impl Enforcer {
         Ok(())
     }
 
-    /// Adds (or replaces) an entry: the map first, so it is enforced at
-    /// once, then the state file; if that cannot be written, the map is put
-    /// back as it was.
+    /// Adds (or replaces) an entry (see `add_all`).
     fn add(&mut self, maps: &mut Maps, entry: Entry) -> Result<Entry, EnforceError> {
-        let key = (entry.kind, entry.target);
-        self.apply(maps, &entry)?;
-        let previous = self.entries.insert(key, entry.clone());
+        self.add_all(maps, vec![entry.clone()])?;
+        Ok(entry)
+    }
+
+    /// Adds (or replaces) entries, all or none: the maps first, so they are
+    /// enforced at once, then one write of the state file. If a map refuses
+    /// one (full) or the state file cannot be written, what this call
+    /// changed is put back as it was.
+    fn add_all(&mut self, maps: &mut Maps, entries: Vec<Entry>) -> Result<(), EnforceError> {
+        let mut changed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if let Err(e) = self.apply(maps, &entry) {
+                warn!(
+                    "{} {} refused ({e}); undoing this change",
+                    entry.kind.label(),
+                    entry.target
+                );
+                self.undo(maps, changed);
+                return Err(e);
+            }
+            let key = (entry.kind, entry.target);
+            changed.push((key, self.entries.insert(key, entry)));
+        }
         if let Err(e) = self.save() {
-            match previous {
-                Some(p) => {
-                    let _ = self.apply(maps, &p);
-                    self.entries.insert(key, p);
+            self.undo(maps, changed);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Puts back the records and map entries that `add_all` replaced
+    /// (`Some`) or added (`None`), latest first. Best effort: it runs after
+    /// a failure, whose error is the one reported.
+    fn undo(&mut self, maps: &mut Maps, changed: Vec<((Kind, IpNet), Option<Entry>)>) {
+        for (key, before) in changed.into_iter().rev() {
+            let _ = match before {
+                Some(previous) => {
+                    let applied = self.apply(maps, &previous);
+                    self.entries.insert(key, previous);
+                    applied
                 }
                 None => {
                     self.entries.remove(&key);
-                    let _ = match entry.kind {
-                        Kind::Isolation => maps.remove_isolated(entry.target.addr()),
-                        Kind::Block => maps.remove_blocked(entry.target),
-                    };
+                    unapply(maps, key.0, key.1)
                 }
-            }
-            return Err(e);
+            };
         }
-        Ok(entry)
     }
 
     pub fn isolate(
@@ -316,9 +359,7 @@ impl Enforcer {
         self.add(maps, entry)
     }
 
-    /// Blocks many ranges at once, all or none: every range is checked
-    /// first, the state file is written once, then the maps; if the maps
-    /// refuse one (full), what this call changed is undone.
+    /// Blocks many ranges at once, all or none (see `add_all`).
     pub fn block_many(
         &mut self,
         maps: &mut Maps,
@@ -331,40 +372,11 @@ impl Enforcer {
             check_range(*net)?;
         }
         let now = clock::unix_now();
-        let mut previous = Vec::with_capacity(nets.len());
-        for net in nets {
-            let entry = Entry::new(Kind::Block, *net, ttl, reason, origin, now);
-            previous.push(self.entries.insert((Kind::Block, *net), entry));
-        }
-        let undo_records = |me: &mut Enforcer, previous: Vec<Option<Entry>>| {
-            for (net, before) in nets.iter().zip(previous).rev() {
-                match before {
-                    Some(p) => me.entries.insert((Kind::Block, *net), p),
-                    None => me.entries.remove(&(Kind::Block, *net)),
-                };
-            }
-        };
-        if let Err(e) = self.save() {
-            undo_records(self, previous);
-            return Err(e);
-        }
-        for (i, net) in nets.iter().enumerate() {
-            let entry = self.entries[&(Kind::Block, *net)].clone();
-            if let Err(e) = self.apply(maps, &entry) {
-                warn!("block_many: {net} refused ({e}); undoing the {i} ranges applied");
-                for (done, before) in nets[..i].iter().zip(&previous) {
-                    let _ = match before {
-                        Some(p) => self.apply(maps, p),
-                        None => maps
-                            .remove_blocked(*done)
-                            .map_err(map_err("blocked ranges")),
-                    };
-                }
-                undo_records(self, previous);
-                self.save()?;
-                return Err(e);
-            }
-        }
+        let entries = nets
+            .iter()
+            .map(|net| Entry::new(Kind::Block, *net, ttl, reason, origin, now))
+            .collect();
+        self.add_all(maps, entries)?;
         info!("blocked {} ranges at once ({reason})", nets.len());
         Ok(nets.len())
     }
@@ -389,14 +401,7 @@ impl Enforcer {
             self.entries.insert((kind, target), entry);
             return Err(e);
         }
-        match kind {
-            Kind::Isolation => maps
-                .remove_isolated(target.addr())
-                .map_err(map_err("isolated hosts"))?,
-            Kind::Block => maps
-                .remove_blocked(target)
-                .map_err(map_err("blocked ranges"))?,
-        }
+        unapply(maps, kind, target)?;
         Ok(entry)
     }
 

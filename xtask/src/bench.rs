@@ -57,10 +57,15 @@ pub fn run(options: &Options) -> Result<()> {
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let wanted = |suite: &str| options.only.is_empty() || options.only.iter().any(|o| o == suite);
-    let run = |bin: &str, args: Vec<String>, json: &str| -> Result<()> {
+    // A suite's binary, with `--FLAG VALUE` pairs and its JSON output file.
+    let run = |bin: &str, flags: &[(&str, String)], json: &str| -> Result<()> {
         println!("\n== {bin}");
         let status = Command::new(bin_dir.join(bin))
-            .args(args)
+            .args(
+                flags
+                    .iter()
+                    .flat_map(|(flag, value)| [format!("--{flag}"), value.clone()]),
+            )
             .arg("--json")
             .arg(out_dir.join(json))
             .env("SENSOR_BIN_DIR", &bin_dir)
@@ -71,13 +76,10 @@ pub fn run(options: &Options) -> Result<()> {
     if wanted("xdp") {
         run(
             "sensor-bench",
-            vec![
-                "--repeat".into(),
-                options.repeat.to_string(),
-                "--rounds".into(),
-                options.rounds.to_string(),
-                "--sizes".into(),
-                join(&options.sizes),
+            &[
+                ("repeat", options.repeat.to_string()),
+                ("rounds", options.rounds.to_string()),
+                ("sizes", join(&options.sizes)),
             ],
             "xdp_per_packet.json",
         )?;
@@ -85,28 +87,23 @@ pub fn run(options: &Options) -> Result<()> {
     if wanted("veth") {
         run(
             "veth-bench",
-            vec![
-                "--packets".into(),
-                options.veth_packets.to_string(),
-                "--rounds".into(),
-                options.veth_rounds.to_string(),
+            &[
+                ("packets", options.veth_packets.to_string()),
+                ("rounds", options.veth_rounds.to_string()),
             ],
             "veth.json",
         )?;
     }
     if wanted("engine") {
-        run("engine-bench", Vec::new(), "engine.json")?;
+        run("engine-bench", &[], "engine.json")?;
     }
     if wanted("latency") {
         run(
             "latency-bench",
-            vec![
-                "--rounds".into(),
-                options.latency_rounds.to_string(),
-                "--manual-rounds".into(),
-                options.manual_rounds.to_string(),
-                "--feed-ranges".into(),
-                options.feed_ranges.to_string(),
+            &[
+                ("rounds", options.latency_rounds.to_string()),
+                ("manual-rounds", options.manual_rounds.to_string()),
+                ("feed-ranges", options.feed_ranges.to_string()),
             ],
             "latency.json",
         )?;

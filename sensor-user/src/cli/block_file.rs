@@ -9,7 +9,10 @@ use ipnet::IpNet;
 use serde_json::json;
 
 use super::{parse_cidr, Cli};
-use crate::control::{self, Request, BLOCK_CHUNK};
+use crate::{
+    control::{self, Request, BLOCK_CHUNK},
+    enforcer::range_problem,
+};
 
 /// Bad lines reported before giving up on a file.
 const MAX_REPORTED: usize = 10;
@@ -29,17 +32,15 @@ pub fn parse_feed(text: &str) -> Result<Vec<IpNet>, String> {
         }
         let problem = match parse_cidr(line) {
             Err(e) => Some(e),
-            Ok(net) if net.trunc() != net => Some(format!(
-                "{net} has host bits set; did you mean {}?",
-                net.trunc()
-            )),
-            Ok(net) if net.prefix_len() == 0 => Some(format!("{net} would block every address")),
-            Ok(net) => {
-                if seen.insert(net) {
-                    nets.push(net);
+            Ok(net) => match range_problem(net) {
+                Some(problem) => Some(format!("{net} {problem}")),
+                None => {
+                    if seen.insert(net) {
+                        nets.push(net);
+                    }
+                    None
                 }
-                None
-            }
+            },
         };
         if let Some(problem) = problem {
             bad_count += 1;

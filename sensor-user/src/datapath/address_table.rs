@@ -610,10 +610,8 @@ mod tests {
     /// written so far in `written`: the summary's answer when it gives one
     /// (segment, nothing isolated or blocked), else the trie's.
     fn fast_lookup(written: &BTreeMap<u32, SummaryV4>, t: &AddressTable, addr: &str) -> (u32, u32) {
-        let ip: std::net::Ipv4Addr = addr.parse().unwrap();
-        let o = ip.octets();
-        let index = (o[0] as u32) << 8 | o[1] as u32;
-        match written.get(&index) {
+        let o = addr.parse::<std::net::Ipv4Addr>().unwrap().octets();
+        match written.get(&SummaryV4::index(&o)) {
             Some(s) if s.answers(o[2]) => (s.segment, 0),
             _ => lookup(t, addr).map_or((0, 0), |i| {
                 (i.segment, i.flags & (ADDRESS_BLOCKED | ADDRESS_ISOLATED))
@@ -673,17 +671,11 @@ mod tests {
         let o = |a: &str| a.parse::<std::net::Ipv4Addr>().unwrap().octets();
         for addr in ["1.1.1.1", "10.10.8.1", "198.51.112.1"] {
             let b = o(addr);
-            assert!(
-                written[&((b[0] as u32) << 8 | b[1] as u32)].answers(b[2]),
-                "{addr}"
-            );
+            assert!(written[&SummaryV4::index(&b)].answers(b[2]), "{addr}");
         }
         for addr in ["10.10.7.9", "8.8.8.8", "10.20.9.1", "198.51.100.7"] {
             let b = o(addr);
-            assert!(
-                !written[&((b[0] as u32) << 8 | b[1] as u32)].answers(b[2]),
-                "{addr}"
-            );
+            assert!(!written[&SummaryV4::index(&b)].answers(b[2]), "{addr}");
         }
         // Removals clear the marks again.
         t.remove_isolation(net("10.10.7.7/32"));
@@ -693,10 +685,7 @@ mod tests {
         check(&t, &written);
         for addr in ["10.10.7.9", "8.8.8.8", "198.51.100.7"] {
             let b = o(addr);
-            assert!(
-                written[&((b[0] as u32) << 8 | b[1] as u32)].answers(b[2]),
-                "{addr}"
-            );
+            assert!(written[&SummaryV4::index(&b)].answers(b[2]), "{addr}");
         }
         // A table rebuilt from the trie (adoption) summarises the same.
         let mut back = AddressTable::from_entries(t.entries.clone());

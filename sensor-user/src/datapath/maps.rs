@@ -79,31 +79,24 @@ impl Addresses {
         }
     }
 
-    fn entries(&self) -> Vec<(IpNet, AddressInfo)> {
-        let hosts = self
+    /// Everything the maps hold, for adoption at start. Whole-length IPv4
+    /// entries that an older version left in the trie move to the hash on
+    /// the way, where this version keeps and updates them.
+    fn adopt(&mut self) -> Result<Vec<(IpNet, AddressInfo)>, MapError> {
+        let mut all: Vec<(IpNet, AddressInfo)> = self
             .hosts_v4
             .iter()
             .filter_map(|e| e.ok())
-            .map(|(k, v)| (IpNet::from(IpAddr::from(k)), v));
-        let mut all: Vec<(IpNet, AddressInfo)> = hosts.collect();
-        all.extend(self.tries.entries());
-        all
-    }
-
-    /// Moves whole-length IPv4 entries that an older version left in the
-    /// trie into the hash, where this version keeps and updates them.
-    fn migrate_hosts(&mut self) -> Result<usize, MapError> {
-        let in_trie: Vec<(IpNet, AddressInfo)> = self
-            .tries
-            .entries()
-            .into_iter()
-            .filter(|(net, _)| host_v4(*net).is_some())
+            .map(|(k, v)| (IpNet::from(IpAddr::from(k)), v))
             .collect();
-        for (net, info) in &in_trie {
-            self.insert(*net, *info)?;
-            self.tries.remove(*net)?;
+        for (net, info) in self.tries.entries() {
+            if host_v4(net).is_some() {
+                self.insert(net, info)?;
+                self.tries.remove(net)?;
+            }
+            all.push((net, info));
         }
-        Ok(in_trie.len())
+        Ok(all)
     }
 }
 
@@ -209,11 +202,11 @@ impl Maps {
             },
             hosts_v4: take(ebpf, names::HOSTS_V4)?,
         };
-        addresses
-            .migrate_hosts()
-            .context("moving IPv4 hosts from the trie to the hash")?;
-        // Adopt what an earlier run left in the pinned tries.
-        let table = AddressTable::from_entries(addresses.entries());
+        // Adopt what an earlier run left in the pinned maps.
+        let adopted = addresses
+            .adopt()
+            .context("reading the pinned address maps")?;
+        let table = AddressTable::from_entries(adopted);
         let mut maps = Maps {
             addresses,
             table,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, SECOND},
-    window::TimedSet,
+    window::{MinuteSweep, TimedSet},
     Evidence,
 };
 
@@ -143,8 +143,8 @@ pub struct DnsDetector {
     config: DnsConfig,
     domains: HashMap<(IpAddr, String), DomainActivity>,
     nx: HashMap<IpAddr, (TimedSet<String>, usize)>,
-    /// Packet time of the last sweep of old names (once a minute).
-    last_prune: Nanos,
+    /// Sweeps of old names.
+    sweep: MinuteSweep,
 }
 
 impl DnsDetector {
@@ -153,7 +153,7 @@ impl DnsDetector {
             config,
             domains: HashMap::new(),
             nx: HashMap::new(),
-            last_prune: 0,
+            sweep: MinuteSweep::default(),
         }
     }
 
@@ -222,8 +222,7 @@ impl DnsDetector {
                 ),
             });
         }
-        if e.ts >= self.last_prune + 60 * SECOND {
-            self.last_prune = e.ts;
+        if self.sweep.due(e.ts) {
             self.prune(since);
         }
     }

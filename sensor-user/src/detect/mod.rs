@@ -110,8 +110,8 @@ pub struct Engine {
     /// proof that the address is really theirs (see `verify`).
     verified: HashMap<IpAddr, Nanos>,
     now: Nanos,
-    /// Packet time of the last sweep of aged-out state (once a minute).
-    last_maintenance: Nanos,
+    /// Sweeps of aged-out state.
+    sweep: window::MinuteSweep,
 }
 
 /// How long a completed handshake vouches for a host's address.
@@ -144,7 +144,7 @@ impl Engine {
             allow: config.allow.clone(),
             verified: HashMap::new(),
             now: 0,
-            last_maintenance: 0,
+            sweep: window::MinuteSweep::default(),
         })
     }
 
@@ -233,9 +233,7 @@ impl Engine {
         self.scan.tick(now, &mut found);
         self.beacon.flush(&mut found);
         self.record(found);
-        // Sweeps over everything tracked: once a minute is plenty.
-        if now >= self.last_maintenance + 60 * SECOND {
-            self.last_maintenance = now;
+        if self.sweep.due(now) {
             self.beacon.prune(now.saturating_sub(BEACON_HORIZON));
             self.lateral
                 .prune(now.saturating_sub(self.lateral.window()));

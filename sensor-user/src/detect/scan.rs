@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SECOND},
-    window::TimedSet,
+    window::{MinuteSweep, TimedSet},
     Evidence,
 };
 
@@ -76,8 +76,8 @@ pub struct ScanDetector {
     /// time the count doubles, so an incident's counts keep up).
     reported: HashMap<(&'static str, IpAddr, String), usize>,
     last_expiry: Nanos,
-    /// Packet time of the last sweep of old probes (once a minute).
-    last_prune: Nanos,
+    /// Sweeps of old probes.
+    sweep: MinuteSweep,
 }
 
 impl ScanDetector {
@@ -88,7 +88,7 @@ impl ScanDetector {
             probes: Probes::default(),
             reported: HashMap::new(),
             last_expiry: 0,
-            last_prune: 0,
+            sweep: MinuteSweep::default(),
         }
     }
 
@@ -172,10 +172,9 @@ impl ScanDetector {
         }
         // Forget what is older than the slow window (a sweep over every
         // tracked pair: once a minute, not every second).
-        if now < self.last_prune + 60 * SECOND {
+        if !self.sweep.due(now) {
             return;
         }
-        self.last_prune = now;
         let horizon = now.saturating_sub(self.config.slow_window_secs * SECOND);
         self.probes.ports.retain(|_, s| {
             s.prune(horizon);
@@ -200,7 +199,7 @@ impl ScanDetector {
     /// have failed.
     pub fn flush(&mut self, now: Nanos, out: &mut Vec<Evidence>) {
         self.last_expiry = 0;
-        self.last_prune = 0;
+        self.sweep.reset();
         self.expire_pending(now + self.config.attempt_timeout_secs * SECOND, out);
     }
 

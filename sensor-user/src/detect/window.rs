@@ -1,9 +1,33 @@
 //! Sliding windows on packet time: distinct keys with when they were last
-//! seen, and leaky buckets.
+//! seen, leaky buckets, and the once-a-minute gate of sweeps.
 
 use std::{collections::HashMap, hash::Hash};
 
-use super::event::Nanos;
+use super::event::{Nanos, SECOND};
+
+/// Gates a sweep over everything a detector tracks (forgetting what aged
+/// out) to once a minute of packet time: per event or per second, such
+/// sweeps were what limited the engine's throughput.
+#[derive(Debug, Default, Clone)]
+pub struct MinuteSweep {
+    last: Nanos,
+}
+
+impl MinuteSweep {
+    /// Whether a sweep is due at `now`; if so, it counts as done.
+    pub fn due(&mut self, now: Nanos) -> bool {
+        let due = now >= self.last + 60 * SECOND;
+        if due {
+            self.last = now;
+        }
+        due
+    }
+
+    /// The next `due` is true (the end of a capture sweeps whatever the time).
+    pub fn reset(&mut self) {
+        self.last = 0;
+    }
+}
 
 /// Distinct keys seen, each with its latest time.
 #[derive(Debug, Clone)]

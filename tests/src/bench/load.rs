@@ -74,6 +74,19 @@ pub fn random_feed_range(rng: &mut Rng) -> Ipv4Net {
     }
 }
 
+/// `n` distinct random feed ranges.
+pub fn distinct_feed_ranges(rng: &mut Rng, n: usize) -> Vec<Ipv4Net> {
+    let mut seen = std::collections::HashSet::new();
+    let mut ranges = Vec::with_capacity(n);
+    while ranges.len() < n {
+        let net = random_feed_range(rng);
+        if seen.insert(net) {
+            ranges.push(net);
+        }
+    }
+    ranges
+}
+
 pub fn segments() -> Config {
     Config::from_toml(
         r#"
@@ -130,27 +143,18 @@ pub fn fill(maps: &mut Maps, isolated: usize, blocked: usize, seed: u64) -> Load
     let isolated_secs = start.elapsed().as_secs_f64();
 
     let pick = (rng.next() as usize) % blocked.max(1);
+    let ranges = distinct_feed_ranges(&mut rng, blocked);
     let start = Instant::now();
-    let mut some_blocked = None;
-    let mut loaded = 0;
-    let mut seen = std::collections::HashSet::new();
-    while loaded < blocked {
-        let net = random_feed_range(&mut rng);
-        if seen.insert(net) {
-            maps.set_blocked(IpNet::V4(net), value)
-                .expect("blocking a random range");
-            if loaded == pick {
-                some_blocked = Some(net);
-            }
-            loaded += 1;
-            progress("blocked ranges", loaded, blocked);
-        }
+    for (loaded, net) in ranges.iter().enumerate() {
+        maps.set_blocked(IpNet::V4(*net), value)
+            .expect("blocking a random range");
+        progress("blocked ranges", loaded + 1, blocked);
     }
     Loaded {
         isolated_secs,
         blocked_secs: start.elapsed().as_secs_f64(),
         some_isolated,
-        some_blocked,
+        some_blocked: ranges.get(pick).copied(),
     }
 }
 

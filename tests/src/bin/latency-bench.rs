@@ -16,7 +16,7 @@ use clap::Parser;
 use labnet::Lab;
 use sensor_tests::{
     bench::{
-        load::{random_feed_range, Rng},
+        load::{distinct_feed_ranges, Rng},
         map_memory, percentile, summary,
     },
     support::lab::{self, background, isolated, sensorctl_json, wait_for},
@@ -260,15 +260,10 @@ fn main() -> anyhow::Result<()> {
 /// timed, and reports memory then; measures `sensorctl isolate` again with
 /// the feed in place (every change rewrites the state file).
 fn load_feed(lab: &Lab, ranges: usize) -> anyhow::Result<(serde_json::Value, Vec<f64>)> {
-    let mut rng = Rng(0xfeed);
-    let mut seen = std::collections::HashSet::new();
-    let mut text = String::with_capacity(ranges * 20);
-    while seen.len() < ranges {
-        let net = random_feed_range(&mut rng);
-        if seen.insert(net) {
-            text.push_str(&format!("{net}\n"));
-        }
-    }
+    let text: String = distinct_feed_ranges(&mut Rng(0xfeed), ranges)
+        .iter()
+        .map(|net| format!("{net}\n"))
+        .collect();
     let path = lab.dir.join("feed.txt");
     std::fs::write(&path, text)?;
     let rss_before = sensord_rss_kib(lab);

@@ -136,17 +136,15 @@ fn mac(ns: &Netns, dev: &str) -> Result<String> {
     Ok(links[0]["address"].as_str().context("no MAC")?.to_string())
 }
 
-/// A link's packet counters: (rx, tx, tx dropped).
-fn counters(ns: &Netns, dev: &str) -> Result<(u64, u64, u64)> {
+/// Packets a link has received.
+fn rx_packets(ns: &Netns, dev: &str) -> Result<u64> {
     let links: serde_json::Value =
         serde_json::from_str(&ns.ip(&["-j", "-s", "link", "show", dev])?)?;
-    let stats = &links[0]["stats64"];
-    let n = |a: &str, b: &str| stats[a][b].as_u64().unwrap_or(0);
-    Ok((n("rx", "packets"), n("tx", "packets"), n("tx", "dropped")))
+    Ok(links[0]["stats64"]["rx"]["packets"].as_u64().unwrap_or(0))
 }
 
-/// Busy and total CPU time of the whole machine, in ns (from /proc/stat).
-fn cpu_ns() -> (u64, u64) {
+/// Busy CPU time of the whole machine, in ns (from /proc/stat).
+fn busy_cpu_ns() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let fields: Vec<u64> = stat
         .lines()
@@ -156,42 +154,40 @@ fn cpu_ns() -> (u64, u64) {
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let tick_ns = 1_000_000_000 / 100;
+    // user nice system idle iowait irq softirq steal ...; USER_HZ is 100.
     let busy: u64 = [0, 1, 2, 5, 6]
         .iter()
         .map(|i| fields.get(*i).copied().unwrap_or(0))
         .sum();
-    let total: u64 = fields.iter().take(8).sum();
-    (busy * tick_ns, total * tick_ns)
+    busy * (1_000_000_000 / 100)
 }
 
 struct Run {
     mpps: f64,
     cpu_ns_per_packet: f64,
-    delivered: u64,
-    forwarded: u64,
+    /// Share of the packets sent that reached the sink.
+    reached_sink: f64,
 }
 
-/// Sends `packets` from the generator on CPU 1 and measures.
+/// Sends `packets` from the generator on CPU 1 and measures. The generator
+/// program is loaded before the clock starts.
 fn send(net: &Net, frame: &[u8], packets: u64) -> Result<Run> {
-    let (sink_rx0, _, _) = counters(&net.sink, "veth0")?;
-    let (busy0, _) = cpu_ns();
-    let started = Instant::now();
+    let sink_rx0 = rx_packets(&net.sink, "veth0")?;
     let frame = frame.to_vec();
-    in_netns(net.generator.name(), Some(1), move || -> Result<()> {
-        let ifindex = if_index("veth0")?;
-        peers::XdpGenerator::load(ifindex, &frame)?.send(&frame, packets as u32)
+    let (wall, busy) = in_netns(net.generator.name(), Some(1), move || {
+        let generator = peers::XdpGenerator::load(if_index("veth0")?, &frame)?;
+        let busy0 = busy_cpu_ns();
+        let started = Instant::now();
+        generator.send(&frame, packets as u32)?;
+        let wall = started.elapsed().as_secs_f64();
+        sleep(Duration::from_millis(50)); // the last softirq work
+        Ok((wall, busy_cpu_ns() - busy0))
     })?;
-    let wall = started.elapsed().as_secs_f64();
-    sleep(Duration::from_millis(50)); // the last softirq work
-    let (busy1, _) = cpu_ns();
-    let (sink_rx1, _, _) = counters(&net.sink, "veth0")?;
+    let sink_rx1 = rx_packets(&net.sink, "veth0")?;
     Ok(Run {
         mpps: packets as f64 / wall / 1e6,
-        cpu_ns_per_packet: (busy1 - busy0) as f64 / packets as f64,
-        delivered: packets,
-        forwarded: sink_rx1 - sink_rx0,
+        cpu_ns_per_packet: busy as f64 / packets as f64,
+        reached_sink: (sink_rx1 - sink_rx0) as f64 / packets as f64,
     })
 }
 
@@ -298,49 +294,45 @@ fn install(net: &Net, filter: &str, work: &Path) -> Result<Guard> {
             return Ok(Guard::Sensord(sensord));
         }
         "xdp-filter" => {
-            let script = "mount -t bpf bpf /sys/fs/bpf && xdp-filter load in0 --mode native \
-                          && xdp-filter ip 10.10.0.66 --mode src";
-            cmd::run(gw.command("sh").args(["-c", script]))?;
+            let script = format!(
+                "mount -t bpf bpf /sys/fs/bpf && xdp-filter load in0 --mode native \
+                 && xdp-filter ip {DROP_SRC} --mode src"
+            );
+            cmd::run(gw.command("sh").args(["-c", &script]))?;
         }
         "nftables netdev ingress" => {
-            let rules = "table netdev bench {\n chain ingress {\n  type filter hook ingress device in0 priority 0;\n  ip saddr 10.10.0.66 drop\n }\n}\n";
+            let rules = format!(
+                "table netdev bench {{\n chain ingress {{\n  type filter hook ingress device in0 priority 0;\n  ip saddr {DROP_SRC} drop\n }}\n}}\n"
+            );
             let path = work.join("bench.nft");
             std::fs::write(&path, rules)?;
             gw.exec("nft", &["-f", &path.to_string_lossy()])?;
         }
-        "iptables raw (nf_tables)" => {
-            gw.exec(
-                "iptables-nft",
-                &[
-                    "-t",
-                    "raw",
-                    "-A",
-                    "PREROUTING",
-                    "-s",
-                    DROP_SRC,
-                    "-j",
-                    "DROP",
-                ],
-            )?;
-        }
-        "iptables raw (legacy)" => {
-            gw.exec(
-                "iptables-legacy",
-                &[
-                    "-t",
-                    "raw",
-                    "-A",
-                    "PREROUTING",
-                    "-s",
-                    DROP_SRC,
-                    "-j",
-                    "DROP",
-                ],
-            )?;
+        "iptables raw (nf_tables)" | "iptables raw (legacy)" => {
+            let rule = [
+                "-t",
+                "raw",
+                "-A",
+                "PREROUTING",
+                "-s",
+                DROP_SRC,
+                "-j",
+                "DROP",
+            ];
+            gw.exec(iptables(filter), &rule)?;
         }
         other => anyhow::bail!("unknown filter {other}"),
     }
     Ok(guard)
+}
+
+/// The iptables binary of an iptables row (its back end).
+fn iptables(filter: &str) -> &'static str {
+    if filter.ends_with("(legacy)") {
+        "iptables-legacy"
+    } else {
+        "iptables-nft"
+    }
 }
 
 fn uninstall(net: &Net, filter: &str) -> Result<()> {
@@ -354,11 +346,8 @@ fn uninstall(net: &Net, filter: &str) -> Result<()> {
         "nftables netdev ingress" => {
             gw.exec("nft", &["delete", "table", "netdev", "bench"])?;
         }
-        "iptables raw (nf_tables)" => {
-            gw.exec("iptables-nft", &["-t", "raw", "-F"])?;
-        }
-        "iptables raw (legacy)" => {
-            gw.exec("iptables-legacy", &["-t", "raw", "-F"])?;
+        "iptables raw (nf_tables)" | "iptables raw (legacy)" => {
+            gw.exec(iptables(filter), &["-t", "raw", "-F"])?;
         }
         _ => {}
     }
@@ -455,11 +444,7 @@ fn main() -> Result<()> {
             for _ in 0..args.rounds {
                 runs.push(send(&net, config, args.packets)?);
             }
-            let forwarded: Vec<f64> = runs
-                .iter()
-                .map(|r| r.forwarded as f64 / r.delivered as f64)
-                .collect();
-            let (_, forwarded_share, _) = summary(forwarded);
+            let (_, forwarded_share, _) = summary(runs.iter().map(|r| r.reached_sink).collect());
             // A filter that drops must drop, one that passes must forward.
             let expected_forwarding = *traffic == "forward" || filter == "none";
             ensure!(
