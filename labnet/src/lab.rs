@@ -1,15 +1,20 @@
 //! The built-in lab: a gateway namespace with one bridge per segment, and a
-//! namespace per host, wired to the bridge by a veth pair whose gateway end
-//! is a port the sensor attaches to. docs/lab.md draws it.
+//! namespace per host. The internet and records hosts are wired straight to
+//! their bridge's ports on the gateway; the office hosts sit behind an
+//! access switch (a bridge in a namespace of its own) whose uplink is the
+//! gateway's office port, and whose SPAN port mirrors every frame it
+//! receives to the gateway's tap. East-west office traffic never reaches
+//! the gateway: only the tap sees it. docs/lab.md draws it.
 //!
 //! ```text
 //!  internet (DMZ)            office (government WAN)       records (resident IDs)
 //!  dns 203.0.113.53          office1 10.10.0.11            records1 10.20.0.21
 //!  web 203.0.113.80          office2 10.10.0.12
 //!  c2  203.0.113.66          office3 10.10.0.13
-//!        |                         |                              |
-//!   [br-internet]             [br-office]                   [br-records]
-//!        +------------- gateway (sensord, XDP on every port) -----+
+//!        |                    [access switch]--span               |
+//!        |                         | uplink       |               |
+//!   [br-internet]             [br-office]     tap-office     [br-records]
+//!        +------- gateway (sensord: XDP inline on every port, AF_XDP tap) ---+
 //! ```
 
 use std::{
@@ -35,7 +40,14 @@ pub struct SegmentSpec {
     pub prefix_v6: u8,
     /// What sensord's configuration assigns to this segment.
     pub sensor_cidrs: &'static [&'static str],
+    /// The hosts hang off an access switch with a SPAN port to the
+    /// gateway's tap, instead of off the gateway's own bridge.
+    pub access_switch: bool,
 }
+
+/// The gateway's port to the office access switch, and its tap.
+pub const OFFICE_UPLINK: &str = "office";
+pub const OFFICE_TAP: &str = "tap-office";
 
 /// What a host runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,6 +79,7 @@ pub const SEGMENTS: [SegmentSpec; 3] = [
         prefix_v6: 64,
         // Everything that is not an internal segment is "the internet".
         sensor_cidrs: &["0.0.0.0/0", "::/0"],
+        access_switch: false,
     },
     SegmentSpec {
         name: "office",
@@ -75,6 +88,7 @@ pub const SEGMENTS: [SegmentSpec; 3] = [
         prefix_v4: 24,
         prefix_v6: 64,
         sensor_cidrs: &["10.10.0.0/24", "fd00:10::/64"],
+        access_switch: true,
     },
     SegmentSpec {
         name: "records",
@@ -83,6 +97,7 @@ pub const SEGMENTS: [SegmentSpec; 3] = [
         prefix_v4: 24,
         prefix_v6: 64,
         sensor_cidrs: &["10.20.0.0/24", "fd00:20::/64"],
+        access_switch: false,
     },
 ];
 
@@ -158,7 +173,8 @@ pub struct LabHost {
     pub ipv6: Ipv6Addr,
     pub segment: String,
     pub role: Role,
-    /// The gateway's port for this host (an interface in the gateway's netns).
+    /// The switch port for this host: an interface in the gateway's netns,
+    /// or in the access switch's for a host behind one.
     pub port: String,
 }
 
@@ -167,6 +183,8 @@ pub struct Lab {
     /// /run/PREFIX: configuration, state file, control socket, logs, bpffs.
     pub dir: PathBuf,
     pub gateway: Netns,
+    /// The office segment's access switch.
+    pub switch: Netns,
     pub hosts: Vec<LabHost>,
     pub bin_dir: PathBuf,
     pub metrics_address: String,
@@ -205,10 +223,13 @@ impl Lab {
             ])?;
             gateway.ip(&["link", "set", &bridge, "up"])?;
         }
+        let switch = Netns::create(&format!("{prefix}-switch"))?;
+        access_switch(&gateway, &switch)?;
         let mut lab = Lab {
             prefix: prefix.clone(),
             dir,
             gateway,
+            switch,
             hosts: Vec::new(),
             bin_dir: options.bin_dir.clone(),
             metrics_address: "127.0.0.1:9464".into(),
@@ -231,8 +252,13 @@ impl Lab {
             .expect("known segment");
         let ns = Netns::create(&format!("{}-{}", self.prefix, spec.name))?;
         let port = spec.name.to_string();
+        let (bridge_ns, bridge) = if seg.access_switch {
+            (&self.switch, "br-access")
+        } else {
+            (&self.gateway, &*format!("br-{}", seg.name))
+        };
         // Both ends are made inside the lab's namespaces, never in the root one.
-        self.gateway.ip(&[
+        bridge_ns.ip(&[
             "link",
             "add",
             &port,
@@ -244,9 +270,11 @@ impl Lab {
             "netns",
             ns.name(),
         ])?;
-        self.gateway
-            .ip(&["link", "set", &port, "master", &format!("br-{}", seg.name)])?;
-        self.gateway.ip(&["link", "set", &port, "up"])?;
+        bridge_ns.ip(&["link", "set", &port, "master", bridge])?;
+        bridge_ns.ip(&["link", "set", &port, "up"])?;
+        if seg.access_switch {
+            mirror_to_span(bridge_ns, &port)?;
+        }
         ns.ip(&[
             "addr",
             "add",
@@ -387,11 +415,16 @@ impl Lab {
     /// sensord's configuration for this lab: every gateway port, the three
     /// segments, the resolver exempt from isolation.
     pub fn sensord_config(&self, extra: &str) -> String {
-        let ports: Vec<String> = self.hosts.iter().map(|h| format!("{:?}", h.port)).collect();
+        let ports: Vec<String> = self
+            .inline_ports()
+            .iter()
+            .map(|p| format!("{p:?}"))
+            .collect();
         let resolver = self.host("dns");
         let mut text = format!(
             "# Generated by the lab ({prefix}).\n\
              interfaces = [{ports}]\n\
+             taps = [{tap:?}]\n\
              metrics_address = {metrics:?}\n\
              control_socket = {socket:?}\n\
              state_file = {state:?}\n\
@@ -399,6 +432,7 @@ impl Lab {
              exempt = [\"{resolver}/32\"]\n",
             prefix = self.prefix,
             ports = ports.join(", "),
+            tap = OFFICE_TAP,
             metrics = self.metrics_address,
             socket = self.control_socket(),
             state = self.state_file(),
@@ -424,6 +458,20 @@ impl Lab {
             pairs.join(", ")
         ));
         text
+    }
+
+    /// The gateway's ports sensord enforces on: one per host wired to the
+    /// gateway, and the office switch's uplink.
+    pub fn inline_ports(&self) -> Vec<String> {
+        let direct = self.hosts.iter().filter(|h| {
+            !SEGMENTS
+                .iter()
+                .any(|s| s.name == h.segment && s.access_switch)
+        });
+        direct
+            .map(|h| h.port.clone())
+            .chain([OFFICE_UPLINK.to_string()])
+            .collect()
     }
 
     pub fn host(&self, name: &str) -> &LabHost {
@@ -517,8 +565,10 @@ impl Lab {
                 "control_socket": self.control_socket(),
                 "metrics_url": format!("http://{}/metrics", self.metrics_address),
                 "config": self.config_path(),
-                "interfaces": self.hosts.iter().map(|h| h.port.clone()).collect::<Vec<_>>(),
+                "interfaces": self.inline_ports(),
+                "taps": [OFFICE_TAP],
             },
+            "switch": { "netns": self.switch.name(), "span_to": OFFICE_TAP },
             "hosts": self.hosts.iter().map(|h| json!({
                 "name": h.name,
                 "netns": h.netns.name(),
@@ -534,6 +584,7 @@ impl Lab {
     pub fn keep(mut self) {
         self.keep = true;
         self.gateway.disown();
+        self.switch.disown();
         for h in &mut self.hosts {
             h.netns.disown();
         }
@@ -551,6 +602,63 @@ impl Drop for Lab {
             destroy(&self.prefix);
         }
     }
+}
+
+/// The office access switch: a bridge with an uplink to the gateway's
+/// office bridge, and a SPAN port wired to the gateway's tap interface.
+fn access_switch(gateway: &Netns, switch: &Netns) -> Result<()> {
+    switch.ip(&["link", "set", "lo", "up"])?;
+    switch.ip(&["link", "add", "br-access", "type", "bridge"])?;
+    switch.ip(&["link", "set", "br-access", "up"])?;
+    gateway.ip(&[
+        "link",
+        "add",
+        OFFICE_UPLINK,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "uplink",
+        "netns",
+        switch.name(),
+    ])?;
+    gateway.ip(&["link", "set", OFFICE_UPLINK, "master", "br-office"])?;
+    gateway.ip(&["link", "set", OFFICE_UPLINK, "up"])?;
+    switch.ip(&["link", "set", "uplink", "master", "br-access"])?;
+    switch.ip(&["link", "set", "uplink", "up"])?;
+    // The SPAN link: the switch sends copies out of "span"; they arrive on
+    // the gateway's tap, which has no address and sends nothing.
+    gateway.ip(&[
+        "link",
+        "add",
+        OFFICE_TAP,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "span",
+        "netns",
+        switch.name(),
+    ])?;
+    for (ns, dev) in [(gateway, OFFICE_TAP), (switch, "span")] {
+        ns.sysctl(&format!("net.ipv6.conf.{dev}.disable_ipv6"), "1")?;
+        ns.ip(&["link", "set", dev, "up"])?;
+    }
+    mirror_to_span(switch, "uplink")
+}
+
+/// Copies every frame the switch receives on `port` to its SPAN port
+/// (u32 matching anything: this kernel has no matchall classifier).
+fn mirror_to_span(switch: &Netns, port: &str) -> Result<()> {
+    switch.exec("tc", &["qdisc", "add", "dev", port, "clsact"])?;
+    switch.exec(
+        "tc",
+        &[
+            "filter", "add", "dev", port, "ingress", "protocol", "all", "u32", "match", "u32", "0",
+            "0", "action", "mirred", "egress", "mirror", "dev", "span",
+        ],
+    )?;
+    Ok(())
 }
 
 fn mount_bpffs(dir: &Path) -> Result<()> {

@@ -25,12 +25,31 @@ pub mod map_names {
     pub const TELEMETRY_STATS: &str = "TELEMETRY_STATS";
     pub const TELEMETRY_PROG: &str = "TELEMETRY_PROG";
     pub const VERDICT_SCRATCH: &str = "VERDICT_SCRATCH";
+    /// Mirror mode (not pinned: one pair per tap, owned by the daemon).
+    pub const TAP_SOCKETS: &str = "TAP_SOCKETS";
+    pub const TAP_COUNTERS: &str = "TAP_COUNTERS";
 }
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sensor_xdp";
 /// The telemetry program it tail-calls.
 pub const TELEMETRY_PROGRAM_NAME: &str = "sensor_telemetry";
+/// The mirror-port program: every frame into the AF_XDP socket of its queue.
+pub const TAP_PROGRAM_NAME: &str = "sensor_tap";
+
+/// Receive queues a tap can read (one AF_XDP socket each).
+pub const MAX_TAP_QUEUES: u32 = 64;
+
+/// Per-CPU counters of one tap receive queue (`TAP_COUNTERS`, by queue).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TapCounters {
+    /// Frames the tap program saw on this queue.
+    pub frames: u64,
+    /// Frames dropped because no socket was bound to the queue (the
+    /// daemon was starting, stopping, or could not open it).
+    pub no_socket: u64,
+}
 
 /// How many hosts may be isolated (IPv4 and IPv6 each).
 pub const MAX_ISOLATED_HOSTS: u32 = 1 << 20;
@@ -380,6 +399,7 @@ mod pod {
     unsafe impl aya::Pod for super::PayloadEvent {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::TapCounters {}
 }
 
 #[cfg(test)]

@@ -6,7 +6,12 @@
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_get_prandom_u32, bpf_redirect},
+    macros::xdp,
+    programs::XdpContext,
+};
 
 #[xdp]
 pub fn floor_pass(_ctx: XdpContext) -> u32 {
@@ -16,6 +21,11 @@ pub fn floor_pass(_ctx: XdpContext) -> u32 {
 /// The interface `generate_redirect` sends to, set at load time.
 #[no_mangle]
 static REDIRECT_IFINDEX: u32 = 0;
+
+/// Source ports the generated UDP frames spread over (0 or 1: the
+/// template's own), set at load time.
+#[no_mangle]
+static SOURCE_PORTS: u32 = 0;
 
 /// Length of the generated frame, and its bytes, set at load time.
 pub const FRAME_LEN: usize = 60;
@@ -37,8 +47,23 @@ pub fn generate_redirect(ctx: XdpContext) -> u32 {
         let template = core::ptr::read_volatile(&FRAME_TEMPLATE);
         core::ptr::copy_nonoverlapping(template.as_ptr(), start as *mut u8, FRAME_LEN);
     }
-    // SAFETY: a read-only global; volatile so the loader's value counts.
-    let ifindex = unsafe { core::ptr::read_volatile(&REDIRECT_IFINDEX) };
+    // SAFETY: read-only globals; volatile so the loader's values count.
+    let (ifindex, flows) = unsafe {
+        (
+            core::ptr::read_volatile(&REDIRECT_IFINDEX),
+            core::ptr::read_volatile(&SOURCE_PORTS),
+        )
+    };
+    if flows > 1 {
+        // A UDP frame's source port (Ethernet 14 + IPv4 20 bytes in),
+        // spread over `flows` values: that many flows at once.
+        // SAFETY: bytes 34..36 are inside the FRAME_LEN checked above; the
+        // helper takes no arguments.
+        unsafe {
+            let port = 40000 + (bpf_get_prandom_u32() % flows) as u16;
+            core::ptr::write_unaligned((start + 34) as *mut [u8; 2], port.to_be_bytes());
+        }
+    }
     // SAFETY: a helper call with plain integer arguments.
     unsafe { bpf_redirect(ifindex, 0) as u32 }
 }

@@ -9,6 +9,7 @@
 
 mod maps;
 mod parse;
+mod tap;
 mod telemetry;
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};

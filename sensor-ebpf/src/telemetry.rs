@@ -237,17 +237,42 @@ fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
     }
     if flow.inspect == INSPECT_UNKNOWN {
         let port = is_inspect_port(l4.sport) || is_inspect_port(l4.dport);
-        flow.inspect = if port || is_dcerpc_bind(ctx, l4.payload_offset) {
-            INSPECT_YES
+        if port || is_dcerpc_bind(ctx, l4.payload_offset) {
+            flow.inspect = INSPECT_YES;
         } else {
-            INSPECT_NO
-        };
+            flow.inspect = INSPECT_NO;
+            // Any other flow: one sample of a TLS or HTTP opening, for the
+            // server name and user agent in it.
+            if is_opening(ctx, l4.payload_offset) {
+                flow.samples += 1;
+                return true;
+            }
+        }
     }
     if flow.inspect != INSPECT_YES {
         return false;
     }
     flow.samples += 1;
     true
+}
+
+/// A TLS ClientHello record, or an HTTP request line (as
+/// `detect::inspect::is_opening` in the daemon).
+#[inline(always)]
+fn is_opening(ctx: &XdpContext, offset: usize) -> bool {
+    let start = ctx.data() + offset;
+    if start + 6 > ctx.data_end() {
+        return false;
+    }
+    // SAFETY: the six bytes were checked to be inside the packet.
+    let head = unsafe { core::ptr::read_unaligned(start as *const [u8; 6]) };
+    if head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x01 {
+        return true;
+    }
+    matches!(
+        &head[..4],
+        b"GET " | b"POST" | b"HEAD" | b"PUT " | b"DELE" | b"OPTI" | b"PATC" | b"CONN" | b"TRAC"
+    )
 }
 
 #[inline(always)]

@@ -59,6 +59,9 @@ pub fn document(incident: &Incident, change: Change, now: Nanos, action: Option<
             None => domains.push(p.clone()),
         }
     }
+    domains.extend(incident.names.values().cloned());
+    domains.sort();
+    domains.dedup();
     ips.dedup();
     let latest = incident.evidence.iter().max_by_key(|e| e.ts);
     let message = format!(
@@ -102,6 +105,7 @@ pub fn document(incident: &Incident, change: Change, now: Nanos, action: Option<
                 "false_positive": incident.false_positive,
                 "detectors": incident.detectors,
                 "peers": incident.peers,
+                "names": incident.names,
                 "evidence": incident.evidence.iter().map(|e| json!({
                     "detector": e.detector, "technique": e.technique, "score": e.score,
                     "time": rfc3339(e.ts), "peers": e.peers, "count": e.count,

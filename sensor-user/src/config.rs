@@ -87,6 +87,8 @@ pub enum PolicyDefault {
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
     pub interfaces: Vec<String>,
+    pub taps: Vec<String>,
+    pub tap_traffic: crate::tap::TapTraffic,
     pub xdp_mode: XdpModeSetting,
     pub mode: Mode,
     pub metrics_address: Option<String>,
@@ -121,6 +123,10 @@ pub struct RawPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub interfaces: Vec<String>,
+    /// Mirror-port interfaces: read through AF_XDP, never enforced on.
+    pub taps: Vec<String>,
+    /// Which tap frames feed detection (`Auto` resolved).
+    pub tap_traffic: crate::tap::TapTraffic,
     pub xdp_mode: XdpModeSetting,
     pub mode: Mode,
     pub metrics_address: SocketAddr,
@@ -209,14 +215,32 @@ fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
 impl RawConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let mut seen_ifaces = HashSet::new();
-        for (i, name) in self.interfaces.iter().enumerate() {
-            let key = format!("interfaces[{i}]");
+        let listed = self
+            .interfaces
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("interfaces[{i}]"), n));
+        let tapped = self
+            .taps
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("taps[{i}]"), n));
+        for (key, name) in listed.chain(tapped) {
             if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ']) {
                 return Err(invalid(key, format!("{name:?} is not an interface name")));
             }
             if !seen_ifaces.insert(name.as_str()) {
-                return Err(invalid(key, format!("{name:?} is listed twice")));
+                return Err(invalid(
+                    key,
+                    format!("{name:?} is listed twice (an interface is inline or a tap, not both)"),
+                ));
             }
+        }
+        if !self.taps.is_empty() && !self.detection.enabled {
+            return Err(invalid(
+                "taps",
+                "taps only feed detection, which is off (detection.enabled = false)",
+            ));
         }
         let metrics_text = self
             .metrics_address
@@ -252,7 +276,9 @@ impl RawConfig {
             }
         }
         Ok(Config {
+            tap_traffic: self.tap_traffic.resolve(!self.interfaces.is_empty()),
             interfaces: self.interfaces,
+            taps: self.taps,
             xdp_mode: self.xdp_mode,
             mode: self.mode,
             metrics_address,
@@ -491,6 +517,25 @@ mod tests {
         assert!(err("interfaces = [\"a/b\"]").starts_with("interfaces[0]"));
         let e = err("[[segment]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n[[segment]]\nname = \"a\"\ncidrs = [\"11.0.0.0/8\"]");
         assert!(e.starts_with("segment[1].name"), "{e}");
+    }
+
+    #[test]
+    fn taps_are_checked_and_their_traffic_follows_the_inline_interfaces() {
+        let e = err("interfaces = [\"eth0\"]\ntaps = [\"eth0\"]");
+        assert!(
+            e.starts_with("taps[0]") && e.contains("inline or a tap"),
+            "{e}"
+        );
+        assert!(err("taps = [\"\"]").starts_with("taps[0]"));
+        let e = err("taps = [\"span0\"]\n[detection]\nenabled = false");
+        assert!(e.starts_with("taps:"), "{e}");
+        let tap_only = Config::from_toml("taps = [\"span0\"]").unwrap();
+        assert_eq!(tap_only.tap_traffic, crate::tap::TapTraffic::All);
+        let both = Config::from_toml("interfaces = [\"eth0\"]\ntaps = [\"span0\"]").unwrap();
+        assert_eq!(both.tap_traffic, crate::tap::TapTraffic::EastWest);
+        let forced = Config::from_toml("interfaces = [\"eth0\"]\ntap_traffic = \"all\"").unwrap();
+        assert_eq!(forced.tap_traffic, crate::tap::TapTraffic::All);
+        assert!(err("tap_traffic = \"north-south\"").contains("tap_traffic"));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! API and the metrics, expires entries, and shuts down on SIGINT/SIGTERM.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -19,6 +22,7 @@ use crate::{
     detection::Detection,
     enforcer::{Enforcer, Origin},
     metrics::{Metrics, Snapshot},
+    tap::{Tap, TapFeed, TapReader, TapStatus},
     telemetry::{self, Clocks, TelemetryCounts, TelemetryMaps},
 };
 
@@ -32,7 +36,15 @@ pub struct Sensor {
     /// Live detection; `None` when `detection.enabled` is false.
     pub detection: Option<Detection>,
     pub telemetry: TelemetryCounts,
+    /// The taps' figures, refreshed by their reader.
+    pub taps: TapStatus,
     started: Instant,
+}
+
+/// What `Sensor::start` hands to the readers it does not own.
+pub struct Readers {
+    pub telemetry: Option<TelemetryMaps>,
+    pub taps: Option<TapReader>,
 }
 
 type Shared = Arc<Mutex<Sensor>>;
@@ -43,8 +55,9 @@ const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
 
 impl Sensor {
     /// Loads (or adopts) the datapath and brings it in line with `config`;
-    /// with detection on, also returns the telemetry maps for the reader.
-    pub fn start(config: Config) -> Result<(Sensor, Option<TelemetryMaps>)> {
+    /// with detection on, also returns the telemetry maps and the taps for
+    /// their readers.
+    pub fn start(config: Config) -> Result<(Sensor, Readers)> {
         let mut datapath = Datapath::load(&config.pin_dir)?;
         // Fill the maps before attaching, so a new attachment never runs
         // against an empty policy.
@@ -68,6 +81,7 @@ impl Sensor {
             .set_telemetry(detection.is_some())
             .context("settings map")?;
         datapath.attach_all(&config.interfaces, config.xdp_mode)?;
+        let taps = open_taps(&datapath, &config)?;
         let sensor = Sensor {
             config,
             datapath,
@@ -75,9 +89,10 @@ impl Sensor {
             metrics: Metrics::new(),
             detection,
             telemetry: TelemetryCounts::default(),
+            taps: taps.as_ref().map(TapReader::status).unwrap_or_default(),
             started: Instant::now(),
         };
-        Ok((sensor, telemetry))
+        Ok((sensor, Readers { telemetry, taps }))
     }
 
     pub fn handle(&mut self, request: Request) -> Result<Value, String> {
@@ -191,6 +206,7 @@ impl Sensor {
             "pin_dir": self.config.pin_dir,
             "state_file": self.config.state_file,
             "interfaces": self.datapath.attachments,
+            "taps": self.taps,
             "entries": counts,
             "capacity": {
                 "isolated_hosts": sensor_common::MAX_ISOLATED_HOSTS,
@@ -235,6 +251,7 @@ impl Sensor {
             monitor: self.datapath.maps.monitor(),
             attachments: &self.datapath.attachments,
             detection: self.detection.as_ref().map(|d| d.snapshot(self.telemetry)),
+            taps: &self.taps,
         })
     }
 
@@ -267,8 +284,13 @@ pub async fn run(config: Config) -> Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
         .await
         .with_context(|| format!("binding metrics_address {metrics_address}"))?;
-    let (sensor, telemetry_maps) = Sensor::start(config)?;
+    let (sensor, readers) = Sensor::start(config)?;
     let sensor: Shared = Arc::new(Mutex::new(sensor));
+    let tap_stop = Arc::new(AtomicBool::new(false));
+    let tap_thread = match readers.taps {
+        Some(reader) => Some(spawn_tap_reader(reader, sensor.clone(), tap_stop.clone())?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let control_task = tokio::spawn(serve_control(
@@ -283,8 +305,9 @@ pub async fn run(config: Config) -> Result<()> {
     ));
     let expiry_task = tokio::spawn(sweep_loop(sensor.clone(), stop_rx.clone()));
     let hup_task = tokio::spawn(reload_on_hangup(sensor.clone(), stop_rx.clone()));
-    let telemetry_task =
-        telemetry_maps.map(|maps| tokio::spawn(detection_loop(maps, sensor.clone(), stop_rx)));
+    let telemetry_task = readers
+        .telemetry
+        .map(|maps| tokio::spawn(detection_loop(maps, sensor.clone(), stop_rx)));
     info!(
         "sensord ready: control socket {}, metrics http://{metrics_address}/metrics",
         socket_path.display()
@@ -293,7 +316,13 @@ pub async fn run(config: Config) -> Result<()> {
     wait_for_signal().await?;
     info!("shutting down");
     let _ = stop_tx.send(true);
+    tap_stop.store(true, Ordering::Relaxed);
     let _ = tokio::join!(control_task, metrics_task, expiry_task, hup_task);
+    if let Some(thread) = tap_thread {
+        if thread.join().is_err() {
+            error!("the tap reader panicked");
+        }
+    }
     if let Some(task) = telemetry_task {
         match task.await {
             Ok(Err(e)) => error!("detection: {e:#}"),
@@ -509,6 +538,17 @@ impl Sensor {
         detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
     }
 
+    /// Tap events through the engine, then the response policy.
+    fn detect_tap(&mut self, batch: &[crate::detect::Event], now: u64) {
+        let Some(detection) = &mut self.detection else {
+            return;
+        };
+        for event in batch {
+            detection.observe(event, None);
+        }
+        detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
+    }
+
     /// Ended flows and established hosts from the flow table; the engine's
     /// tick; the response policy.
     fn detect_flows(&mut self, poll: telemetry::FlowPoll, now: u64) {
@@ -524,4 +564,64 @@ impl Sensor {
         detection.engine.tick(now);
         detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
     }
+}
+
+/// Opens every configured tap (none without detection: config refuses it).
+fn open_taps(datapath: &Datapath, config: &Config) -> Result<Option<TapReader>> {
+    if config.taps.is_empty() {
+        return Ok(None);
+    }
+    let mut taps = Vec::new();
+    for interface in &config.taps {
+        let tap = Tap::open(datapath, interface, config.xdp_mode)?;
+        let modes: Vec<&str> = tap.queues().map(|q| q.mode.label()).collect();
+        info!(
+            "{interface}: tap in {} XDP mode, {} queue(s), AF_XDP {}",
+            tap.xdp_mode,
+            modes.len(),
+            modes.join("/")
+        );
+        taps.push(tap);
+    }
+    info!("taps feed detection with {:?} traffic", config.tap_traffic);
+    let feed = TapFeed::new(config.tap_traffic, &config.segments);
+    Ok(Some(TapReader::new(taps, feed, config.tap_traffic)))
+}
+
+/// How long the tap reader waits for frames before it looks at the clock.
+const TAP_POLL_MS: i32 = 100;
+
+/// Reads the taps on a thread of its own (a mirror port delivers at line
+/// rate; a blocking poll loop keeps it off the async runtime).
+fn spawn_tap_reader(
+    mut reader: TapReader,
+    sensor: Shared,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let thread = std::thread::Builder::new()
+        .name("tap-reader".into())
+        .spawn(move || {
+            let mut last_tick = Instant::now();
+            let mut batch = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let now = Clocks::now().unix_now();
+                reader.poll(TAP_POLL_MS, now, &mut |e| batch.push(e));
+                let tick = last_tick.elapsed() >= DETECTION_TICK;
+                if tick {
+                    last_tick = Instant::now();
+                    reader.tick(now, &mut |e| batch.push(e));
+                }
+                if batch.is_empty() && !tick {
+                    continue;
+                }
+                let status = tick.then(|| reader.status());
+                let mut s = sensor.lock().expect("sensor lock");
+                s.detect_tap(&batch, now);
+                if let Some(status) = status {
+                    s.taps = status;
+                }
+                batch.clear();
+            }
+        })?;
+    Ok(thread)
 }

@@ -412,6 +412,7 @@ fn summary(i: &Incident) -> Value {
         "status": i.status, "false_positive": i.false_positive,
         "first_seen": rfc3339(i.first_seen), "last_seen": rfc3339(i.last_seen),
         "detectors": i.detectors, "techniques": i.techniques, "peers": i.peers,
+        "names": i.names,
         "actions": i.actions.iter().map(|a| format!("{} {}", a.action, a.target)).collect::<Vec<_>>(),
     })
 }

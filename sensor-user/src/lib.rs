@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod paths;
 pub mod response;
 pub mod state;
+pub mod tap;
 pub mod telemetry;

@@ -24,6 +24,11 @@ pub struct Metrics {
     incidents_open: IntGauge,
     actions: IntCounterVec,
     alerts: IntCounterVec,
+    tap_frames: IntCounterVec,
+    tap_lost: IntCounterVec,
+    tap_zero_copy: IntGaugeVec,
+    tap_skipped: IntCounterVec,
+    tap_flows_open: IntGauge,
 }
 
 /// Live detection's figures for a scrape (absent with detection off).
@@ -42,6 +47,7 @@ pub struct Snapshot<'a> {
     pub monitor: bool,
     pub attachments: &'a [datapath::Attachment],
     pub detection: Option<DetectionSnapshot>,
+    pub taps: &'a crate::tap::TapStatus,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -174,6 +180,36 @@ impl Metrics {
                 "Alerts written or sent, by sink (file, webhook) and result",
                 &["sink", "result"],
             ),
+            tap_frames: counter_vec(
+                &registry,
+                "sensor_tap_frames_total",
+                "Frames on a tap's receive queue: seen by the tap program, or read by sensord",
+                &["interface", "queue", "stage"],
+            ),
+            tap_lost: counter_vec(
+                &registry,
+                "sensor_tap_frames_lost_total",
+                "Tap frames lost, by queue and cause: ring_full and no_buffer when the reader fell behind, no_socket when no socket was bound",
+                &["interface", "queue", "cause"],
+            ),
+            tap_zero_copy: gauge_vec(
+                &registry,
+                "sensor_tap_zero_copy",
+                "1 when a tap queue's AF_XDP socket runs in zero-copy mode, 0 in copy mode",
+                &["interface", "queue"],
+            ),
+            tap_skipped: counter_vec(
+                &registry,
+                "sensor_tap_frames_skipped_total",
+                "Tap frames read but not fed to detection: undecodable (not IP, cut short) or out_of_scope (crosses the gateway, seen inline)",
+                &["reason"],
+            ),
+            tap_flows_open: {
+                let g = IntGauge::new("sensor_tap_flows_open", "Flows the tap reader tracks now")
+                    .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             monitor_mode,
             registry,
         }
@@ -241,6 +277,7 @@ impl Metrics {
         if let Some(d) = &snapshot.detection {
             self.render_detection(d);
         }
+        self.render_taps(snapshot.taps);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -278,6 +315,33 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    fn render_taps(&self, taps: &crate::tap::TapStatus) {
+        let set = |vec: &IntCounterVec, labels: &[&str], value: u64| {
+            let c = vec.with_label_values(labels);
+            c.reset();
+            c.inc_by(value);
+        };
+        for q in &taps.queues {
+            let queue = q.queue.to_string();
+            let at = |last: &'static str| [q.interface.as_str(), queue.as_str(), last];
+            set(&self.tap_frames, &at("seen"), q.frames);
+            set(&self.tap_frames, &at("read"), q.read);
+            set(&self.tap_lost, &at("no_socket"), q.lost_no_socket);
+            set(&self.tap_lost, &at("ring_full"), q.lost_ring_full);
+            set(&self.tap_lost, &at("no_buffer"), q.lost_no_buffer);
+            self.tap_zero_copy
+                .with_label_values(&[q.interface.as_str(), queue.as_str()])
+                .set((q.mode == crate::tap::CaptureMode::ZeroCopy) as i64);
+        }
+        if !taps.queues.is_empty() {
+            set(&self.tap_skipped, &["undecodable"], taps.feed.undecodable);
+            set(&self.tap_skipped, &["out_of_scope"], taps.feed.out_of_scope);
+            self.tap_flows_open.set(taps.open_flows as i64);
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -303,6 +367,7 @@ mod tests {
             monitor: false,
             attachments: &[],
             detection: None,
+            taps: &crate::tap::TapStatus::default(),
         };
         let text = metrics.render(&snapshot);
         assert!(
@@ -322,5 +387,40 @@ mod tests {
         // A second scrape shows the same absolute values, not doubled ones.
         let again = metrics.render(&snapshot);
         assert!(again.contains(r#"verdict="drop"} 7"#), "{again}");
+    }
+
+    #[test]
+    fn renders_tap_queues_and_losses() {
+        let metrics = Metrics::new();
+        let taps = crate::tap::TapStatus {
+            queues: vec![crate::tap::QueueStatus {
+                interface: "span0".into(),
+                queue: 0,
+                mode: crate::tap::CaptureMode::Copy,
+                frames: 10,
+                read: 6,
+                lost_no_socket: 1,
+                lost_ring_full: 2,
+                lost_no_buffer: 1,
+            }],
+            ..Default::default()
+        };
+        let snapshot = Snapshot {
+            counters: Vec::new(),
+            counts: Counts::default(),
+            monitor: false,
+            attachments: &[],
+            detection: None,
+            taps: &taps,
+        };
+        let text = metrics.render(&snapshot);
+        for line in [
+            r#"sensor_tap_frames_total{interface="span0",queue="0",stage="seen"} 10"#,
+            r#"sensor_tap_frames_total{interface="span0",queue="0",stage="read"} 6"#,
+            r#"sensor_tap_frames_lost_total{cause="ring_full",interface="span0",queue="0"} 2"#,
+            r#"sensor_tap_zero_copy{interface="span0",queue="0"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

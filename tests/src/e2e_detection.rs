@@ -3,8 +3,8 @@
 //! as its response policy says, while ordinary traffic raises nothing.
 
 use crate::support::lab::{
-    self, background, benign_traffic, http, incidents_of, isolated, run, sensorctl_json,
-    start_sshd, wait_for,
+    self, assert_isolated_within, background, benign_traffic, detectors, http, incidents_of,
+    isolated, run, sensorctl_json, start_sshd, wait_for,
 };
 
 /// Isolate on any clear detection; block the C&C of a beacon.
@@ -21,24 +21,6 @@ min_score = 70
 action = "block_peer"
 ttl = "10m"
 "#;
-
-fn detectors(lab: &labnet::Lab, host: &str) -> Vec<String> {
-    incidents_of(lab, host)
-        .iter()
-        .flat_map(|i| i["detectors"].as_array().cloned().unwrap_or_default())
-        .filter_map(|d| d.as_str().map(String::from))
-        .collect()
-}
-
-fn assert_isolated_within(lab: &labnet::Lab, host: &str, secs: u64, what: &str) {
-    let took = wait_for(secs, || isolated(lab).iter().any(|h| h == host));
-    assert!(
-        took.is_some(),
-        "{what}: {host} was not isolated within {secs}s; incidents: {:?}; sensord log:\n{}",
-        incidents_of(lab, host),
-        std::fs::read_to_string(lab.sensord_log()).unwrap_or_default()
-    );
-}
 
 /// A first web request: a completed handshake, so sensord knows the
 /// address is really the host's (the anti-spoofing rule).
@@ -290,4 +272,59 @@ fn intel_lists_reload_without_restart_and_policy_drops_become_incidents() {
     // A bad list is refused and the old one stays.
     std::fs::remove_file(&intel).unwrap();
     assert!(lab.sensorctl(&["reload-intel"]).is_err());
+}
+
+/// A domain on an intel list: the answer to an inside host's query names
+/// the addresses, the response policy blocks them for every host, and the
+/// incident names the domain next to the address.
+#[test]
+fn a_listed_domain_blocks_the_addresses_it_resolves_to() {
+    let intel = std::env::temp_dir().join(format!(
+        "{}-intel.txt",
+        crate::support::unique_name("domain")
+    ));
+    std::fs::write(&intel, "c2.lab  # the lab's C&C, by name\n").unwrap();
+    let config = format!(
+        "[detection.intel]\nfiles = [{intel:?}]\n\n[response]\n\
+         [[response.rule]]\ndetectors = [\"intel.*\"]\nmin_score = 70\naction = \"block_peer\"\nttl = \"10m\"\n"
+    );
+    let lab = lab::start("detdomain", &config);
+    assert!(
+        http(&lab, "office2", "http://203.0.113.66:8080/"),
+        "the C&C answers before anyone resolved its name"
+    );
+    assert!(
+        crate::support::lab::dns(&lab, "office1", "c2.lab"),
+        "office1 resolves c2.lab"
+    );
+    let blocked = wait_for(10, || {
+        sensorctl_json(&lab, &["list"])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["kind"] == "block" && e["target"] == "203.0.113.66/32")
+    });
+    assert!(
+        blocked.is_some(),
+        "the address c2.lab resolves to was not blocked: {:?}",
+        incidents_of(&lab, "10.10.0.11")
+    );
+    assert!(
+        !http(&lab, "office2", "http://203.0.113.66:8080/"),
+        "blocked for every host, not only the one that asked"
+    );
+    assert!(
+        http(&lab, "office2", "http://203.0.113.80/"),
+        "the rest passes"
+    );
+    let incident = &incidents_of(&lab, "10.10.0.11")[0];
+    assert!(
+        incident["detectors"]
+            .as_array()
+            .unwrap()
+            .contains(&"intel.domain".into()),
+        "{incident}"
+    );
+    assert_eq!(incident["names"]["203.0.113.66"], "c2.lab", "{incident}");
+    let _ = std::fs::remove_file(&intel);
 }

@@ -17,3 +17,5 @@ mod e2e_detection;
 mod e2e_enforcement;
 #[cfg(test)]
 mod e2e_lifecycle;
+#[cfg(test)]
+mod e2e_tap;

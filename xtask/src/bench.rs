@@ -2,7 +2,8 @@
 //! and xdp-filter, end to end on veth next to xdp-filter, nftables and
 //! iptables, the detection engine's throughput and memory, and the control
 //! plane (detection and `sensorctl` to the first dropped packet, loading a
-//! large feed). Prints tables, writes target/bench/results.json and
+//! large feed), and a mirror port into the engine through AF_XDP next to
+//! AF_PACKET. Prints tables, writes target/bench/results.json and
 //! chart.svg (docs/performance.md).
 
 use std::process::Command;
@@ -24,7 +25,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_value = "0,10000,1000000")]
     sizes: Vec<u32>,
     /// Run only these suites (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = ["xdp", "veth", "engine", "latency"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["xdp", "veth", "engine", "latency", "tap"])]
     only: Vec<String>,
     /// Packets per end-to-end veth run.
     #[arg(long, default_value_t = 2_000_000)]
@@ -38,6 +39,12 @@ pub struct Options {
     /// `sensorctl isolate` measurements in the lab.
     #[arg(long, default_value_t = 100)]
     manual_rounds: u32,
+    /// Frames per mirror-port run (AF_XDP and AF_PACKET).
+    #[arg(long, default_value_t = 2_000_000)]
+    tap_frames: u32,
+    /// Mirror-port runs per method.
+    #[arg(long, default_value_t = 3)]
+    tap_rounds: u32,
     /// Ranges of the threat feed loaded with `sensorctl block --file`.
     #[arg(long, default_value_t = 1_000_000)]
     feed_ranges: u32,
@@ -108,6 +115,16 @@ pub fn run(options: &Options) -> Result<()> {
             "latency.json",
         )?;
     }
+    if wanted("tap") {
+        run(
+            "tap-bench",
+            &[
+                ("frames", options.tap_frames.to_string()),
+                ("rounds", options.tap_rounds.to_string()),
+            ],
+            "tap.json",
+        )?;
+    }
     summarise(&out_dir)?;
     println!("\nresults in {}", out_dir.display());
     Ok(())
@@ -122,6 +139,7 @@ fn summarise(out_dir: &std::path::Path) -> Result<()> {
         ("veth_end_to_end", "veth.json"),
         ("engine", "engine.json"),
         ("control_plane", "latency.json"),
+        ("mirror_port", "tap.json"),
     ] {
         if let Ok(text) = std::fs::read_to_string(out_dir.join(file)) {
             all.insert(key.into(), serde_json::from_str(&text)?);

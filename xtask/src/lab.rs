@@ -221,8 +221,13 @@ fn story() -> Result<()> {
         !reaches(&lab, "office1", "http://203.0.113.66:8080/"),
     );
     s.expect(
-        "office2 -> office1 is dropped (both directions)",
-        !pings(&lab, "office2", "10.10.0.11"),
+        "records1 -> office1 is dropped (both directions)",
+        !pings(&lab, "records1", "10.10.0.11"),
+    );
+    s.expect(
+        "office2 -> office1 still answers: inside the office, frames go port to port on \
+         its access switch and never reach the gateway",
+        pings(&lab, "office2", "10.10.0.11"),
     );
     s.expect(
         "office1 still reaches the exempt resolver",
@@ -343,25 +348,7 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
         "office3 browses first (a completed handshake proves its address)",
         reaches(lab, "office3", "http://203.0.113.80/"),
     );
-    println!("   $ nmap -sS -p 1-200 10.20.0.21   (from office3)");
-    let scan_start = std::time::Instant::now();
-    let scan = lab
-        .host("office3")
-        .netns
-        .command("nmap")
-        .args([
-            "-sS",
-            "-n",
-            "-Pn",
-            "-p",
-            "1-200",
-            "--max-retries",
-            "1",
-            "10.20.0.21",
-        ])
-        .output()?;
-    let _ = scan;
-    let took = wait_isolated(lab, "10.10.0.13", 15).map(|_| scan_start.elapsed());
+    let took = scan_until_isolated(lab, "office3", "10.20.0.21", "")?;
     s.expect(
         &match took {
             Some(t) => format!(
@@ -375,6 +362,39 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
     s.expect(
         "office3 -> web is now dropped",
         !reaches(lab, "office3", "http://203.0.113.80/"),
+    );
+
+    s.say(
+        "office1 is infected: it scans its neighbour office2, inside the office segment. \
+         The gateway never sees that traffic; the switch's SPAN port copies it to sensord's tap.",
+    );
+    s.expect(
+        "office1 browses first",
+        reaches(lab, "office1", "http://203.0.113.80/"),
+    );
+    let took = scan_until_isolated(lab, "office1", "10.10.0.12", ", east-west")?;
+    s.expect(
+        &match took {
+            Some(t) => format!(
+                "office1 caught by the tap and isolated at the gateway, {:.1}s after the scan began",
+                t.as_secs_f64()
+            ),
+            None => "office1 caught by the tap and isolated at the gateway".into(),
+        },
+        took.is_some(),
+    );
+    s.expect(
+        "office1 -> web is now dropped",
+        !reaches(lab, "office1", "http://203.0.113.80/"),
+    );
+    let metrics = lab.metrics().unwrap_or_default();
+    let tap_lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("sensor_tap_frames") && !l.contains("skipped"))
+        .collect();
+    println!(
+        "   $ curl .../metrics | grep sensor_tap_frames\n{}",
+        indent(&tap_lines.join("\n"))
     );
 
     s.say("office2 is infected too: it calls its C&C server every second or so, with jitter.");
@@ -440,9 +460,38 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
     );
     // Release both, so the rest of the story runs on a whole network.
     lab.sensorctl(&["release", "10.10.0.13"])?;
+    lab.sensorctl(&["release", "10.10.0.11"])?;
     lab.sensorctl(&["release", "10.10.0.12"])?;
     lab.sensorctl(&["unblock", "203.0.113.66/32"])?;
     Ok(())
+}
+
+/// Runs `nmap -sS` from `from` against `target`; how long after it began
+/// its host was isolated (within 15 s), if it was.
+fn scan_until_isolated(
+    lab: &Lab,
+    from: &str,
+    target: &str,
+    note: &str,
+) -> Result<Option<Duration>> {
+    println!("   $ nmap -sS -p 1-200 {target}   (from {from}{note})");
+    let started = std::time::Instant::now();
+    lab.host(from)
+        .netns
+        .command("nmap")
+        .args([
+            "-sS",
+            "-n",
+            "-Pn",
+            "-p",
+            "1-200",
+            "--max-retries",
+            "1",
+            target,
+        ])
+        .output()?;
+    let ip = lab.host(from).ipv4.to_string();
+    Ok(wait_isolated(lab, &ip, 15).map(|_| started.elapsed()))
 }
 
 fn indent(text: &str) -> String {

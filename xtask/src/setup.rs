@@ -67,6 +67,7 @@ const TOOL_PACKAGES: &[&str] = &[
     "openssh-server",
     "openssh-client",
     "sshpass",
+    "openssl",
 ];
 
 fn have(program: &str, arg: &str) -> bool {

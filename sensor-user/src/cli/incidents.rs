@@ -115,7 +115,17 @@ pub fn show(cli: &Cli, id: u64) -> Result<()> {
     );
     println!("  detectors  {}", text(&i["detectors"]));
     println!("  techniques {}", text(&i["techniques"]));
-    println!("  peers      {}", text(&i["peers"]));
+    let named = |p: &Value| match i["names"].get(text(p)) {
+        Some(name) => format!("{} ({})", text(p), text(name)),
+        None => text(p),
+    };
+    let peers: Vec<String> = i["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(named)
+        .collect();
+    println!("  peers      {}", peers.join(", "));
     println!("timeline:");
     for t in i["timeline"].as_array().into_iter().flatten() {
         if t["type"] == "evidence" {

@@ -21,7 +21,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use log::{info, warn};
-use sensor_common::{map_names, IFACE_SLOT_GLOBAL, PROGRAM_NAME, TELEMETRY_PROGRAM_NAME};
+use sensor_common::{
+    map_names, IFACE_SLOT_GLOBAL, PROGRAM_NAME, TAP_PROGRAM_NAME, TELEMETRY_PROGRAM_NAME,
+};
 
 pub use address_table::AddressTable;
 pub use maps::{Maps, UNATTACHED_SLOT};
@@ -157,6 +159,23 @@ impl Datapath {
         crate::telemetry::TelemetryMaps::take_from(&mut self.unattached)
     }
 
+    /// A new instance of the mirror-port program (with its own socket map
+    /// and counters), for one tap.
+    pub fn load_tap_program(&self) -> Result<Ebpf> {
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&self.pin_dir)
+            .load(self.object)
+            .context("loading the eBPF object")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(TAP_PROGRAM_NAME)
+            .context("the eBPF object has no tap program")?
+            .try_into()?;
+        program
+            .load()
+            .context("the kernel refused the tap program")?;
+        Ok(ebpf)
+    }
+
     /// The instance that is never attached: for BPF_PROG_TEST_RUN.
     pub fn program(&self) -> &Xdp {
         program_of(&self.unattached)
@@ -290,20 +309,7 @@ fn attach_instance(
             }
         }
     }
-    let (link_id, mode_name) = match mode {
-        XdpModeSetting::Native => (attach_mode(program, interface, XdpMode::Driver)?, "native"),
-        XdpModeSetting::Generic => (attach_mode(program, interface, XdpMode::Skb)?, "generic"),
-        XdpModeSetting::Auto => match attach_mode(program, interface, XdpMode::Driver) {
-            Ok(id) => (id, "native"),
-            Err(e) => {
-                warn!(
-                    "{interface}: native XDP failed ({e:#}); falling back to generic mode, \
-                     which is slower (set xdp_mode = \"generic\" to silence this)"
-                );
-                (attach_mode(program, interface, XdpMode::Skb)?, "generic")
-            }
-        },
-    };
+    let (link_id, mode_name) = attach_in_mode(program, interface, mode)?;
     let link = program.take_link(link_id)?;
     let fd_link: FdLink = link
         .try_into()
@@ -316,6 +322,29 @@ fn attach_instance(
         ifindex,
         mode: mode_name,
         adopted: false,
+    })
+}
+
+/// Attaches in the configured mode (auto: native, else generic with a
+/// warning); returns the link and the mode's name.
+pub fn attach_in_mode(
+    program: &mut Xdp,
+    interface: &str,
+    mode: XdpModeSetting,
+) -> Result<(aya::programs::xdp::XdpLinkId, &'static str)> {
+    Ok(match mode {
+        XdpModeSetting::Native => (attach_mode(program, interface, XdpMode::Driver)?, "native"),
+        XdpModeSetting::Generic => (attach_mode(program, interface, XdpMode::Skb)?, "generic"),
+        XdpModeSetting::Auto => match attach_mode(program, interface, XdpMode::Driver) {
+            Ok(id) => (id, "native"),
+            Err(e) => {
+                warn!(
+                    "{interface}: native XDP failed ({e:#}); falling back to generic mode, \
+                     which is slower (set xdp_mode = \"generic\" to silence this)"
+                );
+                (attach_mode(program, interface, XdpMode::Skb)?, "generic")
+            }
+        },
     })
 }
 
@@ -362,7 +391,7 @@ fn attached_mode(interface: &str) -> &'static str {
     }
 }
 
-fn if_index(interface: &str) -> Result<u32> {
+pub fn if_index(interface: &str) -> Result<u32> {
     let c = CString::new(interface).context("interface name has a NUL byte")?;
     // SAFETY: a valid C string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };

@@ -20,6 +20,7 @@ use pcap_file::{
 use super::event::{
     Event, FlowSummary, Kind, Nanos, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SECOND,
 };
+use super::inspect;
 
 /// A UDP or ICMP flow with no packet for this long has ended.
 const UDP_IDLE: Nanos = 60 * SECOND;
@@ -73,7 +74,13 @@ struct Flow {
 pub struct FlowTracker {
     flows: HashMap<FlowKey, Flow>,
     last_sweep: Nanos,
+    /// Flows ended early to stay within `MAX_FLOWS`.
+    pub evicted: u64,
 }
+
+/// Flows tracked at once (as the datapath's flow table): a flood of new
+/// flows ends old ones early instead of growing without bound.
+const MAX_FLOWS: usize = 1 << 18;
 
 /// The transport facts of one packet.
 pub struct Packet<'a> {
@@ -110,6 +117,12 @@ impl FlowTracker {
         };
         let key = FlowKey::new(p.protocol, (p.src, p.sport), (p.dst, p.dport));
         let is_new = !self.flows.contains_key(&key);
+        if is_new && self.flows.len() >= MAX_FLOWS {
+            if let Some(victim) = self.flows.keys().next().copied() {
+                self.end(victim, emit);
+                self.evicted += 1;
+            }
+        }
         let flow = self.flows.entry(key).or_insert_with(|| Flow {
             orig: (p.src, p.sport),
             resp: (p.dst, p.dport),
@@ -136,12 +149,16 @@ impl FlowTracker {
             PROTO_TCP => {
                 let f = p.tcp_flags;
                 if !p.payload.is_empty() && flow.samples < DATA_SAMPLES {
+                    let first = flow.inspect.is_none();
                     let inspect = *flow.inspect.get_or_insert_with(|| {
                         INSPECT_PORTS.contains(&p.sport)
                             || INSPECT_PORTS.contains(&p.dport)
                             || is_dcerpc_bind(p.payload)
                     });
-                    if inspect {
+                    // Any other flow: one sample of a TLS or HTTP opening,
+                    // for the server name and user agent in it.
+                    let opening = first && !inspect && inspect::is_opening(p.payload);
+                    if inspect || opening {
                         flow.samples += 1;
                         let n = p.payload.len().min(DATA_SAMPLE);
                         emit(event(Kind::Data, p.payload[..n].to_vec()));
@@ -200,6 +217,17 @@ impl FlowTracker {
         }
     }
 
+    /// Live: ends flows idle for longer than their timeout, when no packet
+    /// has come to do it.
+    pub fn tick(&mut self, now: Nanos, emit: &mut dyn FnMut(Event)) {
+        self.sweep(now, emit);
+    }
+
+    /// How many flows are open.
+    pub fn open_flows(&self) -> usize {
+        self.flows.len()
+    }
+
     /// Ends flows idle for longer than their timeout (once a second of
     /// packet time).
     fn sweep(&mut self, now: Nanos, emit: &mut dyn FnMut(Event)) {
@@ -243,7 +271,7 @@ fn is_dcerpc_bind(payload: &[u8]) -> bool {
 }
 
 /// Decodes one frame of the given link type into transport facts.
-fn decode(link: DataLink, ts: Nanos, len: u64, data: &[u8]) -> Option<Packet<'_>> {
+pub fn decode(link: DataLink, ts: Nanos, len: u64, data: &[u8]) -> Option<Packet<'_>> {
     let sliced = match link {
         DataLink::ETHERNET => SlicedPacket::from_ethernet(data).ok()?,
         DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(data).ok()?,

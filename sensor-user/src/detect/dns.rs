@@ -102,6 +102,67 @@ pub fn parse(msg: &[u8]) -> Option<Question> {
     })
 }
 
+/// Skips a (possibly compressed) name at `pos`; the position after it.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    // A name has at most 127 labels; a pointer ends it.
+    for _ in 0..128 {
+        let len = *msg.get(pos)? as usize;
+        match len {
+            0 => return Some(pos + 1),
+            l if l & 0xc0 == 0xc0 => return msg.get(pos + 1).map(|_| pos + 2),
+            l if l & 0xc0 != 0 => return None,
+            l => pos += 1 + l,
+        }
+    }
+    None
+}
+
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
+/// Answer records read per message, at most.
+const MAX_ANSWERS: usize = 64;
+
+/// The addresses a DNS response's answer section gives (A and AAAA
+/// records, whatever name they are for: a CNAME chain ends in them).
+/// Bounded: a cut or malformed message gives what was read before the cut.
+pub fn answers(msg: &[u8]) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    if msg.len() < 12 || msg[2] & 0x80 == 0 {
+        return out;
+    }
+    let questions = u16::from_be_bytes([msg[4], msg[5]]) as usize;
+    let records = (u16::from_be_bytes([msg[6], msg[7]]) as usize).min(MAX_ANSWERS);
+    let mut pos = 12;
+    for _ in 0..questions.min(4) {
+        match skip_name(msg, pos) {
+            Some(next) => pos = next + 4,
+            None => return out,
+        }
+    }
+    for _ in 0..records {
+        let Some(next) = skip_name(msg, pos) else {
+            break;
+        };
+        let Some(fixed) = msg.get(next..next + 10) else {
+            break;
+        };
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let len = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        let Some(data) = msg.get(next + 10..next + 10 + len) else {
+            break;
+        };
+        match (rtype, len) {
+            (TYPE_A, 4) => out.push(std::net::IpAddr::from(<[u8; 4]>::try_from(data).unwrap())),
+            (TYPE_AAAA, 16) => {
+                out.push(std::net::IpAddr::from(<[u8; 16]>::try_from(data).unwrap()))
+            }
+            _ => {}
+        }
+        pos = next + 10 + len;
+    }
+    out
+}
+
 /// Shannon entropy in bits per character.
 pub fn entropy(s: &str) -> f64 {
     let mut counts = [0u32; 256];
@@ -272,11 +333,11 @@ impl DnsDetector {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::detect::event::PROTO_UDP;
 
-    fn query(name: &str, qtype: u16, response: bool, rcode: u8) -> Vec<u8> {
+    pub fn query(name: &str, qtype: u16, response: bool, rcode: u8) -> Vec<u8> {
         let mut m = vec![
             0x12,
             0x34,
@@ -299,6 +360,46 @@ mod tests {
         m.extend_from_slice(&qtype.to_be_bytes());
         m.extend_from_slice(&1u16.to_be_bytes());
         m
+    }
+
+    /// A response to `name` with a CNAME (compressed) and the given A and
+    /// AAAA records.
+    pub fn response(name: &str, addrs: &[std::net::IpAddr]) -> Vec<u8> {
+        let mut m = query(name, TYPE_A, true, 0);
+        m[7] = 1 + addrs.len() as u8;
+        // CNAME: name pointer to the question (offset 12), to "x" + pointer.
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, b'x', 0xc0, 12]);
+        for addr in addrs {
+            let (kind, bytes) = match addr {
+                std::net::IpAddr::V4(a) => (TYPE_A, a.octets().to_vec()),
+                std::net::IpAddr::V6(a) => (TYPE_AAAA, a.octets().to_vec()),
+            };
+            m.extend_from_slice(&[0xc0, 12]);
+            m.extend_from_slice(&kind.to_be_bytes());
+            m.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            m.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            m.extend_from_slice(&bytes);
+        }
+        m
+    }
+
+    #[test]
+    fn answers_give_every_address_and_stop_at_a_cut() {
+        let addrs: Vec<std::net::IpAddr> = vec![
+            "203.0.113.66".parse().unwrap(),
+            "2001:db8::66".parse().unwrap(),
+        ];
+        let msg = response("c2.example.org", &addrs);
+        assert_eq!(answers(&msg), addrs);
+        assert_eq!(parse(&msg).unwrap().name, "c2.example.org");
+        assert_eq!(answers(&msg[..msg.len() - 1]), addrs[..1].to_vec());
+        for n in 0..msg.len() {
+            assert!(answers(&msg[..n]).len() <= 2);
+        }
+        assert!(
+            answers(&query("c2.example.org", TYPE_A, false, 0)).is_empty(),
+            "a query"
+        );
     }
 
     fn ev(ts: Nanos, payload: Vec<u8>, response: bool) -> Event {

@@ -6,7 +6,10 @@
 //! `MERGE_GAP` of the incident's last evidence; evidence from the same
 //! detector about the same peers updates the entry already there.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use serde::Serialize;
 
@@ -41,6 +44,9 @@ pub struct Incident {
     pub detectors: BTreeSet<&'static str>,
     pub techniques: BTreeSet<&'static str>,
     pub peers: BTreeSet<String>,
+    /// Names of peer addresses, as the traffic gave them (DNS answers, TLS
+    /// server names, HTTP Host headers).
+    pub names: BTreeMap<String, String>,
     pub evidence: Vec<Evidence>,
     /// "open" until `MERGE_GAP` passes without new evidence, then "closed".
     pub status: &'static str,
@@ -122,6 +128,7 @@ impl Incidents {
                     detectors: BTreeSet::new(),
                     techniques: BTreeSet::new(),
                     peers: BTreeSet::new(),
+                    names: BTreeMap::new(),
                     evidence: Vec::new(),
                     status: "open",
                     false_positive: false,

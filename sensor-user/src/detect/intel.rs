@@ -123,35 +123,33 @@ impl IntelDetector {
         self.lists = lists;
     }
 
-    /// `inside`: the event's source is an inside host.
-    pub fn observe(&mut self, e: &Event, inside: bool, out: &mut Vec<Evidence>) {
-        if !inside {
-            return;
-        }
+    /// `inside(addr)`: whether an address is an inside host.
+    pub fn observe(&mut self, e: &Event, inside: &dyn Fn(IpAddr) -> bool, out: &mut Vec<Evidence>) {
         let hit = match (&e.kind, e.protocol) {
-            (Kind::Syn, PROTO_TCP) | (Kind::FlowStart, _) => self
+            (Kind::Syn, PROTO_TCP) | (Kind::FlowStart, _) if inside(e.src) => self
                 .lists
                 .listed_address(e.dst)
-                .map(|net| (net.to_string(), e.dst.to_string(), "address")),
-            (Kind::Dns, PROTO_UDP) => {
-                dns::parse(&e.payload)
-                    .filter(|q| !q.response)
-                    .and_then(|q| {
-                        self.lists
-                            .listed_domain(&q.name)
-                            .map(|d| (d, q.name, "domain"))
-                    })
-            }
+                .map(|net| (e.src, net.to_string(), vec![e.dst.to_string()], "address")),
+            (Kind::Dns, PROTO_UDP) => self.listed_name(e, inside),
             _ => None,
         };
-        let Some((entry, what, kind)) = hit else {
+        let Some((host, entry, peers, kind)) = hit else {
             return;
         };
-        if !self.reported.insert((e.src, entry.clone())) {
+        // Once per host and entry; an answer with new addresses again.
+        if !self.reported.insert((host, format!("{entry} {peers:?}"))) {
             return;
         }
+        let summary = match (kind, peers.len()) {
+            ("answer", _) => format!(
+                "resolved {} (listed as {entry}) to {}",
+                peers[0],
+                peers[1..].join(", ")
+            ),
+            _ => format!("contacted {}, listed as {entry}", peers[0]),
+        };
         out.push(Evidence {
-            host: e.src,
+            host,
             detector: if kind == "address" {
                 "intel.address"
             } else {
@@ -160,10 +158,32 @@ impl IntelDetector {
             technique: "T1071",
             score: 90,
             ts: e.ts,
-            peers: vec![what.clone()],
+            peers,
             count: 1,
-            summary: format!("contacted {what}, listed as {entry}"),
+            summary,
         });
+    }
+
+    /// A query from an inside host for a listed domain, or an answer to one
+    /// (to the inside host that asked): the answer's addresses become
+    /// peers, so a `block_peer` rule blocks what the domain resolves to.
+    fn listed_name(
+        &self,
+        e: &Event,
+        inside: &dyn Fn(IpAddr) -> bool,
+    ) -> Option<(IpAddr, String, Vec<String>, &'static str)> {
+        let q = dns::parse(&e.payload)?;
+        let entry = self.lists.listed_domain(&q.name)?;
+        if !q.response {
+            return inside(e.src).then(|| (e.src, entry, vec![q.name], "query"));
+        }
+        let addrs = dns::answers(&e.payload);
+        if addrs.is_empty() || !inside(e.dst) {
+            return None;
+        }
+        let mut peers = vec![q.name];
+        peers.extend(addrs.iter().map(|a| a.to_string()));
+        Some((e.dst, entry, peers, "answer"))
     }
 }
 
@@ -214,11 +234,49 @@ mod tests {
             payload: vec![],
         };
         let mut out = Vec::new();
-        d.observe(&e, true, &mut out);
-        d.observe(&e, true, &mut out);
+        d.observe(&e, &|_| true, &mut out);
+        d.observe(&e, &|_| true, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].detector, "intel.address");
-        d.observe(&e, false, &mut out);
+        let mut fresh = IntelDetector::new(d.lists.clone());
+        fresh.observe(&e, &|_| false, &mut out);
         assert_eq!(out.len(), 1, "outside hosts are not judged");
+    }
+
+    #[test]
+    fn an_answer_for_a_listed_domain_names_its_addresses_as_peers() {
+        let mut l = IntelLists::default();
+        l.parse(LIST);
+        let mut d = IntelDetector::new(l);
+        let addrs = [
+            "198.18.0.66".parse().unwrap(),
+            "2001:db8::66".parse().unwrap(),
+        ];
+        let e = Event {
+            ts: 1,
+            src: "203.0.113.53".parse().unwrap(),
+            dst: "10.0.0.5".parse().unwrap(),
+            sport: 53,
+            dport: 40000,
+            protocol: PROTO_UDP,
+            kind: Kind::Dns,
+            payload: dns::tests::response("cdn.evil.example", &addrs),
+        };
+        let inside = |a: IpAddr| a.to_string().starts_with("10.");
+        let mut out = Vec::new();
+        d.observe(&e, &inside, &mut out);
+        d.observe(&e, &inside, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].host, e.dst, "the host that asked");
+        assert_eq!(out[0].detector, "intel.domain");
+        assert_eq!(
+            out[0].peers,
+            ["cdn.evil.example", "198.18.0.66", "2001:db8::66"]
+        );
+        assert!(
+            out[0].summary.contains("listed as evil.example"),
+            "{}",
+            out[0].summary
+        );
     }
 }

@@ -11,9 +11,12 @@ pub mod dns;
 pub mod event;
 pub mod exfil;
 pub mod incident;
+pub mod inspect;
 pub mod intel;
 pub mod lateral;
+pub mod names;
 pub mod scan;
+pub mod webscan;
 mod window;
 
 use std::{collections::HashMap, net::IpAddr};
@@ -40,6 +43,7 @@ pub struct DetectionConfig {
     pub lateral: lateral::LateralConfig,
     pub exfiltration: exfil::ExfilConfig,
     pub intel: intel::IntelConfig,
+    pub webscan: webscan::WebScanConfig,
     /// Evidence these rules cover never reaches an incident.
     pub allow: Vec<allow::AllowRule>,
     /// Evidence about a host within this many seconds of its incident's
@@ -60,6 +64,7 @@ impl Default for DetectionConfig {
             lateral: Default::default(),
             exfiltration: Default::default(),
             intel: Default::default(),
+            webscan: Default::default(),
             allow: Vec::new(),
             incident_merge_secs: incident::MERGE_GAP / SECOND,
         }
@@ -104,6 +109,9 @@ pub struct Engine {
     lateral: lateral::LateralDetector,
     exfil: exfil::ExfilDetector,
     pub intel: intel::IntelDetector,
+    webscan: webscan::WebScanDetector,
+    /// Names of peers, from DNS answers, TLS and HTTP, for incidents.
+    names: names::PeerNames,
     pub incidents: Incidents,
     allow: Vec<allow::AllowRule>,
     /// Hosts seen completing TCP handshakes they started, and when last:
@@ -116,6 +124,8 @@ pub struct Engine {
 
 /// How long a completed handshake vouches for a host's address.
 pub const VERIFIED_FOR: Nanos = 24 * 3600 * SECOND;
+/// A name learnt for an address is kept this long after it was last seen.
+const NAMES_FOR: Nanos = 24 * 3600 * SECOND;
 /// Idle beacon pairs are forgotten after this long.
 const BEACON_HORIZON: Nanos = 24 * 3600 * SECOND;
 
@@ -140,6 +150,8 @@ impl Engine {
             lateral: lateral::LateralDetector::new(config.lateral.clone()),
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
+            webscan: webscan::WebScanDetector::new(config.webscan.clone()),
+            names: names::PeerNames::default(),
             incidents: Incidents::with_merge_gap(config.incident_merge_secs.max(1) * SECOND),
             allow: config.allow.clone(),
             verified: HashMap::new(),
@@ -167,7 +179,11 @@ impl Engine {
             .observe(event, internal_src && internal_dst, &mut found);
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
-        self.intel.observe(event, internal_src, &mut found);
+        let internal = &self.internal;
+        let inside = |a: IpAddr| internal.iter().any(|n| n.contains(&a));
+        self.intel.observe(event, &inside, &mut found);
+        self.webscan.observe(event, &mut found);
+        self.names.observe(event);
         if let Kind::FlowEnd(flow) = &event.kind {
             let established = event.protocol == event::PROTO_TCP
                 && flow.orig_packets >= 2
@@ -180,10 +196,21 @@ impl Engine {
     }
 
     /// Evidence to incidents, past the allowlists.
+    /// Evidence to incidents, past the allowlists; addresses among the
+    /// peers get the names they were last seen under.
     fn record(&mut self, found: Vec<Evidence>) {
         for evidence in found {
-            if !self.allow.iter().any(|rule| rule.allows(&evidence)) {
-                self.incidents.add(evidence);
+            if self.allow.iter().any(|rule| rule.allows(&evidence)) {
+                continue;
+            }
+            let named: Vec<(String, String)> = evidence
+                .peers
+                .iter()
+                .filter_map(|p| Some((p.clone(), self.names.get(p.parse().ok()?)?.to_string())))
+                .collect();
+            let id = self.incidents.add(evidence);
+            if let Some(incident) = self.incidents.get_mut(id) {
+                incident.names.extend(named);
             }
         }
     }
@@ -239,6 +266,7 @@ impl Engine {
                 .prune(now.saturating_sub(self.lateral.window()));
             self.verified
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
+            self.names.prune(now.saturating_sub(NAMES_FOR));
         }
     }
 

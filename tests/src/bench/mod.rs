@@ -5,6 +5,7 @@
 //! `rounds` times, interleaved, and the median is kept.
 
 pub mod load;
+pub mod netns;
 pub mod peers;
 
 use std::time::Duration;

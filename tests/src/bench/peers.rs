@@ -63,12 +63,19 @@ pub struct XdpGenerator {
 impl XdpGenerator {
     /// `frame` is sent as it is: exactly 60 bytes.
     pub fn load(ifindex: u32, frame: &[u8]) -> anyhow::Result<XdpGenerator> {
+        Self::load_spread(ifindex, frame, 0)
+    }
+
+    /// As `load`, a UDP frame whose source port is spread at random over
+    /// `ports` values (that many flows).
+    pub fn load_spread(ifindex: u32, frame: &[u8], ports: u32) -> anyhow::Result<XdpGenerator> {
         let template: [u8; 60] = frame
             .try_into()
             .map_err(|_| anyhow::anyhow!("the generator sends 60-byte frames"))?;
         let mut ebpf = aya::EbpfLoader::new()
             .override_global("REDIRECT_IFINDEX", &ifindex, true)
             .override_global("FRAME_TEMPLATE", &template, true)
+            .override_global("SOURCE_PORTS", &ports, true)
             .load(sensor_user::datapath::FLOOR_OBJECT)?;
         let program: &mut Xdp = ebpf.program_mut("generate_redirect").unwrap().try_into()?;
         program.load()?;

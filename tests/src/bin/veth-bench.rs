@@ -33,7 +33,10 @@ use anyhow::{ensure, Context, Result};
 use clap::Parser;
 use labnet::{cmd, Netns};
 use sensor_tests::{
-    bench::{peers, summary},
+    bench::{
+        netns::{busy_cpu_ns, if_index, in_netns, udp_frame},
+        peers, summary,
+    },
     support::{bpffs::TempBpffs, unique_name},
 };
 use serde_json::json;
@@ -143,25 +146,6 @@ fn rx_packets(ns: &Netns, dev: &str) -> Result<u64> {
     Ok(links[0]["stats64"]["rx"]["packets"].as_u64().unwrap_or(0))
 }
 
-/// Busy CPU time of the whole machine, in ns (from /proc/stat).
-fn busy_cpu_ns() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal ...; USER_HZ is 100.
-    let busy: u64 = [0, 1, 2, 5, 6]
-        .iter()
-        .map(|i| fields.get(*i).copied().unwrap_or(0))
-        .sum();
-    busy * (1_000_000_000 / 100)
-}
-
 struct Run {
     mpps: f64,
     cpu_ns_per_packet: f64,
@@ -189,72 +173,6 @@ fn send(net: &Net, frame: &[u8], packets: u64) -> Result<Run> {
         cpu_ns_per_packet: busy as f64 / packets as f64,
         reached_sink: (sink_rx1 - sink_rx0) as f64 / packets as f64,
     })
-}
-
-/// Runs `f` on a thread inside network namespace `name` (pinned to `cpu`).
-fn in_netns<T: Send + 'static>(
-    name: &str,
-    cpu: Option<usize>,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let path = format!("/run/netns/{name}");
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        // SAFETY: setns on an fd we own, for this thread only.
-        let rc = unsafe {
-            libc::unshare(libc::CLONE_FS);
-            libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET)
-        };
-        ensure!(rc == 0, "setns {path}: {}", std::io::Error::last_os_error());
-        if let Some(cpu) = cpu {
-            // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
-            unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            }
-        }
-        f()
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
-}
-
-fn if_index(name: &str) -> Result<u32> {
-    let c = std::ffi::CString::new(name)?;
-    // SAFETY: a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    ensure!(index != 0, "no interface {name}");
-    Ok(index)
-}
-
-/// A 60-byte UDP frame from `src` to `TARGET_IP`, with a valid IPv4
-/// checksum (the gateway forwards it).
-fn udp_frame(dst_mac: &str, src_mac: &str, src: &str) -> Result<Vec<u8>> {
-    let mac = |m: &str| -> Result<Vec<u8>> {
-        m.split(':')
-            .map(|b| u8::from_str_radix(b, 16).map_err(Into::into))
-            .collect()
-    };
-    let mut f = mac(dst_mac)?;
-    f.extend(mac(src_mac)?);
-    f.extend([0x08, 0x00]);
-    let src: std::net::Ipv4Addr = src.parse()?;
-    let dst: std::net::Ipv4Addr = TARGET_IP.parse()?;
-    let mut ip = vec![0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0];
-    ip.extend(src.octets());
-    ip.extend(dst.octets());
-    let sum: u32 = ip
-        .chunks(2)
-        .map(|w| u32::from(w[0]) << 8 | u32::from(w[1]))
-        .sum();
-    let folded = (sum & 0xffff) + (sum >> 16);
-    let checksum = !((folded & 0xffff) + (folded >> 16)) as u16;
-    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-    f.extend(ip);
-    f.extend([0x9c, 0x40, 0, 9, 0, 26, 0, 0]); // UDP 40000 -> 9, no checksum
-    f.extend([0x41; 18]);
-    Ok(f)
 }
 
 /// What keeps a filter in place while it is measured.
@@ -429,8 +347,14 @@ fn main() -> Result<()> {
     let work = std::env::temp_dir().join(&tag);
     std::fs::create_dir_all(&work)?;
     let configs = [
-        ("drop", udp_frame(&net.gw_mac, &net.gen_mac, DROP_SRC)?),
-        ("forward", udp_frame(&net.gw_mac, &net.gen_mac, PASS_SRC)?),
+        (
+            "drop",
+            udp_frame(&net.gw_mac, &net.gen_mac, DROP_SRC, TARGET_IP)?,
+        ),
+        (
+            "forward",
+            udp_frame(&net.gw_mac, &net.gen_mac, PASS_SRC, TARGET_IP)?,
+        ),
     ];
 
     let mut rows = Vec::new();

@@ -236,3 +236,23 @@ pub fn benign_traffic(lab: &Lab, on: &str) -> std::process::Child {
         done";
     background(lab, on, &format!("benign-{on}"), script)
 }
+
+/// The detectors of every incident about `host`.
+pub fn detectors(lab: &Lab, host: &str) -> Vec<String> {
+    incidents_of(lab, host)
+        .iter()
+        .flat_map(|i| i["detectors"].as_array().cloned().unwrap_or_default())
+        .filter_map(|d| d.as_str().map(String::from))
+        .collect()
+}
+
+/// Fails the test unless `host` is isolated within `secs`.
+pub fn assert_isolated_within(lab: &Lab, host: &str, secs: u64, what: &str) {
+    let took = wait_for(secs, || isolated(lab).iter().any(|h| h == host));
+    assert!(
+        took.is_some(),
+        "{what}: {host} was not isolated within {secs}s; incidents: {:?}; sensord log:\n{}",
+        incidents_of(lab, host),
+        std::fs::read_to_string(lab.sensord_log()).unwrap_or_default()
+    );
+}
