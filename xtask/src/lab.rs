@@ -397,7 +397,10 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
         indent(&tap_lines.join("\n"))
     );
 
-    s.say("office2 is infected too: it calls its C&C server every second or so, with jitter.");
+    s.say(
+        "office2 is infected too: every second or so, with jitter, it looks up its C&C \
+         server's name (c2.lab) and calls it.",
+    );
     s.expect(
         "office2 browses first",
         reaches(lab, "office2", "http://203.0.113.80/"),
@@ -405,7 +408,8 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
     let log = lab.dir.join("logs").join("beacon.log");
     let beacon = lab.host("office2").netns.spawn(
         "sh",
-        &["-c", "for i in $(seq 60); do curl -s -o /dev/null -m 2 http://203.0.113.66:8080/beacon; \
+        &["-c", "for i in $(seq 60); do c2=$(dig +short +time=1 +tries=1 @203.0.113.53 c2.lab); \
+                 curl -s -o /dev/null -m 2 http://$c2:8080/beacon; \
                  sleep $(awk -v r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ') 'BEGIN{printf \"%.2f\", 0.7 + (r % 60) / 100}'); done"],
         &log,
     )?;
@@ -439,6 +443,12 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
     );
     let incidents: serde_json::Value =
         serde_json::from_str(&lab.sensorctl(&["--json", "incidents", "--host", "10.10.0.12"])?)?;
+    s.expect(
+        "office2's incident names its C&C as the traffic did: c2.lab",
+        incidents[0]["names"]
+            .as_object()
+            .is_some_and(|names| names.values().any(|n| n == "c2.lab")),
+    );
     if let Some(id) = incidents[0]["id"].as_u64() {
         println!(
             "\n   $ sensorctl incident {id}\n{}",

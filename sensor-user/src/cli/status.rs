@@ -39,6 +39,32 @@ pub fn status(cli: &Cli) -> Result<()> {
         })
         .collect();
     table::print(&["INTERFACE", "IFINDEX", "XDP MODE"], &rows);
+    let taps: Vec<Vec<String>> = s["taps"]["queues"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|q| {
+            let lost = ["lost_no_socket", "lost_ring_full", "lost_no_buffer"]
+                .iter()
+                .map(|k| q[*k].as_u64().unwrap_or(0))
+                .sum::<u64>();
+            vec![
+                q["interface"].as_str().unwrap_or("?").to_string(),
+                q["queue"].to_string(),
+                q["mode"].as_str().unwrap_or("?").to_string(),
+                q["frames"].to_string(),
+                q["read"].to_string(),
+                lost.to_string(),
+            ]
+        })
+        .collect();
+    if !taps.is_empty() {
+        println!(
+            "\ntaps ({} traffic):",
+            s["taps"]["traffic"].as_str().unwrap_or("?")
+        );
+        table::print(&["TAP", "QUEUE", "AF_XDP", "FRAMES", "READ", "LOST"], &taps);
+    }
     Ok(())
 }
 

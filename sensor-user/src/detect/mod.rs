@@ -206,7 +206,10 @@ impl Engine {
             let named: Vec<(String, String)> = evidence
                 .peers
                 .iter()
-                .filter_map(|p| Some((p.clone(), self.names.get(p.parse().ok()?)?.to_string())))
+                .filter_map(|p| {
+                    let name = self.names.get(allow::peer_address(p)?)?;
+                    Some((p.clone(), name.to_string()))
+                })
                 .collect();
             let id = self.incidents.add(evidence);
             if let Some(incident) = self.incidents.get_mut(id) {

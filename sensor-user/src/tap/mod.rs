@@ -59,21 +59,62 @@ pub struct Tap {
     pub xdp_mode: &'static str,
     queues: Vec<XskQueue>,
     read: Vec<u64>,
+    /// Queues whose socket reported an error, no longer polled.
+    failed: Vec<bool>,
     counters: PerCpuArray<MapData, TapCounters>,
     // Dropping these closes the socket map and detaches the program.
     _sockets: XskMap<MapData>,
     _program: Ebpf,
 }
 
-/// Receive queues of an interface, from sysfs.
+/// Receive queues of an interface: its channels as ethtool reports them
+/// (`ETHTOOL_GCHANNELS`, which answers in the caller's namespace), or one
+/// for a driver without channels.
 fn rx_queues(interface: &str) -> Result<u32> {
-    let dir = format!("/sys/class/net/{interface}/queues");
-    let count = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {dir}"))?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-        .count() as u32;
-    Ok(count.max(1))
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolChannels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    let mut channels = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    // SAFETY: a zeroed ifreq with the name copied in (shorter than
+    // IFNAMSIZ, checked by the configuration) and a pointer to a live
+    // ethtool_channels, for one ioctl on a socket closed right after.
+    let rc = unsafe {
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in ifr
+            .ifr_name
+            .iter_mut()
+            .zip(interface.bytes().take(libc::IFNAMSIZ - 1))
+        {
+            *dst = src as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_data = &mut channels as *mut EthtoolChannels as *mut libc::c_char;
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            bail!("socket: {}", std::io::Error::last_os_error());
+        }
+        let rc = libc::ioctl(fd, SIOCETHTOOL, &mut ifr);
+        libc::close(fd);
+        rc
+    };
+    if rc != 0 {
+        return Ok(1);
+    }
+    Ok((channels.rx_count + channels.combined_count).max(1))
 }
 
 impl Tap {
@@ -112,6 +153,7 @@ impl Tap {
             interface: interface.to_owned(),
             xdp_mode,
             read: vec![0; queues.len()],
+            failed: vec![false; queues.len()],
             queues,
             counters,
             _sockets: sockets,
@@ -179,20 +221,42 @@ impl TapReader {
     /// Waits up to `timeout_ms` for frames on any queue, then reads what
     /// is there into events; returns the frames read.
     pub fn poll(&mut self, timeout_ms: i32, now: Nanos, emit: &mut dyn FnMut(Event)) -> u64 {
-        let mut fds: Vec<libc::pollfd> = self
+        let live: Vec<(usize, usize)> = self
             .taps
             .iter()
-            .flat_map(|t| t.queues())
-            .map(|q| libc::pollfd {
-                fd: q.fd(),
+            .enumerate()
+            .flat_map(|(t, tap)| {
+                (0..tap.queues.len())
+                    .filter(|q| !tap.failed[*q])
+                    .map(move |q| (t, q))
+            })
+            .collect();
+        let mut fds: Vec<libc::pollfd> = live
+            .iter()
+            .map(|&(t, q)| libc::pollfd {
+                fd: self.taps[t].queues[q].fd(),
                 events: libc::POLLIN,
                 revents: 0,
             })
             .collect();
-        // SAFETY: `fds` is a valid array of pollfd of the given length.
+        // SAFETY: `fds` is a valid array of pollfd of the given length
+        // (with none, poll only sleeps).
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if ready <= 0 {
             return 0;
+        }
+        // A socket whose interface went away reports an error for ever:
+        // stop polling it (instead of spinning) and say so once.
+        for (fd, &(t, q)) in fds.iter().zip(&live) {
+            if fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                let tap = &mut self.taps[t];
+                tap.failed[q] = true;
+                log::warn!(
+                    "{}: the AF_XDP socket of queue {} failed (interface gone?); no longer read",
+                    tap.interface,
+                    tap.queues[q].queue
+                );
+            }
         }
         let mut total = 0u64;
         let feed = &mut self.feed;

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use clap::Parser;
 use labnet::Netns;
 use sensor_tests::{
@@ -98,8 +98,9 @@ fn thread_cpu_ns() -> u64 {
 /// Reads the tap through sensord's AF_XDP reader into an engine until
 /// `stop`, once `ready` has been raised.
 fn read_af_xdp(pin_dir: PathBuf, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Result<Read> {
-    let datapath = Datapath::load_object(&pin_dir, sensor_object()?)?;
-    let tap = Tap::open(&datapath, "tap0", XdpModeSetting::Native)?;
+    let datapath =
+        Datapath::load_object(&pin_dir, sensor_object()?).context("loading the datapath")?;
+    let tap = Tap::open(&datapath, "tap0", XdpModeSetting::Native).context("opening the tap")?;
     let mut reader = TapReader::new(
         vec![tap],
         TapFeed::new(TapTraffic::All, &[]),
@@ -262,10 +263,15 @@ fn measure(
         Method::AfPacket => read_af_packet(r, s),
     });
     while !ready.load(Ordering::Acquire) {
-        ensure!(
-            !reader.is_finished(),
-            "the reader stopped before it was ready"
-        );
+        if reader.is_finished() {
+            let failed = reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("the reader panicked"))?;
+            return Err(failed
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the reader stopped")))
+            .context(format!("{}: setting up the reader", method.label()));
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     let (frame, frames, flows) = (frame.to_vec(), args.frames, args.flows);
