@@ -207,3 +207,22 @@ fn tap_losses_are_counted_exactly_when_the_reader_stops() {
         "the full ring was drained after the reader resumed: {read}"
     );
 }
+
+/// Host discovery inside the segment: `nmap -sn` on the office subnet asks
+/// for every address by ARP. Only the tap sees those frames.
+#[test]
+fn arp_sweep_inside_the_office_is_caught_on_the_tap() {
+    let lab = lab::start("taparp", POLICY);
+    assert!(
+        http(&lab, "office3", "http://203.0.113.80/"),
+        "office3 browses"
+    );
+    run(&lab, "office3", "nmap -sn -n 10.10.0.0/24");
+    assert_isolated_within(&lab, "10.10.0.13", 15, "ARP sweep");
+    let found = detectors(&lab, "10.10.0.13");
+    assert!(found.contains(&"scan.arp".into()), "{found:?}");
+    assert!(
+        incidents_of(&lab, "10.10.0.11").is_empty() && incidents_of(&lab, "10.10.0.12").is_empty(),
+        "the hosts that answered did nothing"
+    );
+}

@@ -18,7 +18,8 @@ use pcap_file::{
 };
 
 use super::event::{
-    Event, FlowSummary, Kind, Nanos, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SECOND,
+    Event, FlowSummary, Kind, Nanos, PROTO_ARP, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    SECOND,
 };
 use super::inspect;
 
@@ -105,6 +106,20 @@ impl FlowTracker {
     /// Feeds one packet; `emit` gets the events it causes, in time order.
     pub fn packet(&mut self, p: &Packet, emit: &mut dyn FnMut(Event)) {
         self.sweep(p.ts, emit);
+        if p.protocol == PROTO_ARP {
+            // No flow: one event per request.
+            emit(Event {
+                ts: p.ts,
+                src: p.src,
+                dst: p.dst,
+                sport: 0,
+                dport: 0,
+                protocol: PROTO_ARP,
+                kind: Kind::ArpRequest,
+                payload: Vec::new(),
+            });
+            return;
+        }
         let event = |kind: Kind, payload: Vec<u8>| Event {
             ts: p.ts,
             src: p.src,
@@ -289,7 +304,15 @@ pub fn decode(link: DataLink, ts: Nanos, len: u64, data: &[u8]) -> Option<Packet
             IpAddr::V6(ip.header().destination_addr()),
             ip.payload().ip_number.0,
         ),
-        NetSlice::Arp(_) => return None,
+        NetSlice::Arp(arp) => {
+            let request = arp.operation() == etherparse::ArpOperation::REQUEST;
+            let src: [u8; 4] = arp.sender_protocol_addr().try_into().ok()?;
+            let dst: [u8; 4] = arp.target_protocol_addr().try_into().ok()?;
+            if !request || arp.proto_addr_type() != etherparse::EtherType::IPV4 {
+                return None;
+            }
+            (IpAddr::from(src), IpAddr::from(dst), PROTO_ARP)
+        }
     };
     let mut p = Packet {
         ts,

@@ -16,6 +16,9 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
+/// Not an IP protocol (255 is reserved): an ARP request, `src` asking for
+/// `dst`. Only decoded frames (taps, captures) give these.
+pub const PROTO_ARP: u8 = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -39,6 +42,8 @@ pub enum Kind {
     /// holds the rest of the ICMP header (4 bytes) and the start of the
     /// datagram it refuses (see `icmp::refused`).
     IcmpError,
+    /// An IPv4 ARP request: `src` (sender) asks who has `dst` (target).
+    ArpRequest,
     /// A flow ended (FIN/RST seen, idle, or the end of the capture).
     FlowEnd(FlowSummary),
 }

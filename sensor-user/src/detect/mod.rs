@@ -4,6 +4,7 @@
 //! host into scored incidents. docs/detection.md describes each detector.
 
 pub mod allow;
+pub mod arpscan;
 pub mod beacon;
 pub mod bruteforce;
 pub mod capture;
@@ -37,6 +38,7 @@ pub struct DetectionConfig {
     /// and exfiltration). Default: RFC 1918, RFC 6598, ULA.
     pub internal: Vec<IpNet>,
     pub scan: scan::ScanConfig,
+    pub arp: arpscan::ArpScanConfig,
     pub bruteforce: bruteforce::BruteForceConfig,
     pub beacon: beacon::BeaconConfig,
     pub dns: dns::DnsConfig,
@@ -58,6 +60,7 @@ impl Default for DetectionConfig {
             enabled: true,
             internal: Vec::new(),
             scan: Default::default(),
+            arp: Default::default(),
             bruteforce: Default::default(),
             beacon: Default::default(),
             dns: Default::default(),
@@ -103,6 +106,7 @@ const DEFAULT_INTERNAL: [&str; 6] = [
 pub struct Engine {
     internal: Vec<IpNet>,
     scan: scan::ScanDetector,
+    arp: arpscan::ArpScanDetector,
     bruteforce: bruteforce::BruteForceDetector,
     beacon: beacon::BeaconDetector,
     dns: dns::DnsDetector,
@@ -144,6 +148,7 @@ impl Engine {
         Ok(Engine {
             internal,
             scan: scan::ScanDetector::new(config.scan.clone()),
+            arp: arpscan::ArpScanDetector::new(config.arp.clone()),
             bruteforce: bruteforce::BruteForceDetector::new(config.bruteforce.clone()),
             beacon: beacon::BeaconDetector::new(config.beacon.clone()),
             dns: dns::DnsDetector::new(config.dns.clone()),
@@ -169,6 +174,7 @@ impl Engine {
         self.now = self.now.max(event.ts);
         let mut found = Vec::new();
         self.scan.observe(event, &mut found);
+        self.arp.observe(event, &mut found);
         self.bruteforce.observe(event, &mut found);
         let internal_src = self.is_internal(event.src);
         let internal_dst = self.is_internal(event.dst);
@@ -267,6 +273,7 @@ impl Engine {
             self.beacon.prune(now.saturating_sub(BEACON_HORIZON));
             self.lateral
                 .prune(now.saturating_sub(self.lateral.window()));
+            self.arp.prune(now.saturating_sub(self.arp.window()));
             self.verified
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
             self.names.prune(now.saturating_sub(NAMES_FOR));
