@@ -8,13 +8,11 @@
 //! frames (they never cross a gateway), so this detector lives off taps.
 //! Gratuitous ARP and address-conflict probes (sender 0.0.0.0) are ignored.
 
-use std::{collections::HashMap, net::IpAddr};
-
 use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, SECOND},
-    window::TimedSet,
+    window::FanOut,
     Evidence,
 };
 
@@ -37,16 +35,15 @@ impl Default for ArpScanConfig {
 
 pub struct ArpScanDetector {
     config: ArpScanConfig,
-    asked: HashMap<IpAddr, TimedSet<IpAddr>>,
-    reported: HashMap<IpAddr, usize>,
+    /// Addresses each host asked for.
+    asked: FanOut,
 }
 
 impl ArpScanDetector {
     pub fn new(config: ArpScanConfig) -> ArpScanDetector {
         ArpScanDetector {
             config,
-            asked: HashMap::new(),
-            reported: HashMap::new(),
+            asked: FanOut::default(),
         }
     }
 
@@ -54,31 +51,25 @@ impl ArpScanDetector {
         if e.kind != Kind::ArpRequest || e.src == e.dst || e.src.is_unspecified() {
             return;
         }
-        let since = e.ts.saturating_sub(self.config.window_secs * SECOND);
-        let set = self.asked.entry(e.src).or_default();
-        set.insert(e.dst, e.ts);
-        set.prune(since);
-        let n = set.count_since(since);
-        let last = self.reported.entry(e.src).or_insert(0);
-        if n >= self.config.targets && n >= *last * 2 {
-            *last = n;
-            let mut peers: Vec<String> = set.keys().map(|a| a.to_string()).collect();
-            peers.sort();
-            peers.truncate(10);
-            out.push(Evidence {
-                host: e.src,
-                detector: "scan.arp",
-                technique: "T1018",
-                score: 75,
-                ts: e.ts,
-                peers,
-                count: n as u64,
-                summary: format!(
-                    "ARP requests for {n} addresses of its subnet within {}s (host discovery)",
-                    self.config.window_secs
-                ),
-            });
-        }
+        let Some((n, peers)) =
+            self.asked
+                .add(e.src, e.dst, e.ts, self.window(), self.config.targets)
+        else {
+            return;
+        };
+        out.push(Evidence {
+            host: e.src,
+            detector: "scan.arp",
+            technique: "T1018",
+            score: 75,
+            ts: e.ts,
+            peers,
+            count: n as u64,
+            summary: format!(
+                "ARP requests for {n} addresses of its subnet within {}s (host discovery)",
+                self.config.window_secs
+            ),
+        });
     }
 
     pub fn window(&self) -> u64 {
@@ -87,12 +78,7 @@ impl ArpScanDetector {
 
     /// Forgets hosts quiet since `before`.
     pub fn prune(&mut self, before: u64) {
-        self.asked.retain(|_, set| {
-            set.prune(before);
-            !set.is_empty()
-        });
-        let asked = &self.asked;
-        self.reported.retain(|host, _| asked.contains_key(host));
+        self.asked.prune(before);
     }
 }
 
@@ -100,6 +86,7 @@ impl ArpScanDetector {
 mod tests {
     use super::*;
     use crate::detect::event::PROTO_ARP;
+    use std::net::IpAddr;
 
     fn ask(src: &str, target: u8, ts: u64) -> Event {
         Event {

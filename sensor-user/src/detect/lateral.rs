@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
-    window::TimedSet,
+    window::FanOut,
     Evidence,
 };
 
@@ -86,9 +86,8 @@ fn conn_key(e: &Event) -> (IpAddr, u16, IpAddr, u16) {
 
 pub struct LateralDetector {
     config: LateralConfig,
-    /// source -> inside hosts reached on admin ports.
-    reached: HashMap<IpAddr, TimedSet<IpAddr>>,
-    fanout_reported: HashMap<IpAddr, usize>,
+    /// Inside hosts each source reached on admin ports.
+    reached: FanOut,
     /// Connections whose client bound svcctl, with the client.
     svcctl: HashMap<(IpAddr, u16, IpAddr, u16), IpAddr>,
     exec_reported: HashSet<(IpAddr, IpAddr)>,
@@ -98,8 +97,7 @@ impl LateralDetector {
     pub fn new(config: LateralConfig) -> LateralDetector {
         LateralDetector {
             config,
-            reached: HashMap::new(),
-            fanout_reported: HashMap::new(),
+            reached: FanOut::default(),
             svcctl: HashMap::new(),
             exec_reported: HashSet::new(),
         }
@@ -118,31 +116,26 @@ impl LateralDetector {
     }
 
     fn fanout(&mut self, e: &Event, out: &mut Vec<Evidence>) {
-        let since = e.ts.saturating_sub(self.config.window_secs * SECOND);
-        let set = self.reached.entry(e.src).or_default();
-        set.insert(e.dst, e.ts);
-        set.prune(since);
-        let n = set.count_since(since);
-        let last = self.fanout_reported.entry(e.src).or_insert(0);
-        if n >= self.config.fanout_hosts && n >= *last * 2 {
-            *last = n;
-            let mut peers: Vec<String> = set.keys().map(|a| a.to_string()).collect();
-            peers.sort();
-            peers.truncate(10);
-            out.push(Evidence {
-                host: e.src,
-                detector: "lateral.fanout",
-                technique: "T1021",
-                score: 75,
-                ts: e.ts,
-                peers,
-                count: n as u64,
-                summary: format!(
-                    "admin-protocol connections to {n} inside hosts within {}s",
-                    self.config.window_secs
-                ),
-            });
-        }
+        let window = self.config.window_secs * SECOND;
+        let Some((n, peers)) =
+            self.reached
+                .add(e.src, e.dst, e.ts, window, self.config.fanout_hosts)
+        else {
+            return;
+        };
+        out.push(Evidence {
+            host: e.src,
+            detector: "lateral.fanout",
+            technique: "T1021",
+            score: 75,
+            ts: e.ts,
+            peers,
+            count: n as u64,
+            summary: format!(
+                "admin-protocol connections to {n} inside hosts within {}s",
+                self.config.window_secs
+            ),
+        });
     }
 
     fn inspect(&mut self, e: &Event, out: &mut Vec<Evidence>) {
@@ -190,10 +183,7 @@ impl LateralDetector {
 
     /// Forgets connections and reach older than `since` (called by the engine).
     pub fn prune(&mut self, since: Nanos) {
-        self.reached.retain(|_, s| {
-            s.prune(since);
-            !s.is_empty()
-        });
+        self.reached.prune(since);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Sliding windows on packet time: distinct keys with when they were last
 //! seen, leaky buckets, and the once-a-minute gate of sweeps.
 
-use std::{collections::HashMap, hash::Hash};
+use std::{collections::HashMap, hash::Hash, net::IpAddr};
 
 use super::event::{Nanos, SECOND};
 
@@ -65,6 +65,53 @@ impl<K: Hash + Eq + Clone> TimedSet<K> {
 
     pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.seen.keys()
+    }
+}
+
+/// Per host, the distinct peers it reached within a window, reported when
+/// their number reaches a threshold and again each time it doubles (a long
+/// sweep is one finding whose count keeps up, not a stream).
+#[derive(Debug, Default)]
+pub struct FanOut {
+    reached: HashMap<IpAddr, TimedSet<IpAddr>>,
+    reported: HashMap<IpAddr, usize>,
+}
+
+impl FanOut {
+    /// Records `host` reaching `peer` at `ts`; when a report is due, the
+    /// count and up to ten peers (sorted).
+    pub fn add(
+        &mut self,
+        host: IpAddr,
+        peer: IpAddr,
+        ts: Nanos,
+        window: Nanos,
+        threshold: usize,
+    ) -> Option<(usize, Vec<String>)> {
+        let since = ts.saturating_sub(window);
+        let set = self.reached.entry(host).or_default();
+        set.insert(peer, ts);
+        set.prune(since);
+        let n = set.count_since(since);
+        let last = self.reported.entry(host).or_insert(0);
+        if n < threshold || n < *last * 2 {
+            return None;
+        }
+        *last = n;
+        let mut peers: Vec<String> = set.keys().map(|a| a.to_string()).collect();
+        peers.sort();
+        peers.truncate(10);
+        Some((n, peers))
+    }
+
+    /// Forgets hosts quiet since `since`.
+    pub fn prune(&mut self, since: Nanos) {
+        self.reached.retain(|_, set| {
+            set.prune(since);
+            !set.is_empty()
+        });
+        let reached = &self.reached;
+        self.reported.retain(|host, _| reached.contains_key(host));
     }
 }
 
