@@ -85,6 +85,15 @@ fn periodic_tls_callbacks_are_a_beacon_to_the_cc() {
         return;
     };
     expect(&incidents, "147.32.80.37", "beacon", "141.193.213.21:443");
+    // The capture's own DNS and TLS give the C&C its name.
+    let named = incidents
+        .iter()
+        .find_map(|i| i.names.get("141.193.213.21:443"));
+    assert_eq!(
+        named.map(String::as_str),
+        Some("testing.com"),
+        "{incidents:#?}"
+    );
 }
 
 #[test]

@@ -73,7 +73,10 @@ fn print_incidents(incidents: &[Incident]) {
                 i.peers
                     .iter()
                     .take(3)
-                    .cloned()
+                    .map(|p| match i.names.get(p) {
+                        Some(name) => format!("{p} ({name})"),
+                        None => p.clone(),
+                    })
                     .collect::<Vec<_>>()
                     .join(","),
             ]
