@@ -97,8 +97,11 @@ pub struct XskQueue {
     rx: RingRx,
     fill: xdpilone::DeviceQueue,
     user: User,
+    /// Frames read in this round, to hand back to the fill ring (kept to
+    /// spare an allocation per round).
+    done: Vec<u64>,
     // Dropped after the rings and sockets above, which use it.
-    umem: Umem,
+    _umem: Umem,
     area: Area,
 }
 
@@ -165,7 +168,8 @@ impl XskQueue {
             rx,
             fill,
             user,
-            umem,
+            done: Vec::with_capacity(FRAMES as usize),
+            _umem: umem,
             area,
         })
     }
@@ -180,7 +184,8 @@ impl XskQueue {
     pub fn read(&mut self, max: u32, frame: &mut dyn FnMut(&[u8])) -> u32 {
         let base = self.area.ptr.as_ptr() as *const u8;
         let size = self.area.ptr.len() as u64;
-        let mut done = Vec::with_capacity(max as usize);
+        let done = &mut self.done;
+        done.clear();
         {
             let mut reader = self.rx.receive(max);
             while let Some(desc) = reader.read() {
@@ -201,7 +206,7 @@ impl XskQueue {
         let n = done.len() as u32;
         if n > 0 {
             let mut writer = self.fill.fill(n);
-            writer.insert(done.into_iter());
+            writer.insert(done.iter().copied());
             writer.commit();
         }
         n
@@ -214,11 +219,6 @@ impl XskQueue {
             ring_full: stats.rx_ring_full,
             no_buffer: stats.rx_dropped,
         }
-    }
-
-    /// How many frames the UMEM holds (for `sensor_tap_*` documentation).
-    pub fn frames(&self) -> u32 {
-        self.umem.len_frames()
     }
 }
 
