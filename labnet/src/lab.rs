@@ -40,12 +40,12 @@ pub struct SegmentSpec {
     pub prefix_v6: u8,
     /// What sensord's configuration assigns to this segment.
     pub sensor_cidrs: &'static [&'static str],
-    /// The hosts hang off an access switch with a SPAN port to the
-    /// gateway's tap, instead of off the gateway's own bridge.
-    pub access_switch: bool,
 }
 
-/// The gateway's port to the office access switch, and its tap.
+/// The segment whose hosts hang off an access switch (with a SPAN port to
+/// the gateway's tap) rather than off the gateway's own bridge.
+pub const SWITCHED_SEGMENT: &str = "office";
+/// The gateway's port to that switch, and its tap.
 pub const OFFICE_UPLINK: &str = "office";
 pub const OFFICE_TAP: &str = "tap-office";
 
@@ -79,7 +79,6 @@ pub const SEGMENTS: [SegmentSpec; 3] = [
         prefix_v6: 64,
         // Everything that is not an internal segment is "the internet".
         sensor_cidrs: &["0.0.0.0/0", "::/0"],
-        access_switch: false,
     },
     SegmentSpec {
         name: "office",
@@ -88,7 +87,6 @@ pub const SEGMENTS: [SegmentSpec; 3] = [
         prefix_v4: 24,
         prefix_v6: 64,
         sensor_cidrs: &["10.10.0.0/24", "fd00:10::/64"],
-        access_switch: true,
     },
     SegmentSpec {
         name: "records",
@@ -97,7 +95,6 @@ pub const SEGMENTS: [SegmentSpec; 3] = [
         prefix_v4: 24,
         prefix_v6: 64,
         sensor_cidrs: &["10.20.0.0/24", "fd00:20::/64"],
-        access_switch: false,
     },
 ];
 
@@ -252,7 +249,8 @@ impl Lab {
             .expect("known segment");
         let ns = Netns::create(&format!("{}-{}", self.prefix, spec.name))?;
         let port = spec.name.to_string();
-        let (bridge_ns, bridge) = if seg.access_switch {
+        let switched = seg.name == SWITCHED_SEGMENT;
+        let (bridge_ns, bridge) = if switched {
             (&self.switch, "br-access")
         } else {
             (&self.gateway, &*format!("br-{}", seg.name))
@@ -272,7 +270,7 @@ impl Lab {
         ])?;
         bridge_ns.ip(&["link", "set", &port, "master", bridge])?;
         bridge_ns.ip(&["link", "set", &port, "up"])?;
-        if seg.access_switch {
+        if switched {
             mirror_to_span(bridge_ns, &port)?;
         }
         ns.ip(&[
@@ -463,11 +461,7 @@ impl Lab {
     /// The gateway's ports sensord enforces on: one per host wired to the
     /// gateway, and the office switch's uplink.
     pub fn inline_ports(&self) -> Vec<String> {
-        let direct = self.hosts.iter().filter(|h| {
-            !SEGMENTS
-                .iter()
-                .any(|s| s.name == h.segment && s.access_switch)
-        });
+        let direct = self.hosts.iter().filter(|h| h.segment != SWITCHED_SEGMENT);
         direct
             .map(|h| h.port.clone())
             .chain([OFFICE_UPLINK.to_string()])
@@ -622,7 +616,13 @@ fn access_switch(gateway: &Netns, switch: &Netns) -> Result<()> {
         "netns",
         switch.name(),
     ])?;
-    gateway.ip(&["link", "set", OFFICE_UPLINK, "master", "br-office"])?;
+    gateway.ip(&[
+        "link",
+        "set",
+        OFFICE_UPLINK,
+        "master",
+        &format!("br-{SWITCHED_SEGMENT}"),
+    ])?;
     gateway.ip(&["link", "set", OFFICE_UPLINK, "up"])?;
     switch.ip(&["link", "set", "uplink", "master", "br-access"])?;
     switch.ip(&["link", "set", "uplink", "up"])?;

@@ -180,6 +180,58 @@ pub mod telemetry {
     /// Payload samples per flow of the inspected protocols.
     pub const DATA_SAMPLES: u8 = 32;
 
+    // Which TCP flows get payload samples: the datapath and the capture
+    // reader apply these same tests.
+
+    /// Flows on these ports are sampled throughout (up to `DATA_SAMPLES`):
+    /// DCE/RPC endpoint mapper, NetBIOS session, SMB.
+    pub const INSPECT_PORTS: [u16; 3] = [135, 139, 445];
+
+    #[inline(always)]
+    pub fn is_inspect_port(port: u16) -> bool {
+        port == INSPECT_PORTS[0] || port == INSPECT_PORTS[1] || port == INSPECT_PORTS[2]
+    }
+
+    /// A DCE/RPC bind PDU (version 5.0, type 11) starts the payload: the
+    /// flow is sampled throughout (RPC services listen on dynamic ports).
+    #[inline(always)]
+    pub fn is_dcerpc_bind(head: &[u8]) -> bool {
+        head.len() >= 3 && head[0] == 5 && head[1] == 0 && head[2] == 11
+    }
+
+    /// Bytes of a payload's start `is_opening` needs.
+    pub const OPENING_HEAD: usize = 6;
+
+    /// HTTP request lines by their first four bytes.
+    const HTTP_OPENINGS: [u32; 9] = [
+        u32::from_ne_bytes(*b"GET "),
+        u32::from_ne_bytes(*b"POST"),
+        u32::from_ne_bytes(*b"HEAD"),
+        u32::from_ne_bytes(*b"PUT "),
+        u32::from_ne_bytes(*b"DELE"),
+        u32::from_ne_bytes(*b"OPTI"),
+        u32::from_ne_bytes(*b"PATC"),
+        u32::from_ne_bytes(*b"CONN"),
+        u32::from_ne_bytes(*b"TRAC"),
+    ];
+
+    /// A TLS handshake record holding a ClientHello starts the payload.
+    #[inline(always)]
+    pub fn is_client_hello(head: &[u8]) -> bool {
+        head.len() >= OPENING_HEAD && head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x01
+    }
+
+    /// A TLS ClientHello or an HTTP request line starts the payload: any
+    /// other flow gets this one sample, for the names in it.
+    #[inline(always)]
+    pub fn is_opening(head: &[u8]) -> bool {
+        if head.len() < OPENING_HEAD {
+            return false;
+        }
+        let word = u32::from_ne_bytes([head[0], head[1], head[2], head[3]]);
+        is_client_hello(head) || HTTP_OPENINGS.contains(&word)
+    }
+
     pub const EVENT_SYN: u8 = 1;
     pub const EVENT_SYN_ACK: u8 = 2;
     pub const EVENT_RST: u8 = 3;

@@ -28,11 +28,6 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 const DNS_PORT: u16 = 53;
-/// Ports whose flows are sampled: DCE/RPC endpoint mapper, NetBIOS, SMB.
-#[inline(always)]
-fn is_inspect_port(port: u16) -> bool {
-    port == 135 || port == 139 || port == 445
-}
 
 #[inline(always)]
 fn count(stat: u32) {
@@ -237,13 +232,15 @@ fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
     }
     if flow.inspect == INSPECT_UNKNOWN {
         let port = is_inspect_port(l4.sport) || is_inspect_port(l4.dport);
-        if port || is_dcerpc_bind(ctx, l4.payload_offset) {
+        let bind = payload_head::<3>(ctx, l4.payload_offset).is_some_and(|h| is_dcerpc_bind(&h));
+        if port || bind {
             flow.inspect = INSPECT_YES;
         } else {
             flow.inspect = INSPECT_NO;
             // Any other flow: one sample of a TLS or HTTP opening, for the
             // server name and user agent in it.
-            if is_opening(ctx, l4.payload_offset) {
+            let head = payload_head::<OPENING_HEAD>(ctx, l4.payload_offset);
+            if head.is_some_and(|h| is_opening(&h)) {
                 flow.samples += 1;
                 return true;
             }
@@ -256,34 +253,15 @@ fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
     true
 }
 
-/// A TLS ClientHello record, or an HTTP request line (as
-/// `detect::inspect::is_opening` in the daemon).
+/// The first `N` payload bytes, if the packet has them.
 #[inline(always)]
-fn is_opening(ctx: &XdpContext, offset: usize) -> bool {
+fn payload_head<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
     let start = ctx.data() + offset;
-    if start + 6 > ctx.data_end() {
-        return false;
+    if start + N > ctx.data_end() {
+        return None;
     }
-    // SAFETY: the six bytes were checked to be inside the packet.
-    let head = unsafe { core::ptr::read_unaligned(start as *const [u8; 6]) };
-    if head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x01 {
-        return true;
-    }
-    matches!(
-        &head[..4],
-        b"GET " | b"POST" | b"HEAD" | b"PUT " | b"DELE" | b"OPTI" | b"PATC" | b"CONN" | b"TRAC"
-    )
-}
-
-#[inline(always)]
-fn is_dcerpc_bind(ctx: &XdpContext, offset: usize) -> bool {
-    let start = ctx.data() + offset;
-    if start + 3 > ctx.data_end() {
-        return false;
-    }
-    // SAFETY: the three bytes were checked to be inside the packet.
-    let head = unsafe { core::ptr::read_unaligned(start as *const [u8; 3]) };
-    head == [5, 0, 11]
+    // SAFETY: the N bytes were checked to be inside the packet.
+    Some(unsafe { core::ptr::read_unaligned(start as *const [u8; N]) })
 }
 
 /// Fills an event header in place (ring memory).

@@ -508,7 +508,7 @@ async fn detection_loop(
                     guard.clear_ready();
                 }
                 let mut s = sensor.lock().expect("sensor lock");
-                s.detect(&batch, clocks.unix_now());
+                s.detect(batch.iter().map(|(e, d)| (e, Some(*d))), clocks.unix_now());
             }
             _ = tick.tick() => {
                 ticks += 1;
@@ -527,24 +527,18 @@ async fn detection_loop(
 }
 
 impl Sensor {
-    /// Ring-buffer events through the engine, then the response policy.
-    fn detect(&mut self, batch: &[(crate::detect::Event, telemetry::Decision)], now: u64) {
+    /// Events through the engine (with the datapath's decision, for
+    /// ring-buffer events), then the response policy.
+    fn detect<'a>(
+        &mut self,
+        batch: impl IntoIterator<Item = (&'a crate::detect::Event, Option<telemetry::Decision>)>,
+        now: u64,
+    ) {
         let Some(detection) = &mut self.detection else {
             return;
         };
         for (event, decision) in batch {
-            detection.observe(event, Some(*decision));
-        }
-        detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
-    }
-
-    /// Tap events through the engine, then the response policy.
-    fn detect_tap(&mut self, batch: &[crate::detect::Event], now: u64) {
-        let Some(detection) = &mut self.detection else {
-            return;
-        };
-        for event in batch {
-            detection.observe(event, None);
+            detection.observe(event, decision);
         }
         detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
     }
@@ -585,7 +579,7 @@ fn open_taps(datapath: &Datapath, config: &Config) -> Result<Option<TapReader>> 
     }
     info!("taps feed detection with {:?} traffic", config.tap_traffic);
     let feed = TapFeed::new(config.tap_traffic, &config.segments);
-    Ok(Some(TapReader::new(taps, feed, config.tap_traffic)))
+    Ok(Some(TapReader::new(taps, feed)))
 }
 
 /// How long the tap reader waits for frames before it looks at the clock.
@@ -616,7 +610,7 @@ fn spawn_tap_reader(
                 }
                 let status = tick.then(|| reader.status());
                 let mut s = sensor.lock().expect("sensor lock");
-                s.detect_tap(&batch, now);
+                s.detect(batch.iter().map(|e| (e, None)), now);
                 if let Some(status) = status {
                     s.taps = status;
                 }

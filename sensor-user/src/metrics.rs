@@ -286,13 +286,15 @@ impl Metrics {
     }
 }
 
+/// Sets a counter to a total read elsewhere (the maps, the engine).
+fn set(vec: &IntCounterVec, labels: &[&str], value: u64) {
+    let c = vec.with_label_values(labels);
+    c.reset();
+    c.inc_by(value);
+}
+
 impl Metrics {
     fn render_detection(&self, d: &DetectionSnapshot) {
-        let set = |vec: &IntCounterVec, labels: &[&str], value: u64| {
-            let c = vec.with_label_values(labels);
-            c.reset();
-            c.inc_by(value);
-        };
         let t = &d.telemetry;
         set(&self.telemetry_events, &["delivered"], t.events);
         set(&self.telemetry_events, &["lost"], t.events_lost);
@@ -317,11 +319,6 @@ impl Metrics {
 
 impl Metrics {
     fn render_taps(&self, taps: &crate::tap::TapStatus) {
-        let set = |vec: &IntCounterVec, labels: &[&str], value: u64| {
-            let c = vec.with_label_values(labels);
-            c.reset();
-            c.inc_by(value);
-        };
         for q in &taps.queues {
             let queue = q.queue.to_string();
             let at = |last: &'static str| [q.interface.as_str(), queue.as_str(), last];

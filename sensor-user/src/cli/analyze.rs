@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use super::table;
 use crate::{
     config::Config,
-    detect::{analyze_file, DetectionConfig, Incident},
+    detect::{analyze_file, incident::peer_label, DetectionConfig, Incident},
 };
 
 #[derive(clap::Args, Debug)]
@@ -73,10 +73,7 @@ fn print_incidents(incidents: &[Incident]) {
                 i.peers
                     .iter()
                     .take(3)
-                    .map(|p| match i.names.get(p) {
-                        Some(name) => format!("{p} ({name})"),
-                        None => p.clone(),
-                    })
+                    .map(|p| peer_label(p, i.names.get(p).map(String::as_str)))
                     .collect::<Vec<_>>()
                     .join(","),
             ]

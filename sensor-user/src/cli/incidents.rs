@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{table, Cli};
 use crate::{
     control::{self, Request},
+    detect::incident::peer_label,
     detection::IncidentFilter,
 };
 
@@ -115,9 +116,10 @@ pub fn show(cli: &Cli, id: u64) -> Result<()> {
     );
     println!("  detectors  {}", text(&i["detectors"]));
     println!("  techniques {}", text(&i["techniques"]));
-    let named = |p: &Value| match i["names"].get(text(p)) {
-        Some(name) => format!("{} ({})", text(p), text(name)),
-        None => text(p),
+    let named = |p: &Value| {
+        let peer = text(p);
+        let name = i["names"].get(&peer).and_then(Value::as_str);
+        peer_label(&peer, name)
     };
     let peers: Vec<String> = i["peers"]
         .as_array()

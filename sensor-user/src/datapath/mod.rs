@@ -162,18 +162,12 @@ impl Datapath {
     /// A new instance of the mirror-port program (with its own socket map
     /// and counters), for one tap.
     pub fn load_tap_program(&self) -> Result<Ebpf> {
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&self.pin_dir)
-            .load(self.object)
-            .context("loading the eBPF object")?;
-        let program: &mut Xdp = ebpf
-            .program_mut(TAP_PROGRAM_NAME)
-            .context("the eBPF object has no tap program")?
-            .try_into()?;
-        program
-            .load()
-            .context("the kernel refused the tap program")?;
-        Ok(ebpf)
+        load_program(
+            &self.pin_dir,
+            self.object,
+            TAP_PROGRAM_NAME,
+            UNATTACHED_SLOT,
+        )
     }
 
     /// The instance that is never attached: for BPF_PROG_TEST_RUN.
@@ -236,24 +230,35 @@ impl Datapath {
 /// Loads one instance of the program, with its counter slot, over the maps
 /// pinned in `pin_dir` (creating and pinning them on the first load).
 fn load_instance(pin_dir: &Path, object: &[u8], slot: u32) -> Result<Ebpf> {
+    load_program(pin_dir, object, PROGRAM_NAME, slot)
+}
+
+/// Loads an instance of the object over the maps pinned in `pin_dir`, with
+/// its program `name` loaded into the kernel.
+fn load_program(pin_dir: &Path, object: &[u8], name: &str, slot: u32) -> Result<Ebpf> {
     let mut ebpf = EbpfLoader::new()
         .override_global(IFACE_SLOT_GLOBAL, &slot, true)
         .default_map_pin_directory(pin_dir)
         .load(object)
         .context("loading the eBPF object")?;
-    program_mut_of(&mut ebpf)
+    xdp_program(&mut ebpf, name)?
         .load()
-        .context("the kernel refused the XDP program")?;
+        .with_context(|| format!("the kernel refused the XDP program {name}"))?;
     Ok(ebpf)
+}
+
+/// The XDP program `name` of a loaded object.
+pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    Ok(ebpf
+        .program_mut(name)
+        .with_context(|| format!("the eBPF object has no program {name}"))?
+        .try_into()?)
 }
 
 /// Loads the telemetry program and puts it in the (pinned) program array
 /// the enforcement program tail-calls; it then serves every instance.
 fn load_telemetry_program(ebpf: &mut Ebpf) -> Result<()> {
-    let program: &mut Xdp = ebpf
-        .program_mut(TELEMETRY_PROGRAM_NAME)
-        .context("the eBPF object has no telemetry program")?
-        .try_into()?;
+    let program = xdp_program(ebpf, TELEMETRY_PROGRAM_NAME)?;
     program
         .load()
         .context("the kernel refused the telemetry program")?;

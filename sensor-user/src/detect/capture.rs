@@ -21,7 +21,7 @@ use super::event::{
     Event, FlowSummary, Kind, Nanos, PROTO_ARP, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
     SECOND,
 };
-use super::inspect;
+use sensor_common::telemetry::{is_dcerpc_bind, is_inspect_port, is_opening, DATA_SAMPLES};
 
 /// A UDP or ICMP flow with no packet for this long has ended.
 const UDP_IDLE: Nanos = 60 * SECOND;
@@ -29,13 +29,9 @@ const UDP_IDLE: Nanos = 60 * SECOND;
 const TCP_IDLE: Nanos = 300 * SECOND;
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
 pub const DNS_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
-/// TCP payload samples: at most this many per flow, of at most this size.
-pub const DATA_SAMPLES: u8 = 32;
+/// TCP payload samples are at most this size (which flows get them, and
+/// how many, is `sensor_common::telemetry`'s rule, as in the datapath).
 pub const DATA_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
-/// Ports whose flows are sampled: DCE/RPC endpoint mapper, NetBIOS session,
-/// SMB. (Flows on other ports are sampled when their first payload is a
-/// DCE/RPC bind: RPC services listen on dynamic ports.)
-pub const INSPECT_PORTS: [u16; 3] = [135, 139, 445];
 
 /// Counts of what a capture held, for the report.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -80,7 +76,7 @@ pub struct FlowTracker {
 }
 
 /// Flows tracked at once (as the datapath's flow table): a flood of new
-/// flows ends old ones early instead of growing without bound.
+/// flows ends the oldest early instead of growing without bound.
 const MAX_FLOWS: usize = 1 << 18;
 
 /// The transport facts of one packet.
@@ -133,10 +129,7 @@ impl FlowTracker {
         let key = FlowKey::new(p.protocol, (p.src, p.sport), (p.dst, p.dport));
         let is_new = !self.flows.contains_key(&key);
         if is_new && self.flows.len() >= MAX_FLOWS {
-            if let Some(victim) = self.flows.keys().next().copied() {
-                self.end(victim, emit);
-                self.evicted += 1;
-            }
+            self.evict(emit);
         }
         let flow = self.flows.entry(key).or_insert_with(|| Flow {
             orig: (p.src, p.sport),
@@ -166,13 +159,13 @@ impl FlowTracker {
                 if !p.payload.is_empty() && flow.samples < DATA_SAMPLES {
                     let first = flow.inspect.is_none();
                     let inspect = *flow.inspect.get_or_insert_with(|| {
-                        INSPECT_PORTS.contains(&p.sport)
-                            || INSPECT_PORTS.contains(&p.dport)
+                        is_inspect_port(p.sport)
+                            || is_inspect_port(p.dport)
                             || is_dcerpc_bind(p.payload)
                     });
                     // Any other flow: one sample of a TLS or HTTP opening,
                     // for the server name and user agent in it.
-                    let opening = first && !inspect && inspect::is_opening(p.payload);
+                    let opening = first && !inspect && is_opening(p.payload);
                     if inspect || opening {
                         flow.samples += 1;
                         let n = p.payload.len().min(DATA_SAMPLE);
@@ -250,39 +243,50 @@ impl FlowTracker {
             return;
         }
         self.last_sweep = now;
-        let mut idle: Vec<(Nanos, FlowKey)> = self
-            .flows
-            .iter()
-            .filter(|(k, f)| {
-                let timeout = if k.protocol == PROTO_TCP {
-                    TCP_IDLE
-                } else {
-                    UDP_IDLE
-                };
-                f.last + timeout < now
-            })
-            .map(|(k, f)| (f.last, *k))
-            .collect();
-        idle.sort_by_key(|(last, _)| *last);
-        for (_, key) in idle {
-            self.end(key, emit);
-        }
+        let idle = self.flows_where(|k, f| {
+            let timeout = if k.protocol == PROTO_TCP {
+                TCP_IDLE
+            } else {
+                UDP_IDLE
+            };
+            f.last + timeout < now
+        });
+        self.end_oldest_first(idle, emit);
     }
 
     /// Ends every flow still open (the end of a capture).
     pub fn finish(&mut self, emit: &mut dyn FnMut(Event)) {
-        let mut open: Vec<(Nanos, FlowKey)> =
-            self.flows.iter().map(|(k, f)| (f.last, *k)).collect();
-        open.sort_by_key(|(last, _)| *last);
-        for (_, key) in open {
+        let open = self.flows_where(|_, _| true);
+        self.end_oldest_first(open, emit);
+    }
+
+    /// Makes room at `MAX_FLOWS`: ends the oldest eighth of the flows at
+    /// once, so a flood of new flows costs one partial sort per
+    /// `MAX_FLOWS / 8` flows rather than a search per flow.
+    fn evict(&mut self, emit: &mut dyn FnMut(Event)) {
+        let mut all = self.flows_where(|_, _| true);
+        let n = (MAX_FLOWS / 8).min(all.len().saturating_sub(1));
+        all.select_nth_unstable_by_key(n, |(last, _)| *last);
+        all.truncate(n);
+        self.evicted += n as u64;
+        self.end_oldest_first(all, emit);
+    }
+
+    /// The flows `keep` picks, with when each was last seen.
+    fn flows_where(&self, keep: impl Fn(&FlowKey, &Flow) -> bool) -> Vec<(Nanos, FlowKey)> {
+        self.flows
+            .iter()
+            .filter(|(k, f)| keep(k, f))
+            .map(|(k, f)| (f.last, *k))
+            .collect()
+    }
+
+    fn end_oldest_first(&mut self, mut flows: Vec<(Nanos, FlowKey)>, emit: &mut dyn FnMut(Event)) {
+        flows.sort_by_key(|(last, _)| *last);
+        for (_, key) in flows {
             self.end(key, emit);
         }
     }
-}
-
-/// A DCE/RPC bind PDU (version 5.0, type 11) starts the payload.
-fn is_dcerpc_bind(payload: &[u8]) -> bool {
-    payload.len() >= 16 && payload[0] == 5 && payload[1] == 0 && payload[2] == 11
 }
 
 /// Decodes one frame of the given link type into transport facts.

@@ -18,7 +18,7 @@ use std::{collections::HashMap, net::IpAddr};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    event::{Event, Kind, Nanos, SECOND},
+    event::{Event, Nanos, SECOND},
     window::{MinuteSweep, TimedSet},
     Evidence,
 };
@@ -226,15 +226,12 @@ impl DnsDetector {
                 .any(|l| l.len() >= self.config.long_label && entropy(l) >= self.config.min_entropy)
     }
 
-    pub fn observe(&mut self, e: &Event, out: &mut Vec<Evidence>) {
-        if e.kind != Kind::Dns {
-            return;
-        }
-        let Some(q) = parse(&e.payload) else { return };
+    /// A DNS message, `q` its parsed question.
+    pub fn observe(&mut self, e: &Event, q: &Question, out: &mut Vec<Evidence>) {
         let since = e.ts.saturating_sub(self.config.window_secs * SECOND);
         if q.response {
             if q.rcode == RCODE_NXDOMAIN {
-                self.nxdomain(e.dst, q.name, e.ts, since, out);
+                self.nxdomain(e.dst, q.name.clone(), e.ts, since, out);
             }
             return;
         }
@@ -243,7 +240,7 @@ impl DnsDetector {
             return;
         }
         let tunnel_like = self.tunnel_like(&sub, q.qtype);
-        let config = self.config.clone();
+        let config = &self.config;
         let activity = self.domains.entry((e.src, domain.clone())).or_default();
         activity.names.insert(q.name.clone(), e.ts);
         if tunnel_like {
@@ -335,7 +332,7 @@ impl DnsDetector {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::detect::event::PROTO_UDP;
+    use crate::detect::event::{Kind, PROTO_UDP};
 
     pub fn query(name: &str, qtype: u16, response: bool, rcode: u8) -> Vec<u8> {
         let mut m = vec![
@@ -425,7 +422,9 @@ pub mod tests {
         let mut d = DnsDetector::new(DnsConfig::default());
         let mut out = Vec::new();
         for e in events {
-            d.observe(e, &mut out);
+            if let Some(q) = parse(&e.payload) {
+                d.observe(e, &q, &mut out);
+            }
         }
         out
     }

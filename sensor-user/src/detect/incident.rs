@@ -74,6 +74,14 @@ impl Incident {
     }
 }
 
+/// A peer as people read it: with its name, when the traffic gave one.
+pub fn peer_label(peer: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{peer} ({name})"),
+        None => peer.to_string(),
+    }
+}
+
 fn severity(score: u8) -> &'static str {
     match score {
         80.. => "high",

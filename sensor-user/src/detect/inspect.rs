@@ -3,21 +3,7 @@
 //! User-Agent. Bounded parsers of untrusted bytes: every length is checked,
 //! nothing allocates more than the sample holds.
 
-/// Whether a TCP payload opens a TLS or HTTP conversation (the client's
-/// first bytes): such flows get one payload sample, for the names in it.
-/// The datapath (`sensor-ebpf/src/telemetry.rs`) applies the same test.
-pub fn is_opening(payload: &[u8]) -> bool {
-    const OPENINGS: [&[u8; 4]; 9] = [
-        b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC",
-    ];
-    payload.len() >= 6
-        && (is_client_hello(payload) || OPENINGS.iter().any(|m| payload.starts_with(*m)))
-}
-
-/// A TLS handshake record holding a ClientHello.
-fn is_client_hello(p: &[u8]) -> bool {
-    p.len() >= 6 && p[0] == 0x16 && p[1] == 0x03 && p[5] == 0x01
-}
+use sensor_common::telemetry::is_client_hello;
 
 const METHODS: [&[u8]; 9] = [
     b"GET ",
@@ -137,14 +123,13 @@ pub fn http_request(p: &[u8]) -> Option<HttpRequest> {
             // Drop a port, but not an IPv6 literal's colons.
             let bare = match value.rsplit_once(':') {
                 Some((h, port))
-                    if !h.ends_with(']') && !h.contains(':') && port.parse::<u16>().is_ok() =>
+                    if port.parse::<u16>().is_ok() && (h.ends_with(']') || !h.contains(':')) =>
                 {
                     h
                 }
-                Some((h, port)) if h.ends_with(']') && port.parse::<u16>().is_ok() => h,
                 _ => &value,
             };
-            request.host = host_name(bare.as_bytes()).or(Some(bare.to_ascii_lowercase()));
+            request.host = Some(bare.trim_end_matches('.').to_ascii_lowercase());
         } else if name.eq_ignore_ascii_case("user-agent") {
             request.user_agent = Some(value);
         }
@@ -201,7 +186,7 @@ pub mod tests {
             (10, vec![0, 2, 0, 29]),
             sni("C2.Example.org"),
         ]);
-        assert!(is_opening(&hello));
+        assert!(sensor_common::telemetry::is_opening(&hello));
         assert_eq!(tls_server_name(&hello).as_deref(), Some("c2.example.org"));
         assert_eq!(server_name(&hello).as_deref(), Some("c2.example.org"));
     }
@@ -235,9 +220,11 @@ pub mod tests {
         assert_eq!(r.path, "/admin");
         assert_eq!(r.host.as_deref(), Some("intranet.lab"));
         assert!(r.user_agent.unwrap().contains("Nmap Scripting Engine"));
-        assert!(is_opening(req));
+        assert!(sensor_common::telemetry::is_opening(req));
         assert_eq!(http_request(b"HTTP/1.1 200 OK\r\n"), None);
-        assert!(!is_opening(b"SSH-2.0-OpenSSH_9.2\r\n"));
+        assert!(!sensor_common::telemetry::is_opening(
+            b"SSH-2.0-OpenSSH_9.2\r\n"
+        ));
         let v6 = http_request(b"GET / HTTP/1.1\r\nhost: [fd00:10::12]:80\r\n").unwrap();
         assert_eq!(v6.host.as_deref(), Some("[fd00:10::12]"));
     }

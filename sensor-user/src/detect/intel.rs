@@ -123,67 +123,92 @@ impl IntelDetector {
         self.lists = lists;
     }
 
-    /// `inside(addr)`: whether an address is an inside host.
-    pub fn observe(&mut self, e: &Event, inside: &dyn Fn(IpAddr) -> bool, out: &mut Vec<Evidence>) {
-        let hit = match (&e.kind, e.protocol) {
-            (Kind::Syn, PROTO_TCP) | (Kind::FlowStart, _) if inside(e.src) => self
-                .lists
-                .listed_address(e.dst)
-                .map(|net| (e.src, net.to_string(), vec![e.dst.to_string()], "address")),
-            (Kind::Dns, PROTO_UDP) => self.listed_name(e, inside),
+    /// `question`: the event's DNS question, parsed; `inside`: whether the
+    /// source and the destination are inside hosts.
+    pub fn observe(
+        &mut self,
+        e: &Event,
+        question: Option<&dns::Question>,
+        inside: (bool, bool),
+        out: &mut Vec<Evidence>,
+    ) {
+        let hit = match (&e.kind, question) {
+            (Kind::Syn, _) if e.protocol == PROTO_TCP => self.listed_contact(e, inside.0),
+            (Kind::FlowStart, _) => self.listed_contact(e, inside.0),
+            (Kind::Dns, Some(q)) if e.protocol == PROTO_UDP => self.listed_name(e, q, inside),
             _ => None,
         };
-        let Some((host, entry, peers, kind)) = hit else {
+        let Some(evidence) = hit else {
             return;
         };
-        // Once per host and entry; an answer with new addresses again.
-        if !self.reported.insert((host, format!("{entry} {peers:?}"))) {
-            return;
+        // Once per host, entry (the summary names it) and peers: an answer
+        // with new addresses is reported again.
+        if self.reported.insert((
+            evidence.host,
+            format!("{} {:?}", evidence.summary, evidence.peers),
+        )) {
+            out.push(evidence);
         }
-        let summary = match (kind, peers.len()) {
-            ("answer", _) => format!(
-                "resolved {} (listed as {entry}) to {}",
-                peers[0],
-                peers[1..].join(", ")
-            ),
-            _ => format!("contacted {}, listed as {entry}", peers[0]),
-        };
-        out.push(Evidence {
-            host,
-            detector: if kind == "address" {
-                "intel.address"
-            } else {
-                "intel.domain"
-            },
-            technique: "T1071",
-            score: 90,
-            ts: e.ts,
-            peers,
-            count: 1,
-            summary,
-        });
+    }
+
+    /// A connection (or UDP/ICMP flow) from an inside host to a listed
+    /// address.
+    fn listed_contact(&self, e: &Event, inside_src: bool) -> Option<Evidence> {
+        if !inside_src {
+            return None;
+        }
+        let net = self.lists.listed_address(e.dst)?;
+        Some(evidence(
+            e,
+            e.src,
+            "intel.address",
+            vec![e.dst.to_string()],
+            format!("contacted {}, listed as {net}", e.dst),
+        ))
     }
 
     /// A query from an inside host for a listed domain, or an answer to one
     /// (to the inside host that asked): the answer's addresses become
     /// peers, so a `block_peer` rule blocks what the domain resolves to.
-    fn listed_name(
-        &self,
-        e: &Event,
-        inside: &dyn Fn(IpAddr) -> bool,
-    ) -> Option<(IpAddr, String, Vec<String>, &'static str)> {
-        let q = dns::parse(&e.payload)?;
+    fn listed_name(&self, e: &Event, q: &dns::Question, inside: (bool, bool)) -> Option<Evidence> {
         let entry = self.lists.listed_domain(&q.name)?;
         if !q.response {
-            return inside(e.src).then(|| (e.src, entry, vec![q.name], "query"));
+            return inside.0.then(|| {
+                let summary = format!("contacted {}, listed as {entry}", q.name);
+                evidence(e, e.src, "intel.domain", vec![q.name.clone()], summary)
+            });
         }
         let addrs = dns::answers(&e.payload);
-        if addrs.is_empty() || !inside(e.dst) {
+        if addrs.is_empty() || !inside.1 {
             return None;
         }
-        let mut peers = vec![q.name];
-        peers.extend(addrs.iter().map(|a| a.to_string()));
-        Some((e.dst, entry, peers, "answer"))
+        let resolved: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        let summary = format!(
+            "resolved {} (listed as {entry}) to {}",
+            q.name,
+            resolved.join(", ")
+        );
+        let peers = std::iter::once(q.name.clone()).chain(resolved).collect();
+        Some(evidence(e, e.dst, "intel.domain", peers, summary))
+    }
+}
+
+fn evidence(
+    e: &Event,
+    host: IpAddr,
+    detector: &'static str,
+    peers: Vec<String>,
+    summary: String,
+) -> Evidence {
+    Evidence {
+        host,
+        detector,
+        technique: "T1071",
+        score: 90,
+        ts: e.ts,
+        peers,
+        count: 1,
+        summary,
     }
 }
 
@@ -234,12 +259,12 @@ mod tests {
             payload: vec![],
         };
         let mut out = Vec::new();
-        d.observe(&e, &|_| true, &mut out);
-        d.observe(&e, &|_| true, &mut out);
+        d.observe(&e, None, (true, false), &mut out);
+        d.observe(&e, None, (true, false), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].detector, "intel.address");
         let mut fresh = IntelDetector::new(d.lists.clone());
-        fresh.observe(&e, &|_| false, &mut out);
+        fresh.observe(&e, None, (false, false), &mut out);
         assert_eq!(out.len(), 1, "outside hosts are not judged");
     }
 
@@ -262,10 +287,11 @@ mod tests {
             kind: Kind::Dns,
             payload: dns::tests::response("cdn.evil.example", &addrs),
         };
-        let inside = |a: IpAddr| a.to_string().starts_with("10.");
+        let q = dns::parse(&e.payload);
+        let inside = (false, true); // from the outside resolver, to 10.0.0.5
         let mut out = Vec::new();
-        d.observe(&e, &inside, &mut out);
-        d.observe(&e, &inside, &mut out);
+        d.observe(&e, q.as_ref(), inside, &mut out);
+        d.observe(&e, q.as_ref(), inside, &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].host, e.dst, "the host that asked");
         assert_eq!(out[0].detector, "intel.domain");

@@ -180,16 +180,26 @@ impl Engine {
         let internal_dst = self.is_internal(event.dst);
         self.beacon
             .observe(event, internal_src && !internal_dst, &mut found);
-        self.dns.observe(event, &mut found);
+        // A DNS message is parsed once, for every detector that reads it.
+        let question = match event.kind {
+            Kind::Dns => dns::parse(&event.payload),
+            _ => None,
+        };
+        if let Some(q) = &question {
+            self.dns.observe(event, q, &mut found);
+        }
         self.lateral
             .observe(event, internal_src && internal_dst, &mut found);
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
-        let internal = &self.internal;
-        let inside = |a: IpAddr| internal.iter().any(|n| n.contains(&a));
-        self.intel.observe(event, &inside, &mut found);
+        self.intel.observe(
+            event,
+            question.as_ref(),
+            (internal_src, internal_dst),
+            &mut found,
+        );
         self.webscan.observe(event, &mut found);
-        self.names.observe(event);
+        self.names.observe(event, question.as_ref());
         if let Kind::FlowEnd(flow) = &event.kind {
             let established = event.protocol == event::PROTO_TCP
                 && flow.orig_packets >= 2
@@ -201,7 +211,6 @@ impl Engine {
         self.record(found);
     }
 
-    /// Evidence to incidents, past the allowlists.
     /// Evidence to incidents, past the allowlists; addresses among the
     /// peers get the names they were last seen under.
     fn record(&mut self, found: Vec<Evidence>) {

@@ -54,6 +54,7 @@ pub struct FeedCounts {
 }
 
 pub struct TapFeed {
+    traffic: TapTraffic,
     tracker: FlowTracker,
     /// `Some` in east-west mode: segment ranges, longest first.
     segments: Option<Vec<(IpNet, u32)>>,
@@ -71,6 +72,7 @@ impl TapFeed {
             ranges
         });
         TapFeed {
+            traffic,
             tracker: FlowTracker::default(),
             segments,
             counts: FeedCounts::default(),
@@ -112,6 +114,10 @@ impl TapFeed {
             *events += 1;
             emit(e)
         });
+    }
+
+    pub fn traffic(&self) -> TapTraffic {
+        self.traffic
     }
 
     pub fn open_flows(&self) -> usize {

@@ -9,7 +9,6 @@ pub mod xsk;
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray, XskMap},
-    programs::Xdp,
     Ebpf,
 };
 use sensor_common::{map_names, TapCounters, MAX_TAP_QUEUES, TAP_PROGRAM_NAME};
@@ -58,9 +57,6 @@ pub struct Tap {
     /// "native" or "generic".
     pub xdp_mode: &'static str,
     queues: Vec<XskQueue>,
-    read: Vec<u64>,
-    /// Queues whose socket reported an error, no longer polled.
-    failed: Vec<bool>,
     counters: PerCpuArray<MapData, TapCounters>,
     // Dropping these closes the socket map and detaches the program.
     _sockets: XskMap<MapData>,
@@ -144,16 +140,11 @@ impl Tap {
                 .with_context(|| format!("{interface}: registering the socket of queue {queue}"))?;
             queues.push(socket);
         }
-        let xdp: &mut Xdp = program
-            .program_mut(TAP_PROGRAM_NAME)
-            .context("the eBPF object has no tap program")?
-            .try_into()?;
+        let xdp = datapath::xdp_program(&mut program, TAP_PROGRAM_NAME)?;
         let (_, xdp_mode) = datapath::attach_in_mode(xdp, interface, mode)?;
         Ok(Tap {
             interface: interface.to_owned(),
             xdp_mode,
-            read: vec![0; queues.len()],
-            failed: vec![false; queues.len()],
             queues,
             counters,
             _sockets: sockets,
@@ -168,8 +159,7 @@ impl Tap {
     fn status(&self) -> Vec<QueueStatus> {
         self.queues
             .iter()
-            .zip(&self.read)
-            .map(|(q, read)| {
+            .map(|q| {
                 let counters = self
                     .counters
                     .get(&q.queue, 0)
@@ -188,7 +178,7 @@ impl Tap {
                     queue: q.queue,
                     mode: q.mode,
                     frames: counters.frames,
-                    read: *read,
+                    read: q.frames_read,
                     lost_no_socket: counters.no_socket,
                     lost_ring_full: losses.ring_full,
                     lost_no_buffer: losses.no_buffer,
@@ -206,67 +196,57 @@ const READ_BUDGET: u32 = 256;
 pub struct TapReader {
     taps: Vec<Tap>,
     feed: TapFeed,
-    traffic: TapTraffic,
+    /// One per queue of every tap, in order.
+    fds: Vec<libc::pollfd>,
+    /// Whether the last round read anything: then the rings are read again
+    /// at once, without a system call.
+    busy: bool,
 }
 
 impl TapReader {
-    pub fn new(taps: Vec<Tap>, feed: TapFeed, traffic: TapTraffic) -> TapReader {
-        TapReader {
-            taps,
-            feed,
-            traffic,
-        }
-    }
-
-    /// Waits up to `timeout_ms` for frames on any queue, then reads what
-    /// is there into events; returns the frames read.
-    pub fn poll(&mut self, timeout_ms: i32, now: Nanos, emit: &mut dyn FnMut(Event)) -> u64 {
-        let live: Vec<(usize, usize)> = self
-            .taps
+    pub fn new(taps: Vec<Tap>, feed: TapFeed) -> TapReader {
+        let fds = taps
             .iter()
-            .enumerate()
-            .flat_map(|(t, tap)| {
-                (0..tap.queues.len())
-                    .filter(|q| !tap.failed[*q])
-                    .map(move |q| (t, q))
-            })
-            .collect();
-        let mut fds: Vec<libc::pollfd> = live
-            .iter()
-            .map(|&(t, q)| libc::pollfd {
-                fd: self.taps[t].queues[q].fd(),
+            .flat_map(|t| t.queues())
+            .map(|q| libc::pollfd {
+                fd: q.fd(),
                 events: libc::POLLIN,
                 revents: 0,
             })
             .collect();
-        // SAFETY: `fds` is a valid array of pollfd of the given length
-        // (with none, poll only sleeps).
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if ready <= 0 {
-            return 0;
+        TapReader {
+            taps,
+            feed,
+            fds,
+            busy: false,
         }
-        // A socket whose interface went away reports an error for ever:
-        // stop polling it (instead of spinning) and say so once.
-        for (fd, &(t, q)) in fds.iter().zip(&live) {
-            if fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-                let tap = &mut self.taps[t];
-                tap.failed[q] = true;
-                log::warn!(
-                    "{}: the AF_XDP socket of queue {} failed (interface gone?); no longer read",
-                    tap.interface,
-                    tap.queues[q].queue
-                );
+    }
+
+    /// Reads what the queues hold into events, after waiting up to
+    /// `timeout_ms` for frames if the last round found none; returns the
+    /// frames read. (A socket whose interface went away is never readable
+    /// again: it costs nothing.)
+    pub fn poll(&mut self, timeout_ms: i32, now: Nanos, emit: &mut dyn FnMut(Event)) -> u64 {
+        if !self.busy {
+            // SAFETY: `fds` is a valid array of pollfd of the given length.
+            let ready = unsafe {
+                libc::poll(
+                    self.fds.as_mut_ptr(),
+                    self.fds.len() as libc::nfds_t,
+                    timeout_ms,
+                )
+            };
+            if ready <= 0 {
+                return 0;
             }
         }
         let mut total = 0u64;
         let feed = &mut self.feed;
-        for tap in &mut self.taps {
-            for (queue, read) in tap.queues.iter_mut().zip(tap.read.iter_mut()) {
-                let n = queue.read(READ_BUDGET, &mut |frame| feed.frame(now, frame, emit));
-                *read += u64::from(n);
-                total += u64::from(n);
-            }
+        for queue in self.taps.iter_mut().flat_map(|t| t.queues.iter_mut()) {
+            let n = queue.read(READ_BUDGET, &mut |frame| feed.frame(now, frame, emit));
+            total += u64::from(n);
         }
+        self.busy = total > 0;
         total
     }
 
@@ -277,15 +257,11 @@ impl TapReader {
 
     pub fn status(&self) -> TapStatus {
         TapStatus {
-            traffic: Some(self.traffic),
+            traffic: Some(self.feed.traffic()),
             queues: self.taps.iter().flat_map(Tap::status).collect(),
             feed: self.feed.counts,
             open_flows: self.feed.open_flows(),
             flows_evicted: self.feed.flows_evicted(),
         }
-    }
-
-    pub fn taps(&self) -> &[Tap] {
-        &self.taps
     }
 }

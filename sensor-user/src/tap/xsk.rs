@@ -94,6 +94,8 @@ pub struct SocketLosses {
 pub struct XskQueue {
     pub queue: u32,
     pub mode: CaptureMode,
+    /// Frames read so far.
+    pub frames_read: u64,
     rx: RingRx,
     fill: xdpilone::DeviceQueue,
     user: User,
@@ -165,6 +167,7 @@ impl XskQueue {
         Ok(XskQueue {
             queue,
             mode,
+            frames_read: 0,
             rx,
             fill,
             user,
@@ -204,6 +207,7 @@ impl XskQueue {
             reader.release();
         }
         let n = done.len() as u32;
+        self.frames_read += u64::from(n);
         if n > 0 {
             let mut writer = self.fill.fill(n);
             writer.insert(done.iter().copied());

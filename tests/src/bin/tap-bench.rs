@@ -34,7 +34,7 @@ use sensor_tests::{
 use sensor_user::{
     config::XdpModeSetting,
     datapath::{sensor_object, Datapath},
-    detect::{DetectionConfig, Engine},
+    detect::{DetectionConfig, Engine, Event},
     tap::{Tap, TapFeed, TapReader, TapTraffic},
 };
 use serde_json::json;
@@ -101,29 +101,12 @@ fn read_af_xdp(pin_dir: PathBuf, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) 
     let datapath =
         Datapath::load_object(&pin_dir, sensor_object()?).context("loading the datapath")?;
     let tap = Tap::open(&datapath, "tap0", XdpModeSetting::Native).context("opening the tap")?;
-    let mut reader = TapReader::new(
-        vec![tap],
-        TapFeed::new(TapTraffic::All, &[]),
-        TapTraffic::All,
-    );
-    let mut engine = Engine::new(&DetectionConfig::default())?;
-    let mut events = 0u64;
+    let mut reader = TapReader::new(vec![tap], TapFeed::new(TapTraffic::All, &[]));
+    let mut engine = EngineSink::new()?;
     ready.store(true, Ordering::Release);
-    let cpu0 = thread_cpu_ns();
-    let mut frames = 0;
-    loop {
-        let stopping = stop.load(Ordering::Acquire);
-        let now = now_ns();
-        let n = reader.poll(10, now, &mut |e| {
-            events += 1;
-            engine.observe(&e)
-        });
-        frames += n;
-        if n == 0 && stopping {
-            break;
-        }
-    }
-    let cpu_ns = thread_cpu_ns() - cpu0;
+    let (frames, cpu_ns) = read_until_stopped(&stop, |now| {
+        reader.poll(10, now, &mut |e| engine.observe(e))
+    });
     let status = reader.status();
     let lost = status
         .queues
@@ -134,15 +117,48 @@ fn read_af_xdp(pin_dir: PathBuf, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) 
         frames,
         lost,
         cpu_ns,
-        events,
+        events: engine.events,
     })
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64
+/// An engine fed as sensord feeds it, counting the events.
+struct EngineSink {
+    engine: Engine,
+    events: u64,
+}
+
+impl EngineSink {
+    fn new() -> Result<EngineSink> {
+        Ok(EngineSink {
+            engine: Engine::new(&DetectionConfig::default())?,
+            events: 0,
+        })
+    }
+
+    fn observe(&mut self, event: Event) {
+        self.events += 1;
+        self.engine.observe(&event);
+    }
+}
+
+/// Calls `round` (which waits up to 10 ms for frames and reads what there
+/// is, given the time) until `stop` is raised and a round finds nothing;
+/// the frames read and this thread's CPU time.
+fn read_until_stopped(stop: &AtomicBool, mut round: impl FnMut(u64) -> u64) -> (u64, u64) {
+    let cpu0 = thread_cpu_ns();
+    let mut frames = 0;
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        let n = round(now);
+        frames += n;
+        if n == 0 && stopping {
+            return (frames, thread_cpu_ns() - cpu0);
+        }
+    }
 }
 
 /// The same, through a plain AF_PACKET socket bound to the tap: one
@@ -182,14 +198,10 @@ fn read_af_packet(ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Result<Read>
         );
     }
     let mut feed = TapFeed::new(TapTraffic::All, &[]);
-    let mut engine = Engine::new(&DetectionConfig::default())?;
-    let mut events = 0u64;
+    let mut engine = EngineSink::new()?;
     let mut buf = vec![0u8; 2048];
     ready.store(true, Ordering::Release);
-    let cpu0 = thread_cpu_ns();
-    let mut frames = 0u64;
-    loop {
-        let stopping = stop.load(Ordering::Acquire);
+    let (frames, cpu_ns) = read_until_stopped(&stop, |now| {
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -197,7 +209,6 @@ fn read_af_packet(ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Result<Read>
         };
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut pfd, 1, 10) };
-        let now = now_ns();
         let mut got = 0;
         loop {
             // SAFETY: recv into our buffer, at most its length.
@@ -210,20 +221,12 @@ fn read_af_packet(ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Result<Read>
                 )
             };
             if n <= 0 {
-                break;
+                return got;
             }
             got += 1;
-            feed.frame(now, &buf[..n as usize], &mut |e| {
-                events += 1;
-                engine.observe(&e)
-            });
+            feed.frame(now, &buf[..n as usize], &mut |e| engine.observe(e));
         }
-        frames += got;
-        if got == 0 && stopping {
-            break;
-        }
-    }
-    let cpu_ns = thread_cpu_ns() - cpu0;
+    });
     let mut stats = [0u32; 2];
     let mut len = 8u32;
     // SAFETY: PACKET_STATISTICS fills a tpacket_stats (two u32s).
@@ -241,7 +244,7 @@ fn read_af_packet(ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Result<Read>
         frames,
         lost: u64::from(stats[1]),
         cpu_ns,
-        events,
+        events: engine.events,
     })
 }
 
