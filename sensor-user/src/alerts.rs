@@ -241,6 +241,7 @@ mod tests {
             technique: "T1071",
             score: 90,
             ts: 1_700_000_000_000_000_000,
+            since: 1_700_000_000_000_000_000,
             peers: vec!["203.0.113.66:443".into(), "c2.example".into()],
             count: 20,
             summary: "20 connections every 5s".into(),

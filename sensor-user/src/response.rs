@@ -298,6 +298,7 @@ mod tests {
             technique: "T1071",
             score,
             ts: 1,
+            since: 1,
             peers: vec![peer.into()],
             count: 20,
             summary: String::new(),

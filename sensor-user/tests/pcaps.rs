@@ -23,7 +23,7 @@ fn analyze(file: &str, internal: &[&str]) -> Option<Vec<Incident>> {
         internal: internal.iter().map(|n| n.parse().unwrap()).collect(),
         ..Default::default()
     };
-    let (incidents, stats) = analyze_file(&dir.join(file), &config)
+    let (incidents, stats) = analyze_file(&dir.join(file), &config, false)
         .unwrap_or_else(|e| panic!("analysing {file}: {e:#}"));
     assert!(stats.packets > 0, "{file}: no packets read");
     Some(incidents)
@@ -218,6 +218,7 @@ fn contact_with_a_listed_cc_address_is_threat_intel() {
     let (incidents, _) = analyze_file(
         &dir.join("c2/slips_test-cc-capture-1_periodic2s.pcap"),
         &config,
+        false,
     )
     .unwrap();
     expect(
@@ -228,7 +229,7 @@ fn contact_with_a_listed_cc_address_is_threat_intel() {
     );
     config.internal = vec!["192.168.1.0/24".parse().unwrap()];
     let (incidents, _) =
-        analyze_file(&dir.join("dns_tunnel/dmachard_iodine.pcap"), &config).unwrap();
+        analyze_file(&dir.join("dns_tunnel/dmachard_iodine.pcap"), &config, false).unwrap();
     expect(&incidents, "192.168.1.17", "intel.domain", "biillpi.com");
     std::fs::remove_file(list).unwrap();
 }

@@ -39,7 +39,29 @@ pub fn run(options: &Options, json: bool) -> Result<()> {
     if !options.internal.is_empty() {
         detection.internal = options.internal.clone();
     }
-    let (incidents, stats) = analyze_file(&options.file, &detection)?;
+    let (incidents, stats) = analyze_file(&options.file, &detection, true)?;
+    let name = options.file.display();
+    if stats.cut_bytes > 0 {
+        eprintln!(
+            "warning: {name} ends mid-record (cut short?): analysed the {} packets before the cut, {} bytes after it unread",
+            stats.packets, stats.cut_bytes
+        );
+    }
+    if stats.unjudged > 0 {
+        eprintln!(
+            "warning: {name}: {} packets cut by the snap length before their transport header were not judged",
+            stats.unjudged
+        );
+    }
+    if stats.unknown_interface > 0 {
+        eprintln!(
+            "warning: {name}: {} packets name an interface the file never describes; skipped",
+            stats.unknown_interface
+        );
+    }
+    if stats.packets > 0 && stats.undecodable == stats.packets {
+        eprintln!("warning: {name}: none of its {} packets is IP or ARP on a link type sensorctl reads (Ethernet, Linux cooked v1/v2, raw IP, loopback)", stats.packets);
+    }
     if json {
         for incident in &incidents {
             println!("{}", serde_json::to_string(incident)?);
@@ -47,10 +69,10 @@ pub fn run(options: &Options, json: bool) -> Result<()> {
         return Ok(());
     }
     eprintln!(
-        "{}: {} packets ({} not decoded), {} events, {} incidents",
-        options.file.display(),
+        "{name}: {} packets ({} not IP, {} shorter than on the wire), {} events, {} incidents",
         stats.packets,
         stats.undecodable,
+        stats.snapped,
         stats.events,
         incidents.len()
     );

@@ -89,6 +89,7 @@ mod tests {
             technique: "T1046",
             score: 70,
             ts: 0,
+            since: 0,
             peers: peers.iter().map(|p| p.to_string()).collect(),
             count: 1,
             summary: String::new(),

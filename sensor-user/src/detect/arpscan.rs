@@ -63,6 +63,7 @@ impl ArpScanDetector {
             technique: "T1018",
             score: 75,
             ts: e.ts,
+            since: e.ts,
             peers,
             count: n as u64,
             summary: format!(

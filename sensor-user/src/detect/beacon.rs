@@ -229,7 +229,7 @@ impl BeaconDetector {
 
     /// Scores every pair with enough connections.
     pub fn flush(&mut self, out: &mut Vec<Evidence>) {
-        let mut found: Vec<(PairKey, BeaconScore, usize, Nanos)> = Vec::new();
+        let mut found: Vec<(PairKey, BeaconScore, usize, Nanos, Nanos)> = Vec::new();
         for (key, pair) in self.pairs.iter_mut() {
             if pair.starts.len() < self.config.min_connections
                 || self.reported.contains(key)
@@ -242,7 +242,13 @@ impl BeaconDetector {
                 let regular =
                     s.score >= self.config.min_score || s.timing >= self.config.min_timing_score;
                 if regular && s.interval_median_secs >= self.config.min_interval_secs {
-                    found.push((*key, s, pair.starts.len(), *pair.starts.last().unwrap()));
+                    found.push((
+                        *key,
+                        s,
+                        pair.starts.len(),
+                        pair.starts[0],
+                        *pair.starts.last().unwrap(),
+                    ));
                 }
             }
         }
@@ -251,8 +257,8 @@ impl BeaconDetector {
         for (key, ..) in &found {
             pollers.entry(key.dst).or_default().insert(key.src);
         }
-        found.sort_by_key(|(_, _, _, last)| *last);
-        for (key, s, n, last) in found {
+        found.sort_by_key(|(.., last)| *last);
+        for (key, s, n, first, last) in found {
             if pollers[&key.dst].len() >= self.config.shared_by_hosts {
                 continue;
             }
@@ -263,6 +269,7 @@ impl BeaconDetector {
                 technique: "T1071",
                 score: (s.score.max(s.timing) * 100.0).round() as u8,
                 ts: last,
+                since: first,
                 peers: vec![format!("{}:{}", key.dst, key.dport)],
                 count: n as u64,
                 summary: format!(

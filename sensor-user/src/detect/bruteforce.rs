@@ -107,6 +107,7 @@ impl BruteForceDetector {
                 technique: "T1110",
                 score: 75,
                 ts: e.ts,
+                since: e.ts,
                 peers: vec![format!("{}:{}", e.dst, e.dport)],
                 count: t.attempts,
                 summary: format!(

@@ -1,26 +1,15 @@
 //! Reading pcap and pcapng files into detection events, with the same
 //! choice of packets and the same flow accounting the datapath makes live.
 
-use std::{
-    collections::HashMap,
-    fs::File,
-    io::{BufReader, Read},
-    net::IpAddr,
-    path::Path,
-};
+use std::{collections::HashMap, net::IpAddr, path::Path};
 
-use anyhow::{bail, Context, Result};
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use pcap_file::{
-    pcap::PcapReader,
-    pcapng::{Block, PcapNgReader},
-    DataLink,
-};
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use super::event::{
     Event, FlowSummary, Kind, Nanos, PROTO_ARP, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
     SECOND,
 };
+use super::pcapfile;
 use sensor_common::telemetry::{is_dcerpc_bind, is_inspect_port, is_opening, DATA_SAMPLES};
 
 /// A UDP or ICMP flow with no packet for this long has ended.
@@ -37,7 +26,16 @@ pub const DATA_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct CaptureStats {
     pub packets: u64,
+    /// Not IP or ARP, or of a link type we cannot read.
     pub undecodable: u64,
+    /// Shorter than on the wire (a snap length); judged on what is there.
+    pub snapped: u64,
+    /// Cut before the headers detection needs: not judged at all.
+    pub unjudged: u64,
+    /// Bytes lost at the end of a file cut mid-record (0: the file is whole).
+    pub cut_bytes: u64,
+    /// Packets naming a pcapng interface the file never described.
+    pub unknown_interface: u64,
     pub events: u64,
 }
 
@@ -289,34 +287,105 @@ impl FlowTracker {
     }
 }
 
-/// Decodes one frame of the given link type into transport facts.
-pub fn decode(link: DataLink, ts: Nanos, len: u64, data: &[u8]) -> Option<Packet<'_>> {
-    let sliced = match link {
-        DataLink::ETHERNET => SlicedPacket::from_ethernet(data).ok()?,
-        DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(data).ok()?,
-        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => SlicedPacket::from_ip(data).ok()?,
-        _ => return None,
+/// How frames are framed: the link types a capture or a tap hands us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Ethernet,
+    /// Linux cooked capture v1 (`tcpdump -i any` before libpcap 1.10).
+    LinuxSll,
+    /// Linux cooked capture v2.
+    LinuxSll2,
+    /// A bare IPv4 or IPv6 header first.
+    RawIp,
+    /// BSD loopback: a 4-byte address family (either byte order), then IP.
+    Loopback,
+}
+
+impl Link {
+    /// The link type of a pcap or pcapng header (tcpdump.org's
+    /// LINKTYPE_* values); `None` for one we cannot decode.
+    pub fn from_linktype(value: i32) -> Option<Link> {
+        match value {
+            1 => Some(Link::Ethernet),
+            113 => Some(Link::LinuxSll),
+            276 => Some(Link::LinuxSll2),
+            // LINKTYPE_RAW, the DLT_RAW values some systems wrote, IPv4, IPv6.
+            101 | 12 | 14 | 228 | 229 => Some(Link::RawIp),
+            // NULL and LOOP (OpenBSD).
+            0 | 108 => Some(Link::Loopback),
+            _ => None,
+        }
+    }
+}
+
+/// Why a frame gave no packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undecoded {
+    /// Not IP or ARP, or a link type we cannot read.
+    NotIp,
+    /// Cut (snap length) before the headers detection needs.
+    Truncated,
+}
+
+/// Decodes one frame into transport facts. `len` is the frame's length on
+/// the wire; `data` may be shorter (a snap length): what headers are there
+/// are used.
+pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>, Undecoded> {
+    let cut = (data.len() as u64) < len;
+    let failed = if cut {
+        Undecoded::Truncated
+    } else {
+        Undecoded::NotIp
     };
-    let (src, dst, protocol) = match sliced.net? {
-        NetSlice::Ipv4(ip) => (
+    let sliced = match link {
+        Link::Ethernet => LaxSlicedPacket::from_ethernet(data).map_err(|_| failed)?,
+        Link::LinuxSll => {
+            let protocol = data.get(14..16).ok_or(Undecoded::Truncated)?;
+            let ether_type = EtherType(u16::from_be_bytes([protocol[0], protocol[1]]));
+            LaxSlicedPacket::from_ether_type(ether_type, &data[16..])
+        }
+        Link::LinuxSll2 => {
+            let protocol = data.get(0..2).ok_or(Undecoded::Truncated)?;
+            let rest = data.get(20..).ok_or(Undecoded::Truncated)?;
+            LaxSlicedPacket::from_ether_type(
+                EtherType(u16::from_be_bytes([protocol[0], protocol[1]])),
+                rest,
+            )
+        }
+        Link::RawIp => LaxSlicedPacket::from_ip(data).map_err(|_| failed)?,
+        Link::Loopback => {
+            let rest = data.get(4..).ok_or(Undecoded::Truncated)?;
+            LaxSlicedPacket::from_ip(rest).map_err(|_| failed)?
+        }
+    };
+    let (src, dst, protocol) = match sliced.net {
+        Some(LaxNetSlice::Ipv4(ip)) => (
             IpAddr::V4(ip.header().source_addr()),
             IpAddr::V4(ip.header().destination_addr()),
             ip.header().protocol().0,
         ),
-        NetSlice::Ipv6(ip) => (
+        Some(LaxNetSlice::Ipv6(ip)) => (
             IpAddr::V6(ip.header().source_addr()),
             IpAddr::V6(ip.header().destination_addr()),
             ip.payload().ip_number.0,
         ),
-        NetSlice::Arp(arp) => {
+        Some(LaxNetSlice::Arp(arp)) => {
             let request = arp.operation() == etherparse::ArpOperation::REQUEST;
-            let src: [u8; 4] = arp.sender_protocol_addr().try_into().ok()?;
-            let dst: [u8; 4] = arp.target_protocol_addr().try_into().ok()?;
-            if !request || arp.proto_addr_type() != etherparse::EtherType::IPV4 {
-                return None;
+            let src: [u8; 4] = arp
+                .sender_protocol_addr()
+                .try_into()
+                .map_err(|_| Undecoded::NotIp)?;
+            let dst: [u8; 4] = arp
+                .target_protocol_addr()
+                .try_into()
+                .map_err(|_| Undecoded::NotIp)?;
+            if !request || arp.proto_addr_type() != EtherType::IPV4 {
+                return Err(Undecoded::NotIp);
             }
             (IpAddr::from(src), IpAddr::from(dst), PROTO_ARP)
         }
+        None if cut => return Err(Undecoded::Truncated),
+        None => return Err(Undecoded::NotIp),
     };
     let mut p = Packet {
         ts,
@@ -346,7 +415,7 @@ pub fn decode(link: DataLink, ts: Nanos, len: u64, data: &[u8]) -> Option<Packet
         // datapath sends it); other replies belong to what they answer.
         Some(TransportSlice::Icmpv4(icmp)) => {
             if icmp.type_u8() != 8 && icmp.type_u8() != 3 {
-                return None;
+                return Err(Undecoded::NotIp);
             }
             p.dport = icmp.type_u8() as u16;
             p.sport = icmp.code_u8() as u16;
@@ -354,97 +423,54 @@ pub fn decode(link: DataLink, ts: Nanos, len: u64, data: &[u8]) -> Option<Packet
         }
         Some(TransportSlice::Icmpv6(icmp)) => {
             if icmp.type_u8() != 128 && icmp.type_u8() != 1 {
-                return None;
+                return Err(Undecoded::NotIp);
             }
             p.dport = icmp.type_u8() as u16;
             p.sport = icmp.code_u8() as u16;
             p.payload = icmp.slice().get(4..).unwrap_or(&[]);
         }
+        // A transport header the snap length cut: the packet cannot be
+        // judged (its ports and flags are gone).
+        None if cut && matches!(protocol, PROTO_TCP | PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6) => {
+            return Err(Undecoded::Truncated)
+        }
         _ => {}
     }
-    Some(p)
+    Ok(p)
 }
 
-fn nanos(d: std::time::Duration) -> Nanos {
-    d.as_nanos() as Nanos
-}
-
-/// Reads a pcap or pcapng file (told apart by their magic numbers) and
-/// feeds every event to `emit`, in packet-time order.
-pub fn read_file(path: &Path, emit: &mut dyn FnMut(Event)) -> Result<CaptureStats> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut magic = [0u8; 4];
-    file.read_exact(&mut magic)
-        .with_context(|| format!("{} is too short to be a capture", path.display()))?;
-    let file = File::open(path)?;
+/// Reads a pcap or pcapng file and feeds every event to `emit`, in
+/// packet-time order. `progress`: report on stderr while a long file is read.
+pub fn read_file(
+    path: &Path,
+    progress: bool,
+    emit: &mut dyn FnMut(Event),
+) -> Result<CaptureStats, pcapfile::FileError> {
     let mut stats = CaptureStats::default();
     let mut tracker = FlowTracker::default();
+    let mut events = 0u64;
     let mut emit_counted = |e: Event| {
-        stats.events += 1;
+        events += 1;
         emit(e)
     };
-    let mut feed = |link: DataLink,
-                    ts: Nanos,
-                    len: u64,
-                    data: &[u8],
-                    stats_packets: &mut u64,
-                    undecodable: &mut u64| {
-        *stats_packets += 1;
-        match decode(link, ts, len, data) {
-            Some(p) => tracker.packet(&p, &mut emit_counted),
-            None => *undecodable += 1,
+    let report = pcapfile::read(path, progress, &mut |frame| {
+        stats.packets += 1;
+        if (frame.data.len() as u32) < frame.orig_len {
+            stats.snapped += 1;
         }
-    };
-    let (mut packets, mut undecodable) = (0u64, 0u64);
-    match magic {
-        [0x0a, 0x0d, 0x0d, 0x0a] => {
-            let mut reader = PcapNgReader::new(BufReader::new(file))
-                .with_context(|| format!("{} is not a valid pcapng file", path.display()))?;
-            let mut links = Vec::new();
-            while let Some(block) = reader.next_block() {
-                match block.with_context(|| format!("reading {}", path.display()))? {
-                    Block::InterfaceDescription(idb) => links.push(idb.linktype),
-                    Block::EnhancedPacket(epb) => {
-                        let link = links
-                            .get(epb.interface_id as usize)
-                            .copied()
-                            .unwrap_or(DataLink::ETHERNET);
-                        feed(
-                            link,
-                            nanos(epb.timestamp),
-                            epb.original_len as u64,
-                            &epb.data,
-                            &mut packets,
-                            &mut undecodable,
-                        );
-                    }
-                    _ => {}
-                }
-            }
+        let Some(link) = Link::from_linktype(frame.link.0) else {
+            stats.undecodable += 1;
+            return;
+        };
+        match decode(link, frame.ts, frame.orig_len as u64, frame.data) {
+            Ok(p) => tracker.packet(&p, &mut emit_counted),
+            Err(Undecoded::NotIp) => stats.undecodable += 1,
+            Err(Undecoded::Truncated) => stats.unjudged += 1,
         }
-        [0xd4, 0xc3, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0xc3, 0xd4]
-        | [0x4d, 0x3c, 0xb2, 0xa1]
-        | [0xa1, 0xb2, 0x3c, 0x4d] => {
-            let mut reader = PcapReader::new(BufReader::new(file))
-                .with_context(|| format!("{} is not a valid pcap file", path.display()))?;
-            let link = reader.header().datalink;
-            while let Some(packet) = reader.next_packet() {
-                let packet = packet.with_context(|| format!("reading {}", path.display()))?;
-                feed(
-                    link,
-                    nanos(packet.timestamp),
-                    packet.orig_len as u64,
-                    &packet.data,
-                    &mut packets,
-                    &mut undecodable,
-                );
-            }
-        }
-        _ => bail!("{} is neither a pcap nor a pcapng file", path.display()),
-    }
+    })?;
     tracker.finish(&mut emit_counted);
-    stats.packets = packets;
-    stats.undecodable = undecodable;
+    stats.events = events;
+    stats.cut_bytes = report.cut_bytes;
+    stats.unknown_interface = report.unknown_interface;
     Ok(stats)
 }

@@ -257,6 +257,7 @@ impl DnsDetector {
                 technique: "T1071.004",
                 score: if bulk_type { 85 } else { 80 },
                 ts: e.ts,
+                since: e.ts,
                 peers: vec![domain.clone(), e.dst.to_string()],
                 count: tunnel as u64,
                 summary: format!(
@@ -272,6 +273,7 @@ impl DnsDetector {
                 technique: "T1071.004",
                 score: 60,
                 ts: e.ts,
+                since: e.ts,
                 peers: vec![domain.clone(), e.dst.to_string()],
                 count: unique as u64,
                 summary: format!(
@@ -306,6 +308,7 @@ impl DnsDetector {
                 technique: "T1568.002",
                 score: 65,
                 ts,
+                since: ts,
                 peers: examples,
                 count: n as u64,
                 summary: format!(

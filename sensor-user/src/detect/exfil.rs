@@ -126,6 +126,7 @@ impl ExfilDetector {
             technique: "T1048",
             score: 70,
             ts: e.ts,
+            since: e.ts,
             peers: vec![e.dst.to_string()],
             count: sent,
             summary: format!(

@@ -131,7 +131,7 @@ impl Incidents {
                     host: e.host,
                     score: 0,
                     severity: "low",
-                    first_seen: e.ts,
+                    first_seen: e.since.min(e.ts),
                     last_seen: e.ts,
                     detectors: BTreeSet::new(),
                     techniques: BTreeSet::new(),
@@ -145,7 +145,7 @@ impl Incidents {
                 self.incidents.last_mut().unwrap()
             }
         };
-        incident.first_seen = incident.first_seen.min(e.ts);
+        incident.first_seen = incident.first_seen.min(e.since.min(e.ts));
         incident.last_seen = incident.last_seen.max(e.ts);
         incident.detectors.insert(e.detector);
         incident.techniques.insert(e.technique);
@@ -228,6 +228,7 @@ mod tests {
             technique: "T1046",
             score,
             ts,
+            since: ts,
             peers: vec![peer.into()],
             count: 1,
             summary: String::new(),

@@ -206,6 +206,7 @@ fn evidence(
         technique: "T1071",
         score: 90,
         ts: e.ts,
+        since: e.ts,
         peers,
         count: 1,
         summary,

@@ -129,6 +129,7 @@ impl LateralDetector {
             technique: "T1021",
             score: 75,
             ts: e.ts,
+            since: e.ts,
             peers,
             count: n as u64,
             summary: format!(
@@ -167,6 +168,7 @@ impl LateralDetector {
             technique: "T1569.002",
             score: 85,
             ts: e.ts,
+            since: e.ts,
             peers: vec![e.dst.to_string()],
             count: 1,
             summary: format!(

@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod intel;
 pub mod lateral;
 pub mod names;
+pub mod pcapfile;
 pub mod scan;
 pub mod webscan;
 mod window;
@@ -85,7 +86,11 @@ pub struct Evidence {
     pub technique: &'static str,
     /// 0 to 100.
     pub score: u8,
+    /// When the detector concluded (the packet that tipped it).
     pub ts: Nanos,
+    /// When the behaviour began: the first packet behind the conclusion
+    /// (a beacon's first connection); `ts` where the detector keeps none.
+    pub since: Nanos,
     /// Who it talked to (the scanned host, the C&C, the domain).
     pub peers: Vec<String>,
     /// How many observations back it (probes, connections, queries).
@@ -248,6 +253,7 @@ impl Engine {
             technique: "T1599",
             score: 60,
             ts: event.ts,
+            since: event.ts,
             peers: vec![event.dst.to_string()],
             count: 1,
             summary: format!(
@@ -303,12 +309,14 @@ impl Engine {
 }
 
 /// Analyses a capture file: every event through a fresh engine.
+/// `progress`: report on stderr while a long file is read.
 pub fn analyze_file(
     path: &std::path::Path,
     config: &DetectionConfig,
+    progress: bool,
 ) -> anyhow::Result<(Vec<Incident>, capture::CaptureStats)> {
     let mut engine = Engine::new(config)?;
-    let stats = capture::read_file(path, &mut |event| engine.observe(&event))?;
+    let stats = capture::read_file(path, progress, &mut |event| engine.observe(&event))?;
     engine.flush();
     Ok((engine.incidents.list(), stats))
 }

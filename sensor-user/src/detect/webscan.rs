@@ -87,6 +87,7 @@ impl WebScanDetector {
             technique: "T1595.002",
             score: 80,
             ts: e.ts,
+            since: e.ts,
             peers: vec![e.dst.to_string()],
             count: 1,
             summary: format!(

@@ -5,7 +5,6 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use pcap_file::DataLink;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -89,7 +88,9 @@ impl TapFeed {
     /// One Ethernet frame, received at `ts`.
     pub fn frame(&mut self, ts: Nanos, data: &[u8], emit: &mut dyn FnMut(Event)) {
         self.counts.frames += 1;
-        let Some(packet) = capture::decode(DataLink::ETHERNET, ts, data.len() as u64, data) else {
+        let Some(packet) =
+            capture::decode(capture::Link::Ethernet, ts, data.len() as u64, data).ok()
+        else {
             self.counts.undecodable += 1;
             return;
         };
