@@ -248,6 +248,10 @@ pub mod telemetry {
     pub const FLOW_FIN_A: u8 = 2;
     pub const FLOW_FIN_B: u8 = 4;
     pub const FLOW_RST: u8 = 8;
+    /// `a` (resp. `b`) sent transport payload: more than a handshake. A
+    /// login attempt, a request, a guess all need it.
+    pub const FLOW_DATA_A: u8 = 16;
+    pub const FLOW_DATA_B: u8 = 32;
 
     /// `FlowStats::inspect`
     pub const INSPECT_UNKNOWN: u8 = 0;

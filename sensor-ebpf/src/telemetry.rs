@@ -177,6 +177,9 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
             if !from_initiator {
                 flags |= FLOW_ANSWERED;
             }
+            if has_payload(ctx, l4) {
+                flags |= if src_is_a { FLOW_DATA_A } else { FLOW_DATA_B };
+            }
             let mut sample = false;
             if l4.protocol == PROTO_TCP {
                 if l4.tcp_flags & TCP_RST != 0 {
@@ -193,7 +196,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
     }
     // A TCP flow starts with a SYN, or (picked up mid-way) with data; a bare
     // ACK or RST after a flow ended must not start a new one.
-    let has_payload = ctx.data() + l4.payload_offset < ctx.data_end();
+    let has_payload = has_payload(ctx, l4);
     if l4.protocol == PROTO_TCP && l4.tcp_flags & TCP_SYN == 0 && !has_payload {
         return (false, false);
     }
@@ -206,7 +209,11 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
         a_packets: src_is_a as u64,
         b_packets: !src_is_a as u64,
         initiator_is_b: !src_is_a as u8,
-        flags: 0,
+        flags: match (has_payload, src_is_a) {
+            (false, _) => 0,
+            (true, true) => FLOW_DATA_A,
+            (true, false) => FLOW_DATA_B,
+        },
         samples: 0,
         inspect: INSPECT_UNKNOWN,
         _pad: 0,
@@ -219,6 +226,14 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
         count(STAT_FLOW_INSERT_FAILED);
         (false, sample)
     }
+}
+
+/// Whether the packet carries transport payload (TCP or UDP data; for
+/// ICMP, `payload_offset` is past the header and this says nothing used).
+#[inline(always)]
+fn has_payload(ctx: &XdpContext, l4: &L4) -> bool {
+    (l4.protocol == PROTO_TCP || l4.protocol == PROTO_UDP)
+        && ctx.data() + l4.payload_offset < ctx.data_end()
 }
 
 /// Whether to sample this TCP packet's payload: a flow on an inspected port,

@@ -13,6 +13,7 @@ pub mod detect;
 pub mod detection;
 pub mod enforcer;
 pub mod metrics;
+pub mod offline;
 pub mod paths;
 pub mod response;
 pub mod state;

@@ -199,6 +199,18 @@ pub fn decide(config: &ResponseConfig, incident: &Incident, facts: &HostFacts) -
     out
 }
 
+/// Whether an address can name one host on a wire. Loopback never leaves a
+/// host (RFC 1122 3.2.1.3, RFC 4291 2.5.3): seen in traffic it is forged
+/// or a capture taken on a host; the others name no single machine.
+pub fn is_host_address(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            !(a.is_loopback() || a.is_multicast() || a.is_broadcast() || a.is_unspecified())
+        }
+        IpAddr::V6(a) => !(a.is_loopback() || a.is_multicast() || a.is_unspecified()),
+    }
+}
+
 fn same_target(a: &Decision, b: &Decision) -> bool {
     let target = |d: &Decision| match d {
         Decision::Isolate { host, .. } => IpNet::from(*host).to_string(),
@@ -234,7 +246,9 @@ fn decide_rule(
             if incident.has_action("isolate", &target) {
                 return out;
             }
-            let why = if protected(host) {
+            let why = if !is_host_address(host) {
+                Some("the address is no single host's (loopback, multicast, broadcast or unspecified)")
+            } else if protected(host) {
                 Some("the host is on the never-isolate list")
             } else if facts.segment.is_none() {
                 Some("the address is in none of the segments' own ranges")
@@ -413,5 +427,25 @@ mod tests {
             .unwrap_err()
             .0
             .contains("segments"));
+    }
+
+    #[test]
+    fn addresses_of_no_single_host_are_never_isolated() {
+        for host in [
+            "127.0.0.1",
+            "::1",
+            "224.0.0.251",
+            "255.255.255.255",
+            "0.0.0.0",
+        ] {
+            let mut i = incident("scan.vertical", 90, "10.0.0.1");
+            i.host = host.parse().unwrap();
+            let none = BTreeSet::new();
+            let d = decide(&ResponseConfig::default(), &i, &facts(&none, true));
+            assert!(
+                matches!(&d[..], [Decision::Withheld { .. }]),
+                "{host}: {d:?}"
+            );
+        }
     }
 }

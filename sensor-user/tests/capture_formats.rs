@@ -12,7 +12,18 @@ use std::{
     process::Command,
 };
 
-use sensor_user::detect::{analyze_file, pcapfile, DetectionConfig, Incident};
+use sensor_user::{
+    detect::{capture::CaptureStats, pcapfile, DetectionConfig, Incident},
+    offline::{self, Settings},
+};
+
+fn analyze_file(
+    path: &Path,
+    config: &DetectionConfig,
+) -> anyhow::Result<(Vec<Incident>, CaptureStats)> {
+    let a = offline::analyze(path, &Settings::detection(config.clone()), false)?;
+    Ok((a.incidents, a.stats))
+}
 
 fn shared(file: &str) -> Option<PathBuf> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -230,7 +241,7 @@ fn incidents(path: &Path, internal: &str) -> Vec<Incident> {
         internal: vec![internal.parse().unwrap()],
         ..Default::default()
     };
-    analyze_file(path, &config, false)
+    analyze_file(path, &config)
         .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
         .0
 }
@@ -359,7 +370,7 @@ fn same_incidents_in_every_form(file: &str, internal: &str) {
         internal: vec![internal.parse().unwrap()],
         ..Default::default()
     };
-    let (found, stats) = analyze_file(&cut, &config, false).unwrap();
+    let (found, stats) = analyze_file(&cut, &config).unwrap();
     assert_eq!(stats.packets as usize, f.len() - 1);
     assert!(stats.cut_bytes > 0);
     assert_eq!(essence(&found), expected, "cut file");
@@ -389,14 +400,15 @@ fn a_beacon_is_dated_by_its_first_connection() {
         .find(|i| i.detectors.contains("beacon"))
         .expect("a beacon incident");
     let first_packet = frames(&file)[0].ts;
-    // The capture opens with the beacon's traffic; the beacon is scored at
-    // its end, minutes later.
+    // The capture opens with the beacon's traffic; the beacon is concluded
+    // after its twentieth connection (every ~2.2 s), some 40 s later.
     assert!(
         beacon.first_seen.abs_diff(first_packet) < 30_000_000_000,
         "first seen {} vs first packet {first_packet}",
         beacon.first_seen
     );
-    assert!(beacon.last_seen - beacon.first_seen > 60_000_000_000);
+    let concluded = beacon.evidence[0].ts;
+    assert!(concluded - beacon.first_seen > 30_000_000_000);
 }
 
 fn sensorctl_analyze(path: &Path) -> std::process::Output {
@@ -458,7 +470,7 @@ fn frames_of_unknown_link_types_are_counted_not_misread() {
     let dir = tempfile::tempdir().unwrap();
     // LINKTYPE_IEEE802_11 (105): nothing we decode.
     let path = write(dir.path(), "wifi.pcap", &pcap(&f, LE, false, 105, 65535));
-    let (found, stats) = analyze_file(&path, &DetectionConfig::default(), false).unwrap();
+    let (found, stats) = analyze_file(&path, &DetectionConfig::default()).unwrap();
     assert!(found.is_empty());
     assert_eq!(stats.undecodable, stats.packets);
     let out = sensorctl_analyze(&path);

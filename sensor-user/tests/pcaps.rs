@@ -5,7 +5,10 @@
 
 use std::path::PathBuf;
 
-use sensor_user::detect::{analyze_file, DetectionConfig, Incident};
+use sensor_user::{
+    detect::{DetectionConfig, Incident},
+    offline::{self, Settings},
+};
 
 fn pcaps() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/pcaps");
@@ -23,8 +26,9 @@ fn analyze(file: &str, internal: &[&str]) -> Option<Vec<Incident>> {
         internal: internal.iter().map(|n| n.parse().unwrap()).collect(),
         ..Default::default()
     };
-    let (incidents, stats) = analyze_file(&dir.join(file), &config, false)
-        .unwrap_or_else(|e| panic!("analysing {file}: {e:#}"));
+    let offline::Analysis { incidents, stats } =
+        offline::analyze(&dir.join(file), &Settings::detection(config), false)
+            .unwrap_or_else(|e| panic!("analysing {file}: {e:#}"));
     assert!(stats.packets > 0, "{file}: no packets read");
     Some(incidents)
 }
@@ -215,12 +219,13 @@ fn contact_with_a_listed_cc_address_is_threat_intel() {
         ..Default::default()
     };
     config.intel.files = vec![list.clone()];
-    let (incidents, _) = analyze_file(
+    let incidents = offline::analyze(
         &dir.join("c2/slips_test-cc-capture-1_periodic2s.pcap"),
-        &config,
+        &Settings::detection(config.clone()),
         false,
     )
-    .unwrap();
+    .unwrap()
+    .incidents;
     expect(
         &incidents,
         "147.32.80.37",
@@ -228,8 +233,13 @@ fn contact_with_a_listed_cc_address_is_threat_intel() {
         "141.193.213.21",
     );
     config.internal = vec!["192.168.1.0/24".parse().unwrap()];
-    let (incidents, _) =
-        analyze_file(&dir.join("dns_tunnel/dmachard_iodine.pcap"), &config, false).unwrap();
+    let incidents = offline::analyze(
+        &dir.join("dns_tunnel/dmachard_iodine.pcap"),
+        &Settings::detection(config),
+        false,
+    )
+    .unwrap()
+    .incidents;
     expect(&incidents, "192.168.1.17", "intel.domain", "biillpi.com");
     std::fs::remove_file(list).unwrap();
 }

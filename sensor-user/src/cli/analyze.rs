@@ -8,7 +8,8 @@ use ipnet::IpNet;
 use super::table;
 use crate::{
     config::Config,
-    detect::{analyze_file, incident::peer_label, DetectionConfig, Incident},
+    detect::{incident::peer_label, Incident},
+    offline::{self, Settings},
 };
 
 #[derive(clap::Args, Debug)]
@@ -32,14 +33,21 @@ fn time(ns: u64) -> String {
 }
 
 pub fn run(options: &Options, json: bool) -> Result<()> {
-    let mut detection = match &options.config {
-        Some(path) => Config::load(path)?.detection,
-        None => DetectionConfig::default(),
+    let mut settings = match &options.config {
+        Some(path) => {
+            let config = Config::load(path)?;
+            Settings {
+                detection: config.detection,
+                response: config.response,
+                segments: config.segments,
+            }
+        }
+        None => Settings::default(),
     };
     if !options.internal.is_empty() {
-        detection.internal = options.internal.clone();
+        settings.detection.internal = options.internal.clone();
     }
-    let (incidents, stats) = analyze_file(&options.file, &detection, true)?;
+    let offline::Analysis { incidents, stats } = offline::analyze(&options.file, &settings, true)?;
     let name = options.file.display();
     if stats.cut_bytes > 0 {
         eprintln!(
@@ -80,6 +88,15 @@ pub fn run(options: &Options, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// What sensord would have done about the incident's host, and when.
+fn response(incident: &Incident) -> String {
+    match offline::isolated_at(incident) {
+        Some(ts) => format!("isolate at {}", time(ts)),
+        None if incident.actions.iter().any(|a| a.action == "withheld") => "withheld".into(),
+        None => "alert".into(),
+    }
+}
+
 fn print_incidents(incidents: &[Incident]) {
     let rows: Vec<Vec<String>> = incidents
         .iter()
@@ -98,6 +115,7 @@ fn print_incidents(incidents: &[Incident]) {
                     .map(|p| peer_label(p, i.names.get(p).map(String::as_str)))
                     .collect::<Vec<_>>()
                     .join(","),
+                response(i),
             ]
         })
         .collect();
@@ -115,6 +133,7 @@ fn print_incidents(incidents: &[Incident]) {
             "LAST SEEN",
             "DETECTORS",
             "PEERS",
+            "RESPONSE",
         ],
         &rows,
     );
@@ -127,6 +146,15 @@ fn print_incidents(incidents: &[Incident]) {
         );
         for e in &i.evidence {
             println!("  {}  {:<20} {}", time(e.ts), e.detector, e.summary);
+        }
+        for a in &i.actions {
+            println!(
+                "  {}  {:<20} {}: {}",
+                time(a.ts),
+                a.action,
+                a.target,
+                a.detail
+            );
         }
     }
 }

@@ -13,7 +13,7 @@ use std::{collections::HashMap, net::IpAddr};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    event::{Event, Kind, PROTO_TCP, SECOND},
+    event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
     window::LeakyBucket,
     Evidence,
 };
@@ -33,6 +33,13 @@ pub struct BruteForceConfig {
     pub leak_secs: u64,
     pub slow_capacity: u32,
     pub slow_leak_secs: u64,
+    /// Attempts within `act_window_secs` that make the evidence strong
+    /// enough to act on (score 75); fewer only alert (score 65). A failure
+    /// inferred from the network is weaker than a logged one: Zeek's SSH
+    /// guessing detector, which infers the same way, waits for 30 guesses
+    /// in 30 minutes (`SSH::password_guesses_limit`, `guessing_timeout`).
+    pub act_attempts: u32,
+    pub act_window_secs: u64,
 }
 
 impl Default for BruteForceConfig {
@@ -51,6 +58,8 @@ impl Default for BruteForceConfig {
             leak_secs: 10,
             slow_capacity: 10,
             slow_leak_secs: 60,
+            act_attempts: 30,
+            act_window_secs: 1800,
         }
     }
 }
@@ -61,6 +70,10 @@ struct Target {
     slow: LeakyBucket,
     attempts: u64,
     reported_at: u64,
+    /// Attempts within the acting window, and when it began.
+    recent: u64,
+    recent_since: Nanos,
+    strong: bool,
 }
 
 pub struct BruteForceDetector {
@@ -81,10 +94,12 @@ impl BruteForceDetector {
         if e.protocol != PROTO_TCP || !self.config.ports.contains(&e.dport) {
             return;
         }
+        // A guess is sent: a connection in which the client sent nothing
+        // (refused at the greeting, never answered, a port check) tried no
+        // password. Scans are the scan detectors' business.
         let short = e.ts.saturating_sub(flow.start) < self.config.short_connection_secs * SECOND
             && flow.resp_bytes <= self.config.max_attempt_bytes;
-        let failed = !flow.answered;
-        if !short && !failed {
+        if !short || !flow.orig_data {
             return;
         }
         let c = &self.config;
@@ -94,8 +109,16 @@ impl BruteForceDetector {
         let slow = t
             .slow
             .pour(e.ts, c.slow_capacity, c.slow_leak_secs * SECOND);
-        // Report on overflow, then again each time the attempts double.
-        if (fast || slow) && t.attempts >= t.reported_at * 2 {
+        if e.ts.saturating_sub(t.recent_since) > c.act_window_secs * SECOND {
+            t.recent = 0;
+            t.recent_since = e.ts;
+        }
+        t.recent += 1;
+        let turned_strong = !t.strong && t.recent >= c.act_attempts as u64;
+        t.strong |= turned_strong;
+        // Report on overflow, again each time the attempts double, and
+        // when the evidence becomes strong enough to act on.
+        if (fast || slow) && (t.attempts >= t.reported_at * 2 || turned_strong) {
             t.reported_at = t.attempts;
             out.push(Evidence {
                 host: e.src,
@@ -105,7 +128,7 @@ impl BruteForceDetector {
                     "bruteforce.slow"
                 },
                 technique: "T1110",
-                score: 75,
+                score: if t.strong { 75 } else { 65 },
                 ts: e.ts,
                 since: e.ts,
                 peers: vec![format!("{}:{}", e.dst, e.dport)],
@@ -135,6 +158,8 @@ mod tests {
             kind: Kind::FlowEnd(FlowSummary {
                 start,
                 answered: true,
+                orig_data: true,
+                resp_data: true,
                 ..Default::default()
             }),
             payload: vec![],
@@ -157,8 +182,18 @@ mod tests {
         assert_eq!(out[0].detector, "bruteforce");
         assert_eq!(out[0].count, 6);
         assert_eq!(out[0].peers, ["10.0.0.9:22"]);
-        // Reported again at 12, not at every attempt.
+        // Reported again at 12, not at every attempt; an alert only (65)
+        // until 30 attempts.
         assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|e| e.score == 65));
+        let more: Vec<Event> = (0..40).map(|i| conn(i * SECOND, 1, 22)).collect();
+        let out = run(&more);
+        let strong: Vec<u64> = out
+            .iter()
+            .filter(|e| e.score == 75)
+            .map(|e| e.count)
+            .collect();
+        assert_eq!(strong, [30], "{out:#?}");
     }
 
     #[test]
@@ -176,5 +211,21 @@ mod tests {
         let out = run(&events);
         assert!(!out.is_empty());
         assert!(out.iter().all(|e| e.detector == "bruteforce.slow"));
+    }
+
+    #[test]
+    fn connections_that_sent_no_guess_are_not_attempts() {
+        // The server refused at its greeting (MySQL's "host is not allowed"),
+        // or never answered: the client sent no credentials.
+        let refused: Vec<Event> = (0..20)
+            .map(|i| {
+                let mut e = conn(i * SECOND, 1, 3306);
+                if let Kind::FlowEnd(f) = &mut e.kind {
+                    f.orig_data = false;
+                }
+                e
+            })
+            .collect();
+        assert!(run(&refused).is_empty());
     }
 }

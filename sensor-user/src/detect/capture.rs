@@ -143,13 +143,16 @@ impl FlowTracker {
         });
         flow.last = p.ts;
         let from_orig = (p.src, p.sport) == flow.orig;
+        let data = !p.payload.is_empty() && matches!(p.protocol, PROTO_TCP | PROTO_UDP);
         if from_orig {
             flow.summary.orig_bytes += p.len;
             flow.summary.orig_packets += 1;
+            flow.summary.orig_data |= data;
         } else {
             flow.summary.resp_bytes += p.len;
             flow.summary.resp_packets += 1;
             flow.summary.answered = true;
+            flow.summary.resp_data |= data;
         }
         match p.protocol {
             PROTO_TCP => {

@@ -54,6 +54,19 @@ impl Default for DnsConfig {
     }
 }
 
+/// Address-to-name zones: their names are addresses written out label by
+/// label (RFC 1035 3.5, RFC 3596 2.5, and the retired ip6.int of RFC 1886),
+/// long and random-looking by construction, and carry no data. Tunnel and
+/// DGA heuristics do not apply to them (Zeek and RITA leave them out too).
+const REVERSE_ZONES: [&str; 3] = ["in-addr.arpa", "ip6.arpa", "ip6.int"];
+
+fn is_reverse_lookup(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    REVERSE_ZONES
+        .iter()
+        .any(|z| name == *z || name.ends_with(&format!(".{z}")))
+}
+
 const TYPE_NULL: u16 = 10;
 const TYPE_TXT: u16 = 16;
 const RCODE_NXDOMAIN: u8 = 3;
@@ -233,6 +246,9 @@ impl DnsDetector {
             if q.rcode == RCODE_NXDOMAIN {
                 self.nxdomain(e.dst, q.name.clone(), e.ts, since, out);
             }
+            return;
+        }
+        if is_reverse_lookup(&q.name) {
             return;
         }
         let (domain, sub) = split_name(&q.name);
@@ -533,5 +549,38 @@ pub mod tests {
         let out = run(&events);
         assert_eq!(out[0].detector, "dns.nxdomain_burst");
         assert_eq!(out[0].host.to_string(), "10.0.0.5");
+    }
+
+    #[test]
+    fn reverse_lookups_are_not_tunnels() {
+        let mut d = DnsDetector::new(DnsConfig::default());
+        let mut out = Vec::new();
+        for i in 0..50u32 {
+            let name = format!(
+                "{:x}.{:x}.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.1.0.0.0.0.1.0.5.0.e.f.f.3.ip6.arpa",
+                i % 16,
+                i / 16
+            );
+            let q = Question {
+                name,
+                qtype: 12,
+                response: false,
+                rcode: 0,
+            };
+            let e = Event {
+                ts: i as u64 * SECOND,
+                src: "10.0.0.5".parse().unwrap(),
+                dst: "10.0.0.53".parse().unwrap(),
+                sport: 40000,
+                dport: 53,
+                protocol: PROTO_UDP,
+                kind: Kind::Dns,
+                payload: Vec::new(),
+            };
+            d.observe(&e, &q, &mut out);
+        }
+        assert!(out.is_empty(), "{out:#?}");
+        assert!(is_reverse_lookup("4.3.2.1.IN-ADDR.ARPA."));
+        assert!(!is_reverse_lookup("in-addr.arpa.example.com"));
     }
 }

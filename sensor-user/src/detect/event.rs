@@ -60,6 +60,9 @@ pub struct FlowSummary {
     /// Whether the responder ever answered (SYN-ACK for TCP, any packet
     /// back for UDP/ICMP).
     pub answered: bool,
+    /// Whether each side sent transport payload (not only a handshake).
+    pub orig_data: bool,
+    pub resp_data: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -170,6 +170,11 @@ impl Engine {
         })
     }
 
+    /// The networks that are inside.
+    pub fn internal(&self) -> &[IpNet] {
+        &self.internal
+    }
+
     pub fn is_internal(&self, addr: IpAddr) -> bool {
         self.internal.iter().any(|n| n.contains(&addr))
     }
@@ -306,17 +311,4 @@ impl Engine {
     pub fn now(&self) -> Nanos {
         self.now
     }
-}
-
-/// Analyses a capture file: every event through a fresh engine.
-/// `progress`: report on stderr while a long file is read.
-pub fn analyze_file(
-    path: &std::path::Path,
-    config: &DetectionConfig,
-    progress: bool,
-) -> anyhow::Result<(Vec<Incident>, capture::CaptureStats)> {
-    let mut engine = Engine::new(config)?;
-    let stats = capture::read_file(path, progress, &mut |event| engine.observe(&event))?;
-    engine.flush();
-    Ok((engine.incidents.list(), stats))
 }

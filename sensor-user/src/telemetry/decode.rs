@@ -172,6 +172,15 @@ pub fn flow(key: &FlowKey, stats: &FlowStats, clocks: &Clocks) -> Option<Flow> {
         )
     };
     let fins = FLOW_FIN_A | FLOW_FIN_B;
+    let (a_data, b_data) = (
+        stats.flags & FLOW_DATA_A != 0,
+        stats.flags & FLOW_DATA_B != 0,
+    );
+    let (orig_data, resp_data) = if b_first {
+        (b_data, a_data)
+    } else {
+        (a_data, b_data)
+    };
     Some(Flow {
         orig,
         resp,
@@ -183,6 +192,8 @@ pub fn flow(key: &FlowKey, stats: &FlowStats, clocks: &Clocks) -> Option<Flow> {
             resp_packets: rp,
             start: clocks.mono(stats.first_ns),
             answered: stats.flags & FLOW_ANSWERED != 0,
+            orig_data,
+            resp_data,
         },
         last: clocks.mono(stats.last_ns),
         closed: stats.flags & FLOW_RST != 0 || stats.flags & fins == fins,

@@ -127,6 +127,8 @@ fn traffic(args: &Args) -> Vec<Event> {
                 resp_packets: 20,
                 start: ts,
                 answered: true,
+                orig_data: true,
+                resp_data: true,
             };
             events.push(ev(
                 ts + 51_000_000,
