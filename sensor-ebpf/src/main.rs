@@ -24,8 +24,8 @@ use aya_ebpf::{
 use maps::*;
 use parse::{Addrs, IpPacket, Parsed};
 use sensor_common::{
-    counter_index, AddressInfo, BlockValue, Reason, SummaryV4, Verdict, ADDRESS_BLOCKED, ADDRESS_ISOLATED,
-    MAX_SEGMENTS, SETTINGS_FLAG_MONITOR, SETTINGS_FLAG_TELEMETRY,
+    counter_index, AddressInfo, BlockValue, Reason, SummaryV4, Verdict, ADDRESS_BLOCKED,
+    ADDRESS_ISOLATED, MAX_SEGMENTS, SETTINGS_FLAG_MONITOR, SETTINGS_FLAG_TELEMETRY,
 };
 
 #[xdp]
@@ -184,10 +184,12 @@ fn check<const N: usize>(
         }
     }
     // Segment 0 is "in no segment": the policy only judges known segments.
-    if src.segment != 0 && dst.segment != 0 && src.segment != dst.segment {
-        if !segments_allowed(src.segment, dst.segment) {
-            return Some(Reason::SegmentPolicy);
-        }
+    if src.segment != 0
+        && dst.segment != 0
+        && src.segment != dst.segment
+        && !segments_allowed(src.segment, dst.segment)
+    {
+        return Some(Reason::SegmentPolicy);
     }
     None
 }

@@ -23,7 +23,8 @@ pub static ADDRESSES_V6: LpmTrie<[u8; 16], AddressInfo> = LpmTrie::pinned(MAX_AD
 /// single-host blocks), by exact address: one hash lookup instead of the
 /// trie's deepest walk. Not preallocated (it is sized for millions).
 #[map]
-pub static HOSTS_V4: HashMap<[u8; 4], AddressInfo> = HashMap::pinned(MAX_HOSTS_V4, BPF_F_NO_PREALLOC);
+pub static HOSTS_V4: HashMap<[u8; 4], AddressInfo> =
+    HashMap::pinned(MAX_HOSTS_V4, BPF_F_NO_PREALLOC);
 const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Per /16 of IPv4: which /24s need the trie, and the segment of the rest

@@ -219,7 +219,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
         _pad: 0,
     };
     let sample = l4.protocol == PROTO_TCP && wants_sample(ctx, l4, &mut stats);
-    if FLOWS.insert(key, &stats, BPF_NOEXIST as u64).is_ok() {
+    if FLOWS.insert(key, stats, BPF_NOEXIST as u64).is_ok() {
         count(STAT_FLOWS_CREATED);
         (true, sample)
     } else {

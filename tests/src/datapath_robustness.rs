@@ -2,6 +2,7 @@
 //! headers and random bytes. The program must never abort, and must never
 //! drop a packet unless its addresses were readable and blocked.
 
+use crate::bench::load::Rng;
 use sensor_common::{Reason, Verdict};
 
 use crate::support::{
@@ -103,18 +104,6 @@ fn broken_ip_headers_fail_open() {
     );
 }
 
-/// xorshift64*: deterministic, so a failure can be reproduced.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 #[test]
 fn random_bytes_never_abort_and_never_drop_with_empty_maps() {
     let f = Fixture::new();
@@ -123,13 +112,13 @@ fn random_bytes_never_abort_and_never_drop_with_empty_maps() {
     for i in 0..4000 {
         // Half fully random, half a real packet with random bytes flipped.
         let data: Vec<u8> = if i % 2 == 0 {
-            let len = MIN_FRAME + (rng.next() % 200) as usize;
-            (0..len).map(|_| rng.next() as u8).collect()
+            let len = MIN_FRAME + (rng.next_u64() % 200) as usize;
+            (0..len).map(|_| rng.next_u64() as u8).collect()
         } else {
             let mut d = templates[i % templates.len()].clone();
             for _ in 0..4 {
-                let at = (rng.next() as usize) % d.len();
-                d[at] = rng.next() as u8;
+                let at = (rng.next_u64() as usize) % d.len();
+                d[at] = rng.next_u64() as u8;
             }
             d
         };

@@ -330,7 +330,7 @@ fn summary_fast_path_agrees_with_the_trie() {
     };
     let mut probes: Vec<Ipv4Addr> = hosts.iter().flat_map(|h| neighbours(*h)).collect();
     probes.extend(ranges.iter().flat_map(|r| neighbours(r.network())));
-    probes.extend((0..300).map(|_| Ipv4Addr::from(rng.next() as u32)));
+    probes.extend((0..300).map(|_| Ipv4Addr::from(rng.next_u64() as u32)));
     let peer = "10.99.0.1";
 
     let verify = |f: &Fixture, hosts: &[Ipv4Addr], ranges: &[Ipv4Net]| {

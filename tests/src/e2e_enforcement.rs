@@ -10,7 +10,7 @@ use crate::support::lab::{
 #[test]
 fn isolate_cuts_a_host_off_both_ways_and_release_restores_it() {
     let lab = lab::start("iso", "");
-    start_udp_echo(&lab, "records1", 7007);
+    let _echo = start_udp_echo(&lab, "records1", 7007);
     assert!(
         http(&lab, "office1", "http://10.20.0.21/"),
         "TCP before isolation"

@@ -4,7 +4,9 @@
 mod bench;
 mod build;
 mod chart;
+mod eval;
 mod lab;
+mod lint;
 mod setup;
 mod test;
 
@@ -35,6 +37,11 @@ enum Command {
     ///
     /// Example: cargo xtask bench --rounds 9 --only xdp,latency
     Bench(bench::Options),
+    /// Detection quality on the shared captures: a table, target/eval/results.json
+    /// and docs/detection-quality.md; fails on a regression.
+    Eval(eval::Options),
+    /// rustfmt and clippy (warnings denied) on every crate, the eBPF one included.
+    Lint,
 }
 
 fn main() -> Result<()> {
@@ -44,5 +51,7 @@ fn main() -> Result<()> {
         Command::Test(o) => test::run(&o),
         Command::Lab(o) => lab::run(&o),
         Command::Bench(o) => bench::run(&o),
+        Command::Eval(o) => eval::run(&o),
+        Command::Lint => lint::run(),
     }
 }

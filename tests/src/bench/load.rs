@@ -13,7 +13,7 @@ use sensor_user::{config::Config, datapath::Maps};
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -24,7 +24,7 @@ impl Rng {
 /// A random inside host: 100.64.0.0/10 or 172.16.0.0/12, which the
 /// benchmark's packets never use.
 pub fn random_inside_host(rng: &mut Rng) -> u32 {
-    let r = rng.next();
+    let r = rng.next_u64();
     if r & 1 == 0 {
         0x6440_0000 | (r >> 8) as u32 & 0x003f_ffff
     } else {
@@ -59,7 +59,7 @@ fn kept_out(net: Ipv4Net) -> bool {
 /// /24s, 5% /16 to /23.
 pub fn random_feed_range(rng: &mut Rng) -> Ipv4Net {
     loop {
-        let r = rng.next();
+        let r = rng.next_u64();
         let len = match r % 100 {
             0..=79 => 32,
             80..=94 => 24,
@@ -123,7 +123,7 @@ pub fn fill(maps: &mut Maps, isolated: usize, blocked: usize, seed: u64) -> Load
         .expect("segments");
     let mut rng = Rng(seed);
     let value = BlockValue::default();
-    let pick = (rng.next() as usize) % isolated.max(1);
+    let pick = (rng.next_u64() as usize) % isolated.max(1);
 
     let start = Instant::now();
     let mut some_isolated = None;
@@ -142,7 +142,7 @@ pub fn fill(maps: &mut Maps, isolated: usize, blocked: usize, seed: u64) -> Load
     }
     let isolated_secs = start.elapsed().as_secs_f64();
 
-    let pick = (rng.next() as usize) % blocked.max(1);
+    let pick = (rng.next_u64() as usize) % blocked.max(1);
     let ranges = distinct_feed_ranges(&mut rng, blocked);
     let start = Instant::now();
     for (loaded, net) in ranges.iter().enumerate() {
@@ -159,7 +159,7 @@ pub fn fill(maps: &mut Maps, isolated: usize, blocked: usize, seed: u64) -> Load
 }
 
 fn progress(what: &str, done: usize, total: usize) {
-    if done % 100_000 == 0 || done == total && total >= 100_000 {
+    if done.is_multiple_of(100_000) || done == total && total >= 100_000 {
         eprintln!("  {what}: {done}/{total}");
     }
 }

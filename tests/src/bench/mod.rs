@@ -90,9 +90,11 @@ pub fn cases(isolated: &str, blocked: &str) -> Vec<Case> {
 
 /// Mean ns per run of `program` on `packet`, as the kernel measured it.
 pub fn ns_per_packet(program: &Xdp, packet: &[u8], repeat: u32) -> (u32, f64) {
-    let mut opts = TestRunOptions::default();
-    opts.data_in = Some(packet);
-    opts.repeat = repeat;
+    let opts = TestRunOptions {
+        data_in: Some(packet),
+        repeat,
+        ..Default::default()
+    };
     let r = program.test_run(opts).expect("BPF_PROG_TEST_RUN");
     // The kernel reports the mean per run, rounded to whole ns.
     (r.return_value, r.duration.as_nanos() as f64)

@@ -87,11 +87,12 @@ impl XdpGenerator {
     pub fn send(&self, packet: &[u8], count: u32) -> anyhow::Result<()> {
         use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
         let program: &Xdp = self.ebpf.program("generate_redirect").unwrap().try_into()?;
-        let mut opts = TestRunOptions::default();
-        opts.data_in = Some(packet);
-        opts.repeat = count;
-        opts.attrs = TestRunAttrs::new().xdp_live_frames(64);
-        program.test_run(opts)?;
+        program.test_run(TestRunOptions {
+            data_in: Some(packet),
+            repeat: count,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..Default::default()
+        })?;
         Ok(())
     }
 }

@@ -57,8 +57,8 @@ fn traffic(args: &Args) -> Vec<Event> {
         for h in 0..args.hosts {
             ts += SECOND / 1000;
             let src = IpAddr::from([10, 10 + (h >> 16) as u8, (h >> 8) as u8, h as u8]);
-            let r = rng.next();
-            let inside = r % 10 == 0;
+            let r = rng.next_u64();
+            let inside = r.is_multiple_of(10);
             let dst = if inside {
                 // Each host's own file server (of 4).
                 IpAddr::from([10, 99, 0, (h % 4) as u8])

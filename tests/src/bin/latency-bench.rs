@@ -116,8 +116,7 @@ fn round(lab: &Lab) -> anyhow::Result<Round> {
     wait_for(15, || isolated(lab).iter().any(|h| h == host))
         .ok_or_else(|| anyhow::anyhow!("not isolated"))?;
     sleep(Duration::from_millis(500));
-    stop(nmap);
-    stop(stream);
+    drop((nmap, stream));
     let decision = isolate_decision_ns(lab, host).ok_or_else(|| anyhow::anyhow!("no decision"))?;
     let (last, gap) = last_arrival(lab, host);
     let first_drop = last + gap;
@@ -151,27 +150,19 @@ fn manual_rounds(lab: &Lab, rounds: usize) -> anyhow::Result<(Vec<f64>, f64)> {
         windows.push((asked, released));
         sleep(Duration::from_millis(100));
     }
-    stop(stream);
+    drop(stream);
     let times = arrivals(lab, host);
     let gap = median_gap(&times);
     let mut samples = Vec::new();
     for (asked, released) in windows {
         let last = times
             .iter()
-            .filter(|t| **t < released)
-            .next_back()
+            .rfind(|t| **t < released)
             .copied()
             .unwrap_or(asked);
         samples.push((last.max(asked) + gap - asked) as f64 / 1e6);
     }
     Ok((samples, gap as f64 / 1e6))
-}
-
-/// Kills a background job's whole process group.
-fn stop(mut child: std::process::Child) {
-    // SAFETY: kill(2) on the process group the job was started in.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-    let _ = child.wait();
 }
 
 fn main() -> anyhow::Result<()> {

@@ -35,9 +35,11 @@ impl Fixture {
 
     /// The program's return value for one packet.
     pub fn run(&self, data: &[u8]) -> u32 {
-        let mut opts = TestRunOptions::default();
-        opts.data_in = Some(data);
-        opts.repeat = 1;
+        let opts = TestRunOptions {
+            data_in: Some(data),
+            repeat: 1,
+            ..Default::default()
+        };
         self.dp
             .program()
             .test_run(opts)
@@ -47,9 +49,11 @@ impl Fixture {
 
     /// Runs a packet `repeat` times; the kernel's mean time per run.
     pub fn time(&self, data: &[u8], repeat: u32) -> (u32, Duration) {
-        let mut opts = TestRunOptions::default();
-        opts.data_in = Some(data);
-        opts.repeat = repeat;
+        let opts = TestRunOptions {
+            data_in: Some(data),
+            repeat,
+            ..Default::default()
+        };
         let r = self.dp.program().test_run(opts).expect("BPF_PROG_TEST_RUN");
         (r.return_value, r.duration)
     }

@@ -65,15 +65,18 @@ pub fn udp_echo(lab: &Lab, from: &str, to: &str, port: u16) -> bool {
 }
 
 /// Starts a UDP echo server on a host (socat), for `udp_echo`.
-pub fn start_udp_echo(lab: &Lab, on: &str, port: u16) {
+#[must_use = "the server stops when the job is dropped"]
+pub fn start_udp_echo(lab: &Lab, on: &str, port: u16) -> Job {
     let log = lab.dir.join("logs").join(format!("udp-echo-{on}.log"));
-    lab.host(on)
+    let job = lab
+        .host(on)
         .netns
         .spawn(
             "socat",
             &[&format!("UDP6-RECVFROM:{port},fork,reuseaddr"), "PIPE"],
             &log,
         )
+        .map(Job)
         .expect("starting socat");
     for _ in 0..50 {
         let listening = lab
@@ -81,7 +84,7 @@ pub fn start_udp_echo(lab: &Lab, on: &str, port: u16) {
             .netns
             .exec("ss", &["-Hlnu", "sport", "=", &format!(":{port}")]);
         if listening.map(|o| !o.trim().is_empty()).unwrap_or(false) {
-            return;
+            return job;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -115,12 +118,26 @@ pub fn sensorctl_json(lab: &Lab, args: &[&str]) -> serde_json::Value {
 
 /// Runs a shell script in a host's namespace in the background (killed with
 /// the lab's namespaces); its output goes to logs/NAME.log.
-pub fn background(lab: &Lab, on: &str, name: &str, script: &str) -> std::process::Child {
+pub fn background(lab: &Lab, on: &str, name: &str, script: &str) -> Job {
     let log = lab.dir.join("logs").join(format!("{name}.log"));
-    lab.host(on)
+    Job(lab
+        .host(on)
         .netns
         .spawn("sh", &["-c", script], &log)
-        .unwrap_or_else(|e| panic!("starting {name} on {on}: {e:#}"))
+        .unwrap_or_else(|e| panic!("starting {name} on {on}: {e:#}")))
+}
+
+/// A program started in a host's namespace, in a process group of its
+/// own: the whole group is killed, and reaped, when the job is dropped
+/// (also on a failed assertion), so nothing outlives its test.
+pub struct Job(std::process::Child);
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group the job was started in.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
 }
 
 /// Runs a shell script in a host's namespace and waits for it.
@@ -172,7 +189,8 @@ pub fn incidents_of(lab: &Lab, host: &str) -> Vec<serde_json::Value> {
 
 /// Starts sshd (password authentication on, no account to log in to) on a
 /// host, listening on port 22.
-pub fn start_sshd(lab: &Lab, on: &str) {
+#[must_use = "sshd stops when the job is dropped"]
+pub fn start_sshd(lab: &Lab, on: &str) -> Job {
     let dir = lab.dir.join(format!("sshd-{on}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::create_dir_all("/run/sshd").unwrap();
@@ -205,13 +223,15 @@ pub fn start_sshd(lab: &Lab, on: &str) {
     )
     .unwrap();
     let log = lab.dir.join("logs").join(format!("sshd-{on}.log"));
-    lab.host(on)
+    let job = lab
+        .host(on)
         .netns
         .spawn(
             "/usr/sbin/sshd",
             &["-D", "-e", "-f", &config.to_string_lossy()],
             &log,
         )
+        .map(Job)
         .expect("starting sshd");
     let listening = wait_for(10, || {
         lab.host(on)
@@ -221,11 +241,12 @@ pub fn start_sshd(lab: &Lab, on: &str) {
             .unwrap_or(false)
     });
     assert!(listening.is_some(), "sshd on {on} did not start");
+    job
 }
 
 /// Ordinary office traffic from a host, forever: web pages and DNS look-ups
 /// at irregular intervals, a 4 MB download now and then, NTP-style polls.
-pub fn benign_traffic(lab: &Lab, on: &str) -> std::process::Child {
+pub fn benign_traffic(lab: &Lab, on: &str) -> Job {
     let script = "i=0; while true; do i=$((i+1)); \
         curl -s -o /dev/null -m 3 http://203.0.113.80/; \
         dig +short +time=1 +tries=1 @203.0.113.53 web.lab >/dev/null; \

@@ -1,0 +1,74 @@
+//! `cargo xtask lint`: formatting and clippy with warnings denied, on every
+//! crate, the eBPF one included (built for its own target with its own
+//! toolchain, as `cargo xtask build` does).
+
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::{
+    build,
+    setup::{self, EbpfToolchain},
+};
+
+fn cargo(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(dir).args(args);
+    c
+}
+
+fn check(what: &str, mut c: Command) -> Result<()> {
+    println!("== {what}");
+    let status = c.status().with_context(|| format!("running {what}"))?;
+    ensure!(status.success(), "{what} failed");
+    Ok(())
+}
+
+pub fn run() -> Result<()> {
+    let root = build::workspace_root();
+    let ebpf = root.join("sensor-ebpf");
+    check(
+        "rustfmt (workspace)",
+        cargo(&root, &["fmt", "--all", "--check"]),
+    )?;
+    check("rustfmt (sensor-ebpf)", cargo(&ebpf, &["fmt", "--check"]))?;
+    check(
+        "clippy (workspace)",
+        cargo(
+            &root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    )?;
+    let toolchain = setup::ebpf_toolchain()?;
+    if toolchain == EbpfToolchain::Debian {
+        setup::apt_install(&["rust-web-clippy"])?;
+    }
+    let mut c = Command::new("cargo");
+    c.current_dir(&ebpf)
+        .arg(format!("+{}", toolchain.rustup_name()))
+        .args([
+            "clippy",
+            "--release",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+        ])
+        .arg("--target-dir")
+        .arg(root.join("target/ebpf-lint"))
+        .args(["--", "-D", "warnings"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("CARGO");
+    check("clippy (sensor-ebpf)", c)?;
+    println!("lint: clean");
+    Ok(())
+}
