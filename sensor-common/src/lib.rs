@@ -232,6 +232,72 @@ pub mod telemetry {
         is_client_hello(head) || HTTP_OPENINGS.contains(&word)
     }
 
+    // The packet-to-event rule: the datapath's telemetry and the capture
+    // and tap decoder both follow these, so a capture analysed offline
+    // gives the events sensord sees live.
+
+    pub const PROTO_ICMP: u8 = 1;
+    pub const PROTO_TCP: u8 = 6;
+    pub const PROTO_UDP: u8 = 17;
+    pub const PROTO_ICMPV6: u8 = 58;
+    pub const TCP_FIN: u8 = 0x01;
+    pub const TCP_SYN: u8 = 0x02;
+    pub const TCP_RST: u8 = 0x04;
+    pub const TCP_ACK: u8 = 0x10;
+    pub const DNS_PORT: u16 = 53;
+
+    /// Flows with no packet for this long end: UDP and ICMP after a minute,
+    /// TCP after five (no FIN or RST seen).
+    pub const UDP_IDLE_NS: u64 = 60_000_000_000;
+    pub const TCP_IDLE_NS: u64 = 300_000_000_000;
+    /// A closed TCP flow (both FINs, or a RST) stays this long, so its last
+    /// ACK joins it rather than starting a new one.
+    pub const CLOSED_LINGER_NS: u64 = 2_000_000_000;
+
+    /// The event a TCP packet becomes: at most one, the first of SYN,
+    /// SYN-ACK, RST, FIN that its flags hold; 0 for none.
+    #[inline(always)]
+    pub fn tcp_event(flags: u8) -> u8 {
+        if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
+            EVENT_SYN
+        } else if flags & TCP_SYN != 0 {
+            EVENT_SYN_ACK
+        } else if flags & TCP_RST != 0 {
+            EVENT_RST
+        } else if flags & TCP_FIN != 0 {
+            EVENT_FIN
+        } else {
+            0
+        }
+    }
+
+    /// Whether a packet of no tracked flow starts one. A TCP flow starts
+    /// with a SYN, or (picked up mid-way) with data; a bare ACK or RST after
+    /// a flow ended must not start a new one.
+    #[inline(always)]
+    pub fn starts_flow(protocol: u8, tcp_flags: u8, has_payload: bool) -> bool {
+        protocol != PROTO_TCP || tcp_flags & TCP_SYN != 0 || has_payload
+    }
+
+    /// ICMP echo requests start ICMP flows; other types answer them.
+    #[inline(always)]
+    pub fn is_echo_request(protocol: u8, icmp_type: u16) -> bool {
+        (protocol == PROTO_ICMP && icmp_type == 8) || (protocol == PROTO_ICMPV6 && icmp_type == 128)
+    }
+
+    /// Destination unreachable: how closed UDP ports answer a scan.
+    #[inline(always)]
+    pub fn is_unreachable(protocol: u8, icmp_type: u16) -> bool {
+        (protocol == PROTO_ICMP && icmp_type == 3) || (protocol == PROTO_ICMPV6 && icmp_type == 1)
+    }
+
+    /// A TCP flow the initiator really took part in: the responder sent more
+    /// than its SYN-ACK and the initiator more than its SYN.
+    #[inline(always)]
+    pub fn is_established(protocol: u8, orig_packets: u64, resp_packets: u64) -> bool {
+        protocol == PROTO_TCP && orig_packets >= 2 && resp_packets >= 2
+    }
+
     pub const EVENT_SYN: u8 = 1;
     pub const EVENT_SYN_ACK: u8 = 2;
     pub const EVENT_RST: u8 = 3;

@@ -19,16 +19,6 @@ use crate::{
     parse::{Addrs, IpPacket, L4},
 };
 
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_ICMP: u8 = 1;
-const PROTO_ICMPV6: u8 = 58;
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-const DNS_PORT: u16 = 53;
-
 #[inline(always)]
 fn count(stat: u32) {
     if let Some(v) = TELEMETRY_STATS.get_ptr_mut(stat) {
@@ -119,18 +109,7 @@ pub fn observe(ctx: &XdpContext, packet: &IpPacket, verdict: Verdict, reason: Re
     };
     match l4.protocol {
         PROTO_TCP => {
-            let f = l4.tcp_flags;
-            let kind = if f & TCP_SYN != 0 && f & TCP_ACK == 0 {
-                EVENT_SYN
-            } else if f & TCP_SYN != 0 {
-                EVENT_SYN_ACK
-            } else if f & TCP_RST != 0 {
-                EVENT_RST
-            } else if f & TCP_FIN != 0 {
-                EVENT_FIN
-            } else {
-                0
-            };
+            let kind = tcp_event(l4.tcp_flags);
             if kind != 0 {
                 send(&p, kind);
             }
@@ -146,13 +125,12 @@ pub fn observe(ctx: &XdpContext, packet: &IpPacket, verdict: Verdict, reason: Re
                 send_payload(ctx, &p, EVENT_DNS);
             }
         }
-        // Echo requests (8, 128) start ICMP flows; other types answer them.
-        PROTO_ICMP | PROTO_ICMPV6 if new_flow && (l4.dport == 8 || l4.dport == 128) => {
+        PROTO_ICMP | PROTO_ICMPV6 if is_unreachable(l4.protocol, l4.dport) => {
+            send_payload(ctx, &p, EVENT_ICMP_ERROR)
+        }
+        PROTO_ICMP | PROTO_ICMPV6 if new_flow && is_echo_request(l4.protocol, l4.dport) => {
             send(&p, EVENT_FLOW_START);
         }
-        // Unreachable: how closed UDP ports answer a scan.
-        PROTO_ICMP if l4.dport == 3 => send_payload(ctx, &p, EVENT_ICMP_ERROR),
-        PROTO_ICMPV6 if l4.dport == 1 => send_payload(ctx, &p, EVENT_ICMP_ERROR),
         _ => {}
     }
 }
@@ -194,10 +172,8 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
             return (false, sample);
         }
     }
-    // A TCP flow starts with a SYN, or (picked up mid-way) with data; a bare
-    // ACK or RST after a flow ended must not start a new one.
     let has_payload = has_payload(ctx, l4);
-    if l4.protocol == PROTO_TCP && l4.tcp_flags & TCP_SYN == 0 && !has_payload {
+    if !starts_flow(l4.protocol, l4.tcp_flags, has_payload) {
         return (false, false);
     }
     let (a_bytes, b_bytes) = if src_is_a { (len, 0) } else { (0, len) };

@@ -108,7 +108,7 @@ pub fn document(incident: &Incident, change: Change, now: Nanos, action: Option<
                 "names": incident.names,
                 "evidence": incident.evidence.iter().map(|e| json!({
                     "detector": e.detector, "technique": e.technique, "score": e.score,
-                    "time": rfc3339(e.ts), "peers": e.peers, "count": e.count,
+                    "time": rfc3339(e.ts), "since": rfc3339(e.since), "peers": e.peers, "count": e.count,
                     "summary": e.summary,
                 })).collect::<Vec<_>>(),
                 "actions": incident.actions.iter().map(action_json).collect::<Vec<_>>(),

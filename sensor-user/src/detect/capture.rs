@@ -10,12 +10,12 @@ use super::event::{
     SECOND,
 };
 use super::pcapfile;
-use sensor_common::telemetry::{is_dcerpc_bind, is_inspect_port, is_opening, DATA_SAMPLES};
+use sensor_common::telemetry::{
+    is_dcerpc_bind, is_echo_request, is_inspect_port, is_opening, is_unreachable, starts_flow,
+    tcp_event, CLOSED_LINGER_NS, DATA_SAMPLES, DNS_PORT, EVENT_FIN, EVENT_RST, EVENT_SYN,
+    EVENT_SYN_ACK, FLOW_ENTRIES, TCP_FIN, TCP_IDLE_NS, TCP_RST, UDP_IDLE_NS,
+};
 
-/// A UDP or ICMP flow with no packet for this long has ended.
-const UDP_IDLE: Nanos = 60 * SECOND;
-/// A TCP flow with no packet for this long has ended (no FIN or RST seen).
-const TCP_IDLE: Nanos = 300 * SECOND;
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
 pub const DNS_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
 /// TCP payload samples are at most this size (which flows get them, and
@@ -58,7 +58,10 @@ struct Flow {
     resp: (IpAddr, u16),
     summary: FlowSummary,
     last: Nanos,
-    fins: u8,
+    /// Each side sent a FIN; closed: both did, or a RST came.
+    fin_orig: bool,
+    fin_resp: bool,
+    closed: bool,
     /// Payload samples sent so far, and whether the flow is sampled.
     samples: u8,
     inspect: Option<bool>,
@@ -73,9 +76,9 @@ pub struct FlowTracker {
     pub evicted: u64,
 }
 
-/// Flows tracked at once (as the datapath's flow table): a flood of new
-/// flows ends the oldest early instead of growing without bound.
-const MAX_FLOWS: usize = 1 << 18;
+/// Flows tracked at once (the datapath's flow table's size): a flood of
+/// new flows ends the oldest early instead of growing without bound.
+const MAX_FLOWS: usize = FLOW_ENTRIES as usize;
 
 /// The transport facts of one packet.
 pub struct Packet<'a> {
@@ -91,10 +94,16 @@ pub struct Packet<'a> {
     pub payload: &'a [u8],
 }
 
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const ACK: u8 = 0x10;
+/// The engine's event for a TCP packet, by the shared rule.
+fn tcp_kind(flags: u8) -> Option<Kind> {
+    match tcp_event(flags) {
+        EVENT_SYN => Some(Kind::Syn),
+        EVENT_SYN_ACK => Some(Kind::SynAck),
+        EVENT_RST => Some(Kind::Rst),
+        EVENT_FIN => Some(Kind::Fin),
+        _ => None,
+    }
+}
 
 impl FlowTracker {
     /// Feeds one packet; `emit` gets the events it causes, in time order.
@@ -126,6 +135,15 @@ impl FlowTracker {
         };
         let key = FlowKey::new(p.protocol, (p.src, p.sport), (p.dst, p.dport));
         let is_new = !self.flows.contains_key(&key);
+        let data = !p.payload.is_empty() && matches!(p.protocol, PROTO_TCP | PROTO_UDP);
+        if is_new && !starts_flow(p.protocol, p.tcp_flags, data) {
+            // No flow (a bare ACK or RST after one ended): the packet's
+            // event alone, as in the datapath.
+            if let Some(kind) = tcp_kind(p.tcp_flags) {
+                emit(event(kind, Vec::new()));
+            }
+            return;
+        }
         if is_new && self.flows.len() >= MAX_FLOWS {
             self.evict(emit);
         }
@@ -137,13 +155,14 @@ impl FlowTracker {
                 ..Default::default()
             },
             last: p.ts,
-            fins: 0,
+            fin_orig: false,
+            fin_resp: false,
+            closed: false,
             samples: 0,
             inspect: None,
         });
         flow.last = p.ts;
         let from_orig = (p.src, p.sport) == flow.orig;
-        let data = !p.payload.is_empty() && matches!(p.protocol, PROTO_TCP | PROTO_UDP);
         if from_orig {
             flow.summary.orig_bytes += p.len;
             flow.summary.orig_packets += 1;
@@ -157,6 +176,18 @@ impl FlowTracker {
         match p.protocol {
             PROTO_TCP => {
                 let f = p.tcp_flags;
+                if let Some(kind) = tcp_kind(f) {
+                    emit(event(kind, Vec::new()));
+                }
+                if f & TCP_FIN != 0 {
+                    if from_orig {
+                        flow.fin_orig = true;
+                    } else {
+                        flow.fin_resp = true;
+                    }
+                }
+                // Ended by the sweep once it has lingered (`CLOSED_LINGER_NS`).
+                flow.closed |= f & TCP_RST != 0 || (flow.fin_orig && flow.fin_resp);
                 if !p.payload.is_empty() && flow.samples < DATA_SAMPLES {
                     let first = flow.inspect.is_none();
                     let inspect = *flow.inspect.get_or_insert_with(|| {
@@ -173,38 +204,21 @@ impl FlowTracker {
                         emit(event(Kind::Data, p.payload[..n].to_vec()));
                     }
                 }
-                if f & SYN != 0 && f & ACK == 0 {
-                    emit(event(Kind::Syn, Vec::new()));
-                } else if f & SYN != 0 {
-                    emit(event(Kind::SynAck, Vec::new()));
-                }
-                if f & RST != 0 {
-                    emit(event(Kind::Rst, Vec::new()));
-                }
-                if f & FIN != 0 {
-                    emit(event(Kind::Fin, Vec::new()));
-                    flow.fins += 1;
-                }
-                if f & RST != 0 || flow.fins >= 2 {
-                    self.end(key, emit);
-                }
             }
             PROTO_UDP => {
                 if is_new {
                     emit(event(Kind::FlowStart, Vec::new()));
                 }
-                if p.sport == 53 || p.dport == 53 {
+                if p.sport == DNS_PORT || p.dport == DNS_PORT {
                     let n = p.payload.len().min(DNS_SAMPLE);
                     emit(event(Kind::Dns, p.payload[..n].to_vec()));
                 }
             }
-            PROTO_ICMP | PROTO_ICMPV6
-                if matches!((p.protocol, p.dport), (PROTO_ICMP, 3) | (PROTO_ICMPV6, 1)) =>
-            {
+            PROTO_ICMP | PROTO_ICMPV6 if is_unreachable(p.protocol, p.dport) => {
                 let n = p.payload.len().min(DNS_SAMPLE);
                 emit(event(Kind::IcmpError, p.payload[..n].to_vec()));
             }
-            PROTO_ICMP | PROTO_ICMPV6 if is_new => {
+            PROTO_ICMP | PROTO_ICMPV6 if is_new && is_echo_request(p.protocol, p.dport) => {
                 emit(event(Kind::FlowStart, Vec::new()));
             }
             _ => {}
@@ -245,10 +259,10 @@ impl FlowTracker {
         }
         self.last_sweep = now;
         let idle = self.flows_where(|k, f| {
-            let timeout = if k.protocol == PROTO_TCP {
-                TCP_IDLE
-            } else {
-                UDP_IDLE
+            let timeout = match k.protocol {
+                PROTO_TCP if f.closed => CLOSED_LINGER_NS,
+                PROTO_TCP => TCP_IDLE_NS,
+                _ => UDP_IDLE_NS,
             };
             f.last + timeout < now
         });

@@ -211,9 +211,11 @@ impl Engine {
         self.webscan.observe(event, &mut found);
         self.names.observe(event, question.as_ref());
         if let Kind::FlowEnd(flow) = &event.kind {
-            let established = event.protocol == event::PROTO_TCP
-                && flow.orig_packets >= 2
-                && flow.resp_packets >= 2;
+            let established = sensor_common::telemetry::is_established(
+                event.protocol,
+                flow.orig_packets,
+                flow.resp_packets,
+            );
             if established {
                 self.verify(event.src, event.ts);
             }

@@ -132,9 +132,11 @@ impl Flow {
     /// source address cannot get this far (the answers go to the real
     /// owner of the address).
     pub fn established(&self) -> bool {
-        self.protocol == crate::detect::event::PROTO_TCP
-            && self.summary.orig_packets >= 2
-            && self.summary.resp_packets >= 2
+        is_established(
+            self.protocol,
+            self.summary.orig_packets,
+            self.summary.resp_packets,
+        )
     }
 
     pub fn end_event(&self) -> Event {

@@ -11,15 +11,7 @@ use sensor_common::{map_names, telemetry::*, FlowKey, FlowStats};
 
 pub use decode::{Clocks, Decision};
 
-use crate::detect::{Event, Nanos, SECOND};
-
-/// Flows idle this long end (as in the capture reader, so live and offline
-/// agree): UDP and ICMP after a minute, TCP after five.
-const UDP_IDLE: Nanos = 60 * SECOND;
-const TCP_IDLE: Nanos = 300 * SECOND;
-/// A closed TCP flow stays a moment, so the last ACK joins it rather than
-/// starting a new entry.
-const CLOSED_LINGER: Nanos = 2 * SECOND;
+use crate::detect::{Event, Nanos};
 
 pub struct TelemetryMaps {
     /// Taken by the reader task.
@@ -95,9 +87,9 @@ impl TelemetryMaps {
             }
             let idle = now.saturating_sub(flow.last);
             let timeout = match key.protocol {
-                6 if flow.closed => CLOSED_LINGER,
-                6 => TCP_IDLE,
-                _ => UDP_IDLE,
+                PROTO_TCP if flow.closed => CLOSED_LINGER_NS,
+                PROTO_TCP => TCP_IDLE_NS,
+                _ => UDP_IDLE_NS,
             };
             if idle >= timeout {
                 poll.ended.push(flow.end_event());
