@@ -24,7 +24,10 @@ pub mod map_names {
     pub const FLOWS: &str = "FLOWS";
     pub const TELEMETRY_STATS: &str = "TELEMETRY_STATS";
     pub const TELEMETRY_PROG: &str = "TELEMETRY_PROG";
+    /// Until 0.1 the verdict alone went to the telemetry program here; the
+    /// pin is only removed now (`PACKET_SCRATCH` replaced it).
     pub const VERDICT_SCRATCH: &str = "VERDICT_SCRATCH";
+    pub const PACKET_SCRATCH: &str = "PACKET_SCRATCH";
     /// Mirror mode (not pinned: one pair per tap, owned by the daemon).
     pub const TAP_SOCKETS: &str = "TAP_SOCKETS";
     pub const TAP_COUNTERS: &str = "TAP_COUNTERS";
@@ -291,6 +294,16 @@ pub mod telemetry {
         (protocol == PROTO_ICMP && icmp_type == 3) || (protocol == PROTO_ICMPV6 && icmp_type == 1)
     }
 
+    /// Whether a packet becomes telemetry at all: every TCP and UDP packet;
+    /// of ICMP, echo requests and unreachables only (replies and the rest
+    /// belong to what they answer).
+    #[inline(always)]
+    pub fn is_observed(protocol: u8, icmp_type: u16) -> bool {
+        (protocol != PROTO_ICMP && protocol != PROTO_ICMPV6)
+            || is_echo_request(protocol, icmp_type)
+            || is_unreachable(protocol, icmp_type)
+    }
+
     /// A TCP flow the initiator really took part in: the responder sent more
     /// than its SYN-ACK and the initiator more than its SYN.
     #[inline(always)]
@@ -331,6 +344,32 @@ pub mod telemetry {
     pub const STAT_FLOWS_CREATED: u32 = 2;
     pub const STAT_FLOW_INSERT_FAILED: u32 = 3;
     pub const STAT_COUNT: u32 = 4;
+}
+
+/// What the enforcement program parsed and decided about a packet, handed
+/// to the telemetry program it tail-calls (a per-CPU slot of
+/// `PACKET_SCRATCH`), so the packet is parsed once. Addresses as two native
+/// words of their network-order bytes (IPv4 in the low half of the first).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParsedPacket {
+    pub src: [u64; 2],
+    pub dst: [u64; 2],
+    pub sport: u16,
+    /// ICMP: the type (`sport` the code).
+    pub dport: u16,
+    /// Where the transport payload starts, from the start of the frame.
+    pub payload_offset: u16,
+    /// Where the IP packet ends by its own length (Ethernet padding after
+    /// it is no payload); `u16::MAX` for "the frame's end".
+    pub ip_end: u16,
+    pub family: u8,
+    pub protocol: u8,
+    pub tcp_flags: u8,
+    /// `Verdict` and `Reason` as numbers.
+    pub verdict: u8,
+    pub reason: u8,
+    pub _pad: [u8; 3],
 }
 
 /// The fixed part of every telemetry event. Addresses in network order;
@@ -522,6 +561,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::TapCounters {}
+    unsafe impl aya::Pod for super::ParsedPacket {}
 }
 
 #[cfg(test)]
@@ -538,6 +578,7 @@ mod tests {
         assert_eq!(size_of::<PayloadEvent>(), 64 + telemetry::PAYLOAD_MAX);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<FlowStats>(), 56);
+        assert_eq!(size_of::<ParsedPacket>(), 48);
         assert_eq!(
             size_of::<IfaceCounters>(),
             2 * 8 * VERDICT_COUNT * REASON_COUNT

@@ -31,8 +31,9 @@ use sensor_common::{
 #[xdp]
 pub fn sensor_xdp(ctx: XdpContext) -> u32 {
     let settings = settings();
-    let (verdict, reason) = match parse::parse(&ctx) {
-        Ok(Parsed::Ip(packet)) => decide(&packet, settings),
+    let parsed = parse::parse(&ctx);
+    let (verdict, reason) = match &parsed {
+        Ok(Parsed::Ip(packet)) => decide(packet, settings),
         Ok(Parsed::NotIp) => (Verdict::Pass, Reason::NotIp),
         // Fail open: a packet whose addresses we cannot read cannot be
         // matched against a block, and the kernel's own IP input drops
@@ -40,13 +41,19 @@ pub fn sensor_xdp(ctx: XdpContext) -> u32 {
         Err(parse::Truncated) => (Verdict::Pass, Reason::ParseError),
     };
     record(&ctx, verdict, reason);
-    if settings & SETTINGS_FLAG_TELEMETRY != 0 && reason as u32 != Reason::NotIp as u32 {
-        if let Some(slot) = VERDICT_SCRATCH.get_ptr_mut(0) {
-            // SAFETY: this CPU's scratch slot, read by the program we jump to.
-            unsafe { *slot = (verdict as u32) << 8 | reason as u32 };
-            // SAFETY: on success this does not return; the telemetry program
-            // returns the same verdict. Without one, we go on below.
-            unsafe { TELEMETRY_PROG.tail_call(&ctx, 0) };
+    if settings & SETTINGS_FLAG_TELEMETRY != 0 {
+        if let Ok(Parsed::Ip(packet)) = &parsed {
+            if let Some(handed) = telemetry::hand_over(packet, verdict, reason) {
+                if let Some(slot) = PACKET_SCRATCH.get_ptr_mut(0) {
+                    // SAFETY: this CPU's scratch slot, read by the program
+                    // we jump to (same CPU, same packet).
+                    unsafe { *slot = handed };
+                    // SAFETY: on success this does not return; the
+                    // telemetry program returns the same verdict. Without
+                    // one, we go on below.
+                    unsafe { TELEMETRY_PROG.tail_call(&ctx, 0) };
+                }
+            }
         }
     }
     action(verdict)
@@ -60,34 +67,19 @@ fn action(verdict: Verdict) -> u32 {
     }
 }
 
-/// Tail-called by `sensor_xdp` when telemetry is on: parses the packet again
-/// (cheap) and feeds the flow table and the ring buffer.
+/// Tail-called by `sensor_xdp` when telemetry is on: feeds the flow table
+/// and the ring buffer from what `sensor_xdp` parsed (no second parse),
+/// and returns its verdict.
 #[xdp]
 pub fn sensor_telemetry(ctx: XdpContext) -> u32 {
-    let scratch = VERDICT_SCRATCH.get(0).copied().unwrap_or(0);
-    let verdict = if scratch >> 8 == Verdict::Drop as u32 {
-        Verdict::Drop
-    } else {
-        Verdict::Pass
+    let Some(handed) = PACKET_SCRATCH.get(0).copied() else {
+        return xdp_action::XDP_PASS;
     };
-    let reason = reason_from(scratch & 0xff);
-    if let Ok(Parsed::Ip(packet)) = parse::parse(&ctx) {
-        telemetry::observe(&ctx, &packet, verdict, reason);
-    }
-    action(verdict)
-}
-
-#[inline(always)]
-fn reason_from(value: u32) -> Reason {
-    match value {
-        1 => Reason::IsolatedSource,
-        2 => Reason::IsolatedDestination,
-        3 => Reason::BlockedSource,
-        4 => Reason::BlockedDestination,
-        5 => Reason::SegmentPolicy,
-        6 => Reason::ParseError,
-        7 => Reason::NotIp,
-        _ => Reason::Allowed,
+    telemetry::observe(&ctx, &handed);
+    if handed.verdict == Verdict::Drop as u8 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
     }
 }
 

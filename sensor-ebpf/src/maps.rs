@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
-    telemetry, AddressInfo, FlowKey, FlowStats, IfaceCounters, Settings, SummaryV4,
+    telemetry, AddressInfo, FlowKey, FlowStats, IfaceCounters, ParsedPacket, Settings, SummaryV4,
     MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES, MAX_HOSTS_V4, MAX_INTERFACES, MAX_SEGMENTS,
     SUMMARY_V4_ENTRIES,
 };
@@ -73,8 +73,8 @@ pub static TELEMETRY_STATS: PerCpuArray<u64> = PerCpuArray::pinned(telemetry::ST
 #[map]
 pub static TELEMETRY_PROG: ProgramArray = ProgramArray::pinned(1, 0);
 
-/// The verdict handed to the telemetry program: `verdict << 8 | reason`.
+/// The parsed packet and its verdict, handed to the telemetry program.
 /// Pinned like the rest: every interface's instance tail-calls the one
 /// telemetry program, which must read the scratch slot they write.
 #[map]
-pub static VERDICT_SCRATCH: PerCpuArray<u32> = PerCpuArray::pinned(1, 0);
+pub static PACKET_SCRATCH: PerCpuArray<ParsedPacket> = PerCpuArray::pinned(1, 0);

@@ -62,6 +62,10 @@ pub struct IpPacket {
     pub l4_complete: bool,
     /// TCP, UDP and ICMP headers, when complete (for telemetry).
     pub l4: Option<L4>,
+    /// Where the IP packet ends by its own length field, from the start of
+    /// the frame: bytes past it (the padding of a short Ethernet frame)
+    /// are no payload. `u16::MAX`: the frame's end (an IPv6 jumbogram).
+    pub ip_end: u16,
 }
 
 pub enum Parsed {
@@ -186,6 +190,7 @@ fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
         src: ip.src,
         dst: ip.dst,
     };
+    let ip_end = end_of(offset + u16::from_be_bytes(ip.total_len) as usize);
     // Fragment offset (low 13 bits): only the first fragment has an L4 header.
     let first_fragment = u16::from_be_bytes(ip.frag_off) & 0x1fff == 0;
     if !first_fragment {
@@ -193,6 +198,7 @@ fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
             addrs,
             l4_complete: true,
             l4: None,
+            ip_end,
         });
     }
     let (l4_complete, l4) = transport(cur, offset + header_len, ip.protocol);
@@ -200,6 +206,7 @@ fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
         addrs,
         l4_complete,
         l4,
+        ip_end,
     })
 }
 
@@ -212,6 +219,11 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
     let addrs = Addrs::V6 {
         src: ip.src,
         dst: ip.dst,
+    };
+    // A payload length of 0 is a jumbogram's: the frame's end stands.
+    let ip_end = match u16::from_be_bytes(ip.payload_len) as usize {
+        0 => u16::MAX,
+        len => end_of(offset + IPV6_HLEN + len),
     };
     let mut next = ip.next_header;
     let mut l4_offset = offset + IPV6_HLEN;
@@ -226,6 +238,7 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
                     addrs,
                     l4_complete: false,
                     l4: None,
+                    ip_end,
                 })
             }
         };
@@ -238,6 +251,7 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
                         addrs,
                         l4_complete: true,
                         l4: None,
+                        ip_end,
                     });
                 }
                 8
@@ -252,7 +266,18 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
         addrs,
         l4_complete,
         l4,
+        ip_end,
     })
+}
+
+/// An IP packet's end as a frame offset, `u16::MAX` past that.
+#[inline(always)]
+fn end_of(offset: usize) -> u16 {
+    if offset < u16::MAX as usize {
+        offset as u16
+    } else {
+        u16::MAX
+    }
 }
 
 #[inline(always)]

@@ -12,11 +12,13 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, generated::bpf_xdp_load_bytes},
     programs::XdpContext,
 };
-use sensor_common::{telemetry::*, EventHeader, FlowKey, FlowStats, PayloadEvent, Reason, Verdict};
+use sensor_common::{
+    telemetry::*, EventHeader, FlowKey, FlowStats, ParsedPacket, PayloadEvent, Reason, Verdict,
+};
 
 use crate::{
     maps::{FLOWS, TELEMETRY, TELEMETRY_STATS},
-    parse::{Addrs, IpPacket, L4},
+    parse::{Addrs, IpPacket},
 };
 
 #[inline(always)]
@@ -73,13 +75,68 @@ struct Packet {
     len: u32,
 }
 
+/// What the enforcement program hands over for a packet it parsed: the
+/// scratch record, when the packet is one telemetry observes.
 #[inline(always)]
-pub fn observe(ctx: &XdpContext, packet: &IpPacket, verdict: Verdict, reason: Reason) {
-    let Some(l4) = packet.l4 else { return };
+pub fn hand_over(packet: &IpPacket, verdict: Verdict, reason: Reason) -> Option<ParsedPacket> {
+    let l4 = packet.l4?;
+    if !is_observed(l4.protocol, l4.dport) {
+        return None;
+    }
     let (src, dst, family) = match &packet.addrs {
         Addrs::V4 { src, dst } => (words_v4(src), words_v4(dst), 4u8),
         Addrs::V6 { src, dst } => (words_v6(src), words_v6(dst), 6u8),
     };
+    Some(ParsedPacket {
+        src: [src.0, src.1],
+        dst: [dst.0, dst.1],
+        sport: l4.sport,
+        dport: l4.dport,
+        payload_offset: l4.payload_offset as u16,
+        ip_end: packet.ip_end,
+        family,
+        protocol: l4.protocol,
+        tcp_flags: l4.tcp_flags,
+        verdict: verdict as u8,
+        reason: reason as u8,
+        _pad: [0; 3],
+    })
+}
+
+/// The transport facts telemetry works on (the scratch record's, with the
+/// offsets widened).
+#[derive(Clone, Copy)]
+struct L4 {
+    protocol: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    payload_offset: usize,
+    ip_end: usize,
+}
+
+/// Offsets past this are not ours to read (no frame is this long here);
+/// the bound also tells the verifier how far a packet pointer can move.
+const MAX_OFFSET: usize = 1 << 14;
+
+/// Feeds the flow table and the ring buffer from what the enforcement
+/// program parsed (no second parse).
+#[inline(always)]
+pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
+    let payload_offset = s.payload_offset as usize;
+    if payload_offset > MAX_OFFSET {
+        return;
+    }
+    let l4 = L4 {
+        protocol: s.protocol,
+        sport: s.sport,
+        dport: s.dport,
+        tcp_flags: s.tcp_flags,
+        payload_offset,
+        ip_end: s.ip_end as usize,
+    };
+    let (src, dst, family) = ((s.src[0], s.src[1]), (s.dst[0], s.dst[1]), s.family);
+    let (verdict, reason) = (s.verdict, s.reason);
     // A total order on (address, port) for canonical keys; any will do.
     let src_is_a = (src.0, src.1, l4.sport) <= (dst.0, dst.1, l4.dport);
     let (a, a_port, b, b_port) = if src_is_a {
@@ -103,8 +160,8 @@ pub fn observe(ctx: &XdpContext, packet: &IpPacket, verdict: Verdict, reason: Re
         dst,
         l4,
         family,
-        verdict: verdict as u8,
-        reason: reason as u8,
+        verdict,
+        reason,
         len: len as u32,
     };
     match l4.protocol {
@@ -125,11 +182,11 @@ pub fn observe(ctx: &XdpContext, packet: &IpPacket, verdict: Verdict, reason: Re
                 send_payload(ctx, &p, EVENT_DNS);
             }
         }
-        PROTO_ICMP | PROTO_ICMPV6 if is_unreachable(l4.protocol, l4.dport) => {
-            send_payload(ctx, &p, EVENT_ICMP_ERROR)
-        }
         PROTO_ICMP | PROTO_ICMPV6 if new_flow && is_echo_request(l4.protocol, l4.dport) => {
             send(&p, EVENT_FLOW_START);
+        }
+        PROTO_ICMP | PROTO_ICMPV6 if is_unreachable(l4.protocol, l4.dport) => {
+            send_payload(ctx, &p, EVENT_ICMP_ERROR)
         }
         _ => {}
     }
@@ -208,8 +265,16 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
 /// ICMP, `payload_offset` is past the header and this says nothing used).
 #[inline(always)]
 fn has_payload(ctx: &XdpContext, l4: &L4) -> bool {
-    (l4.protocol == PROTO_TCP || l4.protocol == PROTO_UDP)
-        && ctx.data() + l4.payload_offset < ctx.data_end()
+    (l4.protocol == PROTO_TCP || l4.protocol == PROTO_UDP) && payload_len(ctx, l4) > 0
+}
+
+/// Payload bytes in the frame, up to the end of the IP packet (not the
+/// Ethernet padding of a short frame).
+#[inline(always)]
+fn payload_len(ctx: &XdpContext, l4: &L4) -> usize {
+    let frame = ctx.data_end() - ctx.data();
+    let end = if l4.ip_end < frame { l4.ip_end } else { frame };
+    end.saturating_sub(l4.payload_offset)
 }
 
 /// Whether to sample this TCP packet's payload: a flow on an inspected port,
@@ -217,20 +282,19 @@ fn has_payload(ctx: &XdpContext, l4: &L4) -> bool {
 /// dynamic ports), up to `DATA_SAMPLES` packets.
 #[inline(always)]
 fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
-    let start = ctx.data() + l4.payload_offset;
-    if start >= ctx.data_end() || flow.samples >= DATA_SAMPLES {
+    if payload_len(ctx, l4) == 0 || flow.samples >= DATA_SAMPLES {
         return false;
     }
     if flow.inspect == INSPECT_UNKNOWN {
         let port = is_inspect_port(l4.sport) || is_inspect_port(l4.dport);
-        let bind = payload_head::<3>(ctx, l4.payload_offset).is_some_and(|h| is_dcerpc_bind(&h));
+        let bind = payload_head::<3>(ctx, l4).is_some_and(|h| is_dcerpc_bind(&h));
         if port || bind {
             flow.inspect = INSPECT_YES;
         } else {
             flow.inspect = INSPECT_NO;
             // Any other flow: one sample of a TLS or HTTP opening, for the
             // server name and user agent in it.
-            let head = payload_head::<OPENING_HEAD>(ctx, l4.payload_offset);
+            let head = payload_head::<OPENING_HEAD>(ctx, l4);
             if head.is_some_and(|h| is_opening(&h)) {
                 flow.samples += 1;
                 return true;
@@ -246,9 +310,9 @@ fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
 
 /// The first `N` payload bytes, if the packet has them.
 #[inline(always)]
-fn payload_head<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
-    let start = ctx.data() + offset;
-    if start + N > ctx.data_end() {
+fn payload_head<const N: usize>(ctx: &XdpContext, l4: &L4) -> Option<[u8; N]> {
+    let start = ctx.data() + l4.payload_offset;
+    if payload_len(ctx, l4) < N || start + N > ctx.data_end() {
         return None;
     }
     // SAFETY: the N bytes were checked to be inside the packet.
@@ -291,7 +355,7 @@ fn send(p: &Packet, kind: u8) {
 #[inline(always)]
 fn send_payload(ctx: &XdpContext, p: &Packet, kind: u8) {
     let offset = p.l4.payload_offset;
-    let available = (ctx.data_end() - ctx.data()).saturating_sub(offset);
+    let available = payload_len(ctx, &p.l4);
     let n = if available > PAYLOAD_MAX {
         PAYLOAD_MAX
     } else {

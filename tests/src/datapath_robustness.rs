@@ -106,7 +106,19 @@ fn broken_ip_headers_fail_open() {
 
 #[test]
 fn random_bytes_never_abort_and_never_drop_with_empty_maps() {
-    let f = Fixture::new();
+    random_bytes(false);
+}
+
+/// The same with telemetry on: the tail-called telemetry program reads
+/// what the enforcement program parsed, and must hold on every frame too.
+#[test]
+fn random_bytes_never_abort_with_telemetry_on() {
+    random_bytes(true);
+}
+
+fn random_bytes(telemetry: bool) {
+    let mut f = Fixture::new();
+    f.dp.maps.set_telemetry(telemetry).expect("settings");
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let templates: Vec<Vec<u8>> = samples().iter().map(|p| p.build()).collect();
     for i in 0..4000 {

@@ -19,3 +19,5 @@ mod e2e_enforcement;
 mod e2e_lifecycle;
 #[cfg(test)]
 mod e2e_tap;
+#[cfg(test)]
+mod telemetry_parity;

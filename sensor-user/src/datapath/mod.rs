@@ -35,8 +35,9 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 15] = [
+pub const PINNED_MAPS: [&str; 16] = [
     map_names::TELEMETRY_PROG,
+    map_names::PACKET_SCRATCH,
     map_names::VERDICT_SCRATCH,
     map_names::TELEMETRY,
     map_names::FLOWS,

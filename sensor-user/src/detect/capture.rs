@@ -11,9 +11,9 @@ use super::event::{
 };
 use super::pcapfile;
 use sensor_common::telemetry::{
-    is_dcerpc_bind, is_echo_request, is_inspect_port, is_opening, is_unreachable, starts_flow,
-    tcp_event, CLOSED_LINGER_NS, DATA_SAMPLES, DNS_PORT, EVENT_FIN, EVENT_RST, EVENT_SYN,
-    EVENT_SYN_ACK, FLOW_ENTRIES, TCP_FIN, TCP_IDLE_NS, TCP_RST, UDP_IDLE_NS,
+    is_dcerpc_bind, is_echo_request, is_inspect_port, is_observed, is_opening, is_unreachable,
+    starts_flow, tcp_event, CLOSED_LINGER_NS, DATA_SAMPLES, DNS_PORT, EVENT_FIN, EVENT_RST,
+    EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, TCP_FIN, TCP_IDLE_NS, TCP_RST, UDP_IDLE_NS,
 };
 
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
@@ -431,7 +431,7 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
         // probes (the payload from the rest of the header on, as the
         // datapath sends it); other replies belong to what they answer.
         Some(TransportSlice::Icmpv4(icmp)) => {
-            if icmp.type_u8() != 8 && icmp.type_u8() != 3 {
+            if !is_observed(PROTO_ICMP, icmp.type_u8() as u16) {
                 return Err(Undecoded::NotIp);
             }
             p.dport = icmp.type_u8() as u16;
@@ -439,7 +439,7 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
             p.payload = icmp.slice().get(4..).unwrap_or(&[]);
         }
         Some(TransportSlice::Icmpv6(icmp)) => {
-            if icmp.type_u8() != 128 && icmp.type_u8() != 1 {
+            if !is_observed(PROTO_ICMPV6, icmp.type_u8() as u16) {
                 return Err(Undecoded::NotIp);
             }
             p.dport = icmp.type_u8() as u16;

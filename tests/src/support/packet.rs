@@ -130,6 +130,11 @@ pub struct Packet {
     /// IPv4 fragment offset in 8-byte units (0 = first or unfragmented).
     pub ipv4_frag_offset: u16,
     pub ipv6_ext: Vec<Ext>,
+    /// Transport payload after the TCP or UDP header.
+    pub payload: Vec<u8>,
+    /// Zero bytes after the IP packet up to this frame length (Ethernet's
+    /// minimum frame is 60 bytes without the FCS).
+    pub min_frame: usize,
 }
 
 impl Packet {
@@ -142,7 +147,51 @@ impl Packet {
             ipv4_option_words: 0,
             ipv4_frag_offset: 0,
             ipv6_ext: Vec::new(),
+            payload: Vec::new(),
+            min_frame: 0,
         }
+    }
+
+    pub fn payload(mut self, bytes: &[u8]) -> Packet {
+        self.payload = bytes.to_vec();
+        self
+    }
+
+    /// Pads the frame with zeros to `len` bytes, as a NIC pads short frames.
+    pub fn padded(mut self, len: usize) -> Packet {
+        self.min_frame = len;
+        self
+    }
+
+    /// The same packet with other ports (TCP or UDP).
+    pub fn ports(mut self, s: u16, d: u16) -> Packet {
+        match &mut self.l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => {
+                *sport = s;
+                *dport = d;
+            }
+            _ => {}
+        }
+        self
+    }
+
+    /// The same packet the other way round (addresses and ports swapped).
+    pub fn reply(mut self, flags: u8) -> Packet {
+        std::mem::swap(&mut self.src, &mut self.dst);
+        match &mut self.l4 {
+            L4::Tcp {
+                sport,
+                dport,
+                flags: f,
+            } => {
+                std::mem::swap(sport, dport);
+                *f = flags;
+            }
+            L4::Udp { sport, dport } => std::mem::swap(sport, dport),
+            _ => {}
+        }
+        self.payload.clear();
+        self
     }
 
     pub fn tcp(src: &str, dst: &str) -> Packet {
@@ -227,11 +276,18 @@ impl Packet {
             b.extend_from_slice(&id.to_be_bytes());
         }
         b.extend_from_slice(&ethertype.to_be_bytes());
-        let l4 = self.l4.bytes();
+        let mut l4 = self.l4.bytes();
+        if let L4::Udp { .. } = self.l4 {
+            l4[4..6].copy_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
+        }
+        l4.extend_from_slice(&self.payload);
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => b.extend(self.ipv4(s, d, &l4)),
             (IpAddr::V6(s), IpAddr::V6(d)) => b.extend(self.ipv6(s, d, &l4)),
             _ => panic!("mixed address families"),
+        }
+        if b.len() < self.min_frame {
+            b.resize(self.min_frame, 0);
         }
         b
     }

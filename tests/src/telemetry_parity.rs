@@ -1,0 +1,297 @@
+//! One packet-to-event rule: the same packets go through the eBPF telemetry
+//! program (BPF_PROG_TEST_RUN, then the ring buffer and the flow table are
+//! read as sensord reads them) and through the capture/tap decoder and flow
+//! tracker, and must give the same events and the same flow records. So
+//! what `sensorctl analyze` finds in a capture is what sensord sees live.
+//!
+//! Left out on purpose: ARP requests (the datapath passes non-IP frames
+//! untouched; only taps and captures see them) and timestamps (the kernel's
+//! clock against packet time).
+
+use std::path::PathBuf;
+
+use sensor_user::{
+    detect::{
+        capture::{decode, FlowTracker, Link},
+        pcapfile, Event, Kind,
+    },
+    telemetry::{decode as telemetry, Clocks},
+};
+
+use crate::support::{
+    fixture::Fixture,
+    packet::{Ext, Packet, ETH_P_8021Q, L4},
+};
+
+/// An event without its time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen {
+    kind: String,
+    src: String,
+    dst: String,
+    protocol: u8,
+    payload: Vec<u8>,
+}
+
+fn seen(e: &Event) -> Seen {
+    Seen {
+        kind: format!("{:?}", e.kind),
+        src: format!("{}:{}", e.src, e.sport),
+        dst: format!("{}:{}", e.dst, e.dport),
+        protocol: e.protocol,
+        payload: e.payload.clone(),
+    }
+}
+
+/// A flow record without its times.
+fn record(e: &Event) -> String {
+    let Kind::FlowEnd(f) = &e.kind else {
+        unreachable!()
+    };
+    format!(
+        "{}:{} > {}:{} proto {} packets {}/{} bytes {}/{} answered {} data {}/{}",
+        e.src,
+        e.sport,
+        e.dst,
+        e.dport,
+        e.protocol,
+        f.orig_packets,
+        f.resp_packets,
+        f.orig_bytes,
+        f.resp_bytes,
+        f.answered,
+        f.orig_data,
+        f.resp_data
+    )
+}
+
+/// Events and flow records from the eBPF program.
+fn through_datapath(frames: &[Vec<u8>]) -> (Vec<Seen>, Vec<String>) {
+    let mut f = Fixture::new();
+    f.dp.maps.set_telemetry(true).expect("telemetry on");
+    let mut maps = f.dp.take_telemetry().expect("telemetry maps");
+    let mut ring = maps.ring.take().expect("the ring");
+    let clocks = Clocks::now();
+    let mut events = Vec::new();
+    for frame in frames {
+        f.run(frame);
+        while let Some(item) = ring.next() {
+            let (event, _) = telemetry::event(&item, &clocks).expect("a record of ours");
+            events.push(seen(&event));
+        }
+    }
+    // Far in the future: every flow has ended.
+    let poll = maps.poll_flows(&clocks, u64::MAX / 2, &mut 0);
+    let mut flows: Vec<String> = poll.ended.iter().map(record).collect();
+    flows.sort();
+    (events, flows)
+}
+
+/// Events and flow records from the decoder, a millisecond apart.
+fn through_decoder(frames: &[Vec<u8>]) -> (Vec<Seen>, Vec<String>) {
+    let mut tracker = FlowTracker::default();
+    let mut all = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let ts = 1_700_000_000_000_000_000 + i as u64 * 1_000_000;
+        if let Ok(p) = decode(Link::Ethernet, ts, frame.len() as u64, frame) {
+            tracker.packet(&p, &mut |e| all.push(e));
+        }
+    }
+    tracker.finish(&mut |e| all.push(e));
+    let events = all
+        .iter()
+        .filter(|e| !matches!(e.kind, Kind::FlowEnd(_) | Kind::ArpRequest))
+        .map(seen)
+        .collect();
+    let mut flows: Vec<String> = all
+        .iter()
+        .filter(|e| matches!(e.kind, Kind::FlowEnd(_)))
+        .map(record)
+        .collect();
+    flows.sort();
+    (events, flows)
+}
+
+fn assert_same(name: &str, frames: &[Vec<u8>]) {
+    let (dp_events, dp_flows) = through_datapath(frames);
+    let (dec_events, dec_flows) = through_decoder(frames);
+    assert_eq!(dp_events, dec_events, "{name}: events differ");
+    assert_eq!(dp_flows, dec_flows, "{name}: flow records differ");
+}
+
+const A: &str = "10.0.0.1";
+const B: &str = "10.0.0.2";
+
+fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Packet {
+    Packet::new(
+        src,
+        dst,
+        L4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+    )
+    .padded(60)
+}
+
+/// A whole TCP conversation: handshake, data both ways, FIN both ways, the
+/// last ACK (which must join the closed flow, not start one).
+fn conversation(src: &str, dst: &str, dport: u16, request: &[u8]) -> Vec<Vec<u8>> {
+    let syn = tcp(src, dst, 40001, dport, 0x02);
+    vec![
+        syn.build(),
+        syn.clone().reply(0x12).build(),
+        tcp(src, dst, 40001, dport, 0x10).build(),
+        tcp(src, dst, 40001, dport, 0x18).payload(request).build(),
+        syn.clone().reply(0x18).payload(b"response bytes").build(),
+        tcp(src, dst, 40001, dport, 0x11).build(),
+        syn.clone().reply(0x11).build(),
+        tcp(src, dst, 40001, dport, 0x10).build(),
+    ]
+}
+
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+#[test]
+fn every_tcp_flag_combination_gives_the_same_events() {
+    // Each combination on a flow of its own (and again on the same flow).
+    let mut frames = Vec::new();
+    for flags in 0..=255u8 {
+        let p = tcp(A, B, 10000 + flags as u16, 80, flags);
+        frames.push(p.build());
+        frames.push(p.build());
+    }
+    assert_same("flag combinations", &frames);
+}
+
+#[test]
+fn conversations_retransmissions_and_resets() {
+    let mut frames = conversation(A, B, 443, b"\x16\x03\x01\x00\x05\x01hello");
+    // An HTTP request on another flow, its SYN retransmitted.
+    let mut http = conversation(A, B, 8080, b"GET / HTTP/1.1\r\nHost: c2.example\r\n\r\n");
+    http.insert(1, http[0].clone());
+    frames.extend(http);
+    // Refused: SYN, RST-ACK; then a late RST with no flow.
+    frames.push(tcp(A, B, 40100, 23, 0x02).build());
+    frames.push(tcp(B, A, 23, 40100, 0x14).build());
+    frames.push(tcp(B, A, 23, 40100, 0x04).build());
+    // Picked up mid-way: data first.
+    frames.push(tcp(A, B, 40200, 22, 0x18).payload(b"SSH-2.0-x\r\n").build());
+    // A bare ACK of no flow starts none.
+    frames.push(tcp(A, B, 40300, 22, 0x10).build());
+    // SMB: sampled throughout.
+    frames.extend(conversation(
+        A,
+        B,
+        445,
+        b"\x00\x00\x00\x10\xfeSMB some bytes",
+    ));
+    // DCE/RPC bind on a dynamic port.
+    frames.extend(conversation(A, B, 49670, &[5, 0, 11, 3, 16, 0, 0, 0]));
+    assert_same("conversations", &frames);
+}
+
+#[test]
+fn udp_dns_and_icmp() {
+    let query = Packet::udp(A, "10.0.0.53")
+        .ports(50000, 53)
+        .payload(&dns_query("www.example.com"))
+        .padded(60);
+    let frames = vec![
+        query.build(),
+        query
+            .clone()
+            .reply(0)
+            .payload(&dns_query("www.example.com"))
+            .build(),
+        // A short datagram, padded by the NIC: the padding is no payload.
+        Packet::udp(A, B)
+            .ports(50001, 123)
+            .payload(b"ntp")
+            .padded(60)
+            .build(),
+        Packet::udp(A, B).ports(50002, 161).padded(60).build(),
+        // Echo request and reply; an unreachable quoting a UDP probe.
+        Packet::icmp(A, B).padded(60).build(),
+        Packet::new(B, A, L4::Icmp { kind: 0, code: 0 })
+            .padded(60)
+            .build(),
+        Packet::new(B, A, L4::Icmp { kind: 3, code: 3 })
+            .payload(&Packet::udp(A, B).ports(50003, 9).build()[14..])
+            .build(),
+        // The same over IPv6.
+        Packet::icmp("2001:db8::1", "2001:db8::2").build(),
+        Packet::new("2001:db8::2", "2001:db8::1", L4::Icmp { kind: 1, code: 4 }).build(),
+        Packet::udp("2001:db8::1", "2001:db8::53")
+            .payload(&dns_query("example.org"))
+            .build(),
+    ];
+    assert_same("udp, dns, icmp", &frames);
+}
+
+#[test]
+fn vlan_tags_ipv6_extension_headers_and_ipv4_options() {
+    let frames = vec![
+        tcp(A, B, 40001, 80, 0x02).vlan(ETH_P_8021Q, 10).build(),
+        tcp(B, A, 80, 40001, 0x12).vlan(ETH_P_8021Q, 10).build(),
+        tcp(A, B, 40002, 80, 0x02).ipv4_options(3).build(),
+        Packet::new(
+            "2001:db8::1",
+            "2001:db8::2",
+            L4::Tcp {
+                sport: 40003,
+                dport: 80,
+                flags: 0x02,
+            },
+        )
+        .ext(Ext::HopByHop)
+        .ext(Ext::DestOpts)
+        .build(),
+        Packet::udp("2001:db8::1", "2001:db8::2")
+            .ext(Ext::Routing)
+            .payload(&dns_query("a.example"))
+            .build(),
+    ];
+    assert_same("vlan, extension headers, options", &frames);
+}
+
+/// Frames of a shared capture (Ethernet only).
+fn capture(file: &str) -> Option<Vec<Vec<u8>>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/pcaps")
+        .join(file);
+    if !path.exists() {
+        eprintln!("skipped: {} is not there", path.display());
+        return None;
+    }
+    let mut frames = Vec::new();
+    pcapfile::read(&path, false, &mut |f| {
+        assert_eq!(f.link.0, 1);
+        frames.push(f.data.to_vec());
+    })
+    .unwrap();
+    Some(frames)
+}
+
+#[test]
+fn shared_captures_give_the_same_events() {
+    for file in [
+        "c2/slips_test-cc-capture-1_periodic2s.pcap",
+        "recon/esnet_masscan_tcp_0_1000.pcap",
+        "dns_tunnel/dmachard_iodine.pcap",
+        "recon/slips_test12-icmp-portscan.pcap",
+    ] {
+        if let Some(frames) = capture(file) {
+            assert_same(file, &frames);
+        }
+    }
+}
