@@ -63,8 +63,10 @@ impl Default for BeaconConfig {
 /// Connections kept per pair: a day of one-minute beacons, and more.
 const MAX_PER_PAIR: usize = 4096;
 
+/// Keeps about the last `n` items: past a quarter more, the oldest go at
+/// once, so a long series costs no shift per new item.
 fn keep_last<T>(v: &mut Vec<T>, n: usize) {
-    if v.len() > n {
+    if v.len() > n + n / 4 {
         v.drain(..v.len() - n);
     }
 }
@@ -88,6 +90,9 @@ struct PairKey {
 
 pub struct BeaconDetector {
     config: BeaconConfig,
+    /// Pairs with new connections and enough of them to score: `flush`
+    /// looks at these only, not at every pair.
+    due: HashSet<PairKey>,
     pairs: HashMap<PairKey, Pair>,
     reported: HashSet<PairKey>,
 }
@@ -186,6 +191,7 @@ impl BeaconDetector {
         BeaconDetector {
             config,
             pairs: HashMap::new(),
+            due: HashSet::new(),
             reported: HashSet::new(),
         }
     }
@@ -209,6 +215,9 @@ impl BeaconDetector {
                 let pair = self.pairs.entry(key).or_default();
                 pair.starts.push(e.ts);
                 keep_last(&mut pair.starts, MAX_PER_PAIR);
+                if pair.starts.len() >= self.config.min_connections {
+                    self.due.insert(key);
+                }
             }
             (Kind::FlowEnd(flow), PROTO_TCP | PROTO_UDP) => {
                 if let Some(pair) = self.pairs.get_mut(&key) {
@@ -230,7 +239,11 @@ impl BeaconDetector {
     /// Scores every pair with enough connections.
     pub fn flush(&mut self, out: &mut Vec<Evidence>) {
         let mut found: Vec<(PairKey, BeaconScore, usize, Nanos, Nanos)> = Vec::new();
-        for (key, pair) in self.pairs.iter_mut() {
+        for key in std::mem::take(&mut self.due) {
+            let Some(pair) = self.pairs.get_mut(&key) else {
+                continue;
+            };
+            let key = &key;
             if pair.starts.len() < self.config.min_connections
                 || self.reported.contains(key)
                 || pair.starts.len() == pair.scored_at
