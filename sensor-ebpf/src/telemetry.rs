@@ -5,8 +5,6 @@
 //! one flow-table lookup and, rarely, one event. An event that does not fit
 //! in the ring is counted, never waited for.
 
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
-
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, generated::bpf_xdp_load_bytes},
@@ -31,9 +29,12 @@ fn count(stat: u32) {
 
 #[inline(always)]
 fn add(counter: *mut u64, n: u64) {
-    // SAFETY: a live map value; both directions of a flow may be counted
-    // on different CPUs at once.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, n) };
+    // A plain add, not an atomic one (which costs about 15 ns a packet):
+    // each direction's counters have one writer, the CPU whose receive
+    // queue the direction hashes to. Should two CPUs ever count the same
+    // direction at once, one packet goes uncounted; nothing else breaks.
+    // SAFETY: a live map value.
+    unsafe { *counter += n };
 }
 
 /// The two 64-bit halves of an address (IPv4 in the low bytes of the first).
