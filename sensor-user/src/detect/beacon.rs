@@ -16,6 +16,7 @@
 //! destination that several inside hosts poll alike (software updates,
 //! telemetry) is shared, not a C&C.
 
+use smallvec::SmallVec;
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
@@ -65,16 +66,18 @@ const MAX_PER_PAIR: usize = 4096;
 
 /// Keeps about the last `n` items: past a quarter more, the oldest go at
 /// once, so a long series costs no shift per new item.
-fn keep_last<T>(v: &mut Vec<T>, n: usize) {
+fn keep_last<T>(v: &mut SmallVec<[T; 1]>, n: usize) {
     if v.len() > n + n / 4 {
         v.drain(..v.len() - n);
     }
 }
 
+/// Most pairs are one connection to a server never seen again: its start
+/// and size live inline, without an allocation.
 #[derive(Default)]
 struct Pair {
-    starts: Vec<Nanos>,
-    sizes: Vec<u64>,
+    starts: SmallVec<[Nanos; 1]>,
+    sizes: SmallVec<[u64; 1]>,
     /// Connections when last scored: a pair is scored again only when it
     /// has new ones (live, `flush` runs every second).
     scored_at: usize,

@@ -205,17 +205,22 @@ pub fn split_name(name: &str) -> (String, String) {
     }
 }
 
+/// Per (host, registered domain): the names asked under it, by their
+/// 64-bit hashes (keyed per process, so nobody can aim for collisions):
+/// counting distinct names needs no copy of each.
 #[derive(Default)]
 struct DomainActivity {
-    names: TimedSet<String>,
-    tunnel_like: TimedSet<String>,
-    reported_tunnel: usize,
-    reported_unique: usize,
+    names: TimedSet<u64>,
+    tunnel_like: TimedSet<u64>,
+    reported_tunnel: u32,
+    reported_unique: u32,
 }
 
 pub struct DnsDetector {
     config: DnsConfig,
-    domains: HashMap<(IpAddr, String), DomainActivity>,
+    /// By (host, hash of the registered domain).
+    domains: HashMap<(IpAddr, u64), DomainActivity>,
+    names: std::hash::RandomState,
     nx: HashMap<IpAddr, (TimedSet<String>, usize)>,
     /// Sweeps of old names.
     sweep: MinuteSweep,
@@ -226,6 +231,7 @@ impl DnsDetector {
         DnsDetector {
             config,
             domains: HashMap::new(),
+            names: std::hash::RandomState::new(),
             nx: HashMap::new(),
             sweep: MinuteSweep::default(),
         }
@@ -257,16 +263,18 @@ impl DnsDetector {
         }
         let tunnel_like = self.tunnel_like(&sub, q.qtype);
         let config = &self.config;
-        let activity = self.domains.entry((e.src, domain.clone())).or_default();
-        activity.names.insert(q.name.clone(), e.ts);
+        let hash = |s: &str| std::hash::BuildHasher::hash_one(&self.names, s);
+        let (domain_hash, name_hash) = (hash(&domain), hash(&q.name));
+        let activity = self.domains.entry((e.src, domain_hash)).or_default();
+        activity.names.insert(name_hash, e.ts);
         if tunnel_like {
-            activity.tunnel_like.insert(q.name.clone(), e.ts);
+            activity.tunnel_like.insert(name_hash, e.ts);
         }
         let tunnel = activity.tunnel_like.count_since(since);
         let unique = activity.names.count_since(since);
         let bulk_type = matches!(q.qtype, TYPE_NULL | TYPE_TXT);
-        if tunnel >= config.tunnel_queries && tunnel >= activity.reported_tunnel * 2 {
-            activity.reported_tunnel = tunnel;
+        if tunnel >= config.tunnel_queries && tunnel >= activity.reported_tunnel as usize * 2 {
+            activity.reported_tunnel = tunnel as u32;
             out.push(Evidence {
                 host: e.src,
                 detector: "dns.tunnel",
@@ -281,8 +289,8 @@ impl DnsDetector {
                     q.name
                 ),
             });
-        } else if unique >= config.unique_names && unique >= activity.reported_unique * 2 {
-            activity.reported_unique = unique;
+        } else if unique >= config.unique_names && unique >= activity.reported_unique as usize * 2 {
+            activity.reported_unique = unique as u32;
             out.push(Evidence {
                 host: e.src,
                 detector: "dns.unique_names",

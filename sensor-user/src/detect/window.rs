@@ -1,6 +1,7 @@
 //! Sliding windows on packet time: distinct keys with when they were last
 //! seen, leaky buckets, and the once-a-minute gate of sweeps.
 
+use smallvec::SmallVec;
 use std::{collections::HashMap, hash::Hash, net::IpAddr};
 
 use super::event::{Nanos, SECOND};
@@ -29,42 +30,83 @@ impl MinuteSweep {
     }
 }
 
-/// Distinct keys seen, each with its latest time.
+/// Distinct keys seen, each with its latest time. Most sets stay tiny (a
+/// host's one query under a domain, a pair's one port): up to `SMALL` keys
+/// live inline and are searched in order; past that, in a hash map.
 #[derive(Debug, Clone)]
 pub struct TimedSet<K> {
-    seen: HashMap<K, Nanos>,
+    small: SmallVec<[(K, Nanos); 1]>,
+    /// Boxed on purpose: most sets never need it, and an empty box is
+    /// one word where an empty map is six.
+    #[allow(clippy::box_collection)]
+    large: Option<Box<HashMap<K, Nanos>>>,
 }
+
+/// Keys a `TimedSet` keeps inline before it moves them to a map.
+const SMALL: usize = 8;
 
 impl<K> Default for TimedSet<K> {
     fn default() -> Self {
         TimedSet {
-            seen: HashMap::new(),
+            small: SmallVec::new(),
+            large: None,
         }
     }
 }
 
 impl<K: Hash + Eq + Clone> TimedSet<K> {
     pub fn insert(&mut self, key: K, ts: Nanos) {
-        let at = self.seen.entry(key).or_insert(ts);
-        *at = (*at).max(ts);
+        if let Some(map) = &mut self.large {
+            let at = map.entry(key).or_insert(ts);
+            *at = (*at).max(ts);
+            return;
+        }
+        if let Some((_, at)) = self.small.iter_mut().find(|(k, _)| *k == key) {
+            *at = (*at).max(ts);
+            return;
+        }
+        if self.small.len() < SMALL {
+            self.small.push((key, ts));
+            return;
+        }
+        let mut map: HashMap<K, Nanos> = self.small.drain(..).collect();
+        map.insert(key, ts);
+        self.small.shrink_to_fit();
+        self.large = Some(Box::new(map));
+    }
+
+    fn times(&self) -> Box<dyn Iterator<Item = &Nanos> + '_> {
+        match &self.large {
+            Some(map) => Box::new(map.values()),
+            None => Box::new(self.small.iter().map(|(_, t)| t)),
+        }
     }
 
     /// Keys seen at or after `since`.
     pub fn count_since(&self, since: Nanos) -> usize {
-        self.seen.values().filter(|t| **t >= since).count()
+        self.times().filter(|t| **t >= since).count()
     }
 
     /// Forgets keys not seen since `since`.
     pub fn prune(&mut self, since: Nanos) {
-        self.seen.retain(|_, t| *t >= since);
+        match &mut self.large {
+            Some(map) => map.retain(|_, t| *t >= since),
+            None => self.small.retain(|(_, t)| *t >= since),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        match &self.large {
+            Some(map) => map.is_empty(),
+            None => self.small.is_empty(),
+        }
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &K> {
-        self.seen.keys()
+    pub fn keys(&self) -> Box<dyn Iterator<Item = &K> + '_> {
+        match &self.large {
+            Some(map) => Box::new(map.keys()),
+            None => Box::new(self.small.iter().map(|(k, _)| k)),
+        }
     }
 }
 
