@@ -20,7 +20,7 @@ use crate::{
     datapath::Maps,
     detect::{incident::Action, Engine, Event, Incident, Nanos},
     enforcer::{Enforcer, Origin},
-    response::{self, Decision, HostFacts, ResponseConfig, ResponseMode},
+    response::{self, Decision, HostFacts, ResponseConfig},
     state::{self, Kind},
     telemetry::Decision as DatapathDecision,
 };
@@ -213,20 +213,11 @@ impl Detection {
                 by: &by,
                 incident: Some(id),
             };
-            let alert_only = self.response.mode == ResponseMode::AlertOnly;
-            let (action, target, detail) = match decision {
-                Decision::Withheld { target, why } => ("withheld", target, why),
-                Decision::Isolate { host, .. } if alert_only => (
-                    "withheld",
-                    host.to_string(),
-                    "response mode is alert_only (would isolate)".into(),
-                ),
-                Decision::Block { net, .. } if alert_only => (
-                    "withheld",
-                    net.to_string(),
-                    "response mode is alert_only (would block)".into(),
-                ),
-                Decision::Isolate { host, ttl, rule } => {
+            let not_carried_out = response::not_carried_out(&decision, self.response.mode);
+            let (action, target, detail) = match (not_carried_out, decision) {
+                (Some((target, why)), _) => ("withheld", target, why),
+                (None, Decision::Withheld { .. }) => unreachable!("withheld is not carried out"),
+                (None, Decision::Isolate { host, ttl, rule }) => {
                     let detail = if enforcer.has(Kind::Isolation, IpNet::from(host)) {
                         format!("rule {rule}: already isolated")
                     } else {
@@ -238,7 +229,7 @@ impl Detection {
                     info!("incident {id}: isolate {host}: {detail}");
                     ("isolate", host.to_string(), detail)
                 }
-                Decision::Block { net, ttl, rule } => {
+                (None, Decision::Block { net, ttl, rule }) => {
                     let detail = if enforcer.has(Kind::Block, net) {
                         format!("rule {rule}: already blocked")
                     } else {

@@ -15,7 +15,7 @@ use crate::{
         incident::Action,
         DetectionConfig, Engine, Incident, Nanos, SECOND,
     },
-    response::{self, Decision, HostFacts, ResponseConfig, ResponseMode},
+    response::{self, Decision, HostFacts, ResponseConfig},
 };
 
 /// What a capture gave.
@@ -112,33 +112,27 @@ impl Replay<'_> {
             false_positive_detectors: &none,
             is_internal: &is_internal,
         };
-        let alert_only = self.settings.response.mode == ResponseMode::AlertOnly;
+        let mode = self.settings.response.mode;
         let actions: Vec<Action> = response::decide(&self.settings.response, incident, &facts)
             .into_iter()
             .map(|decision| {
-                let (action, target, detail) = match decision {
-                    Decision::Withheld { target, why } => ("withheld", target, why),
-                    Decision::Isolate { host, .. } if alert_only => (
-                        "withheld",
-                        host.to_string(),
-                        "response mode is alert_only (would isolate)".into(),
-                    ),
-                    Decision::Block { net, .. } if alert_only => (
-                        "withheld",
-                        net.to_string(),
-                        "response mode is alert_only (would block)".into(),
-                    ),
-                    Decision::Isolate { host, rule, .. } => (
-                        "isolate",
-                        host.to_string(),
-                        format!("rule {rule}: would isolate"),
-                    ),
-                    Decision::Block { net, rule, .. } => (
-                        "block",
-                        net.to_string(),
-                        format!("rule {rule}: would block"),
-                    ),
-                };
+                let (action, target, detail) =
+                    match (response::not_carried_out(&decision, mode), decision) {
+                        (Some((target, why)), _) => ("withheld", target, why),
+                        (None, Decision::Isolate { host, rule, .. }) => (
+                            "isolate",
+                            host.to_string(),
+                            format!("rule {rule}: would isolate"),
+                        ),
+                        (None, Decision::Block { net, rule, .. }) => (
+                            "block",
+                            net.to_string(),
+                            format!("rule {rule}: would block"),
+                        ),
+                        (None, Decision::Withheld { .. }) => {
+                            unreachable!("withheld is not carried out")
+                        }
+                    };
                 Action {
                     ts: now,
                     action: action.into(),

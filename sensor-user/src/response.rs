@@ -211,6 +211,24 @@ pub fn is_host_address(addr: IpAddr) -> bool {
     }
 }
 
+/// A decision not to carry out, with its target and why: withheld by the
+/// policy, or any action while the mode is alert_only.
+pub fn not_carried_out(decision: &Decision, mode: ResponseMode) -> Option<(String, String)> {
+    let alert_only = mode == ResponseMode::AlertOnly;
+    match decision {
+        Decision::Withheld { target, why } => Some((target.clone(), why.clone())),
+        Decision::Isolate { host, .. } if alert_only => Some((
+            host.to_string(),
+            "response mode is alert_only (would isolate)".into(),
+        )),
+        Decision::Block { net, .. } if alert_only => Some((
+            net.to_string(),
+            "response mode is alert_only (would block)".into(),
+        )),
+        _ => None,
+    }
+}
+
 fn same_target(a: &Decision, b: &Decision) -> bool {
     let target = |d: &Decision| match d {
         Decision::Isolate { host, .. } => IpNet::from(*host).to_string(),

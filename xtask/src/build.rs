@@ -25,13 +25,15 @@ pub fn bin_dir() -> PathBuf {
     workspace_root().join("target/release")
 }
 
-pub fn build_ebpf(toolchain: EbpfToolchain) -> Result<()> {
+/// `cargo SUBCOMMAND` on the eBPF crate with its toolchain and target,
+/// its own target directory under target/.
+pub fn ebpf_cargo(toolchain: EbpfToolchain, subcommand: &str, target_dir: &str) -> Command {
     let root = workspace_root();
     let mut c = Command::new("cargo");
     c.current_dir(root.join("sensor-ebpf"))
         .arg(format!("+{}", toolchain.rustup_name()))
         .args([
-            "build",
+            subcommand,
             "--release",
             "-Z",
             "build-std=core",
@@ -39,7 +41,7 @@ pub fn build_ebpf(toolchain: EbpfToolchain) -> Result<()> {
             "bpfel-unknown-none",
         ])
         .arg("--target-dir")
-        .arg(root.join("target/ebpf"))
+        .arg(root.join(target_dir))
         // The Debian toolchain is stable: let it take -Z flags.
         .env("RUSTC_BOOTSTRAP", "1")
         // Cargo sets these for xtask itself; they must not leak into the
@@ -56,6 +58,11 @@ pub fn build_ebpf(toolchain: EbpfToolchain) -> Result<()> {
             ),
         );
     }
+    c
+}
+
+pub fn build_ebpf(toolchain: EbpfToolchain) -> Result<()> {
+    let mut c = ebpf_cargo(toolchain, "build", "target/ebpf");
     println!("building the eBPF program ({})", toolchain.rustup_name());
     cmd::run(&mut c).context("building sensor-ebpf")?;
     Ok(())

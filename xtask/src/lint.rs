@@ -50,24 +50,8 @@ pub fn run() -> Result<()> {
     if toolchain == EbpfToolchain::Debian {
         setup::apt_install(&["rust-web-clippy"])?;
     }
-    let mut c = Command::new("cargo");
-    c.current_dir(&ebpf)
-        .arg(format!("+{}", toolchain.rustup_name()))
-        .args([
-            "clippy",
-            "--release",
-            "-Z",
-            "build-std=core",
-            "--target",
-            "bpfel-unknown-none",
-        ])
-        .arg("--target-dir")
-        .arg(root.join("target/ebpf-lint"))
-        .args(["--", "-D", "warnings"])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("RUSTC")
-        .env_remove("CARGO");
+    let mut c = build::ebpf_cargo(toolchain, "clippy", "target/ebpf-lint");
+    c.args(["--", "-D", "warnings"]);
     check("clippy (sensor-ebpf)", c)?;
     println!("lint: clean");
     Ok(())

@@ -179,6 +179,11 @@ fn read_blocks(
     let mut last_ts: Nanos = 0;
     loop {
         let consumed = reader.consumed() as u64;
+        let corrupt = |what: String| FileError::Corrupt {
+            path: name.to_string(),
+            offset: consumed,
+            what,
+        };
         match reader.next() {
             Ok((offset, block)) => {
                 match block {
@@ -249,40 +254,22 @@ fn read_blocks(
             }
             Err(PcapError::Eof) => break,
             Err(PcapError::Incomplete(_)) => {
-                reader.refill().map_err(|e| FileError::Corrupt {
-                    path: name.to_string(),
-                    offset: consumed,
-                    what: e.to_string(),
-                })?;
+                reader.refill().map_err(|e| corrupt(e.to_string()))?;
             }
             // A record larger than the buffer: make room for it, within
             // reason (pcapng allows blocks of up to 4 GiB; no packet is).
             Err(PcapError::BufferTooSmall) => {
                 let size = reader.data().len().max(1 << 20) * 2;
                 if size > 1 << 28 || !reader.grow(size) {
-                    return Err(FileError::Corrupt {
-                        path: name.to_string(),
-                        offset: consumed,
-                        what: "a record larger than 256 MiB".into(),
-                    });
+                    return Err(corrupt("a record larger than 256 MiB".into()));
                 }
-                reader.refill().map_err(|e| FileError::Corrupt {
-                    path: name.to_string(),
-                    offset: consumed,
-                    what: e.to_string(),
-                })?;
+                reader.refill().map_err(|e| corrupt(e.to_string()))?;
             }
             Err(PcapError::UnexpectedEof) => {
                 report.cut_bytes = total.saturating_sub(consumed).max(1);
                 break;
             }
-            Err(e) => {
-                return Err(FileError::Corrupt {
-                    path: name.to_string(),
-                    offset: consumed,
-                    what: e.to_string(),
-                })
-            }
+            Err(e) => return Err(corrupt(e.to_string())),
         }
     }
     Ok(report)
