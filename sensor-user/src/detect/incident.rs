@@ -39,8 +39,12 @@ pub struct Incident {
     /// 0 to 100: the strongest evidence, plus 5 per other detector.
     pub score: u8,
     pub severity: &'static str,
+    /// When the behaviour began: the first evidence packet (a beacon's
+    /// first connection), so usually before `opened`.
     pub first_seen: Nanos,
     pub last_seen: Nanos,
+    /// When the first evidence was concluded: the incident's birth.
+    pub opened: Nanos,
     pub detectors: BTreeSet<&'static str>,
     pub techniques: BTreeSet<&'static str>,
     pub peers: BTreeSet<String>,
@@ -133,6 +137,7 @@ impl Incidents {
                     severity: "low",
                     first_seen: e.since.min(e.ts),
                     last_seen: e.ts,
+                    opened: e.ts,
                     detectors: BTreeSet::new(),
                     techniques: BTreeSet::new(),
                     peers: BTreeSet::new(),

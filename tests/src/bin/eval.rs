@@ -174,7 +174,7 @@ fn judge(
             .collect();
         let isolated = mine.iter().filter_map(|i| offline::isolated_at(i)).min();
         out.would_isolate = isolated.is_some();
-        let evidence = mine.iter().flat_map(|i| &i.evidence).map(|e| e.ts).min();
+        let evidence = mine.iter().map(|i| i.opened).min();
         if let Some(first) = first_packet_of(&path, host) {
             out.detect_secs = evidence.map(|t| secs(first, t));
             out.isolate_secs = isolated.map(|t| secs(first, t));
