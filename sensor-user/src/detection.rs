@@ -116,6 +116,7 @@ impl Detection {
             telemetry,
             counts: self.counts.clone(),
             open_incidents: self.engine.incidents.iter().filter(|i| i.is_open()).count() as u64,
+            evicted: self.engine.evicted(),
             alerts: vec![
                 ("file", "ok", d.file_ok),
                 ("file", "failed", d.file_failed),

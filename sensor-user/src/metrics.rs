@@ -20,6 +20,7 @@ pub struct Metrics {
     flows: IntCounterVec,
     flows_tracked: IntGauge,
     engine_events: IntCounterVec,
+    engine_evicted: IntCounterVec,
     incidents: IntCounterVec,
     incidents_open: IntGauge,
     actions: IntCounterVec,
@@ -36,6 +37,8 @@ pub struct DetectionSnapshot {
     pub telemetry: crate::telemetry::TelemetryCounts,
     pub counts: crate::detection::DetectionCounts,
     pub open_incidents: u64,
+    /// (table, entries dropped to stay within its limit)
+    pub evicted: Vec<(&'static str, u64)>,
     /// (sink, result, count)
     pub alerts: Vec<(&'static str, &'static str, u64)>,
 }
@@ -155,6 +158,12 @@ impl Metrics {
                 "sensor_engine_events_total",
                 "Events the detection engine processed",
                 &[],
+            ),
+            engine_evicted: counter_vec(
+                &registry,
+                "sensor_detection_evicted_total",
+                "Entries the detection engine dropped from a table to stay within its limit (the least recently seen first)",
+                &["table"],
             ),
             incidents: counter_vec(
                 &registry,
@@ -304,6 +313,9 @@ impl Metrics {
         set(&self.flows, &["insert_failed"], t.flow_insert_failed);
         self.flows_tracked.set(t.flows_tracked as i64);
         set(&self.engine_events, &[], d.counts.events);
+        for (table, n) in &d.evicted {
+            set(&self.engine_evicted, &[table], *n);
+        }
         for (severity, n) in &d.counts.incidents {
             set(&self.incidents, &[severity], *n);
         }

@@ -78,6 +78,11 @@ impl ArpScanDetector {
     }
 
     /// Forgets hosts quiet since `before`.
+    /// Hosts the sweep table dropped to stay within its limit.
+    pub fn evicted(&self) -> u64 {
+        self.asked.evicted
+    }
+
     pub fn prune(&mut self, before: u64) {
         self.asked.prune(before);
     }

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, PROTO_TCP, PROTO_UDP, SECOND},
+    limits,
+    window::cap_oldest,
     Evidence,
 };
 
@@ -96,6 +98,8 @@ pub struct BeaconDetector {
     /// Pairs with new connections and enough of them to score: `flush`
     /// looks at these only, not at every pair.
     due: HashSet<PairKey>,
+    /// Pairs dropped to stay within `limits::BEACON_PAIRS`.
+    pub evicted: u64,
     pairs: HashMap<PairKey, Pair>,
     reported: HashSet<PairKey>,
 }
@@ -195,6 +199,7 @@ impl BeaconDetector {
             config,
             pairs: HashMap::new(),
             due: HashSet::new(),
+            evicted: 0,
             reported: HashSet::new(),
         }
     }
@@ -215,6 +220,9 @@ impl BeaconDetector {
         };
         match (&e.kind, e.protocol) {
             (Kind::Syn, PROTO_TCP) | (Kind::FlowStart, PROTO_UDP) => {
+                self.evicted += cap_oldest(&mut self.pairs, limits::BEACON_PAIRS, |p| {
+                    p.starts.last().copied().unwrap_or(0)
+                });
                 let pair = self.pairs.entry(key).or_default();
                 pair.starts.push(e.ts);
                 keep_last(&mut pair.starts, MAX_PER_PAIR);

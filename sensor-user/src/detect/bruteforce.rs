@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
+    limits,
+    window::cap_oldest,
     window::LeakyBucket,
     Evidence,
 };
@@ -79,6 +81,8 @@ struct Target {
 pub struct BruteForceDetector {
     config: BruteForceConfig,
     targets: HashMap<(IpAddr, IpAddr, u16), Target>,
+    /// Buckets dropped to stay within `limits::BRUTEFORCE_TARGETS`.
+    pub evicted: u64,
 }
 
 impl BruteForceDetector {
@@ -86,6 +90,7 @@ impl BruteForceDetector {
         BruteForceDetector {
             config,
             targets: HashMap::new(),
+            evicted: 0,
         }
     }
 
@@ -103,6 +108,9 @@ impl BruteForceDetector {
             return;
         }
         let c = &self.config;
+        self.evicted += cap_oldest(&mut self.targets, limits::BRUTEFORCE_TARGETS, |t| {
+            t.fast.last()
+        });
         let t = self.targets.entry((e.src, e.dst, e.dport)).or_default();
         t.attempts += 1;
         let fast = t.fast.pour(e.ts, c.capacity, c.leak_secs * SECOND);

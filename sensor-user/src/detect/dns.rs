@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Nanos, SECOND},
-    window::{MinuteSweep, TimedSet},
+    limits,
+    window::{cap_oldest, MinuteSweep, TimedSet},
     Evidence,
 };
 
@@ -224,6 +225,8 @@ pub struct DnsDetector {
     nx: HashMap<IpAddr, (TimedSet<String>, usize)>,
     /// Sweeps of old names.
     sweep: MinuteSweep,
+    /// Entries dropped to stay within `limits::DNS_DOMAINS`.
+    pub evicted: u64,
 }
 
 impl DnsDetector {
@@ -234,6 +237,7 @@ impl DnsDetector {
             names: std::hash::RandomState::new(),
             nx: HashMap::new(),
             sweep: MinuteSweep::default(),
+            evicted: 0,
         }
     }
 
@@ -265,6 +269,7 @@ impl DnsDetector {
         let config = &self.config;
         let hash = |s: &str| std::hash::BuildHasher::hash_one(&self.names, s);
         let (domain_hash, name_hash) = (hash(&domain), hash(&q.name));
+        self.evicted += cap_oldest(&mut self.domains, limits::DNS_DOMAINS, |a| a.names.latest());
         let activity = self.domains.entry((e.src, domain_hash)).or_default();
         activity.names.insert(name_hash, e.ts);
         if tunnel_like {
@@ -319,6 +324,7 @@ impl DnsDetector {
         since: Nanos,
         out: &mut Vec<Evidence>,
     ) {
+        self.evicted += cap_oldest(&mut self.nx, limits::DNS_DOMAINS, |(s, _)| s.latest());
         let (names, reported) = self.nx.entry(host).or_default();
         names.insert(name, ts);
         let n = names.count_since(since);

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, SECOND},
+    limits,
+    window::cap_oldest,
     Evidence,
 };
 
@@ -44,6 +46,7 @@ impl Default for ExfilConfig {
 struct Volume {
     sent: u64,
     received: u64,
+    last: Nanos,
 }
 
 #[derive(Default)]
@@ -54,12 +57,15 @@ struct Host {
     /// EWMA of outbound bytes per window; None until a window has passed.
     baseline: Option<f64>,
     per_dst: HashMap<IpAddr, Volume>,
+    last: Nanos,
 }
 
 pub struct ExfilDetector {
     config: ExfilConfig,
     hosts: HashMap<IpAddr, Host>,
     reported: HashMap<(IpAddr, IpAddr), u64>,
+    /// Hosts and destinations dropped to stay within `limits`.
+    pub evicted: u64,
 }
 
 /// The producer/consumer ratio of a flow or a sum of flows.
@@ -78,6 +84,7 @@ impl ExfilDetector {
             config,
             hosts: HashMap::new(),
             reported: HashMap::new(),
+            evicted: 0,
         }
     }
 
@@ -88,6 +95,7 @@ impl ExfilDetector {
             return;
         }
         let window = self.config.window_secs * SECOND;
+        self.evicted += cap_oldest(&mut self.hosts, limits::EXFIL_HOSTS, |h| h.last);
         let host = self.hosts.entry(e.src).or_insert_with(|| Host {
             window_start: e.ts,
             ..Default::default()
@@ -104,7 +112,10 @@ impl ExfilDetector {
             host.per_dst.clear();
         }
         host.sent += flow.orig_bytes;
+        host.last = e.ts;
+        self.evicted += cap_oldest(&mut host.per_dst, limits::EXFIL_DESTINATIONS, |v| v.last);
         let v = host.per_dst.entry(e.dst).or_default();
+        v.last = e.ts;
         v.sent += flow.orig_bytes;
         v.received += flow.resp_bytes;
         let (sent, received) = (v.sent, v.received);

@@ -184,6 +184,11 @@ impl LateralDetector {
     }
 
     /// Forgets connections and reach older than `since` (called by the engine).
+    /// Hosts the fan-out table dropped to stay within its limit.
+    pub fn evicted(&self) -> u64 {
+        self.reached.evicted
+    }
+
     pub fn prune(&mut self, since: Nanos) {
         self.reached.prune(since);
     }

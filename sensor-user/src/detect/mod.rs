@@ -29,6 +29,34 @@ use serde::{Deserialize, Serialize};
 pub use event::{Event, Kind, Nanos, SECOND};
 pub use incident::{Incident, Incidents};
 
+/// The most entries each of the engine's tables keeps, so that its memory
+/// is bounded whatever the traffic (a flood from random sources, one host
+/// probing a million peers). Past a cap, the least recently seen eighth
+/// goes at once, counted per table in `sensor_detection_evicted_total`.
+/// At about 100 to 300 bytes an entry, the tables together stay under
+/// about 1.5 GiB at the very worst.
+pub mod limits {
+    /// SYNs awaiting an answer (a SYN flood fills this first).
+    pub const PENDING_ATTEMPTS: usize = 1 << 20;
+    /// Failed probes, per (source, target), per (source, port), per source.
+    pub const PROBE_SETS: usize = 1 << 19;
+    /// Connection series per (inside host, outside peer, port).
+    pub const BEACON_PAIRS: usize = 1 << 20;
+    /// Names asked per (host, registered domain), and NXDOMAIN answers per host.
+    pub const DNS_DOMAINS: usize = 1 << 19;
+    /// Inside hosts with outbound volumes, and destinations per host.
+    pub const EXFIL_HOSTS: usize = 1 << 16;
+    pub const EXFIL_DESTINATIONS: usize = 1 << 16;
+    /// Names of peer addresses.
+    pub const PEER_NAMES: usize = 1 << 19;
+    /// Hosts proven by a completed handshake.
+    pub const VERIFIED_HOSTS: usize = 1 << 18;
+    /// Brute-force buckets per (source, server, port).
+    pub const BRUTEFORCE_TARGETS: usize = 1 << 18;
+    /// Hosts with peers reached (lateral fan-out, ARP sweeps).
+    pub const FANOUT_HOSTS: usize = 1 << 18;
+}
+
 /// Parameters of every detector; each has a documented default.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -126,6 +154,7 @@ pub struct Engine {
     /// Hosts seen completing TCP handshakes they started, and when last:
     /// proof that the address is really theirs (see `verify`).
     verified: HashMap<IpAddr, Nanos>,
+    verified_evicted: u64,
     now: Nanos,
     /// Sweeps of aged-out state.
     sweep: window::MinuteSweep,
@@ -165,6 +194,7 @@ impl Engine {
             incidents: Incidents::with_merge_gap(config.incident_merge_secs.max(1) * SECOND),
             allow: config.allow.clone(),
             verified: HashMap::new(),
+            verified_evicted: 0,
             now: 0,
             sweep: window::MinuteSweep::default(),
         })
@@ -273,6 +303,8 @@ impl Engine {
     /// Records that `host` completed a TCP handshake it started at `ts`: a
     /// forged source address cannot (the answers go to the real owner).
     pub fn verify(&mut self, host: IpAddr, ts: Nanos) {
+        self.verified_evicted +=
+            window::cap_oldest(&mut self.verified, limits::VERIFIED_HOSTS, |t| *t);
         let seen = self.verified.entry(host).or_insert(ts);
         *seen = (*seen).max(ts);
     }
@@ -312,5 +344,22 @@ impl Engine {
 
     pub fn now(&self) -> Nanos {
         self.now
+    }
+
+    /// Entries each table dropped to stay within its limit (`limits`), for
+    /// the metric.
+    pub fn evicted(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("scan.pending", self.scan.evicted[0]),
+            ("scan.probes", self.scan.evicted[1]),
+            ("beacon.pairs", self.beacon.evicted),
+            ("dns.domains", self.dns.evicted),
+            ("exfiltration", self.exfil.evicted),
+            ("bruteforce", self.bruteforce.evicted),
+            ("lateral.fanout", self.lateral.evicted()),
+            ("arp.fanout", self.arp.evicted()),
+            ("names", self.names.evicted),
+            ("verified", self.verified_evicted),
+        ]
     }
 }

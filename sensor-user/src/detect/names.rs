@@ -5,14 +5,13 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use super::{dns, event::Kind, inspect, Event, Nanos};
-
-/// Names kept at once; the oldest go first past this.
-const MAX_NAMES: usize = 100_000;
+use super::{dns, event::Kind, inspect, limits, window::cap_oldest, Event, Nanos};
 
 #[derive(Default)]
 pub struct PeerNames {
     names: HashMap<IpAddr, (String, Nanos)>,
+    /// Names dropped to stay within `limits::PEER_NAMES`.
+    pub evicted: u64,
 }
 
 impl PeerNames {
@@ -42,17 +41,7 @@ impl PeerNames {
         if name.is_empty() || name.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
             return;
         }
-        if self.names.len() >= MAX_NAMES && !self.names.contains_key(&addr) {
-            // The oldest eighth goes at once: one partial sort per
-            // `MAX_NAMES / 8` new names rather than a search per name.
-            let mut by_age: Vec<(Nanos, IpAddr)> =
-                self.names.iter().map(|(a, (_, t))| (*t, *a)).collect();
-            let n = MAX_NAMES / 8;
-            by_age.select_nth_unstable(n);
-            for (_, old) in &by_age[..n] {
-                self.names.remove(old);
-            }
-        }
+        self.evicted += cap_oldest(&mut self.names, limits::PEER_NAMES, |(_, t)| *t);
         self.names.insert(addr, (name.to_string(), ts));
     }
 

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SECOND},
-    window::{MinuteSweep, TimedSet},
+    limits,
+    window::{cap_oldest, MinuteSweep, TimedSet},
     Evidence,
 };
 
@@ -78,6 +79,8 @@ pub struct ScanDetector {
     last_expiry: Nanos,
     /// Sweeps of old probes.
     sweep: MinuteSweep,
+    /// Entries dropped to stay within `limits` (pending, probes).
+    pub evicted: [u64; 2],
 }
 
 impl ScanDetector {
@@ -89,6 +92,7 @@ impl ScanDetector {
             reported: HashMap::new(),
             last_expiry: 0,
             sweep: MinuteSweep::default(),
+            evicted: [0; 2],
         }
     }
 
@@ -96,6 +100,7 @@ impl ScanDetector {
         self.expire_pending(e.ts, out);
         match (&e.kind, e.protocol) {
             (Kind::Syn, PROTO_TCP) => {
+                self.evicted[0] += cap_oldest(&mut self.pending, limits::PENDING_ATTEMPTS, |t| *t);
                 self.pending.entry((e.src, e.dst, e.dport)).or_insert(e.ts);
             }
             (Kind::SynAck, PROTO_TCP) => {
@@ -142,6 +147,8 @@ impl ScanDetector {
                 }
             }
             (Kind::FlowStart, PROTO_ICMP | PROTO_ICMPV6) => {
+                self.evicted[1] +=
+                    cap_oldest(&mut self.probes.icmp, limits::PROBE_SETS, |s| s.latest());
                 self.probes
                     .icmp
                     .entry(e.src)
@@ -205,6 +212,9 @@ impl ScanDetector {
     }
 
     fn failed(&mut self, src: IpAddr, dst: IpAddr, port: u16, ts: Nanos, out: &mut Vec<Evidence>) {
+        let latest = |s: &TimedSet<_>| s.latest();
+        self.evicted[1] += cap_oldest(&mut self.probes.ports, limits::PROBE_SETS, latest)
+            + cap_oldest(&mut self.probes.hosts, limits::PROBE_SETS, |s| s.latest());
         let ports = self.probes.ports.entry((src, dst)).or_default();
         ports.insert(port, ts);
         let (fast, slow) = counts(&self.config, ports, ts);
@@ -556,5 +566,32 @@ mod tests {
         assert!(out
             .iter()
             .any(|e| e.detector == "scan.vertical" && e.host.to_string() == "10.0.0.6"));
+    }
+
+    #[test]
+    fn a_flood_of_random_sources_stays_within_the_limit() {
+        let mut d = ScanDetector::new(ScanConfig::default());
+        let mut out = Vec::new();
+        let n = limits::PENDING_ATTEMPTS as u32 + 5_000;
+        for i in 0..n {
+            let e = Event {
+                ts: 1_000 + i as u64,
+                src: IpAddr::from((0x0b00_0000u32 + i).to_be_bytes()),
+                dst: "10.0.0.9".parse().unwrap(),
+                sport: 40000,
+                dport: 80,
+                protocol: PROTO_TCP,
+                kind: Kind::Syn,
+                payload: vec![],
+            };
+            d.observe(&e, &mut out);
+        }
+        assert!(d.pending.len() <= limits::PENDING_ATTEMPTS + 1);
+        assert!(d.evicted[0] >= 5_000, "{}", d.evicted[0]);
+        // The newest stay: the last source is still awaited.
+        let last = IpAddr::from((0x0b00_0000u32 + n - 1).to_be_bytes());
+        assert!(d
+            .pending
+            .contains_key(&(last, "10.0.0.9".parse().unwrap(), 80)));
     }
 }

@@ -30,6 +30,26 @@ impl MinuteSweep {
     }
 }
 
+/// Keeps `map` within `cap` entries: past it, the eighth with the oldest
+/// `last` times go at once (one partial sort per `cap / 8` new entries,
+/// not a search per entry). Returns how many went, for the metric.
+pub fn cap_oldest<K: Hash + Eq + Clone, V>(
+    map: &mut HashMap<K, V>,
+    cap: usize,
+    last: impl Fn(&V) -> Nanos,
+) -> u64 {
+    if map.len() <= cap {
+        return 0;
+    }
+    let mut ages: Vec<(Nanos, K)> = map.iter().map(|(k, v)| (last(v), k.clone())).collect();
+    let n = (cap / 8).max(1).min(ages.len());
+    ages.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+    for (_, key) in &ages[..n] {
+        map.remove(key);
+    }
+    n as u64
+}
+
 /// Distinct keys seen, each with its latest time. Most sets stay tiny (a
 /// host's one query under a domain, a pair's one port): up to `SMALL` keys
 /// live inline and are searched in order; past that, in a hash map.
@@ -95,6 +115,11 @@ impl<K: Hash + Eq + Clone> TimedSet<K> {
         }
     }
 
+    /// When the latest key was seen (0 for none).
+    pub fn latest(&self) -> Nanos {
+        self.times().copied().max().unwrap_or(0)
+    }
+
     pub fn is_empty(&self) -> bool {
         match &self.large {
             Some(map) => map.is_empty(),
@@ -117,6 +142,8 @@ impl<K: Hash + Eq + Clone> TimedSet<K> {
 pub struct FanOut {
     reached: HashMap<IpAddr, TimedSet<IpAddr>>,
     reported: HashMap<IpAddr, usize>,
+    /// Hosts dropped to stay within `limits::FANOUT_HOSTS`.
+    pub evicted: u64,
 }
 
 impl FanOut {
@@ -131,6 +158,9 @@ impl FanOut {
         threshold: usize,
     ) -> Option<(usize, Vec<String>)> {
         let since = ts.saturating_sub(window);
+        self.evicted += cap_oldest(&mut self.reached, super::limits::FANOUT_HOSTS, |s| {
+            s.latest()
+        });
         let set = self.reached.entry(host).or_default();
         set.insert(peer, ts);
         set.prune(since);
@@ -167,6 +197,11 @@ pub struct LeakyBucket {
 }
 
 impl LeakyBucket {
+    /// When something was last poured in.
+    pub fn last(&self) -> Nanos {
+        self.last
+    }
+
     /// Adds one event at `ts`; true when the bucket overflows.
     pub fn pour(&mut self, ts: Nanos, capacity: u32, leak: Nanos) -> bool {
         if ts > self.last && leak > 0 {
@@ -207,5 +242,16 @@ mod tests {
             .map(|i| b.pour(i * SECOND / 10, 5, 10 * SECOND))
             .collect();
         assert_eq!(overflowed, [false, false, false, false, false, true]);
+    }
+
+    #[test]
+    fn a_capped_table_loses_its_oldest_eighth() {
+        let mut map: HashMap<u32, Nanos> = (0..100).map(|k| (k, k as Nanos)).collect();
+        assert_eq!(cap_oldest(&mut map, 100, |t| *t), 0);
+        map.insert(100, 100);
+        assert_eq!(cap_oldest(&mut map, 100, |t| *t), 12);
+        assert_eq!(map.len(), 89);
+        assert!((0..12).all(|k| !map.contains_key(&k)));
+        assert!(map.contains_key(&12) && map.contains_key(&100));
     }
 }
