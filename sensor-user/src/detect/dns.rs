@@ -212,15 +212,17 @@ pub fn split_name(name: &str) -> (String, String) {
 #[derive(Default)]
 struct DomainActivity {
     names: TimedSet<u64>,
-    tunnel_like: TimedSet<u64>,
+    /// Boxed: few (host, domain) pairs ever ask a tunnel-like name.
+    tunnel_like: Option<Box<TimedSet<u64>>>,
     reported_tunnel: u32,
     reported_unique: u32,
 }
 
 pub struct DnsDetector {
     config: DnsConfig,
-    /// By (host, hash of the registered domain).
-    domains: HashMap<(IpAddr, u64), DomainActivity>,
+    /// By the keyed hash of (host, registered domain): one word of key
+    /// for the most numerous entry the engine keeps.
+    domains: HashMap<u64, DomainActivity>,
     names: std::hash::RandomState,
     nx: HashMap<IpAddr, (TimedSet<String>, usize)>,
     /// Sweeps of old names.
@@ -270,12 +272,19 @@ impl DnsDetector {
         let hash = |s: &str| std::hash::BuildHasher::hash_one(&self.names, s);
         let (domain_hash, name_hash) = (hash(&domain), hash(&q.name));
         self.evicted += cap_oldest(&mut self.domains, limits::DNS_DOMAINS, |a| a.names.latest());
-        let activity = self.domains.entry((e.src, domain_hash)).or_default();
+        let key = std::hash::BuildHasher::hash_one(&self.names, (e.src, domain_hash));
+        let activity = self.domains.entry(key).or_default();
         activity.names.insert(name_hash, e.ts);
         if tunnel_like {
-            activity.tunnel_like.insert(name_hash, e.ts);
+            activity
+                .tunnel_like
+                .get_or_insert_with(Default::default)
+                .insert(name_hash, e.ts);
         }
-        let tunnel = activity.tunnel_like.count_since(since);
+        let tunnel = activity
+            .tunnel_like
+            .as_ref()
+            .map_or(0, |t| t.count_since(since));
         let unique = activity.names.count_since(since);
         let bulk_type = matches!(q.qtype, TYPE_NULL | TYPE_TXT);
         if tunnel >= config.tunnel_queries && tunnel >= activity.reported_tunnel as usize * 2 {
@@ -352,7 +361,12 @@ impl DnsDetector {
     fn prune(&mut self, since: Nanos) {
         self.domains.retain(|_, a| {
             a.names.prune(since);
-            a.tunnel_like.prune(since);
+            if let Some(t) = &mut a.tunnel_like {
+                t.prune(since);
+                if t.is_empty() {
+                    a.tunnel_like = None;
+                }
+            }
             !a.names.is_empty()
         });
         self.nx.retain(|_, (names, _)| {
