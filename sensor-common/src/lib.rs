@@ -257,6 +257,16 @@ pub mod telemetry {
     /// ACK joins it rather than starting a new one.
     pub const CLOSED_LINGER_NS: u64 = 2_000_000_000;
 
+    /// How long a flow with no packet lasts before it ends.
+    #[inline(always)]
+    pub fn flow_timeout_ns(protocol: u8, closed: bool) -> u64 {
+        match protocol {
+            PROTO_TCP if closed => CLOSED_LINGER_NS,
+            PROTO_TCP => TCP_IDLE_NS,
+            _ => UDP_IDLE_NS,
+        }
+    }
+
     /// The event a TCP packet becomes: at most one, the first of SYN,
     /// SYN-ACK, RST, FIN that its flags hold; 0 for none.
     #[inline(always)]
@@ -272,6 +282,13 @@ pub mod telemetry {
         } else {
             0
         }
+    }
+
+    /// Whether payload in this protocol is data a side sent (`FLOW_DATA_*`,
+    /// a flow picked up mid-way): TCP and UDP; ICMP's is a quoted header.
+    #[inline(always)]
+    pub fn carries_data(protocol: u8) -> bool {
+        protocol == PROTO_TCP || protocol == PROTO_UDP
     }
 
     /// Whether a packet of no tracked flow starts one. A TCP flow starts

@@ -266,7 +266,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
 /// ICMP, `payload_offset` is past the header and this says nothing used).
 #[inline(always)]
 fn has_payload(ctx: &XdpContext, l4: &L4) -> bool {
-    (l4.protocol == PROTO_TCP || l4.protocol == PROTO_UDP) && payload_len(ctx, l4) > 0
+    carries_data(l4.protocol) && payload_len(ctx, l4) > 0
 }
 
 /// Payload bytes in the frame, up to the end of the IP packet (not the

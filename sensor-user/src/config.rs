@@ -150,6 +150,18 @@ pub struct Segment {
     pub cidrs: Vec<IpNet>,
 }
 
+/// The segment whose longest range holds `addr`; with `own`, only a
+/// segment's own ranges count, not a catch-all such as the internet's
+/// 0.0.0.0/0.
+pub fn segment_of(segments: &[Segment], addr: std::net::IpAddr, own: bool) -> Option<&str> {
+    segments
+        .iter()
+        .flat_map(|s| s.cidrs.iter().map(move |c| (c, s.name.as_str())))
+        .filter(|(c, _)| c.contains(&addr) && !(own && c.prefix_len() == 0))
+        .max_by_key(|(c, _)| c.prefix_len())
+        .map(|(_, name)| name)
+}
+
 /// The allow matrix: `allowed[(a, b)]` for segment ids a != b. Pairs are
 /// symmetric: the datapath is stateless, so a reply must be allowed too.
 #[derive(Debug, Clone, PartialEq, Default)]

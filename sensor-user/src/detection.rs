@@ -130,12 +130,7 @@ impl Detection {
     /// The segment holding `addr`, by longest prefix; `own` leaves out
     /// catch-alls such as the internet's 0.0.0.0/0.
     fn segment_of(&self, addr: IpAddr, own: bool) -> Option<&str> {
-        self.segments
-            .iter()
-            .flat_map(|s| s.cidrs.iter().map(move |c| (c, s.name.as_str())))
-            .filter(|(c, _)| c.contains(&addr) && !(own && c.prefix_len() == 0))
-            .max_by_key(|(c, _)| c.prefix_len())
-            .map(|(_, name)| name)
+        crate::config::segment_of(&self.segments, addr, own)
     }
 
     /// One event from the datapath.
@@ -154,14 +149,7 @@ impl Detection {
     /// and sends the alerts.
     pub fn respond(&mut self, enforcer: &mut Enforcer, maps: &mut Maps, now: Nanos) {
         let mut ids: BTreeSet<u64> = self.engine.incidents.take_changed().into_iter().collect();
-        // Incidents whose action waits for the host to be verified.
-        ids.extend(
-            self.engine
-                .incidents
-                .iter()
-                .filter(|i| i.is_open() && i.actions.iter().any(|a| a.action == "withheld"))
-                .map(|i| i.id),
-        );
+        ids.extend(self.engine.incidents.awaiting_action());
         for id in ids {
             self.act_on(id, enforcer, maps, now);
             self.report(id, now);

@@ -9,7 +9,7 @@ use anyhow::Result;
 use ipnet::IpNet;
 
 use crate::{
-    config::Segment,
+    config::{self, Segment},
     detect::{
         capture::{self, CaptureStats},
         incident::Action,
@@ -64,13 +64,7 @@ impl Replay<'_> {
                 .any(|n| n.contains(&addr))
                 .then(|| "internal".to_string());
         }
-        self.settings
-            .segments
-            .iter()
-            .flat_map(|s| s.cidrs.iter().map(move |c| (c, s.name.as_str())))
-            .filter(|(c, _)| c.contains(&addr) && c.prefix_len() != 0)
-            .max_by_key(|(c, _)| c.prefix_len())
-            .map(|(_, name)| name.to_string())
+        config::segment_of(&self.settings.segments, addr, true).map(str::to_string)
     }
 
     /// After each event: decide on the incidents that changed; once a
@@ -85,13 +79,7 @@ impl Replay<'_> {
         }
         let mut ids: BTreeSet<u64> = self.engine.incidents.take_changed().into_iter().collect();
         if second {
-            ids.extend(
-                self.engine
-                    .incidents
-                    .iter()
-                    .filter(|i| i.is_open() && i.actions.iter().any(|a| a.action == "withheld"))
-                    .map(|i| i.id),
-            );
+            ids.extend(self.engine.incidents.awaiting_action());
         }
         for id in ids {
             self.decide(id, now);

@@ -11,9 +11,9 @@ use super::event::{
 };
 use super::pcapfile;
 use sensor_common::telemetry::{
-    is_dcerpc_bind, is_echo_request, is_inspect_port, is_observed, is_opening, is_unreachable,
-    starts_flow, tcp_event, CLOSED_LINGER_NS, DATA_SAMPLES, DNS_PORT, EVENT_FIN, EVENT_RST,
-    EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, TCP_FIN, TCP_IDLE_NS, TCP_RST, UDP_IDLE_NS,
+    carries_data, flow_timeout_ns, is_dcerpc_bind, is_echo_request, is_inspect_port, is_observed,
+    is_opening, is_unreachable, starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT, EVENT_FIN,
+    EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, TCP_FIN, TCP_RST,
 };
 
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
@@ -135,7 +135,7 @@ impl FlowTracker {
         };
         let key = FlowKey::new(p.protocol, (p.src, p.sport), (p.dst, p.dport));
         let is_new = !self.flows.contains_key(&key);
-        let data = !p.payload.is_empty() && matches!(p.protocol, PROTO_TCP | PROTO_UDP);
+        let data = !p.payload.is_empty() && carries_data(p.protocol);
         if is_new && !starts_flow(p.protocol, p.tcp_flags, data) {
             // No flow (a bare ACK or RST after one ended): the packet's
             // event alone, as in the datapath.
@@ -258,14 +258,7 @@ impl FlowTracker {
             return;
         }
         self.last_sweep = now;
-        let idle = self.flows_where(|k, f| {
-            let timeout = match k.protocol {
-                PROTO_TCP if f.closed => CLOSED_LINGER_NS,
-                PROTO_TCP => TCP_IDLE_NS,
-                _ => UDP_IDLE_NS,
-            };
-            f.last + timeout < now
-        });
+        let idle = self.flows_where(|k, f| f.last + flow_timeout_ns(k.protocol, f.closed) < now);
         self.end_oldest_first(idle, emit);
     }
 

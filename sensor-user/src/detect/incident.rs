@@ -213,6 +213,15 @@ impl Incidents {
         self.incidents.iter()
     }
 
+    /// Open incidents with an action withheld: decided again until the
+    /// reason goes away (the host gets verified).
+    pub fn awaiting_action(&self) -> impl Iterator<Item = u64> + '_ {
+        self.incidents
+            .iter()
+            .filter(|i| i.is_open() && i.actions.iter().any(|a| a.action == "withheld"))
+            .map(|i| i.id)
+    }
+
     pub fn get(&self, id: u64) -> Option<&Incident> {
         self.incidents.iter().find(|i| i.id == id)
     }

@@ -186,7 +186,7 @@ fn read_blocks(
         };
         match reader.next() {
             Ok((offset, block)) => {
-                match block {
+                let frame = match block {
                     PcapBlockOwned::LegacyHeader(h) => {
                         let units = if h.is_nanosecond_precision() {
                             1_000_000_000
@@ -194,20 +194,22 @@ fn read_blocks(
                             1_000_000
                         };
                         legacy = Some((h.network, units));
+                        None
                     }
                     PcapBlockOwned::Legacy(b) => {
                         let (link, units) = legacy.unwrap_or((Linktype::ETHERNET, 1_000_000));
                         let ticks = b.ts_sec as u64 * units + b.ts_usec as u64;
-                        report.frames += 1;
-                        last_ts = to_nanos(ticks, units, 0);
-                        on_frame(Frame {
+                        Some(Frame {
                             link,
-                            ts: last_ts,
-                            orig_len: b.origlen.max(b.data.len() as u32),
+                            ts: to_nanos(ticks, units, 0),
+                            orig_len: b.origlen,
                             data: b.data,
-                        });
+                        })
                     }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => interfaces.clear(),
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                        interfaces.clear();
+                        None
+                    }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                         interfaces.push(Interface {
                             link: idb.linktype,
@@ -216,38 +218,38 @@ fn read_blocks(
                             units: ts_units(idb.if_tsresol).unwrap_or(1_000_000),
                             offset_secs: idb.if_tsoffset,
                         });
+                        None
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        match interfaces.get(epb.if_id as usize) {
-                            Some(i) => {
-                                let ticks = (epb.ts_high as u64) << 32 | epb.ts_low as u64;
-                                report.frames += 1;
-                                last_ts = to_nanos(ticks, i.units, i.offset_secs);
-                                on_frame(Frame {
-                                    link: i.link,
-                                    ts: last_ts,
-                                    orig_len: epb.origlen.max(epb.data.len() as u32),
-                                    data: epb.data,
-                                });
-                            }
-                            None => report.unknown_interface += 1,
-                        }
+                        let ticks = (epb.ts_high as u64) << 32 | epb.ts_low as u64;
+                        let frame = interfaces.get(epb.if_id as usize).map(|i| Frame {
+                            link: i.link,
+                            ts: to_nanos(ticks, i.units, i.offset_secs),
+                            orig_len: epb.origlen,
+                            data: epb.data,
+                        });
+                        report.unknown_interface += frame.is_none() as u64;
+                        frame
                     }
                     // No timestamp: the frame takes the time of the one
                     // before it (simple packet blocks are rare).
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => match interfaces.first() {
-                        Some(i) => {
-                            report.frames += 1;
-                            on_frame(Frame {
-                                link: i.link,
-                                ts: last_ts,
-                                orig_len: spb.origlen.max(spb.data.len() as u32),
-                                data: spb.data,
-                            });
-                        }
-                        None => report.unknown_interface += 1,
-                    },
-                    PcapBlockOwned::NG(_) => {}
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                        let frame = interfaces.first().map(|i| Frame {
+                            link: i.link,
+                            ts: last_ts,
+                            orig_len: spb.origlen,
+                            data: spb.data,
+                        });
+                        report.unknown_interface += frame.is_none() as u64;
+                        frame
+                    }
+                    PcapBlockOwned::NG(_) => None,
+                };
+                if let Some(mut frame) = frame {
+                    frame.orig_len = frame.orig_len.max(frame.data.len() as u32);
+                    report.frames += 1;
+                    last_ts = frame.ts;
+                    on_frame(frame);
                 }
                 reader.consume(offset);
                 progress.tick(reader.consumed() as u64);

@@ -86,12 +86,7 @@ impl TelemetryMaps {
                 poll.established.push((flow.orig.0, flow.last));
             }
             let idle = now.saturating_sub(flow.last);
-            let timeout = match key.protocol {
-                PROTO_TCP if flow.closed => CLOSED_LINGER_NS,
-                PROTO_TCP => TCP_IDLE_NS,
-                _ => UDP_IDLE_NS,
-            };
-            if idle >= timeout {
+            if idle >= flow_timeout_ns(key.protocol, flow.closed) {
                 poll.ended.push(flow.end_event());
                 done.push(key);
             }
