@@ -268,20 +268,41 @@ pub mod telemetry {
     }
 
     /// The event a TCP packet becomes: at most one, the first of SYN,
-    /// SYN-ACK, RST, FIN that its flags hold; 0 for none.
+    /// SYN-ACK, RST, probe, FIN that applies; 0 for none. `stray`: the
+    /// packet belongs to no tracked flow and starts none (`starts_flow`).
+    /// A stray packet that is not a SYN or a RST is a probe: the FIN, NULL,
+    /// Xmas, Maimon, ACK and Window scans send nothing else (nmap's
+    /// port-scanning techniques), and ordinary traffic sends such packets
+    /// only inside connections.
     #[inline(always)]
-    pub fn tcp_event(flags: u8) -> u8 {
+    pub fn tcp_event(flags: u8, stray: bool) -> u8 {
         if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
             EVENT_SYN
         } else if flags & TCP_SYN != 0 {
             EVENT_SYN_ACK
         } else if flags & TCP_RST != 0 {
             EVENT_RST
+        } else if stray {
+            EVENT_PROBE
         } else if flags & TCP_FIN != 0 {
             EVENT_FIN
         } else {
             0
         }
+    }
+
+    /// The smallest TCP header.
+    pub const TCP_MIN_HLEN: usize = 20;
+
+    /// A first fragment (offset 0, more to come) too short to hold the
+    /// whole TCP header: RFC 1858's "tiny fragment", which no ordinary
+    /// stack sends and which scanners use (`nmap -f`, `--mtu 8`) to hide
+    /// the flags from filters. `transport_len`: the fragment's bytes after
+    /// the IP headers. Such a fragment becomes an `EVENT_FRAGMENT` (with
+    /// its ports when it holds them) and tracks no flow.
+    #[inline(always)]
+    pub fn is_tiny_fragment(protocol: u8, first_of_several: bool, transport_len: usize) -> bool {
+        protocol == PROTO_TCP && first_of_several && transport_len < TCP_MIN_HLEN
     }
 
     /// Whether payload in this protocol is data a side sent (`FLOW_DATA_*`,
@@ -338,6 +359,12 @@ pub mod telemetry {
     /// ICMP destination unreachable (v4 type 3, v6 type 1): the payload
     /// holds the rest of the ICMP header and the datagram it refuses.
     pub const EVENT_ICMP_ERROR: u8 = 8;
+    /// A TCP packet of no connection that is not a SYN or a RST (see
+    /// `tcp_event`).
+    pub const EVENT_PROBE: u8 = 9;
+    /// A tiny first fragment (see `is_tiny_fragment`); ports 0 when the
+    /// fragment is too short to hold them.
+    pub const EVENT_FRAGMENT: u8 = 10;
 
     /// `FlowStats::flags`
     pub const FLOW_ANSWERED: u8 = 1;
@@ -386,7 +413,9 @@ pub struct ParsedPacket {
     /// `Verdict` and `Reason` as numbers.
     pub verdict: u8,
     pub reason: u8,
-    pub _pad: [u8; 3],
+    /// 1: a tiny first fragment (`telemetry::is_tiny_fragment`).
+    pub tiny_fragment: u8,
+    pub _pad: [u8; 2],
 }
 
 /// The fixed part of every telemetry event. Addresses in network order;

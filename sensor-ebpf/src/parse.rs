@@ -5,6 +5,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
+use sensor_common::telemetry::is_tiny_fragment;
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -31,7 +32,7 @@ const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
 const IPPROTO_MH: u8 = 135;
 
-const TCP_MIN_HLEN: usize = 20;
+use sensor_common::telemetry::TCP_MIN_HLEN;
 const UDP_HLEN: usize = 8;
 const ICMP_MIN_HLEN: usize = 4;
 
@@ -51,6 +52,9 @@ pub struct L4 {
     pub tcp_flags: u8,
     /// Where the transport payload starts, from the start of the frame.
     pub payload_offset: usize,
+    /// A tiny first fragment (`telemetry::is_tiny_fragment`): ports only
+    /// (0 when even those are cut), no flags.
+    pub tiny_fragment: bool,
 }
 
 /// What the parser learned about an IP packet.
@@ -191,9 +195,10 @@ fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
         dst: ip.dst,
     };
     let ip_end = end_of(offset + u16::from_be_bytes(ip.total_len) as usize);
-    // Fragment offset (low 13 bits): only the first fragment has an L4 header.
-    let first_fragment = u16::from_be_bytes(ip.frag_off) & 0x1fff == 0;
-    if !first_fragment {
+    // Fragment offset (low 13 bits): only the first fragment has an L4
+    // header; "more fragments" (0x2000) says whether it is one of several.
+    let frag_off = u16::from_be_bytes(ip.frag_off);
+    if frag_off & 0x1fff != 0 {
         return Ok(IpPacket {
             addrs,
             l4_complete: true,
@@ -201,7 +206,14 @@ fn parse_ipv4(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
             ip_end,
         });
     }
-    let (l4_complete, l4) = transport(cur, offset + header_len, ip.protocol);
+    let more_fragments = frag_off & 0x2000 != 0;
+    let (l4_complete, l4) = transport(
+        cur,
+        offset + header_len,
+        ip.protocol,
+        ip_end as usize,
+        more_fragments,
+    );
     Ok(IpPacket {
         addrs,
         l4_complete,
@@ -227,6 +239,7 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
     };
     let mut next = ip.next_header;
     let mut l4_offset = offset + IPV6_HLEN;
+    let mut more_fragments = false;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         if !is_ipv6_extension(next) {
             break;
@@ -254,6 +267,8 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
                         ip_end,
                     });
                 }
+                // The M flag: the first of several fragments.
+                more_fragments = u16::from_be_bytes(ext.frag_off) & 1 != 0;
                 8
             }
             _ => (ext.len as usize + 1) * 8,
@@ -261,7 +276,7 @@ fn parse_ipv6(cur: &Cursor, offset: usize) -> Result<IpPacket, Truncated> {
         next = ext.next_header;
         l4_offset += header_len;
     }
-    let (l4_complete, l4) = transport(cur, l4_offset, next);
+    let (l4_complete, l4) = transport(cur, l4_offset, next, ip_end as usize, more_fragments);
     Ok(IpPacket {
         addrs,
         l4_complete,
@@ -294,24 +309,48 @@ fn is_ipv6_extension(next_header: u8) -> bool {
 }
 
 /// The transport header that `protocol` announces: whether it fits in the
-/// packet, and its fields for TCP, UDP and ICMP. Protocols we do not parse
-/// count as complete; a chain of extension headers longer than we walk does
-/// not.
+/// packet (the frame, and the IP packet's own length: `ip_end`), and its
+/// fields for TCP, UDP and ICMP. Protocols we do not parse count as
+/// complete; a chain of extension headers longer than we walk does not.
+/// `more_fragments`: the packet is the first of several fragments.
 #[inline(always)]
-fn transport(cur: &Cursor, offset: usize, protocol: u8) -> (bool, Option<L4>) {
+fn transport(
+    cur: &Cursor,
+    offset: usize,
+    protocol: u8,
+    ip_end: usize,
+    more_fragments: bool,
+) -> (bool, Option<L4>) {
     let l4 = |sport: u16, dport: u16, tcp_flags: u8, len: usize| L4 {
         protocol,
         sport,
         dport,
         tcp_flags,
         payload_offset: offset + len,
+        tiny_fragment: false,
     };
+    let transport_len = ip_end.saturating_sub(offset);
+    if is_tiny_fragment(protocol, more_fragments, transport_len) {
+        // Ports when the fragment holds them; the flags are elsewhere.
+        let ports = match cur.read::<[u8; 4]>(offset) {
+            Ok(p) if transport_len >= 4 => (
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            ),
+            _ => (0, 0),
+        };
+        let tiny = L4 {
+            tiny_fragment: true,
+            ..l4(ports.0, ports.1, 0, transport_len)
+        };
+        return (false, Some(tiny));
+    }
     match protocol {
         IPPROTO_TCP => match cur.read::<[u8; TCP_MIN_HLEN]>(offset) {
             // Data offset: the header is at least 20 bytes and all inside.
             Ok(tcp) => {
                 let len = ((tcp[12] >> 4) as usize) * 4;
-                if len < TCP_MIN_HLEN || !cur.has(offset, len) {
+                if len < TCP_MIN_HLEN || !cur.has(offset, len) || offset + len > ip_end {
                     return (false, None);
                 }
                 let ports = (
@@ -322,24 +361,25 @@ fn transport(cur: &Cursor, offset: usize, protocol: u8) -> (bool, Option<L4>) {
             }
             Err(_) => (false, None),
         },
+        // A header past the IP packet's end (in the frame's padding) is none.
         IPPROTO_UDP => match cur.read::<[u8; UDP_HLEN]>(offset) {
-            Ok(udp) => {
+            Ok(udp) if transport_len >= UDP_HLEN => {
                 let ports = (
                     u16::from_be_bytes([udp[0], udp[1]]),
                     u16::from_be_bytes([udp[2], udp[3]]),
                 );
                 (true, Some(l4(ports.0, ports.1, 0, UDP_HLEN)))
             }
-            Err(_) => (false, None),
+            _ => (false, None),
         },
         IPPROTO_ICMP | IPPROTO_ICMPV6 => match cur.read::<[u8; ICMP_MIN_HLEN]>(offset) {
             // ICMP: the code as the "source port", the type as the
             // "destination port".
-            Ok(icmp) => (
+            Ok(icmp) if transport_len >= ICMP_MIN_HLEN => (
                 true,
                 Some(l4(icmp[1] as u16, icmp[0] as u16, 0, ICMP_MIN_HLEN)),
             ),
-            Err(_) => (false, None),
+            _ => (false, None),
         },
         // More extension headers than we walk.
         p if is_ipv6_extension(p) => (false, None),

@@ -1,6 +1,7 @@
 //! Telemetry for the detection engine: per-flow counters in an LRU table,
 //! and events through a ring buffer for the packets that matter (TCP SYN,
-//! SYN-ACK, RST, FIN; the first packet of a UDP or ICMP flow; DNS messages;
+//! SYN-ACK, RST, FIN; TCP probes outside any connection and tiny fragments;
+//! the first packet of a UDP or ICMP flow; DNS messages;
 //! payload samples of Windows admin-protocol flows). The cost per packet is
 //! one flow-table lookup and, rarely, one event. An event that does not fit
 //! in the ring is counted, never waited for.
@@ -100,7 +101,8 @@ pub fn hand_over(packet: &IpPacket, verdict: Verdict, reason: Reason) -> Option<
         tcp_flags: l4.tcp_flags,
         verdict: verdict as u8,
         reason: reason as u8,
-        _pad: [0; 3],
+        tiny_fragment: l4.tiny_fragment as u8,
+        _pad: [0; 2],
     })
 }
 
@@ -136,8 +138,22 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
         payload_offset,
         ip_end: s.ip_end as usize,
     };
-    let (src, dst, family) = ((s.src[0], s.src[1]), (s.dst[0], s.dst[1]), s.family);
-    let (verdict, reason) = (s.verdict, s.reason);
+    let (src, dst) = ((s.src[0], s.src[1]), (s.dst[0], s.dst[1]));
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let p = Packet {
+        src,
+        dst,
+        l4,
+        family: s.family,
+        verdict: s.verdict,
+        reason: s.reason,
+        len: len as u32,
+    };
+    if s.tiny_fragment != 0 {
+        // Reported, never tracked: its flags are in a later fragment.
+        send(&p, EVENT_FRAGMENT);
+        return;
+    }
     // A total order on (address, port) for canonical keys; any will do.
     let src_is_a = (src.0, src.1, l4.sport) <= (dst.0, dst.1, l4.dport);
     let (a, a_port, b, b_port) = if src_is_a {
@@ -151,23 +167,17 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
         a_port,
         b_port,
         protocol: l4.protocol,
-        family,
+        family: s.family,
         _pad: [0; 2],
     };
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    let (new_flow, sample) = track(ctx, &key, &l4, src_is_a, len);
-    let p = Packet {
-        src,
-        dst,
-        l4,
-        family,
-        verdict,
-        reason,
-        len: len as u32,
-    };
+    let Tracked {
+        new_flow,
+        sample,
+        stray,
+    } = track(ctx, &key, &l4, src_is_a, len);
     match l4.protocol {
         PROTO_TCP => {
-            let kind = tcp_event(l4.tcp_flags);
+            let kind = tcp_event(l4.tcp_flags, stray);
             if kind != 0 {
                 send(&p, kind);
             }
@@ -193,9 +203,19 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
     }
 }
 
-/// Counts the packet in its flow; returns (a new flow?, sample its payload?).
+/// What counting a packet in its flow found.
+struct Tracked {
+    /// The packet started a flow.
+    new_flow: bool,
+    /// Its payload is to be sampled.
+    sample: bool,
+    /// It belongs to no flow and starts none (`tcp_event`).
+    stray: bool,
+}
+
+/// Counts the packet in its flow.
 #[inline(always)]
-fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> (bool, bool) {
+fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> Tracked {
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(flow) = FLOWS.get_ptr_mut(key) {
         // SAFETY: a live map value.
@@ -227,12 +247,20 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
                 sample = wants_sample(ctx, l4, &mut *flow);
             }
             (*flow).flags = flags;
-            return (false, sample);
+            return Tracked {
+                new_flow: false,
+                sample,
+                stray: false,
+            };
         }
     }
     let has_payload = has_payload(ctx, l4);
     if !starts_flow(l4.protocol, l4.tcp_flags, has_payload) {
-        return (false, false);
+        return Tracked {
+            new_flow: false,
+            sample: false,
+            stray: true,
+        };
     }
     let (a_bytes, b_bytes) = if src_is_a { (len, 0) } else { (0, len) };
     let mut stats = FlowStats {
@@ -253,12 +281,16 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
         _pad: 0,
     };
     let sample = l4.protocol == PROTO_TCP && wants_sample(ctx, l4, &mut stats);
-    if FLOWS.insert(key, stats, BPF_NOEXIST as u64).is_ok() {
-        count(STAT_FLOWS_CREATED);
-        (true, sample)
+    let new_flow = FLOWS.insert(key, stats, BPF_NOEXIST as u64).is_ok();
+    count(if new_flow {
+        STAT_FLOWS_CREATED
     } else {
-        count(STAT_FLOW_INSERT_FAILED);
-        (false, sample)
+        STAT_FLOW_INSERT_FAILED
+    });
+    Tracked {
+        new_flow,
+        sample,
+        stray: false,
     }
 }
 

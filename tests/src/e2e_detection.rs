@@ -132,6 +132,60 @@ fn udp_slow_and_hping3_scans_are_detected() {
     drop((udp, slow, hping));
 }
 
+/// The peers of `host`'s scan evidence, from its incidents' timelines.
+fn scanned_peers(lab: &labnet::Lab, host: &str) -> Vec<String> {
+    incidents_of(lab, host)
+        .iter()
+        .map(|i| sensorctl_json(lab, &["incident", &i["id"].to_string()]))
+        .flat_map(|i| i["timeline"].as_array().cloned().unwrap_or_default())
+        .filter(|t| {
+            t["detector"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("scan."))
+        })
+        .flat_map(|t| t["peers"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn scans_that_evade_by_flags_or_fragments_are_scans() {
+    // Alerts only: each variant must be seen on its own, not through the
+    // drops of an isolation.
+    let lab = lab::start("evasion", "");
+    // Each variant against a target of its own, so each must bring its
+    // own evidence (host, peer).
+    let variants = [
+        ("office1", "-sF", "203.0.113.53"),
+        ("office1", "-sN", "203.0.113.80"),
+        ("office1", "-sX", "203.0.113.66"),
+        ("office1", "-sA", "10.20.0.21"),
+        ("office2", "-sM", "203.0.113.53"),
+        ("office2", "-sW", "203.0.113.80"),
+        ("office2", "-sS -f", "203.0.113.66"),
+        ("office2", "-sS --mtu 8", "10.20.0.21"),
+    ];
+    for (host, options, target) in variants {
+        let out = run(
+            &lab,
+            host,
+            &format!("nmap {options} -n -Pn -p 1-200 --max-retries 1 {target}"),
+        );
+        assert!(out.contains("Nmap done"), "nmap {options}: {out}");
+    }
+    for (host, options, target) in variants {
+        let address = lab.host(host).ipv4.to_string();
+        let found = wait_for(10, || {
+            scanned_peers(&lab, &address).contains(&target.into())
+        });
+        assert!(
+            found.is_some(),
+            "nmap {options} from {host} against {target} was not detected; scan peers: {:?}",
+            scanned_peers(&lab, &address)
+        );
+    }
+}
+
 #[test]
 fn beacon_dns_tunnel_and_ssh_brute_force_are_detected() {
     let lab = lab::start("detc2", POLICY);

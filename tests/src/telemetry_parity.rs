@@ -264,6 +264,51 @@ fn vlan_tags_ipv6_extension_headers_and_ipv4_options() {
     assert_same("vlan, extension headers, options", &frames);
 }
 
+#[test]
+fn probes_outside_connections_and_fragments() {
+    let mut frames = Vec::new();
+    // FIN, NULL, Xmas, Maimon and ACK probes to a closed port, each
+    // refused; then the same to an open one, unanswered.
+    for (i, flags) in [0x01u8, 0x00, 0x29, 0x11, 0x10].into_iter().enumerate() {
+        let probe = tcp(A, B, 41000 + i as u16, 25, flags);
+        frames.push(probe.build());
+        frames.push(probe.clone().reply(0x04).build());
+        frames.push(tcp(A, B, 41100 + i as u16, 80, flags).build());
+    }
+    // A keepalive ACK of a connection no longer tracked, acknowledged.
+    let keepalive = tcp(A, B, 41200, 5432, 0x10);
+    frames.push(keepalive.build());
+    frames.push(keepalive.clone().reply(0x10).build());
+    // `nmap -f`: a SYN in three fragments (8 + 8 + 4 bytes of header),
+    // over IPv4 and IPv6, padded to the Ethernet minimum; `--mtu 16`.
+    for (src, dst) in [(A, B), ("2001:db8::1", "2001:db8::2")] {
+        let syn = tcp(src, dst, 41300, 8080, 0x02);
+        frames.push(syn.clone().fragment(0, 8).build());
+        frames.push(syn.clone().fragment(8, 8).build());
+        frames.push(syn.clone().fragment(16, 8).build());
+        frames.push(syn.clone().ports(41301, 8081).fragment(0, 16).build());
+        // A first fragment that holds the whole header: a SYN as any other.
+        frames.push(
+            syn.clone()
+                .ports(41302, 8082)
+                .payload(&[7; 40])
+                .fragment(0, 24)
+                .build(),
+        );
+        frames.push(syn.reply(0x14).ports(8082, 41302).build());
+    }
+    // UDP in fragments: the first holds the header, the rest none.
+    let big = Packet::udp(A, B).ports(41400, 53).payload(&[1; 64]);
+    frames.push(big.clone().fragment(0, 32).build());
+    frames.push(big.fragment(32, 40).build());
+    assert_same("probes and fragments", &frames);
+    let (events, _) = through_datapath(&frames);
+    let count = |kind: &str| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(count("Probe"), 12, "{events:#?}");
+    assert_eq!(count("Fragment"), 4, "{events:#?}");
+    assert_eq!(count("Syn"), 2, "{events:#?}");
+}
+
 /// Frames of a shared capture (Ethernet only).
 fn capture(file: &str) -> Option<Vec<Vec<u8>>> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

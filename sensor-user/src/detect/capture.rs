@@ -12,8 +12,9 @@ use super::event::{
 use super::pcapfile;
 use sensor_common::telemetry::{
     carries_data, flow_timeout_ns, is_dcerpc_bind, is_echo_request, is_inspect_port, is_observed,
-    is_opening, is_unreachable, starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT, EVENT_FIN,
-    EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, TCP_FIN, TCP_RST,
+    is_opening, is_tiny_fragment, is_unreachable, starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT,
+    EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, TCP_FIN,
+    TCP_MIN_HLEN, TCP_RST,
 };
 
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
@@ -30,7 +31,8 @@ pub struct CaptureStats {
     pub undecodable: u64,
     /// Shorter than on the wire (a snap length); judged on what is there.
     pub snapped: u64,
-    /// Cut before the headers detection needs: not judged at all.
+    /// Cut before the headers detection needs, or a later fragment (no
+    /// transport header): not judged at all, as in the datapath.
     pub unjudged: u64,
     /// Bytes lost at the end of a file cut mid-record (0: the file is whole).
     pub cut_bytes: u64,
@@ -92,14 +94,17 @@ pub struct Packet<'a> {
     pub tcp_flags: u8,
     pub len: u64,
     pub payload: &'a [u8],
+    /// A tiny first fragment (`is_tiny_fragment`): ports only, no flags.
+    pub tiny_fragment: bool,
 }
 
 /// The engine's event for a TCP packet, by the shared rule.
-fn tcp_kind(flags: u8) -> Option<Kind> {
-    match tcp_event(flags) {
+fn tcp_kind(flags: u8, stray: bool) -> Option<Kind> {
+    match tcp_event(flags, stray) {
         EVENT_SYN => Some(Kind::Syn),
         EVENT_SYN_ACK => Some(Kind::SynAck),
         EVENT_RST => Some(Kind::Rst),
+        EVENT_PROBE => Some(Kind::Probe),
         EVENT_FIN => Some(Kind::Fin),
         _ => None,
     }
@@ -133,13 +138,18 @@ impl FlowTracker {
             kind,
             payload,
         };
+        if p.tiny_fragment {
+            // Reported, never tracked: its flags are in a later fragment.
+            emit(event(Kind::Fragment, Vec::new()));
+            return;
+        }
         let key = FlowKey::new(p.protocol, (p.src, p.sport), (p.dst, p.dport));
         let is_new = !self.flows.contains_key(&key);
         let data = !p.payload.is_empty() && carries_data(p.protocol);
         if is_new && !starts_flow(p.protocol, p.tcp_flags, data) {
             // No flow (a bare ACK or RST after one ended): the packet's
             // event alone, as in the datapath.
-            if let Some(kind) = tcp_kind(p.tcp_flags) {
+            if let Some(kind) = tcp_kind(p.tcp_flags, true) {
                 emit(event(kind, Vec::new()));
             }
             return;
@@ -176,7 +186,7 @@ impl FlowTracker {
         match p.protocol {
             PROTO_TCP => {
                 let f = p.tcp_flags;
-                if let Some(kind) = tcp_kind(f) {
+                if let Some(kind) = tcp_kind(f, false) {
                     emit(event(kind, Vec::new()));
                 }
                 if f & TCP_FIN != 0 {
@@ -333,7 +343,8 @@ impl Link {
 pub enum Undecoded {
     /// Not IP or ARP, or a link type we cannot read.
     NotIp,
-    /// Cut (snap length) before the headers detection needs.
+    /// Cut (snap length) before the headers detection needs, or a later
+    /// fragment (no transport header to judge).
     Truncated,
 }
 
@@ -368,17 +379,41 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
             LaxSlicedPacket::from_ip(rest).map_err(|_| failed)?
         }
     };
-    let (src, dst, protocol) = match sliced.net {
-        Some(LaxNetSlice::Ipv4(ip)) => (
-            IpAddr::V4(ip.header().source_addr()),
-            IpAddr::V4(ip.header().destination_addr()),
-            ip.header().protocol().0,
-        ),
-        Some(LaxNetSlice::Ipv6(ip)) => (
-            IpAddr::V6(ip.header().source_addr()),
-            IpAddr::V6(ip.header().destination_addr()),
-            ip.payload().ip_number.0,
-        ),
+    // (offset 0, more fragments): the first of several fragments, whose
+    // transport header etherparse leaves unread.
+    let mut first_fragment = None;
+    let (src, dst, protocol) = match &sliced.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            if h.fragments_offset().value() != 0 {
+                return Err(Undecoded::Truncated);
+            }
+            if h.more_fragments() {
+                first_fragment = Some(ip.payload().payload);
+            }
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                h.protocol().0,
+            )
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            for ext in ip.extensions().clone() {
+                if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
+                    if f.fragment_offset().value() != 0 {
+                        return Err(Undecoded::Truncated);
+                    }
+                    if f.more_fragments() {
+                        first_fragment = Some(ip.payload().payload);
+                    }
+                }
+            }
+            (
+                IpAddr::V6(ip.header().source_addr()),
+                IpAddr::V6(ip.header().destination_addr()),
+                ip.payload().ip_number.0,
+            )
+        }
         Some(LaxNetSlice::Arp(arp)) => {
             let request = arp.operation() == etherparse::ArpOperation::REQUEST;
             let src: [u8; 4] = arp
@@ -407,7 +442,11 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
         tcp_flags: 0,
         len,
         payload: &[],
+        tiny_fragment: false,
     };
+    if let Some(bytes) = first_fragment {
+        return first_fragment_transport(p, bytes);
+    }
     match sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => {
             p.sport = tcp.source_port();
@@ -444,6 +483,44 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
         None if cut && matches!(protocol, PROTO_TCP | PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6) => {
             return Err(Undecoded::Truncated)
         }
+        _ => {}
+    }
+    Ok(p)
+}
+
+/// The transport facts of a first fragment, from its bytes after the IP
+/// headers, as the datapath reads them: a tiny TCP fragment gives its ports
+/// only; a whole header is read as in any other packet.
+fn first_fragment_transport<'a>(mut p: Packet<'a>, b: &'a [u8]) -> Result<Packet<'a>, Undecoded> {
+    let port = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    if is_tiny_fragment(p.protocol, true, b.len()) {
+        p.tiny_fragment = true;
+        if b.len() >= 4 {
+            (p.sport, p.dport) = (port(0), port(2));
+        }
+        return Ok(p);
+    }
+    match p.protocol {
+        PROTO_TCP => {
+            let header = (b[12] >> 4) as usize * 4;
+            if header < TCP_MIN_HLEN || header > b.len() {
+                return Err(Undecoded::Truncated);
+            }
+            (p.sport, p.dport, p.tcp_flags) = (port(0), port(2), b[13]);
+            p.payload = &b[header..];
+        }
+        PROTO_UDP if b.len() >= 8 => {
+            (p.sport, p.dport) = (port(0), port(2));
+            p.payload = &b[8..];
+        }
+        PROTO_ICMP | PROTO_ICMPV6 if b.len() >= 4 => {
+            if !is_observed(p.protocol, b[0] as u16) {
+                return Err(Undecoded::NotIp);
+            }
+            (p.dport, p.sport) = (b[0] as u16, b[1] as u16);
+            p.payload = &b[4..];
+        }
+        PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6 => return Err(Undecoded::Truncated),
         _ => {}
     }
     Ok(p)

@@ -30,6 +30,13 @@ pub enum Kind {
     Rst,
     /// A FIN.
     Fin,
+    /// A TCP packet of no connection that is not a SYN or a RST: a FIN,
+    /// NULL, Xmas, Maimon, ACK or Window scan's probe
+    /// (`sensor_common::telemetry::tcp_event`).
+    Probe,
+    /// A first fragment too short for the TCP header (`nmap -f`): the
+    /// ports when it holds them, no flags.
+    Fragment,
     /// The first packet of a UDP or ICMP flow (ICMP: echo requests only
     /// start one).
     FlowStart,

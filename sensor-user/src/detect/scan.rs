@@ -99,9 +99,19 @@ impl ScanDetector {
     pub fn observe(&mut self, e: &Event, out: &mut Vec<Evidence>) {
         self.expire_pending(e.ts, out);
         match (&e.kind, e.protocol) {
-            (Kind::Syn, PROTO_TCP) => {
-                self.evicted[0] += cap_oldest(&mut self.pending, limits::PENDING_ATTEMPTS, |t| *t);
-                self.pending.entry((e.src, e.dst, e.dport)).or_insert(e.ts);
+            // A connection attempt; a tiny first fragment (`nmap -f`) is
+            // one too, reassembled by the target, which answers it.
+            (Kind::Syn, PROTO_TCP) | (Kind::Fragment, PROTO_TCP) if e.dport != 0 => {
+                self.attempt(e);
+            }
+            // A probe outside any connection (FIN, NULL, Xmas, Maimon, ACK,
+            // Window scans): refused with a RST, or unanswered, it failed.
+            // One that answers a pending probe (an ACK to a keepalive of a
+            // connection the datapath had forgotten) means that was none.
+            (Kind::Probe, PROTO_TCP)
+                if self.pending.remove(&(e.dst, e.src, e.sport)).is_none() =>
+            {
+                self.attempt(e);
             }
             (Kind::SynAck, PROTO_TCP) => {
                 self.pending.remove(&(e.dst, e.src, e.sport));
@@ -158,6 +168,12 @@ impl ScanDetector {
             }
             _ => {}
         }
+    }
+
+    /// An attempt that fails if refused (RST) or unanswered in time.
+    fn attempt(&mut self, e: &Event) {
+        self.evicted[0] += cap_oldest(&mut self.pending, limits::PENDING_ATTEMPTS, |t| *t);
+        self.pending.entry((e.src, e.dst, e.dport)).or_insert(e.ts);
     }
 
     /// SYNs unanswered for longer than the timeout have failed.
@@ -447,6 +463,65 @@ mod tests {
         assert_eq!(out[0].detector, "scan.vertical");
         assert_eq!(out[0].count, 15);
         assert_eq!(out[0].host.to_string(), "10.0.0.5");
+    }
+
+    /// `kind` probes from 10.0.0.5 to 20 ports of 10.0.0.9; each port
+    /// answers with `answer` (or nothing).
+    fn probes(kind: Kind, answer: Option<Kind>) -> Vec<Event> {
+        let mut events = Vec::new();
+        for port in 1..=20u16 {
+            let t = port as u64 * SECOND / 10;
+            let probe = ev(
+                t,
+                "10.0.0.5",
+                "10.0.0.9",
+                40000,
+                port,
+                PROTO_TCP,
+                kind.clone(),
+            );
+            events.push(probe);
+            if let Some(answer) = &answer {
+                let back = ev(
+                    t + 1000,
+                    "10.0.0.9",
+                    "10.0.0.5",
+                    port,
+                    40000,
+                    PROTO_TCP,
+                    answer.clone(),
+                );
+                events.push(back);
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn probes_outside_connections_make_a_scan_whether_refused_or_unanswered() {
+        // ACK and Window scans: every port answers RST; FIN, NULL, Xmas and
+        // Maimon scans: closed ports answer RST, open ones nothing.
+        for answer in [Some(Kind::Rst), None] {
+            let out = run(&probes(Kind::Probe, answer.clone()));
+            assert_eq!(out.len(), 1, "{answer:?}: {out:?}");
+            assert_eq!(out[0].detector, "scan.vertical");
+            assert_eq!(out[0].host.to_string(), "10.0.0.5");
+        }
+    }
+
+    #[test]
+    fn probes_the_other_end_answers_are_no_scan() {
+        // Keepalive ACKs of connections the datapath no longer tracks,
+        // each acknowledged by the other end.
+        assert!(run(&probes(Kind::Probe, Some(Kind::Probe))).is_empty());
+    }
+
+    #[test]
+    fn tiny_fragments_are_connection_attempts() {
+        let out = run(&probes(Kind::Fragment, Some(Kind::Rst)));
+        assert_eq!(out[0].detector, "scan.vertical");
+        // Reassembled by open ports, and answered: no scan.
+        assert!(run(&probes(Kind::Fragment, Some(Kind::SynAck))).is_empty());
     }
 
     #[test]

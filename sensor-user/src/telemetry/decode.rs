@@ -91,6 +91,8 @@ pub fn event(record: &[u8], clocks: &Clocks) -> Option<(Event, Decision)> {
         EVENT_DNS => Kind::Dns,
         EVENT_DATA => Kind::Data,
         EVENT_ICMP_ERROR => Kind::IcmpError,
+        EVENT_PROBE => Kind::Probe,
+        EVENT_FRAGMENT => Kind::Fragment,
         _ => return None,
     };
     let payload_len = (h.payload_len as usize).min(PAYLOAD_MAX);

@@ -78,6 +78,11 @@ pub enum Ext {
     Fragment {
         offset: u16,
     },
+    /// A fragment header with the "more fragments" flag as given.
+    FragmentOf {
+        offset: u16,
+        more: bool,
+    },
     Ah,
 }
 
@@ -86,7 +91,7 @@ impl Ext {
         match self {
             Ext::HopByHop => 0,
             Ext::Routing => 43,
-            Ext::Fragment { .. } => 44,
+            Ext::Fragment { .. } | Ext::FragmentOf { .. } => 44,
             Ext::Ah => 51,
             Ext::DestOpts => 60,
         }
@@ -101,10 +106,15 @@ impl Ext {
                 b[1] = 1;
                 b
             }
-            Ext::Fragment { offset } => {
+            Ext::Fragment { offset } => Ext::FragmentOf {
+                offset,
+                more: false,
+            }
+            .bytes(next),
+            Ext::FragmentOf { offset, more } => {
                 let mut b = vec![0u8; 8];
                 b[0] = next;
-                b[2..4].copy_from_slice(&(offset << 3).to_be_bytes());
+                b[2..4].copy_from_slice(&(offset << 3 | more as u16).to_be_bytes());
                 b
             }
             // 12 bytes: len field 1 means (1 + 2) * 4.
@@ -130,6 +140,9 @@ pub struct Packet {
     /// IPv4 fragment offset in 8-byte units (0 = first or unfragmented).
     pub ipv4_frag_offset: u16,
     pub ipv6_ext: Vec<Ext>,
+    /// Carry only these bytes of the transport header and payload
+    /// (start, length), as one fragment of the whole (`fragment`).
+    pub fragment: Option<(usize, usize)>,
     /// Transport payload after the TCP or UDP header.
     pub payload: Vec<u8>,
     /// Zero bytes after the IP packet up to this frame length (Ethernet's
@@ -147,6 +160,7 @@ impl Packet {
             ipv4_option_words: 0,
             ipv4_frag_offset: 0,
             ipv6_ext: Vec::new(),
+            fragment: None,
             payload: Vec::new(),
             min_frame: 0,
         }
@@ -252,6 +266,14 @@ impl Packet {
         self
     }
 
+    /// One fragment of this packet: bytes `start..start + len` of its
+    /// transport header and payload (`start` a multiple of 8), with the
+    /// "more fragments" flag set when bytes remain after them.
+    pub fn fragment(mut self, start: usize, len: usize) -> Packet {
+        self.fragment = Some((start, len));
+        self
+    }
+
     pub fn ext(mut self, ext: Ext) -> Packet {
         self.ipv6_ext.push(ext);
         self
@@ -281,9 +303,18 @@ impl Packet {
             l4[4..6].copy_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
         }
         l4.extend_from_slice(&self.payload);
+        let mut this = self.clone();
+        if let Some((start, len)) = self.fragment {
+            let end = (start + len).min(l4.len());
+            let more = end < l4.len();
+            let offset = (start / 8) as u16;
+            this.ipv4_frag_offset = offset | if more { 0x2000 } else { 0 };
+            this.ipv6_ext.push(Ext::FragmentOf { offset, more });
+            l4 = l4[start..end].to_vec();
+        }
         match (self.src, self.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => b.extend(self.ipv4(s, d, &l4)),
-            (IpAddr::V6(s), IpAddr::V6(d)) => b.extend(self.ipv6(s, d, &l4)),
+            (IpAddr::V4(s), IpAddr::V4(d)) => b.extend(this.ipv4(s, d, &l4)),
+            (IpAddr::V6(s), IpAddr::V6(d)) => b.extend(this.ipv6(s, d, &l4)),
             _ => panic!("mixed address families"),
         }
         if b.len() < self.min_frame {
