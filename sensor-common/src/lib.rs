@@ -342,13 +342,6 @@ pub mod telemetry {
             || is_unreachable(protocol, icmp_type)
     }
 
-    /// A TCP flow the initiator really took part in: the responder sent more
-    /// than its SYN-ACK and the initiator more than its SYN.
-    #[inline(always)]
-    pub fn is_established(protocol: u8, orig_packets: u64, resp_packets: u64) -> bool {
-        protocol == PROTO_TCP && orig_packets >= 2 && resp_packets >= 2
-    }
-
     pub const EVENT_SYN: u8 = 1;
     pub const EVENT_SYN_ACK: u8 = 2;
     pub const EVENT_RST: u8 = 3;
@@ -375,6 +368,13 @@ pub mod telemetry {
     /// login attempt, a request, a guess all need it.
     pub const FLOW_DATA_A: u8 = 16;
     pub const FLOW_DATA_B: u8 = 32;
+    /// The responder's SYN-ACK was seen: `HandshakeProof` follows its
+    /// sequence numbers.
+    pub const FLOW_SYN_ACK: u8 = 64;
+    /// The initiator acknowledged data the responder sent, with the right
+    /// sequence numbers (`HandshakeProof`): it receives what is sent to its
+    /// address.
+    pub const FLOW_PROVEN: u8 = 128;
 
     /// `FlowStats::inspect`
     pub const INSPECT_UNKNOWN: u8 = 0;
@@ -407,6 +407,9 @@ pub struct ParsedPacket {
     /// Where the IP packet ends by its own length (Ethernet padding after
     /// it is no payload); `u16::MAX` for "the frame's end".
     pub ip_end: u16,
+    /// TCP sequence and acknowledgment numbers (host order).
+    pub seq: u32,
+    pub ack: u32,
     pub family: u8,
     pub protocol: u8,
     pub tcp_flags: u8,
@@ -465,6 +468,72 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
+/// Whether a TCP flow's initiator really owns its address: it acknowledged
+/// data the responder sent, with the responder's sequence numbers. Those
+/// start from the responder's initial sequence number, which only the
+/// receiver of its SYN-ACK knows, so a forger who sends with another
+/// host's address and never sees the answers cannot acknowledge them.
+/// Retransmitted SYNs and RSTs, however many, prove nothing. (Packets
+/// forged in the responder's name are the ingress check's to stop: they
+/// arrive on the wrong segment's port.)
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeProof {
+    /// The sequence number of the responder's latest SYN-ACK.
+    pub resp_isn: u32,
+    /// One past the last byte the responder sent, contiguously from its SYN.
+    pub resp_end: u32,
+}
+
+impl HandshakeProof {
+    /// Follows one TCP packet of the flow; `flags` are the flow's
+    /// `FLOW_*` bits, returned with `FLOW_SYN_ACK` and `FLOW_PROVEN` as
+    /// they now stand. Sequence arithmetic wraps (RFC 1982).
+    #[inline(always)]
+    pub fn follow(
+        &mut self,
+        flags: u8,
+        from_initiator: bool,
+        tcp_flags: u8,
+        seq: u32,
+        ack: u32,
+        payload_len: u32,
+    ) -> u8 {
+        use telemetry::*;
+        let syn_ack = TCP_SYN | TCP_ACK;
+        if !from_initiator {
+            if tcp_flags & syn_ack == syn_ack {
+                self.resp_isn = seq;
+                self.resp_end = seq.wrapping_add(1).wrapping_add(payload_len);
+                return flags | FLOW_SYN_ACK;
+            }
+            // Data that continues what was seen: a segment starting past
+            // the end (a gap, or a number made up) moves nothing.
+            let base = self.resp_isn.wrapping_add(1);
+            let end = seq.wrapping_add(payload_len);
+            if flags & FLOW_SYN_ACK != 0
+                && payload_len > 0
+                && seq.wrapping_sub(base) <= self.resp_end.wrapping_sub(base)
+                && end.wrapping_sub(base) > self.resp_end.wrapping_sub(base)
+            {
+                self.resp_end = end;
+            }
+            return flags;
+        }
+        if flags & (FLOW_SYN_ACK | FLOW_PROVEN) != FLOW_SYN_ACK || tcp_flags & TCP_ACK == 0 {
+            return flags;
+        }
+        // More than the SYN acknowledged, and nothing beyond what was sent.
+        let base = self.resp_isn.wrapping_add(1);
+        let acked = ack.wrapping_sub(base);
+        if acked > 0 && acked <= self.resp_end.wrapping_sub(base) {
+            flags | FLOW_PROVEN
+        } else {
+            flags
+        }
+    }
+}
+
 /// Counters of one flow. Times are `bpf_ktime_get_coarse_ns` (monotonic).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -482,6 +551,7 @@ pub struct FlowStats {
     pub samples: u8,
     /// `telemetry::INSPECT_*`
     pub inspect: u8,
+    pub proof: HandshakeProof,
     pub _pad: u32,
 }
 
@@ -623,12 +693,77 @@ mod tests {
         assert_eq!(size_of::<EventHeader>(), 64);
         assert_eq!(size_of::<PayloadEvent>(), 64 + telemetry::PAYLOAD_MAX);
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(size_of::<FlowStats>(), 56);
-        assert_eq!(size_of::<ParsedPacket>(), 48);
+        assert_eq!(size_of::<FlowStats>(), 64);
+        assert_eq!(size_of::<ParsedPacket>(), 56);
         assert_eq!(
             size_of::<IfaceCounters>(),
             2 * 8 * VERDICT_COUNT * REASON_COUNT
         );
+    }
+
+    /// Runs packets (from the initiator?, flags, seq, ack, payload length)
+    /// through a proof; returns the flags.
+    fn prove(packets: &[(bool, u8, u32, u32, u32)]) -> u8 {
+        let mut proof = HandshakeProof::default();
+        let mut flags = 0;
+        for &(from_initiator, tcp, seq, ack, len) in packets {
+            flags = proof.follow(flags, from_initiator, tcp, seq, ack, len);
+        }
+        flags
+    }
+
+    const SYN: u8 = telemetry::TCP_SYN;
+    const ACK: u8 = telemetry::TCP_ACK;
+    const RST: u8 = telemetry::TCP_RST;
+
+    #[test]
+    fn acknowledged_data_proves_the_initiator_across_the_wrap() {
+        use telemetry::FLOW_PROVEN;
+        for isn in [1000u32, u32::MAX - 5] {
+            let conversation = [
+                (true, SYN, 77, 0, 0),
+                (false, SYN | ACK, isn, 78, 0),
+                (true, ACK, 78, isn.wrapping_add(1), 0),
+                (false, ACK, isn.wrapping_add(1), 78, 100),
+                (true, ACK, 78, isn.wrapping_add(101), 0),
+            ];
+            assert_ne!(prove(&conversation) & FLOW_PROVEN, 0, "isn {isn}");
+            // The handshake alone acknowledges no data.
+            assert_eq!(prove(&conversation[..3]) & FLOW_PROVEN, 0);
+        }
+    }
+
+    #[test]
+    fn a_blind_forger_proves_nothing() {
+        use telemetry::FLOW_PROVEN;
+        let isn: u32 = 0x1234_5678;
+        // SYN, RST, SYN, RST: the old "two packets each way".
+        let retries = [
+            (true, SYN, 77, 0, 0),
+            (false, RST | ACK, 0, 78, 0),
+            (true, SYN, 77, 0, 0),
+            (false, RST | ACK, 0, 78, 0),
+        ];
+        assert_eq!(prove(&retries) & FLOW_PROVEN, 0);
+        // Guessed acknowledgments: too far, the SYN only, before the SYN.
+        for guess in [isn + 1 + 101, isn + 1, isn, isn.wrapping_add(0x8000_0000)] {
+            let forged = [
+                (true, SYN, 77, 0, 0),
+                (false, SYN | ACK, isn, 78, 0),
+                (false, ACK, isn + 1, 78, 100),
+                (true, ACK, 78, guess, 0),
+            ];
+            assert_eq!(prove(&forged) & FLOW_PROVEN, 0, "ack {guess:#x}");
+        }
+        // Responder "data" far from its sequence numbers does not widen
+        // what may be acknowledged.
+        let widened = [
+            (true, SYN, 77, 0, 0),
+            (false, SYN | ACK, isn, 78, 0),
+            (false, ACK, isn + 0x1000_0000, 78, 1000),
+            (true, ACK, 78, isn + 0x1000_0000 + 1000, 0),
+        ];
+        assert_eq!(prove(&widened) & FLOW_PROVEN, 0);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct L4 {
     /// ICMP: the type.
     pub dport: u16,
     pub tcp_flags: u8,
+    /// TCP sequence and acknowledgment numbers (0 for other protocols).
+    pub seq: u32,
+    pub ack: u32,
     /// Where the transport payload starts, from the start of the frame.
     pub payload_offset: usize,
     /// A tiny first fragment (`telemetry::is_tiny_fragment`): ports only
@@ -326,6 +329,8 @@ fn transport(
         sport,
         dport,
         tcp_flags,
+        seq: 0,
+        ack: 0,
         payload_offset: offset + len,
         tiny_fragment: false,
     };
@@ -357,7 +362,13 @@ fn transport(
                     u16::from_be_bytes([tcp[0], tcp[1]]),
                     u16::from_be_bytes([tcp[2], tcp[3]]),
                 );
-                (true, Some(l4(ports.0, ports.1, tcp[13], len)))
+                let number = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
+                let header = L4 {
+                    seq: number(4),
+                    ack: number(8),
+                    ..l4(ports.0, ports.1, tcp[13], len)
+                };
+                (true, Some(header))
             }
             Err(_) => (false, None),
         },

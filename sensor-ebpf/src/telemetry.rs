@@ -12,7 +12,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use sensor_common::{
-    telemetry::*, EventHeader, FlowKey, FlowStats, ParsedPacket, PayloadEvent, Reason, Verdict,
+    telemetry::*, EventHeader, FlowKey, FlowStats, HandshakeProof, ParsedPacket, PayloadEvent,
+    Reason, Verdict,
 };
 
 use crate::{
@@ -99,6 +100,8 @@ pub fn hand_over(packet: &IpPacket, verdict: Verdict, reason: Reason) -> Option<
         family,
         protocol: l4.protocol,
         tcp_flags: l4.tcp_flags,
+        seq: l4.seq,
+        ack: l4.ack,
         verdict: verdict as u8,
         reason: reason as u8,
         tiny_fragment: l4.tiny_fragment as u8,
@@ -114,6 +117,8 @@ struct L4 {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
+    seq: u32,
+    ack: u32,
     payload_offset: usize,
     ip_end: usize,
 }
@@ -135,6 +140,8 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
         sport: s.sport,
         dport: s.dport,
         tcp_flags: s.tcp_flags,
+        seq: s.seq,
+        ack: s.ack,
         payload_offset,
         ip_end: s.ip_end as usize,
     };
@@ -238,6 +245,14 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
             }
             let mut sample = false;
             if l4.protocol == PROTO_TCP {
+                flags = (*flow).proof.follow(
+                    flags,
+                    from_initiator,
+                    l4.tcp_flags,
+                    l4.seq,
+                    l4.ack,
+                    payload_len(ctx, l4) as u32,
+                );
                 if l4.tcp_flags & TCP_RST != 0 {
                     flags |= FLOW_RST;
                 }
@@ -278,6 +293,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
         },
         samples: 0,
         inspect: INSPECT_UNKNOWN,
+        proof: HandshakeProof::default(),
         _pad: 0,
     };
     let sample = l4.protocol == PROTO_TCP && wants_sample(ctx, l4, &mut stats);

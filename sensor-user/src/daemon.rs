@@ -543,13 +543,13 @@ impl Sensor {
         detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
     }
 
-    /// Ended flows and established hosts from the flow table; the engine's
+    /// Ended flows and proven hosts from the flow table; the engine's
     /// tick; the response policy.
     fn detect_flows(&mut self, poll: telemetry::FlowPoll, now: u64) {
         let Some(detection) = &mut self.detection else {
             return;
         };
-        for (host, ts) in poll.established {
+        for (host, ts) in poll.proven {
             detection.engine.verify(host, ts);
         }
         for event in &poll.ended {

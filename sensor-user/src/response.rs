@@ -271,7 +271,7 @@ fn decide_rule(
             } else if facts.segment.is_none() {
                 Some("the address is in none of the segments' own ranges")
             } else if config.require_verified && !facts.verified {
-                Some("the address has completed no handshake yet (it may be forged)")
+                Some("the address is not proven yet: no acknowledged TCP data, no layer-2 binding (it may be forged)")
             } else {
                 None
             };

@@ -22,7 +22,7 @@ action = "block_peer"
 ttl = "10m"
 "#;
 
-/// A first web request: a completed handshake, so sensord knows the
+/// A first web request: data acknowledged, so sensord knows the
 /// address is really the host's (the anti-spoofing rule).
 fn browse(lab: &labnet::Lab, host: &str) {
     assert!(http(lab, host, "http://203.0.113.80/"), "{host} browses");

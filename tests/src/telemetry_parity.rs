@@ -49,7 +49,7 @@ fn record(e: &Event) -> String {
         unreachable!()
     };
     format!(
-        "{}:{} > {}:{} proto {} packets {}/{} bytes {}/{} answered {} data {}/{}",
+        "{}:{} > {}:{} proto {} packets {}/{} bytes {}/{} answered {} data {}/{} proven {}",
         e.src,
         e.sport,
         e.dst,
@@ -61,7 +61,8 @@ fn record(e: &Event) -> String {
         f.resp_bytes,
         f.answered,
         f.orig_data,
-        f.resp_data
+        f.resp_data,
+        f.proven
     )
 }
 
@@ -136,18 +137,27 @@ fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Packet {
 }
 
 /// A whole TCP conversation: handshake, data both ways, FIN both ways, the
-/// last ACK (which must join the closed flow, not start one).
+/// last ACK (which must join the closed flow, not start one), with the
+/// sequence numbers real stacks use (the responder's wrap around 2^32):
+/// the client acknowledges the response, which proves its address.
 fn conversation(src: &str, dst: &str, dport: u16, request: &[u8]) -> Vec<Vec<u8>> {
+    let (c, s) = (1000u32, 0xffff_fff0u32);
+    let response = b"response bytes";
+    let (r, n) = (request.len() as u32, response.len() as u32);
     let syn = tcp(src, dst, 40001, dport, 0x02);
+    let client =
+        |flags: u8, seq: u32, ack: u32| tcp(src, dst, 40001, dport, flags).numbers(seq, ack);
+    let server = |flags: u8, seq: u32, ack: u32| syn.clone().reply(flags).numbers(seq, ack);
+    let s1 = s.wrapping_add(1);
     vec![
-        syn.build(),
-        syn.clone().reply(0x12).build(),
-        tcp(src, dst, 40001, dport, 0x10).build(),
-        tcp(src, dst, 40001, dport, 0x18).payload(request).build(),
-        syn.clone().reply(0x18).payload(b"response bytes").build(),
-        tcp(src, dst, 40001, dport, 0x11).build(),
-        syn.clone().reply(0x11).build(),
-        tcp(src, dst, 40001, dport, 0x10).build(),
+        client(0x02, c, 0).build(),
+        server(0x12, s, c + 1).build(),
+        client(0x10, c + 1, s1).build(),
+        client(0x18, c + 1, s1).payload(request).build(),
+        server(0x18, s1, c + 1 + r).payload(response).build(),
+        client(0x11, c + 1 + r, s1.wrapping_add(n)).build(),
+        server(0x11, s1.wrapping_add(n), c + 2 + r).build(),
+        client(0x10, c + 2 + r, s1.wrapping_add(n + 1)).build(),
     ]
 }
 
@@ -180,6 +190,21 @@ fn conversations_retransmissions_and_resets() {
     let mut http = conversation(A, B, 8080, b"GET / HTTP/1.1\r\nHost: c2.example\r\n\r\n");
     http.insert(1, http[0].clone());
     frames.extend(http);
+    // A forger's retries: SYN, RST, SYN, RST (two packets each way) prove
+    // nothing; nor does an acknowledgment guessed past what was sent.
+    for _ in 0..2 {
+        frames.push(tcp(A, B, 40050, 8443, 0x02).numbers(5, 0).build());
+        frames.push(tcp(B, A, 8443, 40050, 0x14).numbers(0, 6).build());
+    }
+    frames.push(tcp(A, B, 40060, 8443, 0x02).numbers(5, 0).build());
+    frames.push(tcp(B, A, 8443, 40060, 0x12).numbers(7000, 6).build());
+    frames.push(
+        tcp(B, A, 8443, 40060, 0x18)
+            .numbers(7001, 6)
+            .payload(b"hi")
+            .build(),
+    );
+    frames.push(tcp(A, B, 40060, 8443, 0x10).numbers(6, 9000).build());
     // Refused: SYN, RST-ACK; then a late RST with no flow.
     frames.push(tcp(A, B, 40100, 23, 0x02).build());
     frames.push(tcp(B, A, 23, 40100, 0x14).build());
@@ -198,6 +223,13 @@ fn conversations_retransmissions_and_resets() {
     // DCE/RPC bind on a dynamic port.
     frames.extend(conversation(A, B, 49670, &[5, 0, 11, 3, 16, 0, 0, 0]));
     assert_same("conversations", &frames);
+    let (_, flows) = through_datapath(&frames);
+    let proven: Vec<&String> = flows
+        .iter()
+        .filter(|f| f.ends_with("proven true"))
+        .collect();
+    // The four conversations; neither the forger's retries nor its guess.
+    assert_eq!(proven.len(), 4, "{flows:#?}");
 }
 
 #[test]

@@ -13,9 +13,10 @@ use super::pcapfile;
 use sensor_common::telemetry::{
     carries_data, flow_timeout_ns, is_dcerpc_bind, is_echo_request, is_inspect_port, is_observed,
     is_opening, is_tiny_fragment, is_unreachable, starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT,
-    EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, TCP_FIN,
-    TCP_MIN_HLEN, TCP_RST,
+    EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, FLOW_PROVEN,
+    TCP_FIN, TCP_MIN_HLEN, TCP_RST,
 };
+use sensor_common::HandshakeProof;
 
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
 pub const DNS_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
@@ -67,6 +68,10 @@ struct Flow {
     /// Payload samples sent so far, and whether the flow is sampled.
     samples: u8,
     inspect: Option<bool>,
+    /// The originator's proof of its address, and its `FLOW_SYN_ACK` and
+    /// `FLOW_PROVEN` bits, as in the datapath.
+    proof: HandshakeProof,
+    proof_flags: u8,
 }
 
 /// Turns decoded packets into events, tracking flows on packet time.
@@ -94,6 +99,11 @@ pub struct Packet<'a> {
     pub tcp_flags: u8,
     pub len: u64,
     pub payload: &'a [u8],
+    /// TCP: the payload's length on the wire (by the IP length: `payload`
+    /// may be cut by a snap length), sequence and acknowledgment numbers.
+    pub wire_payload: u32,
+    pub seq: u32,
+    pub ack: u32,
     /// A tiny first fragment (`is_tiny_fragment`): ports only, no flags.
     pub tiny_fragment: bool,
 }
@@ -170,6 +180,8 @@ impl FlowTracker {
             closed: false,
             samples: 0,
             inspect: None,
+            proof: HandshakeProof::default(),
+            proof_flags: 0,
         });
         flow.last = p.ts;
         let from_orig = (p.src, p.sport) == flow.orig;
@@ -186,6 +198,10 @@ impl FlowTracker {
         match p.protocol {
             PROTO_TCP => {
                 let f = p.tcp_flags;
+                flow.proof_flags =
+                    flow.proof
+                        .follow(flow.proof_flags, from_orig, f, p.seq, p.ack, p.wire_payload);
+                flow.summary.proven = flow.proof_flags & FLOW_PROVEN != 0;
                 if let Some(kind) = tcp_kind(f, false) {
                     emit(event(kind, Vec::new()));
                 }
@@ -382,9 +398,12 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
     // (offset 0, more fragments): the first of several fragments, whose
     // transport header etherparse leaves unread.
     let mut first_fragment = None;
+    // Bytes after the IP headers by the IP length, whatever was captured.
+    let mut ip_payload_len = None;
     let (src, dst, protocol) = match &sliced.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
+            ip_payload_len = Some((h.total_len() as usize).saturating_sub(h.ihl() as usize * 4));
             if h.fragments_offset().value() != 0 {
                 return Err(Undecoded::Truncated);
             }
@@ -398,6 +417,12 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
             )
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
+            let extensions = ip.extensions().slice().len();
+            // 0: a jumbogram, whose length is elsewhere.
+            ip_payload_len = match ip.header().payload_length() as usize {
+                0 => None,
+                n => Some(n.saturating_sub(extensions)),
+            };
             for ext in ip.extensions().clone() {
                 if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
                     if f.fragment_offset().value() != 0 {
@@ -442,6 +467,9 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
         tcp_flags: 0,
         len,
         payload: &[],
+        wire_payload: 0,
+        seq: 0,
+        ack: 0,
         tiny_fragment: false,
     };
     if let Some(bytes) = first_fragment {
@@ -453,6 +481,11 @@ pub fn decode(link: Link, ts: Nanos, len: u64, data: &[u8]) -> Result<Packet<'_>
             p.dport = tcp.destination_port();
             p.tcp_flags = tcp.slice()[13];
             p.payload = tcp.payload();
+            p.seq = tcp.sequence_number();
+            p.ack = tcp.acknowledgment_number();
+            p.wire_payload = ip_payload_len
+                .map_or(p.payload.len(), |n| n.saturating_sub(tcp.header_len()))
+                as u32;
         }
         Some(TransportSlice::Udp(udp)) => {
             p.sport = udp.source_port();
@@ -508,6 +541,9 @@ fn first_fragment_transport<'a>(mut p: Packet<'a>, b: &'a [u8]) -> Result<Packet
             }
             (p.sport, p.dport, p.tcp_flags) = (port(0), port(2), b[13]);
             p.payload = &b[header..];
+            let number = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            (p.seq, p.ack) = (number(4), number(8));
+            p.wire_payload = p.payload.len() as u32;
         }
         PROTO_UDP if b.len() >= 8 => {
             (p.sport, p.dport) = (port(0), port(2));

@@ -70,6 +70,10 @@ pub struct FlowSummary {
     /// Whether each side sent transport payload (not only a handshake).
     pub orig_data: bool,
     pub resp_data: bool,
+    /// TCP: the originator acknowledged data the responder sent, with the
+    /// responder's sequence numbers (`sensor_common::HandshakeProof`): the
+    /// address is really its own.
+    pub proven: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,7 +49,7 @@ pub mod limits {
     pub const EXFIL_DESTINATIONS: usize = 1 << 16;
     /// Names of peer addresses.
     pub const PEER_NAMES: usize = 1 << 19;
-    /// Hosts proven by a completed handshake.
+    /// Hosts that proved their address (`HandshakeProof`, bindings).
     pub const VERIFIED_HOSTS: usize = 1 << 18;
     /// Brute-force buckets per (source, server, port).
     pub const BRUTEFORCE_TARGETS: usize = 1 << 18;
@@ -160,7 +160,7 @@ pub struct Engine {
     sweep: window::MinuteSweep,
 }
 
-/// How long a completed handshake vouches for a host's address.
+/// How long a proof vouches for a host's address.
 pub const VERIFIED_FOR: Nanos = 24 * 3600 * SECOND;
 /// A name learnt for an address is kept this long after it was last seen.
 const NAMES_FOR: Nanos = 24 * 3600 * SECOND;
@@ -241,12 +241,7 @@ impl Engine {
         self.webscan.observe(event, &mut found);
         self.names.observe(event, question.as_ref());
         if let Kind::FlowEnd(flow) = &event.kind {
-            let established = sensor_common::telemetry::is_established(
-                event.protocol,
-                flow.orig_packets,
-                flow.resp_packets,
-            );
-            if established {
+            if flow.proven {
                 self.verify(event.src, event.ts);
             }
         }

@@ -129,18 +129,6 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// A TCP flow the initiator really took part in: the responder sent
-    /// more than its SYN-ACK and the initiator more than its SYN. A forged
-    /// source address cannot get this far (the answers go to the real
-    /// owner of the address).
-    pub fn established(&self) -> bool {
-        is_established(
-            self.protocol,
-            self.summary.orig_packets,
-            self.summary.resp_packets,
-        )
-    }
-
     pub fn end_event(&self) -> Event {
         Event {
             ts: self.last,
@@ -198,6 +186,7 @@ pub fn flow(key: &FlowKey, stats: &FlowStats, clocks: &Clocks) -> Option<Flow> {
             answered: stats.flags & FLOW_ANSWERED != 0,
             orig_data,
             resp_data,
+            proven: stats.flags & FLOW_PROVEN != 0,
         },
         last: clocks.mono(stats.last_ns),
         closed: stats.flags & FLOW_RST != 0 || stats.flags & fins == fins,
@@ -292,6 +281,6 @@ mod tests {
         let f = flow(&key, &stats, &Clocks::default()).unwrap();
         assert_eq!(f.orig, ("10.0.0.9".parse().unwrap(), 50000));
         assert_eq!((f.summary.orig_bytes, f.summary.resp_bytes), (300, 9000));
-        assert!(f.closed && f.established() && f.summary.answered);
+        assert!(f.closed && f.summary.answered);
     }
 }

@@ -42,8 +42,9 @@ pub struct TelemetryCounts {
 pub struct FlowPoll {
     /// `FlowEnd` events of flows that closed or went idle, oldest first.
     pub ended: Vec<Event>,
-    /// Initiators of established TCP flows, with when last seen.
-    pub established: Vec<(IpAddr, Nanos)>,
+    /// Initiators of proven TCP flows (`HandshakeProof`), with when last
+    /// seen.
+    pub proven: Vec<(IpAddr, Nanos)>,
 }
 
 impl TelemetryMaps {
@@ -71,7 +72,7 @@ impl TelemetryMaps {
     }
 
     /// Ends closed and idle flows (removing them from the table) and lists
-    /// the established ones. One pass over the table.
+    /// the proven ones (`HandshakeProof`). One pass over the table.
     pub fn poll_flows(&mut self, clocks: &Clocks, now: Nanos, ended_total: &mut u64) -> FlowPoll {
         let mut poll = FlowPoll::default();
         let mut done: Vec<FlowKey> = Vec::new();
@@ -82,8 +83,8 @@ impl TelemetryMaps {
                 done.push(key);
                 continue;
             };
-            if flow.established() && seen.insert(flow.orig.0) {
-                poll.established.push((flow.orig.0, flow.last));
+            if flow.summary.proven && seen.insert(flow.orig.0) {
+                poll.proven.push((flow.orig.0, flow.last));
             }
             let idle = now.saturating_sub(flow.last);
             if idle >= flow_timeout_ns(key.protocol, flow.closed) {

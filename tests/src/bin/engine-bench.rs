@@ -129,6 +129,7 @@ fn traffic(args: &Args) -> Vec<Event> {
                 answered: true,
                 orig_data: true,
                 resp_data: true,
+                proven: true,
             };
             events.push(ev(
                 ts + 51_000_000,

@@ -245,8 +245,8 @@ fn report(attacks: &[Outcome], benign: &[Outcome]) -> String {
     );
     md.push_str(
         "- **detected**: an incident names the capture's bad host.\n\
-         - **would isolate**: the default policy (score 70 and more, host proven by a \
-         completed handshake) would isolate the bad host.\n\
+         - **would isolate**: the default policy (score 70 and more, host proven by \
+         acknowledged TCP data) would isolate the bad host.\n\
          - **to detection / to isolation**: packet time from the bad host's first packet to \
          its first evidence, and to the isolation decision.\n\n",
     );

@@ -143,6 +143,8 @@ pub struct Packet {
     /// Carry only these bytes of the transport header and payload
     /// (start, length), as one fragment of the whole (`fragment`).
     pub fragment: Option<(usize, usize)>,
+    /// TCP sequence and acknowledgment numbers.
+    pub tcp_numbers: (u32, u32),
     /// Transport payload after the TCP or UDP header.
     pub payload: Vec<u8>,
     /// Zero bytes after the IP packet up to this frame length (Ethernet's
@@ -161,6 +163,7 @@ impl Packet {
             ipv4_frag_offset: 0,
             ipv6_ext: Vec::new(),
             fragment: None,
+            tcp_numbers: (0, 0),
             payload: Vec::new(),
             min_frame: 0,
         }
@@ -266,6 +269,12 @@ impl Packet {
         self
     }
 
+    /// TCP sequence and acknowledgment numbers.
+    pub fn numbers(mut self, seq: u32, ack: u32) -> Packet {
+        self.tcp_numbers = (seq, ack);
+        self
+    }
+
     /// One fragment of this packet: bytes `start..start + len` of its
     /// transport header and payload (`start` a multiple of 8), with the
     /// "more fragments" flag set when bytes remain after them.
@@ -299,6 +308,10 @@ impl Packet {
         }
         b.extend_from_slice(&ethertype.to_be_bytes());
         let mut l4 = self.l4.bytes();
+        if let L4::Tcp { .. } = self.l4 {
+            l4[4..8].copy_from_slice(&self.tcp_numbers.0.to_be_bytes());
+            l4[8..12].copy_from_slice(&self.tcp_numbers.1.to_be_bytes());
+        }
         if let L4::Udp { .. } = self.l4 {
             l4[4..6].copy_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
         }
