@@ -362,7 +362,8 @@ fn transport(
                     u16::from_be_bytes([tcp[0], tcp[1]]),
                     u16::from_be_bytes([tcp[2], tcp[3]]),
                 );
-                let number = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
+                let number =
+                    |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
                 let header = L4 {
                     seq: number(4),
                     ack: number(8),
