@@ -28,6 +28,9 @@ pub mod map_names {
     /// pin is only removed now (`PACKET_SCRATCH` replaced it).
     pub const VERDICT_SCRATCH: &str = "VERDICT_SCRATCH";
     pub const PACKET_SCRATCH: &str = "PACKET_SCRATCH";
+    pub const PORTS: &str = "PORTS";
+    pub const BINDINGS_V4: &str = "BINDINGS_V4";
+    pub const BINDINGS_V6: &str = "BINDINGS_V6";
     /// Mirror mode (not pinned: one pair per tap, owned by the daemon).
     pub const TAP_SOCKETS: &str = "TAP_SOCKETS";
     pub const TAP_COUNTERS: &str = "TAP_COUNTERS";
@@ -168,6 +171,52 @@ impl SummaryV4 {
 pub const SETTINGS_FLAG_MONITOR: u32 = 1;
 /// `SETTINGS[0].flags`: track flows and send telemetry for detection.
 pub const SETTINGS_FLAG_TELEMETRY: u32 = 2;
+/// `SETTINGS[0].flags`: drop packets with a forged source (`Reason::Spoofed`);
+/// without it they are counted and passed.
+pub const SETTINGS_FLAG_DROP_SPOOFED: u32 = 4;
+
+/// Layer-2 bindings kept per family: addresses of switched segments with the
+/// MAC address that owns them.
+pub const MAX_BINDINGS: u32 = 1 << 16;
+
+/// `PortInfo::flags`: the port's segment is switched: its hosts are on the
+/// gateway's link (or behind a switch), so each frame's source MAC is its
+/// sender's and addresses are bound to MACs (`BINDINGS_*`).
+pub const PORT_SWITCHED: u32 = 1;
+
+/// What a gateway port is (`PORTS`, by counter slot): the segment whose hosts
+/// it connects, for the ingress check. A source address of another segment
+/// arriving on it is forged (strict reverse-path filtering by segment, as
+/// uRPF, RFC 3704). Segment 0: the port is no segment's, nothing is checked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortInfo {
+    pub segment: u32,
+    /// `PORT_*` bits.
+    pub flags: u32,
+}
+
+/// The MAC address an address is bound to (`BINDINGS_*`), padded to 8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Binding {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Sources the ingress check leaves alone: they name no host of any
+/// segment (the unspecified address of a DHCP client, link-local addresses
+/// of neighbour discovery and autoconfiguration). Network-order bytes.
+#[inline(always)]
+pub fn is_unchecked_source_v4(addr: &[u8; 4]) -> bool {
+    addr[0] == 0 || (addr[0] == 169 && addr[1] == 254)
+}
+
+#[inline(always)]
+pub fn is_unchecked_source_v6(addr: &[u8; 16]) -> bool {
+    let unspecified = addr.iter().all(|b| *b == 0);
+    unspecified || (addr[0] == 0xfe && addr[1] & 0xc0 == 0x80)
+}
 
 /// Telemetry from the datapath to the detection engine: events through a
 /// ring buffer, per-flow counters in an LRU table the daemon reads. (An
@@ -358,6 +407,14 @@ pub mod telemetry {
     /// A tiny first fragment (see `is_tiny_fragment`); ports 0 when the
     /// fragment is too short to hold them.
     pub const EVENT_FRAGMENT: u8 = 10;
+    /// A packet with a forged source (`Reason::Spoofed`): reported with the
+    /// MAC and port it came from, never tracked, never evidence against the
+    /// address it carries.
+    pub const EVENT_SPOOFED: u8 = 11;
+
+    /// `EventHeader::flags`: the source is bound on a switched segment and
+    /// the frame came from its MAC: the address is proven.
+    pub const EVENT_FLAG_BOUND: u8 = 1;
 
     /// `FlowStats::flags`
     pub const FLOW_ANSWERED: u8 = 1;
@@ -418,7 +475,9 @@ pub struct ParsedPacket {
     pub reason: u8,
     /// 1: a tiny first fragment (`telemetry::is_tiny_fragment`).
     pub tiny_fragment: u8,
-    pub _pad: [u8; 2],
+    /// `telemetry::EVENT_FLAG_*`
+    pub event_flags: u8,
+    pub _pad: u8,
 }
 
 /// The fixed part of every telemetry event. Addresses in network order;
@@ -444,7 +503,13 @@ pub struct EventHeader {
     /// Bytes of `PayloadEvent::payload` in use.
     pub payload_len: u16,
     pub packet_len: u32,
-    pub _pad: u32,
+    /// The interface the frame came in on.
+    pub ifindex: u32,
+    /// The frame's source MAC.
+    pub src_mac: [u8; 6],
+    /// `telemetry::EVENT_FLAG_*`
+    pub flags: u8,
+    pub _pad: [u8; 5],
 }
 
 /// An event carrying payload (DNS messages, data samples).
@@ -583,9 +648,14 @@ pub enum Reason {
     ParseError = 6,
     /// Not IPv4 or IPv6 (ARP, LLDP, ...): passed untouched.
     NotIp = 7,
+    /// The source address is forged: another segment's address on this
+    /// port, or on a switched segment a frame whose source MAC is not the
+    /// one the address is bound to. Dropped unless `SETTINGS_FLAG_DROP_SPOOFED`
+    /// is off (then passed, and counted).
+    Spoofed = 8,
 }
 
-pub const REASON_COUNT: usize = 8;
+pub const REASON_COUNT: usize = 9;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -597,6 +667,7 @@ impl Reason {
         Reason::SegmentPolicy,
         Reason::ParseError,
         Reason::NotIp,
+        Reason::Spoofed,
     ];
 
     /// The label used in metrics and in the CLI.
@@ -610,6 +681,7 @@ impl Reason {
             Reason::SegmentPolicy => "segment_policy",
             Reason::ParseError => "parse_error",
             Reason::NotIp => "not_ip",
+            Reason::Spoofed => "spoofed_source",
         }
     }
 }
@@ -678,6 +750,8 @@ mod pod {
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::TapCounters {}
     unsafe impl aya::Pod for super::ParsedPacket {}
+    unsafe impl aya::Pod for super::PortInfo {}
+    unsafe impl aya::Pod for super::Binding {}
 }
 
 #[cfg(test)]
@@ -690,8 +764,10 @@ mod tests {
         assert_eq!(size_of::<BlockValue>(), 16);
         assert_eq!(size_of::<Settings>(), 8);
         assert_eq!(size_of::<AddressInfo>(), 40);
-        assert_eq!(size_of::<EventHeader>(), 64);
-        assert_eq!(size_of::<PayloadEvent>(), 64 + telemetry::PAYLOAD_MAX);
+        assert_eq!(size_of::<EventHeader>(), 72);
+        assert_eq!(size_of::<PayloadEvent>(), 72 + telemetry::PAYLOAD_MAX);
+        assert_eq!(size_of::<PortInfo>(), 8);
+        assert_eq!(size_of::<Binding>(), 8);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<FlowStats>(), 64);
         assert_eq!(size_of::<ParsedPacket>(), 56);

@@ -24,26 +24,29 @@ use aya_ebpf::{
 use maps::*;
 use parse::{Addrs, IpPacket, Parsed};
 use sensor_common::{
-    counter_index, AddressInfo, BlockValue, Reason, SummaryV4, Verdict, ADDRESS_BLOCKED,
-    ADDRESS_ISOLATED, MAX_SEGMENTS, SETTINGS_FLAG_MONITOR, SETTINGS_FLAG_TELEMETRY,
+    counter_index, is_unchecked_source_v4, is_unchecked_source_v6, AddressInfo, Binding,
+    BlockValue, PortInfo, Reason, SummaryV4, Verdict, ADDRESS_BLOCKED, ADDRESS_ISOLATED,
+    MAX_SEGMENTS, PORT_SWITCHED, SETTINGS_FLAG_DROP_SPOOFED, SETTINGS_FLAG_MONITOR,
+    SETTINGS_FLAG_TELEMETRY,
 };
 
 #[xdp]
 pub fn sensor_xdp(ctx: XdpContext) -> u32 {
     let settings = settings();
     let parsed = parse::parse(&ctx);
-    let (verdict, reason) = match &parsed {
-        Ok(Parsed::Ip(packet)) => decide(packet, settings),
-        Ok(Parsed::NotIp) => (Verdict::Pass, Reason::NotIp),
+    let (verdict, reason, origin) = match &parsed {
+        Ok(Parsed::Ip(packet)) => decide(&ctx, packet, settings),
+        Ok(Parsed::NotIp) => (Verdict::Pass, Reason::NotIp, Origin::Unchecked),
         // Fail open: a packet whose addresses we cannot read cannot be
         // matched against a block, and the kernel's own IP input drops
         // malformed headers anyway (see docs/architecture.md).
-        Err(parse::Truncated) => (Verdict::Pass, Reason::ParseError),
+        Err(parse::Truncated) => (Verdict::Pass, Reason::ParseError, Origin::Unchecked),
     };
     record(&ctx, verdict, reason);
     if settings & SETTINGS_FLAG_TELEMETRY != 0 {
         if let Ok(Parsed::Ip(packet)) = &parsed {
-            if let Some(handed) = telemetry::hand_over(packet, verdict, reason) {
+            let bound = origin == Origin::Bound;
+            if let Some(handed) = telemetry::hand_over(packet, verdict, reason, bound) {
                 if let Some(slot) = PACKET_SCRATCH.get_ptr_mut(0) {
                     // SAFETY: this CPU's scratch slot, read by the program
                     // we jump to (same CPU, same packet).
@@ -84,20 +87,105 @@ pub fn sensor_telemetry(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn decide(packet: &IpPacket, settings: u32) -> (Verdict, Reason) {
-    let blocked = match &packet.addrs {
-        Addrs::V4 { src, dst } => check(&EXEMPT_V4, src, dst, 32, find_v4(src), find_v4(dst)),
+fn decide(ctx: &XdpContext, packet: &IpPacket, settings: u32) -> (Verdict, Reason, Origin) {
+    let port = port();
+    // Forged packets are dropped first (no block's hit counter moves), or
+    // with the drop off judged as any other and counted as spoofed.
+    let drop_spoofed = settings & SETTINGS_FLAG_DROP_SPOOFED != 0;
+    let (blocked, origin) = match &packet.addrs {
+        Addrs::V4 { src, dst } => {
+            let (src_found, dst_found) = (find_v4(src), find_v4(dst));
+            let unchecked = is_unchecked_source_v4(src);
+            // SAFETY: the binding is only read (the daemon replaces
+            // entries whole).
+            let binding = || unsafe { BINDINGS_V4.get(src) };
+            let origin = origin(ctx, port, src_found.segment, unchecked, binding);
+            let blocked = match origin {
+                Origin::Forged if drop_spoofed => Some(Reason::Spoofed),
+                _ => check(&EXEMPT_V4, src, dst, 32, src_found, dst_found),
+            };
+            (blocked, origin)
+        }
         Addrs::V6 { src, dst } => {
             let (src_found, dst_found) = (find_v6(src), find_v6(dst));
-            check(&EXEMPT_V6, src, dst, 128, src_found, dst_found)
+            let unchecked = is_unchecked_source_v6(src);
+            // SAFETY: the binding is only read (the daemon replaces
+            // entries whole).
+            let binding = || unsafe { BINDINGS_V6.get(src) };
+            let origin = origin(ctx, port, src_found.segment, unchecked, binding);
+            let blocked = match origin {
+                Origin::Forged if drop_spoofed => Some(Reason::Spoofed),
+                _ => check(&EXEMPT_V6, src, dst, 128, src_found, dst_found),
+            };
+            (blocked, origin)
         }
     };
-    match blocked {
+    let (verdict, reason) = match blocked {
         Some(reason) if settings & SETTINGS_FLAG_MONITOR != 0 => (Verdict::Pass, reason),
         Some(reason) => (Verdict::Drop, reason),
+        None if origin == Origin::Forged => (Verdict::Pass, Reason::Spoofed),
         None if packet.l4_complete => (Verdict::Pass, Reason::Allowed),
         None => (Verdict::Pass, Reason::ParseError),
+    };
+    (verdict, reason, origin)
+}
+
+/// Where a packet's source address stands with the port it came in on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The port is no segment's, or the address names no host.
+    Unchecked,
+    /// The port's segment's address, on a routed segment or not yet bound.
+    Unbound,
+    /// A switched segment's address, from the MAC it is bound to: proven.
+    Bound,
+    /// Another segment's address, or a bound address from another MAC.
+    Forged,
+}
+
+/// The ingress and binding checks (`PortInfo`). `binding` looks the source
+/// up in its family's bindings; only a switched port needs it.
+#[inline(always)]
+fn origin(
+    ctx: &XdpContext,
+    port: PortInfo,
+    src_segment: u32,
+    unchecked: bool,
+    binding: impl FnOnce() -> Option<&'static Binding>,
+) -> Origin {
+    if port.segment == 0 || unchecked {
+        return Origin::Unchecked;
     }
+    if src_segment != port.segment {
+        return Origin::Forged;
+    }
+    if port.flags & PORT_SWITCHED == 0 {
+        return Origin::Unbound;
+    }
+    let Some(bound) = binding() else {
+        return Origin::Unbound;
+    };
+    match source_mac(ctx) {
+        Some(mac) if mac == bound.mac => Origin::Bound,
+        _ => Origin::Forged,
+    }
+}
+
+/// The frame's source MAC.
+#[inline(always)]
+pub fn source_mac(ctx: &XdpContext) -> Option<[u8; 6]> {
+    let start = ctx.data();
+    if start + 12 > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: bytes 6..12 were checked to be inside the frame.
+    Some(unsafe { core::ptr::read_unaligned((start + 6) as *const [u8; 6]) })
+}
+
+/// This instance's port (`PORTS` at its counter slot).
+#[inline(always)]
+fn port() -> PortInfo {
+    PORTS.get(slot()).copied().unwrap_or_default()
 }
 
 /// What the datapath knows of one address: its entry (host hash or trie)
@@ -239,12 +327,17 @@ fn settings() -> u32 {
 #[no_mangle]
 static IFACE_SLOT: u32 = 0;
 
+#[inline(always)]
+fn slot() -> u32 {
+    // SAFETY: a read-only global; volatile so the compiler does not fold in
+    // its default, the loader's value is the one that counts.
+    unsafe { core::ptr::read_volatile(&IFACE_SLOT) }
+}
+
 /// The one place where a verdict is counted, per interface and per CPU.
 #[inline(always)]
 fn record(ctx: &XdpContext, verdict: Verdict, reason: Reason) {
-    // SAFETY: a read-only global; volatile so the compiler does not fold in
-    // its default, the loader's value is the one that counts.
-    let slot = unsafe { core::ptr::read_volatile(&IFACE_SLOT) };
+    let slot = slot();
     let index = counter_index(verdict, reason);
     if index >= sensor_common::VERDICT_COUNT * sensor_common::REASON_COUNT {
         return;

@@ -7,9 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
-    telemetry, AddressInfo, FlowKey, FlowStats, IfaceCounters, ParsedPacket, Settings, SummaryV4,
-    MAX_ADDRESS_PREFIXES, MAX_EXEMPT_RANGES, MAX_HOSTS_V4, MAX_INTERFACES, MAX_SEGMENTS,
-    SUMMARY_V4_ENTRIES,
+    telemetry, AddressInfo, Binding, FlowKey, FlowStats, IfaceCounters, ParsedPacket, PortInfo,
+    Settings, SummaryV4, MAX_ADDRESS_PREFIXES, MAX_BINDINGS, MAX_EXEMPT_RANGES, MAX_HOSTS_V4,
+    MAX_INTERFACES, MAX_SEGMENTS, SUMMARY_V4_ENTRIES,
 };
 
 /// Isolated hosts, blocked ranges and segment ranges in one trie per
@@ -78,3 +78,17 @@ pub static TELEMETRY_PROG: ProgramArray = ProgramArray::pinned(1, 0);
 /// telemetry program, which must read the scratch slot they write.
 #[map]
 pub static PACKET_SCRATCH: PerCpuArray<ParsedPacket> = PerCpuArray::pinned(1, 0);
+
+/// What each port is (by counter slot): its segment and whether the segment
+/// is switched, for the anti-spoofing checks. Written by the daemon.
+#[map]
+pub static PORTS: Array<PortInfo> = Array::pinned(MAX_INTERFACES, 0);
+
+/// Addresses of switched segments and the MAC each is bound to. Written by
+/// the daemon from the gateway's neighbour table.
+#[map]
+pub static BINDINGS_V4: HashMap<[u8; 4], Binding> =
+    HashMap::pinned(MAX_BINDINGS, BPF_F_NO_PREALLOC);
+#[map]
+pub static BINDINGS_V6: HashMap<[u8; 16], Binding> =
+    HashMap::pinned(MAX_BINDINGS, BPF_F_NO_PREALLOC);

@@ -75,13 +75,19 @@ struct Packet {
     family: u8,
     verdict: u8,
     reason: u8,
+    flags: u8,
     len: u32,
 }
 
 /// What the enforcement program hands over for a packet it parsed: the
 /// scratch record, when the packet is one telemetry observes.
 #[inline(always)]
-pub fn hand_over(packet: &IpPacket, verdict: Verdict, reason: Reason) -> Option<ParsedPacket> {
+pub fn hand_over(
+    packet: &IpPacket,
+    verdict: Verdict,
+    reason: Reason,
+    bound: bool,
+) -> Option<ParsedPacket> {
     let l4 = packet.l4?;
     if !is_observed(l4.protocol, l4.dport) {
         return None;
@@ -105,7 +111,8 @@ pub fn hand_over(packet: &IpPacket, verdict: Verdict, reason: Reason) -> Option<
         verdict: verdict as u8,
         reason: reason as u8,
         tiny_fragment: l4.tiny_fragment as u8,
-        _pad: [0; 2],
+        event_flags: if bound { EVENT_FLAG_BOUND } else { 0 },
+        _pad: 0,
     })
 }
 
@@ -154,11 +161,17 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
         family: s.family,
         verdict: s.verdict,
         reason: s.reason,
+        flags: s.event_flags,
         len: len as u32,
     };
+    if s.reason == Reason::Spoofed as u8 {
+        // Reported with its MAC and port, never tracked: not the address's.
+        send(ctx, &p, EVENT_SPOOFED);
+        return;
+    }
     if s.tiny_fragment != 0 {
         // Reported, never tracked: its flags are in a later fragment.
-        send(&p, EVENT_FRAGMENT);
+        send(ctx, &p, EVENT_FRAGMENT);
         return;
     }
     // A total order on (address, port) for canonical keys; any will do.
@@ -186,7 +199,7 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
         PROTO_TCP => {
             let kind = tcp_event(l4.tcp_flags, stray);
             if kind != 0 {
-                send(&p, kind);
+                send(ctx, &p, kind);
             }
             if sample {
                 send_payload(ctx, &p, EVENT_DATA);
@@ -194,14 +207,14 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
         }
         PROTO_UDP => {
             if new_flow {
-                send(&p, EVENT_FLOW_START);
+                send(ctx, &p, EVENT_FLOW_START);
             }
             if l4.sport == DNS_PORT || l4.dport == DNS_PORT {
                 send_payload(ctx, &p, EVENT_DNS);
             }
         }
         PROTO_ICMP | PROTO_ICMPV6 if new_flow && is_echo_request(l4.protocol, l4.dport) => {
-            send(&p, EVENT_FLOW_START);
+            send(ctx, &p, EVENT_FLOW_START);
         }
         PROTO_ICMP | PROTO_ICMPV6 if is_unreachable(l4.protocol, l4.dport) => {
             send_payload(ctx, &p, EVENT_ICMP_ERROR)
@@ -370,7 +383,7 @@ fn payload_head<const N: usize>(ctx: &XdpContext, l4: &L4) -> Option<[u8; N]> {
 
 /// Fills an event header in place (ring memory).
 #[inline(always)]
-fn fill(h: &mut EventHeader, p: &Packet, kind: u8) {
+fn fill(ctx: &XdpContext, h: &mut EventHeader, p: &Packet, kind: u8) {
     h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.src = bytes(p.src);
     h.dst = bytes(p.dst);
@@ -384,15 +397,18 @@ fn fill(h: &mut EventHeader, p: &Packet, kind: u8) {
     h.reason = p.reason;
     h.payload_len = 0;
     h.packet_len = p.len;
-    h._pad = 0;
+    h.ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    h.src_mac = crate::source_mac(ctx).unwrap_or_default();
+    h.flags = p.flags;
+    h._pad = [0; 5];
 }
 
 #[inline(always)]
-fn send(p: &Packet, kind: u8) {
+fn send(ctx: &XdpContext, p: &Packet, kind: u8) {
     match TELEMETRY.reserve::<EventHeader>(0) {
         Some(mut entry) => {
             // SAFETY: reserved ring memory the size of a header.
-            unsafe { fill(&mut *entry.as_mut_ptr(), p, kind) };
+            unsafe { fill(ctx, &mut *entry.as_mut_ptr(), p, kind) };
             entry.submit(0);
             count(STAT_EVENTS);
         }
@@ -418,7 +434,7 @@ fn send_payload(ctx: &XdpContext, p: &Packet, kind: u8) {
     // SAFETY: `event` is reserved ring memory of the right size; the copy
     // length is bounded by the payload array (in a form the verifier sees).
     unsafe {
-        fill(&mut (*event).header, p, kind);
+        fill(ctx, &mut (*event).header, p, kind);
         if n > 0 {
             let bounded = ((n as u32 - 1) & (PAYLOAD_MAX as u32 - 1)) + 1;
             let dst = (&raw mut (*event).payload) as *mut core::ffi::c_void;

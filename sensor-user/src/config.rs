@@ -99,6 +99,7 @@ pub struct RawConfig {
     pub exempt: Vec<String>,
     pub segment: Vec<RawSegment>,
     pub policy: RawPolicy,
+    pub anti_spoofing: AntiSpoofing,
     pub detection: crate::detect::DetectionConfig,
     pub response: crate::response::ResponseConfig,
     pub alerts: crate::alerts::AlertConfig,
@@ -109,6 +110,30 @@ pub struct RawConfig {
 pub struct RawSegment {
     pub name: String,
     pub cidrs: Vec<String>,
+    /// The gateway ports (of `interfaces`) this segment's hosts come in on:
+    /// a source address of this segment on another port, or another
+    /// segment's address on these, is forged.
+    pub ports: Vec<String>,
+    /// The hosts are on the gateway's link or behind a switch (each frame's
+    /// source MAC is its sender's), not behind a router: addresses are
+    /// bound to MACs. Needs `ports`.
+    pub switched: bool,
+}
+
+/// `[anti_spoofing]`: what the datapath does with forged sources.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AntiSpoofing {
+    /// Drop packets with a forged source (as uRPF does); false: count and
+    /// pass them. Either way they are never evidence against the address
+    /// they carry. Default true.
+    pub drop: bool,
+}
+
+impl Default for AntiSpoofing {
+    fn default() -> Self {
+        AntiSpoofing { drop: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -137,6 +162,7 @@ pub struct Config {
     pub exempt: Vec<IpNet>,
     pub segments: Vec<Segment>,
     pub policy: SegmentPolicy,
+    pub anti_spoofing: AntiSpoofing,
     pub detection: crate::detect::DetectionConfig,
     pub response: crate::response::ResponseConfig,
     pub alerts: crate::alerts::AlertConfig,
@@ -148,6 +174,9 @@ pub struct Segment {
     pub id: u32,
     pub name: String,
     pub cidrs: Vec<IpNet>,
+    /// Gateway ports its hosts come in on (`RawSegment::ports`).
+    pub ports: Vec<String>,
+    pub switched: bool,
 }
 
 /// The segment whose longest range holds `addr`; with `own`, only a
@@ -273,7 +302,7 @@ impl RawConfig {
             return Err(invalid("exempt", "too many ranges"));
         }
 
-        let segments = validate_segments(&self.segment)?;
+        let segments = validate_segments(&self.segment, &self.interfaces)?;
         let policy = validate_policy(&self.policy, &segments)?;
         let names: Vec<String> = segments.iter().map(|s| s.name.clone()).collect();
         self.response
@@ -310,6 +339,7 @@ impl RawConfig {
             alerts: self.alerts,
             segments,
             policy,
+            anti_spoofing: self.anti_spoofing,
         })
     }
 }
@@ -330,7 +360,7 @@ fn detection_config(
     detection
 }
 
-fn validate_segments(raw: &[RawSegment]) -> Result<Vec<Segment>, ConfigError> {
+fn validate_segments(raw: &[RawSegment], inline: &[String]) -> Result<Vec<Segment>, ConfigError> {
     if raw.len() >= MAX_SEGMENTS as usize {
         return Err(invalid(
             "segment",
@@ -339,6 +369,7 @@ fn validate_segments(raw: &[RawSegment]) -> Result<Vec<Segment>, ConfigError> {
     }
     let mut names = HashSet::new();
     let mut owner_of: BTreeMap<IpNet, String> = BTreeMap::new();
+    let mut port_of: BTreeMap<&str, &str> = BTreeMap::new();
     let mut segments = Vec::new();
     for (i, seg) in raw.iter().enumerate() {
         let key = format!("segment[{i}]");
@@ -380,10 +411,35 @@ fn validate_segments(raw: &[RawSegment]) -> Result<Vec<Segment>, ConfigError> {
             }
             cidrs.push(net);
         }
+        for (j, port) in seg.ports.iter().enumerate() {
+            let pkey = format!("{key}.ports[{j}]");
+            if !inline.contains(port) {
+                return Err(invalid(
+                    pkey,
+                    format!(
+                        "{port:?} is not one of `interfaces` (a segment's ports are inline ports)"
+                    ),
+                ));
+            }
+            if let Some(other) = port_of.insert(port, &seg.name) {
+                return Err(invalid(
+                    pkey,
+                    format!("{port:?} is already a port of segment {other:?}"),
+                ));
+            }
+        }
+        if seg.switched && seg.ports.is_empty() {
+            return Err(invalid(
+                format!("{key}.switched"),
+                "a switched segment needs its `ports` (where its hosts' frames come in)",
+            ));
+        }
         segments.push(Segment {
             id: i as u32 + 1,
             name: seg.name.clone(),
             cidrs,
+            ports: seg.ports.clone(),
+            switched: seg.switched,
         });
     }
     Ok(segments)

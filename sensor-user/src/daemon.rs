@@ -67,6 +67,13 @@ impl Sensor {
         datapath.maps.sync_exempt(&config.exempt)?;
         datapath
             .maps
+            .sync_ports(&config.segments, &config.interfaces)?;
+        datapath
+            .maps
+            .set_drop_spoofed(config.anti_spoofing.drop)
+            .context("settings map")?;
+        datapath
+            .maps
             .set_monitor(config.mode == Mode::Monitor)
             .context("settings map")?;
         let enforcer = Enforcer::open(&mut datapath.maps, &config.state_file)?;

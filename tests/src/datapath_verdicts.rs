@@ -2,8 +2,8 @@
 //! block kind, each protocol path, VLAN and QinQ, IPv4 options and
 //! fragments, IPv6 extension headers, expiry and monitor mode.
 
-use sensor_common::{BlockValue, Reason, Verdict};
-use sensor_user::{clock, config::Config};
+use sensor_common::{BlockValue, PortInfo, Reason, Verdict, PORT_SWITCHED};
+use sensor_user::{clock, config::Config, datapath::UNATTACHED_SLOT};
 
 use crate::support::{
     fixture::{Fixture, XDP_DROP, XDP_PASS},
@@ -98,6 +98,76 @@ fn blocked_ranges_drop_by_longest_prefix() {
     );
     assert_eq!(f.counted(Verdict::Drop, Reason::BlockedDestination), 1);
     assert_eq!(f.counted(Verdict::Drop, Reason::BlockedSource), 2);
+}
+
+#[test]
+fn forged_sources_are_dropped_by_port_and_by_binding() {
+    let mut f = Fixture::new();
+    let config = Config::from_toml(
+        r#"
+        interfaces = ["office0"]
+        [[segment]]
+        name = "internet"
+        cidrs = ["0.0.0.0/0", "::/0"]
+        [[segment]]
+        name = "office"
+        cidrs = ["10.10.0.0/24", "fd00:10::/64"]
+        ports = ["office0"]
+        switched = true
+        [policy]
+        allow = [["office", "internet"]]
+        "#,
+    )
+    .unwrap();
+    f.dp.maps
+        .sync_segments(&config.segments, &config.policy)
+        .unwrap();
+    // The test runs on the unattached instance: it is the office port.
+    let office = &config.segments[1];
+    let port = PortInfo {
+        segment: office.id,
+        flags: PORT_SWITCHED,
+    };
+    f.dp.maps.set_port(UNATTACHED_SLOT, port).unwrap();
+    f.dp.maps.set_drop_spoofed(true).unwrap();
+    let (mac1, mac2) = ([2, 0, 0, 0, 0, 0x11], [2, 0, 0, 0, 0, 0x12]);
+    for (addr, mac) in [("10.10.0.12", mac2), ("fd00:10::12", mac2)] {
+        f.dp.maps.set_binding(addr.parse().unwrap(), mac).unwrap();
+    }
+    let from = |f: &Fixture, src: &str, mac| {
+        let dst = if src.contains(':') {
+            "2001:db8::80"
+        } else {
+            "203.0.113.80"
+        };
+        f.verdict(&Packet::tcp(src, dst).from_mac(mac))
+    };
+    // The owner, from its bound MAC; a host with no binding yet.
+    assert_eq!(from(&f, "10.10.0.12", mac2), XDP_PASS);
+    assert_eq!(from(&f, "fd00:10::12", mac2), XDP_PASS);
+    assert_eq!(from(&f, "10.10.0.13", mac1), XDP_PASS);
+    // Another host's bound address from another MAC.
+    assert_eq!(from(&f, "10.10.0.12", mac1), XDP_DROP);
+    assert_eq!(from(&f, "fd00:10::12", mac1), XDP_DROP);
+    // Another segment's address on this port.
+    assert_eq!(from(&f, "203.0.113.5", mac1), XDP_DROP);
+    assert_eq!(from(&f, "10.20.0.5", mac1), XDP_DROP);
+    // Addresses of no host: DHCP's 0.0.0.0, link-local.
+    assert_eq!(from(&f, "0.0.0.0", mac1), XDP_PASS);
+    assert_eq!(from(&f, "169.254.1.1", mac1), XDP_PASS);
+    assert_eq!(from(&f, "fe80::1", mac1), XDP_PASS);
+    assert_eq!(f.counted(Verdict::Drop, Reason::Spoofed), 4);
+    // With the drop off, counted and passed.
+    f.dp.maps.set_drop_spoofed(false).unwrap();
+    assert_eq!(from(&f, "10.10.0.12", mac1), XDP_PASS);
+    assert_eq!(f.counted(Verdict::Pass, Reason::Spoofed), 1);
+    // A port of no segment checks nothing.
+    f.dp.maps.set_drop_spoofed(true).unwrap();
+    f.dp.maps
+        .set_port(UNATTACHED_SLOT, PortInfo::default())
+        .unwrap();
+    assert_eq!(from(&f, "203.0.113.5", mac1), XDP_PASS);
+    assert_eq!(from(&f, "10.10.0.12", mac1), XDP_PASS);
 }
 
 #[test]

@@ -11,8 +11,8 @@ use aya::maps::{
 use aya::Ebpf;
 use ipnet::IpNet;
 use sensor_common::{
-    map_names as names, AddressInfo, BlockValue, IfaceCounters, Settings, SummaryV4,
-    MAX_INTERFACES, MAX_SEGMENTS,
+    map_names as names, AddressInfo, Binding, BlockValue, IfaceCounters, PortInfo, Settings,
+    SummaryV4, MAX_INTERFACES, MAX_SEGMENTS, PORT_SWITCHED,
 };
 
 use super::address_table::{AddressTable, Change};
@@ -110,7 +110,12 @@ pub struct Maps {
     settings: Array<MapData, Settings>,
     counters: PerCpuArray<MapData, IfaceCounters>,
     iface_names: Array<MapData, [u8; 16]>,
+    ports: Array<MapData, PortInfo>,
+    bindings: Bindings,
 }
+
+/// Addresses of switched segments and the MAC each is bound to.
+type Bindings = Pair<HashMap<MapData, [u8; 4], Binding>, HashMap<MapData, [u8; 16], Binding>>;
 
 fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
     match result {
@@ -219,6 +224,11 @@ impl Maps {
             settings: take(ebpf, names::SETTINGS)?,
             counters: take(ebpf, names::IFACE_COUNTERS)?,
             iface_names: take(ebpf, names::IFACE_NAMES)?,
+            ports: take(ebpf, names::PORTS)?,
+            bindings: Pair {
+                v4: take(ebpf, names::BINDINGS_V4)?,
+                v6: take(ebpf, names::BINDINGS_V6)?,
+            },
         };
         maps.write_summaries().context("IPv4 summary map")?;
         Ok(maps)
@@ -340,6 +350,68 @@ impl Maps {
                 .context("segment policy map")?;
         }
         Ok(())
+    }
+
+    /// Tells each inline port which segment's hosts come in on it, and
+    /// whether that segment is switched (`PortInfo`). Ports of no segment
+    /// are checked for nothing.
+    pub fn sync_ports(&mut self, segments: &[Segment], interfaces: &[String]) -> Result<()> {
+        for interface in interfaces {
+            let slot = self.interface_slot(interface)?;
+            let info = segments
+                .iter()
+                .find(|s| s.ports.contains(interface))
+                .map(|s| PortInfo {
+                    segment: s.id,
+                    flags: if s.switched { PORT_SWITCHED } else { 0 },
+                })
+                .unwrap_or_default();
+            self.set_port(slot, info)?;
+        }
+        Ok(())
+    }
+
+    /// What the port at counter slot `slot` is (tests set the unattached one).
+    pub fn set_port(&mut self, slot: u32, info: PortInfo) -> Result<()> {
+        self.ports.set(slot, info, 0).context("port map")
+    }
+
+    /// Binds `addr` to `mac` for the datapath's check of switched segments.
+    pub fn set_binding(&mut self, addr: IpAddr, mac: [u8; 6]) -> Result<(), MapError> {
+        let value = Binding { mac, _pad: [0; 2] };
+        match addr {
+            IpAddr::V4(a) => self.bindings.v4.insert(a.octets(), value, 0),
+            IpAddr::V6(a) => self.bindings.v6.insert(a.octets(), value, 0),
+        }
+    }
+
+    pub fn remove_binding(&mut self, addr: IpAddr) -> Result<(), MapError> {
+        ignore_missing(match addr {
+            IpAddr::V4(a) => self.bindings.v4.remove(&a.octets()),
+            IpAddr::V6(a) => self.bindings.v6.remove(&a.octets()),
+        })
+    }
+
+    /// Every binding in the datapath.
+    pub fn bindings(&self) -> Vec<(IpAddr, [u8; 6])> {
+        let v4 = self
+            .bindings
+            .v4
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(k, v)| (IpAddr::from(k), v.mac));
+        let v6 = self
+            .bindings
+            .v6
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(k, v)| (IpAddr::from(k), v.mac));
+        v4.chain(v6).collect()
+    }
+
+    /// Drop packets with a forged source (else count and pass them).
+    pub fn set_drop_spoofed(&mut self, on: bool) -> Result<(), MapError> {
+        self.set_flag(sensor_common::SETTINGS_FLAG_DROP_SPOOFED, on)
     }
 
     /// Entries in the address tries (isolated hosts, blocked and segment ranges).

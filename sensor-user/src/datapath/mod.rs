@@ -35,7 +35,10 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 16] = [
+pub const PINNED_MAPS: [&str; 19] = [
+    map_names::PORTS,
+    map_names::BINDINGS_V4,
+    map_names::BINDINGS_V6,
     map_names::TELEMETRY_PROG,
     map_names::PACKET_SCRATCH,
     map_names::VERDICT_SCRATCH,

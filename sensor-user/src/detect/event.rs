@@ -49,6 +49,11 @@ pub enum Kind {
     /// holds the rest of the ICMP header (4 bytes) and the start of the
     /// datagram it refuses (see `icmp::refused`).
     IcmpError,
+    /// Live only: a packet whose source address is forged (another
+    /// segment's address on a port, or not from the MAC the address is
+    /// bound to). Never evidence against `src`; the sender is found by its
+    /// MAC (`crate::detection`).
+    Spoofed,
     /// An IPv4 ARP request: `src` (sender) asks who has `dst` (target).
     ArpRequest,
     /// A flow ended (FIN/RST seen, idle, or the end of the capture).

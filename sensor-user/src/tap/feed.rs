@@ -141,11 +141,15 @@ mod tests {
                 id: 1,
                 name: "internet".into(),
                 cidrs: vec!["0.0.0.0/0".parse().unwrap()],
+                ports: vec![],
+                switched: false,
             },
             Segment {
                 id: 2,
                 name: "office".into(),
                 cidrs: vec!["10.10.0.0/24".parse().unwrap()],
+                ports: vec![],
+                switched: false,
             },
         ]
     }

@@ -60,16 +60,28 @@ fn address(family: u8, raw: &[u8; 16]) -> Option<IpAddr> {
     }
 }
 
-/// What the datapath decided about the packet behind an event.
+/// What the datapath decided about the packet behind an event, and where
+/// the frame came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub dropped: bool,
     pub reason: u8,
+    /// The frame's source MAC and ingress interface.
+    pub mac: [u8; 6],
+    pub ifindex: u32,
+    /// The source is bound on a switched segment and the frame came from
+    /// its MAC (`EVENT_FLAG_BOUND`): its address is proven.
+    pub bound: bool,
 }
 
 impl Decision {
     pub fn segment_policy(&self) -> bool {
         self.reason == Reason::SegmentPolicy as u8
+    }
+
+    /// The source address is forged (`Reason::Spoofed`).
+    pub fn spoofed(&self) -> bool {
+        self.reason == Reason::Spoofed as u8
     }
 }
 
@@ -93,6 +105,7 @@ pub fn event(record: &[u8], clocks: &Clocks) -> Option<(Event, Decision)> {
         EVENT_ICMP_ERROR => Kind::IcmpError,
         EVENT_PROBE => Kind::Probe,
         EVENT_FRAGMENT => Kind::Fragment,
+        EVENT_SPOOFED => Kind::Spoofed,
         _ => return None,
     };
     let payload_len = (h.payload_len as usize).min(PAYLOAD_MAX);
@@ -113,6 +126,9 @@ pub fn event(record: &[u8], clocks: &Clocks) -> Option<(Event, Decision)> {
     let decision = Decision {
         dropped: h.verdict == Verdict::Drop as u8,
         reason: h.reason,
+        mac: h.src_mac,
+        ifindex: h.ifindex,
+        bound: h.flags & EVENT_FLAG_BOUND != 0,
     };
     Some((event, decision))
 }

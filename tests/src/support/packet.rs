@@ -145,6 +145,8 @@ pub struct Packet {
     pub fragment: Option<(usize, usize)>,
     /// TCP sequence and acknowledgment numbers.
     pub tcp_numbers: (u32, u32),
+    /// The frame's source MAC.
+    pub src_mac: [u8; 6],
     /// Transport payload after the TCP or UDP header.
     pub payload: Vec<u8>,
     /// Zero bytes after the IP packet up to this frame length (Ethernet's
@@ -164,6 +166,7 @@ impl Packet {
             ipv6_ext: Vec::new(),
             fragment: None,
             tcp_numbers: (0, 0),
+            src_mac: [0x02, 0, 0, 0, 0, 0x02],
             payload: Vec::new(),
             min_frame: 0,
         }
@@ -269,6 +272,12 @@ impl Packet {
         self
     }
 
+    /// The frame's source MAC.
+    pub fn from_mac(mut self, mac: [u8; 6]) -> Packet {
+        self.src_mac = mac;
+        self
+    }
+
     /// TCP sequence and acknowledgment numbers.
     pub fn numbers(mut self, seq: u32, ack: u32) -> Packet {
         self.tcp_numbers = (seq, ack);
@@ -301,7 +310,8 @@ impl Packet {
     pub fn build(&self) -> Vec<u8> {
         let v6 = self.src.is_ipv6();
         let ethertype = if v6 { ETH_P_IPV6 } else { ETH_P_IP };
-        let mut b = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+        let mut b = vec![0x02, 0, 0, 0, 0, 0x01];
+        b.extend_from_slice(&self.src_mac);
         for (tpid, id) in &self.vlans {
             b.extend_from_slice(&tpid.to_be_bytes());
             b.extend_from_slice(&id.to_be_bytes());
