@@ -441,10 +441,19 @@ impl Lab {
         text.push('\n');
         for seg in &SEGMENTS {
             let cidrs: Vec<String> = seg.sensor_cidrs.iter().map(|c| format!("{c:?}")).collect();
+            let ports: Vec<String> = self
+                .segment_ports(seg.name)
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect();
+            // The internal segments' hosts are on the gateway's link or
+            // behind the access switch: their frames carry their own MACs.
+            let switched = seg.name != "internet";
             text.push_str(&format!(
-                "\n[[segment]]\nname = {:?}\ncidrs = [{}]\n",
+                "\n[[segment]]\nname = {:?}\ncidrs = [{}]\nports = [{}]\nswitched = {switched}\n",
                 seg.name,
-                cidrs.join(", ")
+                cidrs.join(", "),
+                ports.join(", ")
             ));
         }
         let pairs: Vec<String> = ALLOWED_PAIRS
@@ -456,6 +465,18 @@ impl Lab {
             pairs.join(", ")
         ));
         text
+    }
+
+    /// The gateway's ports a segment's hosts come in on.
+    pub fn segment_ports(&self, segment: &str) -> Vec<String> {
+        if segment == SWITCHED_SEGMENT {
+            return vec![OFFICE_UPLINK.to_string()];
+        }
+        self.hosts
+            .iter()
+            .filter(|h| h.segment == segment)
+            .map(|h| h.port.clone())
+            .collect()
     }
 
     /// The gateway's ports sensord enforces on: one per host wired to the

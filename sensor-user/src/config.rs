@@ -304,6 +304,9 @@ impl RawConfig {
 
         let segments = validate_segments(&self.segment, &self.interfaces)?;
         let policy = validate_policy(&self.policy, &segments)?;
+        self.detection
+            .validate()
+            .map_err(|(key, problem)| invalid(key, problem))?;
         let names: Vec<String> = segments.iter().map(|s| s.name.clone()).collect();
         self.response
             .validate(&names)
@@ -342,6 +345,56 @@ impl RawConfig {
             anti_spoofing: self.anti_spoofing,
         })
     }
+}
+
+impl Config {
+    /// What a start would refuse that only the machine can tell: interfaces
+    /// that do not exist, intel lists that do not load, directories sensord
+    /// could not write. One line each; empty when a start can go ahead.
+    /// `sensord --check-config` prints them, and sensord checks them before
+    /// it touches any interface, so a start that fails attaches nothing.
+    pub fn preflight(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let ports = self.interfaces.iter().map(|n| ("interfaces", n));
+        let taps = self.taps.iter().map(|n| ("taps", n));
+        for (key, name) in ports.chain(taps) {
+            if crate::datapath::if_index(name).is_err() {
+                problems.push(format!(
+                    "{key}: there is no interface {name:?} on this machine"
+                ));
+            }
+        }
+        if let Err(e) = crate::detect::intel::IntelLists::load(&self.detection.intel.files) {
+            problems.push(format!("detection.intel.files: {e:#}"));
+        }
+        let mut places = vec![
+            ("state_file", self.state_file.clone()),
+            ("control_socket", self.control_socket.clone()),
+        ];
+        if let Some(file) = &self.alerts.file {
+            places.push(("alerts.file", file.clone()));
+        }
+        for (key, path) in places {
+            if let Some(problem) = unwritable_parent(&path) {
+                problems.push(format!("{key}: {problem}"));
+            }
+        }
+        problems
+    }
+}
+
+/// Why the directory of `path` could not be written (or made), if so: the
+/// nearest existing ancestor must be a directory this process may write.
+fn unwritable_parent(path: &Path) -> Option<String> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    let existing = parent.ancestors().find(|a| a.exists())?;
+    if !existing.is_dir() {
+        return Some(format!("{} is not a directory", existing.display()));
+    }
+    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a valid NUL-terminated path.
+    let writable = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+    (!writable).then(|| format!("{} is not writable", existing.display()))
 }
 
 /// The detection settings; "internal" defaults to the segments' ranges
@@ -516,6 +569,14 @@ mod tests {
         assert!(e.contains("nuke"), "{e}");
         let e = err("[alerts]\nwebhook = \"ftp://x\"");
         assert!(e.starts_with("alerts.webhook:"), "{e}");
+        let e = err("[detection.scan]\nports = 0");
+        assert!(e.starts_with("detection.scan.ports:"), "{e}");
+        let e = err("[detection.beacon]\nmin_score = 0.0");
+        assert!(e.starts_with("detection.beacon.min_score:"), "{e}");
+        let e = err("[detection.exfiltration]\nmin_pcr = 2.0");
+        assert!(e.starts_with("detection.exfiltration.min_pcr:"), "{e}");
+        let e = err("[[response.rule]]\nttl = \"99999999d\"");
+        assert!(e.contains("ten years"), "{e}");
         let cfg = Config::from_toml("").unwrap();
         assert!(cfg.detection.enabled, "detection is on by default");
         assert_eq!(cfg.response.rules.len(), 1, "one default rule");

@@ -2,6 +2,7 @@
 //! API and the metrics, expires entries, and shuts down on SIGINT/SIGTERM.
 
 use std::{
+    net::IpAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -15,12 +16,14 @@ use serde_json::{json, Value};
 use tokio::{net::UnixStream, sync::watch};
 
 use crate::{
+    bindings::{self, Bindings, Learnt},
     clock,
     config::{Config, Mode, OnExit},
     control::{self, Request, Response},
     datapath::{self, Datapath},
     detection::Detection,
     enforcer::{Enforcer, Origin},
+    listen,
     metrics::{Metrics, Snapshot},
     tap::{Tap, TapFeed, TapReader, TapStatus},
     telemetry::{self, Clocks, TelemetryCounts, TelemetryMaps},
@@ -38,6 +41,8 @@ pub struct Sensor {
     pub telemetry: TelemetryCounts,
     /// The taps' figures, refreshed by their reader.
     pub taps: TapStatus,
+    /// Layer-2 bindings of the switched segments' addresses.
+    pub bindings: Bindings,
     started: Instant,
 }
 
@@ -48,6 +53,11 @@ pub struct Readers {
 }
 
 type Shared = Arc<Mutex<Sensor>>;
+
+/// How often the gateway's neighbour table is read for new bindings: a
+/// never-seen host on a switched segment is proven within this long of the
+/// gateway resolving it.
+const BINDING_REFRESH: Duration = Duration::from_millis(250);
 
 /// How often expired entries are swept from the maps and the state file.
 /// (The datapath ignores an expired entry at once; this only tidies.)
@@ -77,6 +87,7 @@ impl Sensor {
             .set_monitor(config.mode == Mode::Monitor)
             .context("settings map")?;
         let enforcer = Enforcer::open(&mut datapath.maps, &config.state_file)?;
+        let bindings = load_bindings(&mut datapath.maps, &config)?;
         let (detection, telemetry) = if config.detection.enabled {
             let maps = datapath.take_telemetry()?;
             (Some(Detection::new(&config)?), Some(maps))
@@ -97,6 +108,7 @@ impl Sensor {
             detection,
             telemetry: TelemetryCounts::default(),
             taps: taps.as_ref().map(TapReader::status).unwrap_or_default(),
+            bindings,
             started: Instant::now(),
         };
         Ok((sensor, Readers { telemetry, taps }))
@@ -104,7 +116,11 @@ impl Sensor {
 
     pub fn handle(&mut self, request: Request) -> Result<Value, String> {
         let maps = &mut self.datapath.maps;
-        let ttl = |secs: Option<u64>| secs.map(Duration::from_secs);
+        // The socket's input is checked as sensorctl's is.
+        let ttl = |secs: Option<u64>| -> Result<Option<Duration>, String> {
+            secs.map(|s| clock::check_ttl(Duration::from_secs(s)))
+                .transpose()
+        };
         let reason = |r: Option<String>| r.unwrap_or_else(|| "no reason given".into());
         let entry = match request {
             Request::Status => return Ok(self.status()),
@@ -116,7 +132,7 @@ impl Sensor {
                 reason: r,
             } => self
                 .enforcer
-                .isolate(maps, ip, ttl(ttl_secs), &reason(r), Origin::OPERATOR),
+                .isolate(maps, ip, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR),
             Request::Release { ip, false_positive } => {
                 return self.release(ip, false_positive);
             }
@@ -140,7 +156,7 @@ impl Sensor {
                 reason: r,
             } => self
                 .enforcer
-                .block(maps, cidr, ttl(ttl_secs), &reason(r), Origin::OPERATOR),
+                .block(maps, cidr, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR),
             Request::BlockMany {
                 cidrs,
                 ttl_secs,
@@ -148,7 +164,7 @@ impl Sensor {
             } => {
                 let added = self
                     .enforcer
-                    .block_many(maps, &cidrs, ttl(ttl_secs), &reason(r), Origin::OPERATOR)
+                    .block_many(maps, &cidrs, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR)
                     .map_err(|e| e.to_string())?;
                 let counts = self.enforcer.counts();
                 return Ok(json!({
@@ -262,7 +278,43 @@ impl Sensor {
         })
     }
 
+    /// Takes in the gateway's neighbour table: new and moved bindings to the
+    /// datapath and the bindings file, moves to detection.
+    fn learn_bindings(&mut self, table: &[(IpAddr, [u8; 6])], now: crate::detect::Nanos) {
+        let learnt = self.bindings.learn(table, now);
+        let gone = self.bindings.expire(now);
+        let maps = &mut self.datapath.maps;
+        for l in &learnt {
+            let (Learnt::New { addr, mac } | Learnt::Moved { addr, to: mac, .. }) = l;
+            if let Err(e) = maps.set_binding(*addr, *mac) {
+                warn!("binding {addr} to {}: {e}", bindings::mac_text(mac));
+            }
+        }
+        for addr in &gone {
+            if let Err(e) = maps.remove_binding(*addr) {
+                warn!("forgetting the binding of {addr}: {e}");
+            }
+        }
+        if learnt.is_empty() && gone.is_empty() {
+            return;
+        }
+        if let Err(e) = self.bindings.save() {
+            warn!("{e:#}");
+        }
+        if let Some(detection) = &mut self.detection {
+            detection.bindings_learnt(&learnt, &self.bindings, now);
+            // An incident waiting for its host's proof is decided now.
+            detection.respond(
+                &mut self.enforcer,
+                &mut self.datapath.maps,
+                &self.bindings,
+                now,
+            );
+        }
+    }
+
     fn sweep_expired(&mut self) {
+        self.enforcer.retry_save();
         match self
             .enforcer
             .expire(&mut self.datapath.maps, clock::unix_now())
@@ -311,6 +363,7 @@ pub async fn run(config: Config) -> Result<()> {
         stop_rx.clone(),
     ));
     let expiry_task = tokio::spawn(sweep_loop(sensor.clone(), stop_rx.clone()));
+    let binding_task = tokio::spawn(binding_loop(sensor.clone(), stop_rx.clone()));
     let hup_task = tokio::spawn(reload_on_hangup(sensor.clone(), stop_rx.clone()));
     let telemetry_task = readers
         .telemetry
@@ -324,7 +377,13 @@ pub async fn run(config: Config) -> Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     tap_stop.store(true, Ordering::Relaxed);
-    let _ = tokio::join!(control_task, metrics_task, expiry_task, hup_task);
+    let _ = tokio::join!(
+        control_task,
+        metrics_task,
+        expiry_task,
+        hup_task,
+        binding_task
+    );
     if let Some(thread) = tap_thread {
         if thread.join().is_err() {
             error!("the tap reader panicked");
@@ -392,19 +451,13 @@ async fn wait_for_signal() -> Result<()> {
 async fn serve_control(
     listener: tokio::net::UnixListener,
     sensor: Shared,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => { warn!("control socket accept: {e}"); continue; }
-            },
-            _ = stop.changed() => return,
-        };
-        let sensor = sensor.clone();
-        tokio::spawn(async move { handle_connection(stream, sensor).await });
-    }
+    let accept = || listener.accept();
+    listen::serve("control socket", accept, stop, move |(stream, _)| {
+        handle_connection(stream, sensor.clone())
+    })
+    .await;
 }
 
 async fn handle_connection(mut stream: UnixStream, sensor: Shared) {
@@ -420,9 +473,14 @@ async fn handle_connection(mut stream: UnixStream, sensor: Shared) {
             return;
         }
     }
-    let response = match control::read_request(&mut stream).await {
-        Err(message) => Response::error(message),
-        Ok(request) => {
+    let request = tokio::time::timeout(listen::REQUEST_TIMEOUT, control::read_request(&mut stream));
+    let response = match request.await {
+        Err(_) => Response::error(format!(
+            "no request within {}s",
+            listen::REQUEST_TIMEOUT.as_secs()
+        )),
+        Ok(Err(message)) => Response::error(message),
+        Ok(Ok(request)) => {
             let command = request.name();
             let mut sensor = sensor.lock().expect("sensor lock");
             let result = sensor.handle(request);
@@ -438,34 +496,83 @@ async fn handle_connection(mut stream: UnixStream, sensor: Shared) {
             }
         }
     };
-    control::write_response(&mut stream, &response).await;
+    let write = control::write_response(&mut stream, &response);
+    let _ = tokio::time::timeout(listen::REQUEST_TIMEOUT, write).await;
 }
 
+/// Serves `/metrics`, a bounded number of connections at once, each closed
+/// after one request or `REQUEST_TIMEOUT` (see `listen`).
 async fn serve_metrics(
     listener: tokio::net::TcpListener,
     sensor: Shared,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    use axum::{routing::get, Router};
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let sensor = sensor.clone();
-            async move {
-                let text = sensor.lock().expect("sensor lock").render_metrics();
-                ([("content-type", "text/plain; version=0.0.4")], text)
-            }
-        }),
-    );
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        error!("metrics server: {e}");
+    let accept = || listener.accept();
+    listen::serve("metrics port", accept, stop, move |(stream, _)| {
+        let sensor = sensor.clone();
+        async move {
+            let body = || sensor.lock().expect("sensor lock").render_metrics();
+            listen::serve_metrics_request(stream, body).await;
+        }
+    })
+    .await;
+}
+
+/// Reads the neighbour table into the bindings, when a segment is switched.
+async fn binding_loop(sensor: Shared, mut stop: watch::Receiver<bool>) {
+    if !sensor.lock().expect("sensor lock").bindings.wanted() {
+        return;
     }
+    let mut tick = tokio::time::interval(BINDING_REFRESH);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match bindings::neighbours().await {
+                    Ok(table) => {
+                        failing = false;
+                        sensor.lock().expect("sensor lock").learn_bindings(&table, clock::unix_now_ns());
+                    }
+                    // Said once, not four times a second.
+                    Err(e) if !failing => {
+                        failing = true;
+                        warn!("bindings are not learnt: {e:#}");
+                    }
+                    Err(_) => {}
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The persisted bindings, and the datapath's made to hold exactly them:
+/// what an earlier run left in the map but the file does not hold is
+/// dropped, and said.
+fn load_bindings(maps: &mut datapath::Maps, config: &Config) -> Result<Bindings> {
+    let file = config
+        .state_file
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("bindings.json");
+    let bindings = Bindings::load(&file, &config.segments)?;
+    for (addr, mac) in maps.bindings() {
+        if bindings.mac_of(addr) != Some(mac) {
+            info!(
+                "binding {addr} -> {} left in the datapath is not in {}: dropped",
+                bindings::mac_text(&mac),
+                file.display()
+            );
+            maps.remove_binding(addr).context("bindings map")?;
+        }
+    }
+    for (addr, mac) in bindings.all() {
+        maps.set_binding(addr, mac).context("bindings map")?;
+    }
+    if !bindings.is_empty() {
+        info!("{} bindings from {}", bindings.len(), file.display());
+    }
+    Ok(bindings)
 }
 
 async fn sweep_loop(sensor: Shared, mut stop: watch::Receiver<bool>) {
@@ -545,9 +652,14 @@ impl Sensor {
             return;
         };
         for (event, decision) in batch {
-            detection.observe(event, decision);
+            detection.observe(event, decision, &self.bindings);
         }
-        detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
+        detection.respond(
+            &mut self.enforcer,
+            &mut self.datapath.maps,
+            &self.bindings,
+            now,
+        );
     }
 
     /// Ended flows and proven hosts from the flow table; the engine's
@@ -560,10 +672,15 @@ impl Sensor {
             detection.engine.verify(host, ts);
         }
         for event in &poll.ended {
-            detection.observe(event, None);
+            detection.observe(event, None, &self.bindings);
         }
         detection.engine.tick(now);
-        detection.respond(&mut self.enforcer, &mut self.datapath.maps, now);
+        detection.respond(
+            &mut self.enforcer,
+            &mut self.datapath.maps,
+            &self.bindings,
+            now,
+        );
     }
 }
 

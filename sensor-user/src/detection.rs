@@ -16,9 +16,10 @@ use serde_json::{json, Value};
 
 use crate::{
     alerts::{self, Alerts, Change},
+    bindings::{self, Bindings, Learnt},
     config::{Config, Segment},
     datapath::Maps,
-    detect::{incident::Action, Engine, Event, Incident, Nanos},
+    detect::{incident::Action, Engine, Event, Evidence, Incident, Nanos},
     enforcer::{Enforcer, Origin},
     response::{self, Decision, HostFacts, ResponseConfig},
     state::{self, Kind},
@@ -29,6 +30,8 @@ use crate::{
 #[derive(Debug, Default, Clone)]
 pub struct DetectionCounts {
     pub events: u64,
+    /// Packets with a forged source the datapath reported.
+    pub spoofed: u64,
     pub incidents: BTreeMap<&'static str, u64>,
     pub actions: BTreeMap<String, u64>,
 }
@@ -57,7 +60,25 @@ pub struct Detection {
     false_positive_file: PathBuf,
     reported: HashMap<u64, Reported>,
     pub counts: DetectionCounts,
+    /// Forged packets per sending MAC (evidence each time it doubles).
+    spoofers: HashMap<[u8; 6], u64>,
+    /// Per address of a switched segment: the MAC the frames behind its
+    /// events came from, and whether another MAC sent some too.
+    senders: HashMap<IpAddr, Sender>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Sender {
+    mac: [u8; 6],
+    mixed: bool,
+    last: Nanos,
+}
+
+/// Addresses whose sending MAC is tracked at once.
+const MAX_SENDERS: usize = 1 << 16;
+
+/// Sending MACs of forged packets tracked at once.
+const MAX_SPOOFERS: usize = 4096;
 
 /// Filters of `sensorctl incidents`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,6 +123,8 @@ impl Detection {
             false_positive_file,
             reported: HashMap::new(),
             counts: DetectionCounts::default(),
+            spoofers: HashMap::new(),
+            senders: HashMap::new(),
         })
     }
 
@@ -133,9 +156,28 @@ impl Detection {
         crate::config::segment_of(&self.segments, addr, own)
     }
 
-    /// One event from the datapath.
-    pub fn observe(&mut self, event: &Event, decision: Option<DatapathDecision>) {
+    /// One event from the datapath (`decision` for ring-buffer events).
+    /// Forged packets never reach the engine: they become evidence against
+    /// the MAC that sent them. A bound source is proven by its binding.
+    pub fn observe(
+        &mut self,
+        event: &Event,
+        decision: Option<DatapathDecision>,
+        bindings: &Bindings,
+    ) {
         self.counts.events += 1;
+        if let Some(d) = &decision {
+            if d.spoofed() {
+                self.spoofed(event, d, bindings);
+                return;
+            }
+            if d.bound && bindings.proves(event.src, event.ts) {
+                self.engine.verify(event.src, event.ts);
+            }
+            if self.is_switched(event.src) {
+                self.sent_by(event.src, d.mac, event.ts);
+            }
+        }
         // Dropped, or in monitor mode would have been.
         if decision.is_some_and(|d| d.segment_policy()) {
             let from = self.segment_of(event.src, false).unwrap_or("?").to_string();
@@ -145,13 +187,160 @@ impl Detection {
         self.engine.observe(event);
     }
 
+    /// A packet whose source is forged: evidence against the host its MAC
+    /// is bound to (never against the address it carries), given each time
+    /// the count from that MAC doubles.
+    fn spoofed(&mut self, event: &Event, d: &DatapathDecision, bindings: &Bindings) {
+        self.counts.spoofed += 1;
+        if self.spoofers.len() >= MAX_SPOOFERS && !self.spoofers.contains_key(&d.mac) {
+            self.spoofers.clear();
+        }
+        let n = self.spoofers.entry(d.mac).or_insert(0);
+        *n += 1;
+        let count = *n;
+        if !count.is_power_of_two() {
+            return;
+        }
+        let mac = bindings::mac_text(&d.mac);
+        let port = crate::datapath::if_name(d.ifindex);
+        let Some(sender) = bindings.owner_of(d.mac, event.src) else {
+            info!(
+                "{count} packet(s) with forged sources (last {} to {}:{}) from MAC {mac} on {port}: \
+                 no address is bound to that MAC, so no incident",
+                event.src, event.dst, event.dport
+            );
+            return;
+        };
+        if bindings.proves(sender, event.ts) {
+            self.engine.verify(sender, event.ts);
+        }
+        self.engine.evidence(Evidence {
+            host: sender,
+            detector: "spoofing",
+            technique: "T1557",
+            score: 80,
+            ts: event.ts,
+            since: event.ts,
+            peers: vec![event.src.to_string()],
+            count,
+            summary: format!(
+                "{count} packet(s) with a forged source address (last {} to {}:{}) from MAC {mac} \
+                 on {port}, which is {sender}'s",
+                event.src, event.dst, event.dport
+            ),
+        });
+    }
+
+    /// Bindings the neighbour table changed. An address that moved to a
+    /// MAC bound to another address of the same family (an ARP or NDP
+    /// spoofer answering for it) is evidence against that other address.
+    /// A new binding proves its address when the frames behind the
+    /// address's events all came from the bound MAC (the evidence is the
+    /// owner's own).
+    pub fn bindings_learnt(&mut self, learnt: &[Learnt], bindings: &Bindings, now: Nanos) {
+        for l in learnt {
+            if let Learnt::New { addr, mac } = l {
+                let own = self
+                    .senders
+                    .get(addr)
+                    .is_some_and(|s| !s.mixed && s.mac == *mac);
+                if own && bindings.proves(*addr, now) {
+                    self.engine.verify(*addr, now);
+                }
+            }
+            let Learnt::Moved { addr, from, to } = l else {
+                continue;
+            };
+            let holder = bindings
+                .all()
+                .filter(|(a, mac)| mac == to && a != addr && a.is_ipv4() == addr.is_ipv4())
+                .map(|(a, _)| a)
+                .next();
+            let Some(holder) = holder else {
+                info!(
+                    "{addr} moved from MAC {} to {}",
+                    bindings::mac_text(from),
+                    bindings::mac_text(to)
+                );
+                continue;
+            };
+            self.engine.evidence(Evidence {
+                host: holder,
+                detector: "binding.moved",
+                technique: "T1557.002",
+                score: 50,
+                ts: now,
+                since: now,
+                peers: vec![addr.to_string()],
+                count: 1,
+                summary: format!(
+                    "the gateway now reaches {addr} at MAC {} ({holder}'s), no longer at {}",
+                    bindings::mac_text(to),
+                    bindings::mac_text(from)
+                ),
+            });
+        }
+    }
+
+    /// Whether `addr` belongs to a switched segment (its own ranges).
+    fn is_switched(&self, addr: IpAddr) -> bool {
+        self.segments.iter().any(|s| {
+            s.switched
+                && s.cidrs
+                    .iter()
+                    .any(|c| c.prefix_len() > 0 && c.contains(&addr))
+        })
+    }
+
+    /// Notes the MAC that sent a frame of `addr`'s.
+    fn sent_by(&mut self, addr: IpAddr, mac: [u8; 6], ts: Nanos) {
+        if self.senders.len() >= MAX_SENDERS && !self.senders.contains_key(&addr) {
+            crate::detect::window::cap_oldest(&mut self.senders, MAX_SENDERS, |s| s.last);
+        }
+        let sender = self.senders.entry(addr).or_insert(Sender {
+            mac,
+            mixed: false,
+            last: ts,
+        });
+        // Quiet for as long as an incident stays open: a fresh start.
+        if ts.saturating_sub(sender.last) > crate::detect::incident::MERGE_GAP {
+            *sender = Sender {
+                mac,
+                mixed: false,
+                last: ts,
+            };
+        }
+        sender.mixed |= sender.mac != mac;
+        sender.last = ts;
+    }
+
+    /// On a switched segment, whether the frames behind `host`'s events all
+    /// came from the MAC its address is bound to. Evidence gathered from
+    /// another MAC (a forger's, before the owner's binding was learnt) must
+    /// never get the owner isolated, even once the owner proves itself.
+    fn sent_by_owner(&self, host: IpAddr, bindings: &Bindings) -> bool {
+        if !self.is_switched(host) {
+            return true;
+        }
+        match self.senders.get(&host) {
+            None => true,
+            Some(s) => !s.mixed && bindings.mac_of(host) == Some(s.mac),
+        }
+    }
+
     /// Decides and acts on every incident that changed, closes idle ones,
     /// and sends the alerts.
-    pub fn respond(&mut self, enforcer: &mut Enforcer, maps: &mut Maps, now: Nanos) {
+    pub fn respond(
+        &mut self,
+        enforcer: &mut Enforcer,
+        maps: &mut Maps,
+        bindings: &Bindings,
+        now: Nanos,
+    ) {
         let mut ids: BTreeSet<u64> = self.engine.incidents.take_changed().into_iter().collect();
         ids.extend(self.engine.incidents.awaiting_action());
         for id in ids {
-            self.act_on(id, enforcer, maps, now);
+            self.act_on(id, enforcer, maps, bindings, now);
             self.report(id, now);
         }
         for id in self.engine.incidents.close_idle(now) {
@@ -159,7 +348,14 @@ impl Detection {
         }
     }
 
-    fn act_on(&mut self, id: u64, enforcer: &mut Enforcer, maps: &mut Maps, now: Nanos) {
+    fn act_on(
+        &mut self,
+        id: u64,
+        enforcer: &mut Enforcer,
+        maps: &mut Maps,
+        bindings: &Bindings,
+        now: Nanos,
+    ) {
         let Some(incident) = self.engine.incidents.get(id) else {
             return;
         };
@@ -168,7 +364,8 @@ impl Detection {
         let is_internal = |a: IpAddr| engine.is_internal(a);
         let facts = HostFacts {
             segment: self.segment_of(incident.host, true),
-            verified: engine.is_verified(incident.host, now.max(engine.now())),
+            verified: engine.is_verified(incident.host, now.max(engine.now()))
+                && self.sent_by_owner(incident.host, bindings),
             false_positive_detectors: self
                 .false_positives
                 .hosts
@@ -207,31 +404,53 @@ impl Detection {
                 (Some((target, why)), _) => ("withheld", target, why),
                 (None, Decision::Withheld { .. }) => unreachable!("withheld is not carried out"),
                 (None, Decision::Isolate { host, ttl, rule }) => {
-                    let detail = if enforcer.has(Kind::Isolation, IpNet::from(host)) {
-                        format!("rule {rule}: already isolated")
+                    let result = if enforcer.has(Kind::Isolation, IpNet::from(host)) {
+                        Ok(format!("rule {rule}: already isolated"))
                     } else {
-                        match enforcer.isolate(maps, host, ttl, &reason, origin) {
-                            Ok(_) => format!("rule {rule}: isolated for {}", ttl_text(ttl)),
-                            Err(e) => format!("rule {rule}: failed: {e}"),
-                        }
+                        enforcer
+                            .isolate(maps, host, ttl, &reason, origin)
+                            .map(|_| format!("rule {rule}: isolated for {}", ttl_text(ttl)))
+                            .map_err(|e| format!("rule {rule}: isolating {host} failed: {e}"))
                     };
-                    info!("incident {id}: isolate {host}: {detail}");
-                    ("isolate", host.to_string(), detail)
+                    match result {
+                        Ok(detail) => ("isolate", host.to_string(), detail),
+                        Err(detail) => ("failed", host.to_string(), detail),
+                    }
                 }
                 (None, Decision::Block { net, ttl, rule }) => {
-                    let detail = if enforcer.has(Kind::Block, net) {
-                        format!("rule {rule}: already blocked")
+                    let result = if enforcer.has(Kind::Block, net) {
+                        Ok(format!("rule {rule}: already blocked"))
                     } else {
-                        match enforcer.block(maps, net, ttl, &reason, origin) {
-                            Ok(_) => format!("rule {rule}: blocked for {}", ttl_text(ttl)),
-                            Err(e) => format!("rule {rule}: failed: {e}"),
-                        }
+                        enforcer
+                            .block(maps, net, ttl, &reason, origin)
+                            .map(|_| format!("rule {rule}: blocked for {}", ttl_text(ttl)))
+                            .map_err(|e| format!("rule {rule}: blocking {net} failed: {e}"))
                     };
-                    info!("incident {id}: block {net}: {detail}");
-                    ("block", net.to_string(), detail)
+                    match result {
+                        Ok(detail) => ("block", net.to_string(), detail),
+                        Err(detail) => ("failed", net.to_string(), detail),
+                    }
                 }
             };
             *self.counts.actions.entry(action.to_string()).or_default() += 1;
+            // A failure retried each second is recorded (and alerted) once,
+            // until it changes or succeeds.
+            let repeated = action == "failed"
+                && self.engine.incidents.get(id).is_some_and(|i| {
+                    i.actions
+                        .iter()
+                        .rev()
+                        .find(|a| a.target == target)
+                        .is_some_and(|a| a.action == "failed" && a.detail == detail)
+                });
+            if repeated {
+                continue;
+            }
+            match action {
+                "failed" => warn!("incident {id}: {detail}; retried until it succeeds"),
+                "withheld" => {}
+                _ => info!("incident {id}: {action} {target}: {detail}"),
+            }
             actions.push(Action {
                 ts: now,
                 action: action.into(),

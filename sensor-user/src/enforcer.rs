@@ -57,6 +57,10 @@ pub struct Counts {
     pub isolated_v6: usize,
     pub blocked_v4: usize,
     pub blocked_v6: usize,
+    /// State-file writes that failed (retried each second).
+    pub state_write_failures: u64,
+    /// Whether what is in force is not all in the state file yet.
+    pub state_unsaved: bool,
 }
 
 /// Who asks for an isolation or a block.
@@ -77,6 +81,10 @@ impl Origin<'static> {
 pub struct Enforcer {
     entries: BTreeMap<(Kind, IpNet), Entry>,
     state_file: PathBuf,
+    /// The maps hold changes the state file does not yet (its last write
+    /// failed: a full disk); `retry_save` writes them.
+    unsaved: bool,
+    state_write_failures: u64,
 }
 
 /// Checks that `host` may be isolated.
@@ -136,7 +144,7 @@ impl Entry {
             origin: origin.by.into(),
             reason: reason.into(),
             created: now,
-            expires: ttl.map(|t| now + t.as_secs().max(1)),
+            expires: ttl.map(|t| now.saturating_add(t.as_secs().max(1))),
             incident: origin.incident,
         }
     }
@@ -167,10 +175,25 @@ impl Enforcer {
         let mut enforcer = Enforcer {
             entries: BTreeMap::new(),
             state_file: state_file.to_owned(),
+            unsaved: false,
+            state_write_failures: 0,
         };
         for entry in state::load(state_file)? {
             if entry.expired(now) {
                 continue;
+            }
+            // As sensorctl's input is: no expiry past the TTL limit.
+            if let Some(at) = entry.expires {
+                let ttl = std::time::Duration::from_secs(at.saturating_sub(now));
+                if let Err(e) = clock::check_ttl(ttl) {
+                    warn!(
+                        "{} {} in {} skipped: {e}",
+                        entry.kind.label(),
+                        entry.target,
+                        state_file.display()
+                    );
+                    continue;
+                }
             }
             enforcer.entries.insert((entry.kind, entry.target), entry);
         }
@@ -270,9 +293,32 @@ impl Enforcer {
         }
     }
 
-    fn save(&self) -> Result<(), EnforceError> {
-        state::save(&self.state_file, self.entries.values())?;
-        Ok(())
+    /// Writes the state file. Enforcement never waits for the disk: the
+    /// maps were changed first and stay changed; a failed write is counted,
+    /// said once, and retried by `retry_save` until it succeeds.
+    fn save(&mut self) {
+        match state::save(&self.state_file, self.entries.values()) {
+            Ok(()) => {
+                if self.unsaved {
+                    info!("{} written again", self.state_file.display());
+                }
+                self.unsaved = false;
+            }
+            Err(e) => {
+                self.state_write_failures += 1;
+                if !self.unsaved {
+                    warn!("{e}; what is in force stays in force, the write is retried each second");
+                }
+                self.unsaved = true;
+            }
+        }
+    }
+
+    /// Retries a state-file write that failed (each expiry sweep).
+    pub fn retry_save(&mut self) {
+        if self.unsaved {
+            self.save();
+        }
     }
 
     /// Adds (or replaces) an entry (see `add_all`).
@@ -282,8 +328,8 @@ impl Enforcer {
     }
 
     /// Adds (or replaces) entries, all or none: the maps first, so they are
-    /// enforced at once, then one write of the state file. If a map refuses
-    /// one (full) or the state file cannot be written, what this call
+    /// enforced at once, then one write of the state file (retried if it
+    /// fails, see `save`). If a map refuses one (full), what this call
     /// changed is put back as it was.
     fn add_all(&mut self, maps: &mut Maps, entries: Vec<Entry>) -> Result<(), EnforceError> {
         let mut changed = Vec::with_capacity(entries.len());
@@ -300,10 +346,7 @@ impl Enforcer {
             let key = (entry.kind, entry.target);
             changed.push((key, self.entries.insert(key, entry)));
         }
-        if let Err(e) = self.save() {
-            self.undo(maps, changed);
-            return Err(e);
-        }
+        self.save();
         Ok(())
     }
 
@@ -381,7 +424,8 @@ impl Enforcer {
         Ok(nets.len())
     }
 
-    /// Removes an entry: state file first, then the map.
+    /// Removes an entry: the map first (a release works while the disk is
+    /// full), then the state file.
     fn remove(
         &mut self,
         maps: &mut Maps,
@@ -397,11 +441,11 @@ impl Enforcer {
                 target,
             });
         };
-        if let Err(e) = self.save() {
+        if let Err(e) = unapply(maps, kind, target) {
             self.entries.insert((kind, target), entry);
             return Err(e);
         }
-        unapply(maps, kind, target)?;
+        self.save();
         Ok(entry)
     }
 
@@ -462,6 +506,8 @@ impl Enforcer {
                 (Kind::Block, IpNet::V6(_)) => counts.blocked_v6 += 1,
             }
         }
+        counts.state_write_failures = self.state_write_failures;
+        counts.state_unsaved = self.unsaved;
         counts
     }
 }

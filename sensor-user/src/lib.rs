@@ -3,6 +3,7 @@
 //! over it.
 
 pub mod alerts;
+pub mod bindings;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod datapath;
 pub mod detect;
 pub mod detection;
 pub mod enforcer;
+pub mod listen;
 pub mod metrics;
 pub mod offline;
 pub mod paths;

@@ -13,6 +13,8 @@ pub struct Metrics {
     map_entries: IntGaugeVec,
     map_capacity: IntGaugeVec,
     monitor_mode: IntGauge,
+    state_write_failures: IntCounterVec,
+    state_unsaved: IntGaugeVec,
     attached: IntGaugeVec,
     pub control_requests: IntCounterVec,
     pub expired_entries: IntCounterVec,
@@ -93,6 +95,18 @@ impl Metrics {
             .expect("registered once");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
+            state_write_failures: counter_vec(
+                &registry,
+                "sensor_state_write_failures_total",
+                "State-file writes that failed (a full or read-only disk); each is retried every second, and what is in force stays in force",
+                &[],
+            ),
+            state_unsaved: gauge_vec(
+                &registry,
+                "sensor_state_unsaved",
+                "1 while isolations or blocks in force are not all in the state file (its last write failed)",
+                &[],
+            ),
             packets: counter_vec(
                 &registry,
                 "sensor_packets_total",
@@ -277,6 +291,10 @@ impl Metrics {
                 .set(capacity as i64);
         }
         self.monitor_mode.set(snapshot.monitor as i64);
+        set(&self.state_write_failures, &[], c.state_write_failures);
+        self.state_unsaved
+            .with_label_values::<&str>(&[])
+            .set(c.state_unsaved as i64);
         self.attached.reset();
         for a in snapshot.attachments {
             self.attached

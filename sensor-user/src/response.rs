@@ -99,9 +99,9 @@ pub fn parse_ttl(text: &str) -> Result<Option<Duration>, String> {
     if text == "permanent" {
         return Ok(None);
     }
-    humantime::parse_duration(text)
-        .map(Some)
-        .map_err(|e| format!("{text:?} is not a duration such as 30m or 1h ({e})"))
+    let ttl = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 30m or 1h ({e})"))?;
+    crate::clock::check_ttl(ttl).map(Some)
 }
 
 impl ResponseConfig {
@@ -377,7 +377,7 @@ mod tests {
         let none = BTreeSet::new();
         let i = incident("scan.vertical", 90, "10.10.0.9");
         let d = decide(&ResponseConfig::default(), &i, &facts(&none, false));
-        assert!(matches!(&d[0], Decision::Withheld { why, .. } if why.contains("handshake")));
+        assert!(matches!(&d[0], Decision::Withheld { why, .. } if why.contains("not proven")));
 
         let config = ResponseConfig {
             never_isolate: vec!["10.10.0.0/24".parse().unwrap()],

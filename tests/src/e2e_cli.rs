@@ -18,6 +18,59 @@ fn sensorctl(socket: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// One request line straight to the control socket; the reply line.
+fn raw_request(socket: &std::path::Path, line: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    writeln!(stream, "{line}").unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn check_config_catches_what_a_start_would_refuse() {
+    let dir = std::env::temp_dir().join(crate::support::unique_name("checkcfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |text: &str| {
+        let path = dir.join("sensord.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(bin_dir().join("sensord"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--check-config")
+            .output()
+            .expect("running sensord");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let state = dir.join("state.json");
+    let (ok, err) = check(&format!(
+        "interfaces = [\"lo\", \"nosuch0\"]\nstate_file = {state:?}\n"
+    ));
+    assert!(!ok && err.contains("no interface \"nosuch0\""), "{err}");
+    let (ok, err) = check(&format!(
+        "state_file = {state:?}\n[detection.intel]\nfiles = [\"/nonexistent/list.txt\"]\n"
+    ));
+    assert!(!ok && err.contains("detection.intel.files"), "{err}");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let (ok, err) = check(&format!("state_file = {:?}\n", file.join("state.json")));
+    assert!(
+        !ok && err.contains("state_file") && err.contains("not a directory"),
+        "{err}"
+    );
+    let (ok, err) = check(&format!(
+        "state_file = {state:?}\n[detection.scan]\nports = 0\n"
+    ));
+    assert!(!ok && err.contains("detection.scan.ports"), "{err}");
+    let (ok, err) = check(&format!("interfaces = [\"lo\"]\nstate_file = {state:?}\n"));
+    assert!(ok, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn no_daemon_is_a_clear_error_with_its_own_exit_code() {
     let (code, _, err) = sensorctl(
@@ -45,6 +98,19 @@ fn bad_input_and_unknown_entries_are_refused() {
     assert_eq!(code, 1, "{err}");
     let (code, _, err) = sensorctl(&socket, &["isolate", "10.10.0.11", "--ttl", "soon"]);
     assert_eq!(code, 2, "{err}");
+    // TTLs past ten years: refused, not overflowed into "isolated" with
+    // nothing enforced, nor a panic.
+    for ttl in ["18446744073709551615s", "99999999d"] {
+        let (code, _, err) = sensorctl(&socket, &["isolate", "10.10.0.11", "--ttl", ttl]);
+        assert_eq!(code, 2, "{ttl}: {err}");
+        assert!(err.contains("ten years"), "{ttl}: {err}");
+    }
+    // The same straight on the socket, past sensorctl's checks.
+    let reply = raw_request(
+        &socket,
+        r#"{"command":"isolate","ip":"10.10.0.11","ttl_secs":18446744073709551615}"#,
+    );
+    assert!(reply.contains("ten years"), "{reply}");
     // Nothing was changed by the refused requests.
     let (code, out, _) = sensorctl(&socket, &["--json", "list"]);
     assert_eq!(code, 0);

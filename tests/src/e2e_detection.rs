@@ -152,7 +152,7 @@ fn scanned_peers(lab: &labnet::Lab, host: &str) -> Vec<String> {
 fn scans_that_evade_by_flags_or_fragments_are_scans() {
     // Alerts only: each variant must be seen on its own, not through the
     // drops of an isolation.
-    let lab = lab::start("evasion", "");
+    let lab = lab::start("evasion", "[response]\nmode = \"alert_only\"\n");
     // Each variant against a target of its own, so each must bring its
     // own evidence (host, peer).
     let variants = [

@@ -10,17 +10,12 @@ use crate::support::lab::{
 
 /// Isolate on any clear detection. Two admin-port peers make a fan-out
 /// here: the office has only three hosts (the default is five).
-const POLICY: &str = r#"
-[detection.lateral]
-fanout_hosts = 2
-
-[response]
-[[response.rule]]
-detectors = ["*"]
-min_score = 70
-action = "isolate"
-ttl = "10m"
-"#;
+fn policy() -> String {
+    format!(
+        "[detection.lateral]\nfanout_hosts = 2\n{}",
+        lab::ISOLATE_POLICY
+    )
+}
 
 fn tap_metric(lab: &labnet::Lab, name: &str, label: (&str, &str)) -> u64 {
     let text = lab.metrics().expect("scraping the metrics");
@@ -33,7 +28,7 @@ fn tap_metric(lab: &labnet::Lab, name: &str, label: (&str, &str)) -> u64 {
 
 #[test]
 fn east_west_scan_and_smb_fanout_are_caught_on_the_tap_and_isolated_at_the_gateway() {
-    let lab = lab::start("tapew", POLICY);
+    let lab = lab::start("tapew", &policy());
     // Completed handshakes through the gateway prove the hosts' addresses.
     for host in ["office1", "office2"] {
         assert!(http(&lab, host, "http://203.0.113.80/"), "{host} browses");
@@ -212,7 +207,7 @@ fn tap_losses_are_counted_exactly_when_the_reader_stops() {
 /// for every address by ARP. Only the tap sees those frames.
 #[test]
 fn arp_sweep_inside_the_office_is_caught_on_the_tap() {
-    let lab = lab::start("taparp", POLICY);
+    let lab = lab::start("taparp", &policy());
     assert!(
         http(&lab, "office3", "http://203.0.113.80/"),
         "office3 browses"

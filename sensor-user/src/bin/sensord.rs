@@ -29,6 +29,21 @@ fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
     let config = Config::load(&args.config).context("invalid configuration")?;
+    let problems = if args.remove {
+        Vec::new()
+    } else {
+        config.preflight()
+    };
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{}: {problem}", args.config.display());
+        }
+        anyhow::bail!(
+            "{} cannot start sensord: {} problem(s) above",
+            args.config.display(),
+            problems.len()
+        );
+    }
     if args.check_config {
         println!("{} is valid", args.config.display());
         println!("interfaces: {}", config.interfaces.join(", "));
@@ -46,9 +61,28 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
+    raise_descriptor_limit();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
         .block_on(daemon::run(config))
+}
+
+/// Raises the soft limit on open files to the hard one: connections are
+/// capped per listener, and what is left is headroom for the maps, the
+/// state file and the alert sinks.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer / in pointer to an initialised rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

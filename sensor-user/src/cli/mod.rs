@@ -107,10 +107,7 @@ pub enum Command {
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(text)
         .map_err(|e| format!("{text:?}: {e} (try 90s, 30m, 12h or 7d)"))?;
-    if ttl < Duration::from_secs(1) {
-        return Err("a TTL must be at least one second".into());
-    }
-    Ok(ttl)
+    crate::clock::check_ttl(ttl)
 }
 
 /// A CIDR, or a bare address meaning that one host.

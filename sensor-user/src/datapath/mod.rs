@@ -185,9 +185,22 @@ impl Datapath {
 
     /// Attaches to every interface; detaches pinned links of interfaces no
     /// longer listed.
+    /// Attaches to every interface, or to none: when one fails, the links
+    /// this call made are taken down again (links an earlier run left,
+    /// whose program was replaced, stay: they were enforcing before).
     pub fn attach_all(&mut self, interfaces: &[String], mode: XdpModeSetting) -> Result<()> {
         for interface in interfaces {
-            let attachment = self.attach(interface, mode)?;
+            let attachment = match self.attach(interface, mode) {
+                Ok(a) => a,
+                Err(e) => {
+                    for made in self.attachments.iter().filter(|a| !a.adopted) {
+                        warn!("{}: detached again (the start failed)", made.interface);
+                        unpin_link(&self.link_pin(&made.interface));
+                    }
+                    self.attachments.clear();
+                    return Err(e.context(format!("{interface}: cannot attach")));
+                }
+            };
             info!(
                 "{}: XDP attached in {} mode{}",
                 attachment.interface,

@@ -104,7 +104,8 @@ pub fn parse(msg: &[u8]) -> Option<Question> {
         {
             return None;
         }
-        labels.push(String::from_utf8_lossy(&msg[pos + 1..pos + 1 + len]).to_ascii_lowercase());
+        let label = String::from_utf8_lossy(&msg[pos + 1..pos + 1 + len]);
+        labels.push(super::text::printable(&label).to_ascii_lowercase());
         pos += 1 + len;
     }
     let qtype = u16::from_be_bytes([*msg.get(pos)?, *msg.get(pos + 1)?]);

@@ -70,6 +70,17 @@ impl Incident {
             .any(|a| a.action == action && a.target == target)
     }
 
+    /// Whether an action that failed (`failed`) has not succeeded since:
+    /// it is retried until it does, or the incident closes.
+    pub fn has_failed_action(&self) -> bool {
+        self.actions.iter().enumerate().any(|(i, a)| {
+            a.action == "failed"
+                && !self.actions[i + 1..].iter().any(|b| {
+                    b.target == a.target && matches!(b.action.as_str(), "isolate" | "block")
+                })
+        })
+    }
+
     /// Whether an action on `target` was withheld for this reason already.
     pub fn has_withheld(&self, target: &str, why: &str) -> bool {
         self.actions
@@ -213,12 +224,16 @@ impl Incidents {
         self.incidents.iter()
     }
 
-    /// Open incidents with an action withheld: decided again until the
-    /// reason goes away (the host gets verified).
+    /// Open incidents with an action withheld or failed: decided again
+    /// until the reason goes away (the host gets verified, the map or disk
+    /// has room again).
     pub fn awaiting_action(&self) -> impl Iterator<Item = u64> + '_ {
         self.incidents
             .iter()
-            .filter(|i| i.is_open() && i.actions.iter().any(|a| a.action == "withheld"))
+            .filter(|i| {
+                i.is_open()
+                    && (i.actions.iter().any(|a| a.action == "withheld") || i.has_failed_action())
+            })
             .map(|i| i.id)
     }
 

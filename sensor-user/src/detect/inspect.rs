@@ -95,7 +95,13 @@ const MAX_VALUE: usize = 256;
 /// request's first bytes. Headers past the end of the sample are missing.
 pub fn http_request(p: &[u8]) -> Option<HttpRequest> {
     let method = http_method(p)?;
-    let text = String::from_utf8_lossy(p);
+    // Escaped before anything is taken from it (`text::printable`); CR and
+    // LF, which split the lines, are the only controls read as such.
+    let text = String::from_utf8_lossy(p)
+        .split("\r\n")
+        .map(super::text::printable)
+        .collect::<Vec<_>>()
+        .join("\r\n");
     let mut lines = text.split("\r\n");
     let request_line = lines.next()?;
     let path = request_line[method.len()..]

@@ -18,8 +18,9 @@ pub mod lateral;
 pub mod names;
 pub mod pcapfile;
 pub mod scan;
+pub mod text;
 pub mod webscan;
-mod window;
+pub mod window;
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -100,6 +101,44 @@ impl Default for DetectionConfig {
             allow: Vec::new(),
             incident_merge_secs: incident::MERGE_GAP / SECOND,
         }
+    }
+}
+
+impl DetectionConfig {
+    /// Checks every threshold, count and window: a 0 (or a negative
+    /// ratio) would make a detector fire on everything or on nothing.
+    /// Errors name the key, e.g. `detection.scan.ports`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let tree = serde_json::to_value(self).expect("the configuration serializes");
+        check_positive("detection", &tree)
+    }
+}
+
+/// Settings that may be 0 or negative: the producer/consumer ratio runs
+/// from -1 to 1.
+const SIGNED_SETTINGS: [&str; 1] = ["detection.exfiltration.min_pcr"];
+
+fn check_positive(key: &str, value: &serde_json::Value) -> Result<(), (String, String)> {
+    use serde_json::Value;
+    match value {
+        Value::Object(fields) => fields
+            .iter()
+            .try_for_each(|(name, v)| check_positive(&format!("{key}.{name}"), v)),
+        Value::Number(n) if SIGNED_SETTINGS.contains(&key) => {
+            let v = n.as_f64().unwrap_or(0.0);
+            match (-1.0..=1.0).contains(&v) {
+                true => Ok(()),
+                false => Err((key.into(), format!("{v} is not between -1 and 1"))),
+            }
+        }
+        Value::Number(n) if n.as_f64().is_some_and(|v| v <= 0.0) => Err((
+            key.into(),
+            format!(
+                "{n} would make the detector fire on everything or nothing; it must be above 0"
+            ),
+        )),
+        // Lists (ports, names) and flags hold no thresholds.
+        _ => Ok(()),
     }
 }
 
@@ -268,6 +307,12 @@ impl Engine {
                 incident.names.extend(named);
             }
         }
+    }
+
+    /// Evidence found outside the detectors (sensord's anti-spoofing).
+    pub fn evidence(&mut self, evidence: Evidence) {
+        self.now = self.now.max(evidence.ts);
+        self.record(vec![evidence]);
     }
 
     /// A connection attempt the datapath dropped because the segment policy

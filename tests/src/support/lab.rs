@@ -277,3 +277,14 @@ pub fn assert_isolated_within(lab: &Lab, host: &str, secs: u64, what: &str) {
         std::fs::read_to_string(lab.sensord_log()).unwrap_or_default()
     );
 }
+
+/// A response policy for the lab's tests: isolate on any clear detection
+/// (score 70 and more) for ten minutes.
+pub const ISOLATE_POLICY: &str = r#"
+[response]
+[[response.rule]]
+detectors = ["*"]
+min_score = 70
+action = "isolate"
+ttl = "10m"
+"#;
