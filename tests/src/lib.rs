@@ -18,6 +18,8 @@ mod e2e_enforcement;
 #[cfg(test)]
 mod e2e_lifecycle;
 #[cfg(test)]
+mod e2e_robustness;
+#[cfg(test)]
 mod e2e_spoofing;
 #[cfg(test)]
 mod e2e_tap;

@@ -132,6 +132,14 @@ pub fn background(lab: &Lab, on: &str, name: &str, script: &str) -> Job {
 /// (also on a failed assertion), so nothing outlives its test.
 pub struct Job(std::process::Child);
 
+impl Job {
+    /// A job of a child started in a process group of its own
+    /// (`Netns::spawn`).
+    pub fn new(child: std::process::Child) -> Job {
+        Job(child)
+    }
+}
+
 impl Drop for Job {
     fn drop(&mut self) {
         // SAFETY: kill(2) on the process group the job was started in.
