@@ -282,11 +282,12 @@ impl DnsDetector {
                 .get_or_insert_with(Default::default)
                 .insert(name_hash, e.ts);
         }
+        let window = config.window_secs * SECOND;
         let tunnel = activity
             .tunnel_like
-            .as_ref()
-            .map_or(0, |t| t.count_since(since));
-        let unique = activity.names.count_since(since);
+            .as_mut()
+            .map_or(0, |t| t.count_within(e.ts, window));
+        let unique = activity.names.count_within(e.ts, window);
         let bulk_type = matches!(q.qtype, TYPE_NULL | TYPE_TXT);
         if tunnel >= config.tunnel_queries && tunnel >= activity.reported_tunnel as usize * 2 {
             activity.reported_tunnel = tunnel as u32;
@@ -337,7 +338,7 @@ impl DnsDetector {
         self.evicted += cap_oldest(&mut self.nx, limits::DNS_DOMAINS, |(s, _)| s.latest());
         let (names, reported) = self.nx.entry(host).or_default();
         names.insert(name, ts);
-        let n = names.count_since(since);
+        let n = names.count_within(ts, ts.saturating_sub(since));
         if n >= self.config.nxdomains && n >= *reported * 2 {
             *reported = n;
             let mut examples: Vec<String> = names.keys().take(5).cloned().collect();

@@ -276,7 +276,9 @@ impl ScanDetector {
     }
 
     fn check_icmp(&mut self, src: IpAddr, ts: Nanos, out: &mut Vec<Evidence>) {
-        let set = &self.probes.icmp[&src];
+        let Some(set) = self.probes.icmp.get_mut(&src) else {
+            return;
+        };
         let (fast, slow) = counts(&self.config, set, ts);
         if let Some((_, n)) = pick(fast, slow, self.config.icmp_hosts) {
             let mut peers: Vec<String> = set.keys().take(10).map(|a| a.to_string()).collect();
@@ -334,11 +336,11 @@ impl ScanDetector {
 /// Distinct keys in the fast and the slow window ending at `ts`.
 fn counts<K: std::hash::Hash + Eq + Clone>(
     config: &ScanConfig,
-    set: &TimedSet<K>,
+    set: &mut TimedSet<K>,
     ts: Nanos,
 ) -> (usize, usize) {
-    let fast = set.count_since(ts.saturating_sub(config.window_secs * SECOND));
-    let slow = set.count_since(ts.saturating_sub(config.slow_window_secs * SECOND));
+    let fast = set.count_within(ts, config.window_secs * SECOND);
+    let slow = set.count_within(ts, config.slow_window_secs * SECOND);
     (fast, slow)
 }
 

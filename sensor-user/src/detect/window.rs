@@ -2,7 +2,11 @@
 //! seen, leaky buckets, and the once-a-minute gate of sweeps.
 
 use smallvec::SmallVec;
-use std::{collections::HashMap, hash::Hash, net::IpAddr};
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::Hash,
+    net::IpAddr,
+};
 
 use super::event::{Nanos, SECOND};
 
@@ -52,18 +56,146 @@ pub fn cap_oldest<K: Hash + Eq + Clone, V>(
 
 /// Distinct keys seen, each with its latest time. Most sets stay tiny (a
 /// host's one query under a domain, a pair's one port): up to `SMALL` keys
-/// live inline and are searched in order; past that, in a hash map.
+/// live inline and are searched in order; past that, in a `Large` set,
+/// whose counts over a sliding window cost O(1) amortised, so one host
+/// probing a million peers is linear, not quadratic.
 #[derive(Debug, Clone)]
 pub struct TimedSet<K> {
     small: SmallVec<[(K, Nanos); 1]>,
     /// Boxed on purpose: most sets never need it, and an empty box is
     /// one word where an empty map is six.
-    #[allow(clippy::box_collection)]
-    large: Option<Box<HashMap<K, Nanos>>>,
+    large: Option<Box<Large<K>>>,
 }
 
-/// Keys a `TimedSet` keeps inline before it moves them to a map.
+/// Keys a `TimedSet` keeps inline before it moves them to a `Large` set.
 const SMALL: usize = 8;
+
+/// A large set: each key's latest time and the sequence number of its entry
+/// in `order`, the insertions in the order they came (packet time, give or
+/// take the few seconds by which a failed attempt's time trails its
+/// discovery). An entry is live while it is its key's latest. A count over
+/// a window keeps a cursor per window length: the first entry inside the
+/// window and the live entries from it on; as time moves on the cursor
+/// moves forward over what left the window, so each entry is passed once.
+#[derive(Debug, Clone)]
+struct Large<K> {
+    times: HashMap<K, (Nanos, u64)>,
+    order: VecDeque<(Nanos, u64, K)>,
+    /// Sequence number of `order[0]`, and of the next entry.
+    first_seq: u64,
+    next_seq: u64,
+    cursors: SmallVec<[Cursor; 2]>,
+    latest: Nanos,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    window: Nanos,
+    seq: u64,
+    live: usize,
+}
+
+impl<K: Hash + Eq + Clone> Large<K> {
+    fn new(keys: impl Iterator<Item = (K, Nanos)>) -> Large<K> {
+        let mut large = Large {
+            times: HashMap::new(),
+            order: VecDeque::new(),
+            first_seq: 0,
+            next_seq: 0,
+            cursors: SmallVec::new(),
+            latest: 0,
+        };
+        let mut keys: Vec<(K, Nanos)> = keys.collect();
+        keys.sort_by_key(|(_, t)| *t);
+        for (k, t) in keys {
+            large.insert(k, t);
+        }
+        large
+    }
+
+    fn insert(&mut self, key: K, ts: Nanos) {
+        self.latest = self.latest.max(ts);
+        if let Some(&(old, old_seq)) = self.times.get(&key) {
+            if ts <= old {
+                return;
+            }
+            // The old entry is stale now.
+            for c in &mut self.cursors {
+                if old_seq >= c.seq {
+                    c.live -= 1;
+                }
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.times.insert(key.clone(), (ts, seq));
+        self.order.push_back((ts, seq, key));
+        for c in &mut self.cursors {
+            c.live += 1;
+        }
+        // Stale entries outnumber live ones: drop them (amortised O(1)).
+        if self.order.len() > 2 * self.times.len() + 64 {
+            self.rebuild();
+        }
+    }
+
+    /// `order` with only live entries, numbered afresh; cursors start over.
+    fn rebuild(&mut self) {
+        let times = &self.times;
+        self.order
+            .retain(|(_, seq, k)| times.get(k).is_some_and(|(_, s)| s == seq));
+        for (i, (_, seq, key)) in self.order.iter_mut().enumerate() {
+            *seq = i as u64;
+            if let Some(entry) = self.times.get_mut(key) {
+                entry.1 = i as u64;
+            }
+        }
+        self.first_seq = 0;
+        self.next_seq = self.order.len() as u64;
+        self.cursors.clear();
+    }
+
+    fn is_live(&self, seq: u64, key: &K) -> bool {
+        self.times.get(key).is_some_and(|(_, s)| *s == seq)
+    }
+
+    /// Keys whose latest time is within `window` of `now`.
+    fn count_within(&mut self, now: Nanos, window: Nanos) -> usize {
+        let since = now.saturating_sub(window);
+        let at = match self.cursors.iter().position(|c| c.window == window) {
+            Some(at) => at,
+            None => {
+                self.cursors.push(Cursor {
+                    window,
+                    seq: self.first_seq,
+                    live: self.times.len(),
+                });
+                self.cursors.len() - 1
+            }
+        };
+        let mut c = self.cursors[at];
+        while c.seq < self.next_seq {
+            let (t, seq, key) = &self.order[(c.seq - self.first_seq) as usize];
+            if *t >= since {
+                break;
+            }
+            if self.is_live(*seq, key) {
+                c.live -= 1;
+            }
+            c.seq += 1;
+        }
+        self.cursors[at] = c;
+        c.live
+    }
+
+    fn prune(&mut self, since: Nanos) {
+        let before = self.times.len();
+        self.times.retain(|_, (t, _)| *t >= since);
+        if self.times.len() != before {
+            self.rebuild();
+        }
+    }
+}
 
 impl<K> Default for TimedSet<K> {
     fn default() -> Self {
@@ -76,9 +208,8 @@ impl<K> Default for TimedSet<K> {
 
 impl<K: Hash + Eq + Clone> TimedSet<K> {
     pub fn insert(&mut self, key: K, ts: Nanos) {
-        if let Some(map) = &mut self.large {
-            let at = map.entry(key).or_insert(ts);
-            *at = (*at).max(ts);
+        if let Some(large) = &mut self.large {
+            large.insert(key, ts);
             return;
         }
         if let Some((_, at)) = self.small.iter_mut().find(|(k, _)| *k == key) {
@@ -89,47 +220,51 @@ impl<K: Hash + Eq + Clone> TimedSet<K> {
             self.small.push((key, ts));
             return;
         }
-        let mut map: HashMap<K, Nanos> = self.small.drain(..).collect();
-        map.insert(key, ts);
+        let mut large = Large::new(self.small.drain(..));
+        large.insert(key, ts);
         self.small.shrink_to_fit();
-        self.large = Some(Box::new(map));
+        self.large = Some(Box::new(large));
     }
 
-    fn times(&self) -> Box<dyn Iterator<Item = &Nanos> + '_> {
-        match &self.large {
-            Some(map) => Box::new(map.values()),
-            None => Box::new(self.small.iter().map(|(_, t)| t)),
+    /// Keys seen within `window` of `now` (`now` moving forward between
+    /// calls, as packet time does).
+    pub fn count_within(&mut self, now: Nanos, window: Nanos) -> usize {
+        match &mut self.large {
+            Some(large) => large.count_within(now, window),
+            None => {
+                let since = now.saturating_sub(window);
+                self.small.iter().filter(|(_, t)| *t >= since).count()
+            }
         }
-    }
-
-    /// Keys seen at or after `since`.
-    pub fn count_since(&self, since: Nanos) -> usize {
-        self.times().filter(|t| **t >= since).count()
     }
 
     /// Forgets keys not seen since `since`.
     pub fn prune(&mut self, since: Nanos) {
         match &mut self.large {
-            Some(map) => map.retain(|_, t| *t >= since),
+            Some(large) => large.prune(since),
             None => self.small.retain(|(_, t)| *t >= since),
         }
     }
 
     /// When the latest key was seen (0 for none).
     pub fn latest(&self) -> Nanos {
-        self.times().copied().max().unwrap_or(0)
+        match &self.large {
+            Some(large) if large.times.is_empty() => 0,
+            Some(large) => large.latest,
+            None => self.small.iter().map(|(_, t)| *t).max().unwrap_or(0),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         match &self.large {
-            Some(map) => map.is_empty(),
+            Some(large) => large.times.is_empty(),
             None => self.small.is_empty(),
         }
     }
 
     pub fn keys(&self) -> Box<dyn Iterator<Item = &K> + '_> {
         match &self.large {
-            Some(map) => Box::new(map.keys()),
+            Some(large) => Box::new(large.times.keys()),
             None => Box::new(self.small.iter().map(|(k, _)| k)),
         }
     }
@@ -157,14 +292,12 @@ impl FanOut {
         window: Nanos,
         threshold: usize,
     ) -> Option<(usize, Vec<String>)> {
-        let since = ts.saturating_sub(window);
         self.evicted += cap_oldest(&mut self.reached, super::limits::FANOUT_HOSTS, |s| {
             s.latest()
         });
         let set = self.reached.entry(host).or_default();
         set.insert(peer, ts);
-        set.prune(since);
-        let n = set.count_since(since);
+        let n = set.count_within(ts, window);
         let last = self.reported.entry(host).or_insert(0);
         if n < threshold || n < *last * 2 {
             return None;
@@ -225,10 +358,43 @@ mod tests {
         s.insert(1, 10 * SECOND);
         s.insert(2, 20 * SECOND);
         s.insert(1, 30 * SECOND);
-        assert_eq!(s.count_since(15 * SECOND), 2);
-        assert_eq!(s.count_since(25 * SECOND), 1);
+        assert_eq!(s.count_within(30 * SECOND, 15 * SECOND), 2);
+        assert_eq!(s.count_within(30 * SECOND, 5 * SECOND), 1);
         s.prune(25 * SECOND);
         assert_eq!(s.keys().count(), 1);
+    }
+
+    /// The amortised counts of a large set against a direct count, under
+    /// random keys, re-insertions, two windows and prunes.
+    #[test]
+    fn large_set_counts_match_a_direct_count() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut set = TimedSet::default();
+        let mut truth: HashMap<u64, Nanos> = HashMap::new();
+        let mut now = 0;
+        for i in 0..20_000u64 {
+            now += next() % 3 * SECOND / 10;
+            let key = next() % 3000;
+            set.insert(key, now);
+            truth.insert(key, now);
+            for window in [30 * SECOND, 300 * SECOND] {
+                let since = now.saturating_sub(window);
+                let want = truth.values().filter(|t| **t >= since).count();
+                assert_eq!(set.count_within(now, window), want, "insert {i}");
+            }
+            if i % 5000 == 4999 {
+                let since = now - 100 * SECOND;
+                set.prune(since);
+                truth.retain(|_, t| *t >= since);
+                assert_eq!(set.keys().count(), truth.len());
+            }
+        }
     }
 
     #[test]
