@@ -577,9 +577,29 @@ fn load_bindings(maps: &mut datapath::Maps, config: &Config) -> Result<Bindings>
 
 async fn sweep_loop(sensor: Shared, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
-            _ = tick.tick() => sensor.lock().expect("sensor lock").sweep_expired(),
+            _ = tick.tick() => {
+                let mut s = sensor.lock().expect("sensor lock");
+                s.sweep_expired();
+                ticks += 1;
+                if ticks.is_multiple_of(5) {
+                    let mode = s.config.xdp_mode;
+                    let again = s.datapath.repin_lost(mode);
+                    for interface in again {
+                        s.metrics.links_repinned.with_label_values(&[&interface]).inc();
+                    }
+                }
+                drop(s);
+                if ticks.is_multiple_of(60) {
+                    // What a flood made the engine allocate, and its tables
+                    // gave back at their sweeps, goes back to the system
+                    // (glibc keeps freed memory in its arenas otherwise).
+                    // SAFETY: malloc_trim only releases free memory.
+                    unsafe { libc::malloc_trim(0) };
+                }
+            }
             _ = stop.changed() => return,
         }
     }

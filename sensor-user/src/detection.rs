@@ -234,20 +234,8 @@ impl Detection {
     /// Bindings the neighbour table changed. An address that moved to a
     /// MAC bound to another address of the same family (an ARP or NDP
     /// spoofer answering for it) is evidence against that other address.
-    /// A new binding proves its address when the frames behind the
-    /// address's events all came from the bound MAC (the evidence is the
-    /// owner's own).
     pub fn bindings_learnt(&mut self, learnt: &[Learnt], bindings: &Bindings, now: Nanos) {
         for l in learnt {
-            if let Learnt::New { addr, mac } = l {
-                let own = self
-                    .senders
-                    .get(addr)
-                    .is_some_and(|s| !s.mixed && s.mac == *mac);
-                if own && bindings.proves(*addr, now) {
-                    self.engine.verify(*addr, now);
-                }
-            }
             let Learnt::Moved { addr, from, to } = l else {
                 continue;
             };
@@ -314,6 +302,19 @@ impl Detection {
         sender.last = ts;
     }
 
+    /// Whether `host` is proven: by acknowledged TCP data (the engine's
+    /// `verify`), or on a switched segment by its binding, when the frames
+    /// behind its events all came from the MAC its address is bound to (and
+    /// the binding has not just moved). Either way, on a switched segment,
+    /// only if those frames were the owner's.
+    fn proven(&self, host: IpAddr, bindings: &Bindings, now: Nanos) -> bool {
+        if !self.sent_by_owner(host, bindings) {
+            return false;
+        }
+        let by_binding = self.senders.contains_key(&host) && bindings.proves(host, now);
+        by_binding || self.engine.is_verified(host, now.max(self.engine.now()))
+    }
+
     /// On a switched segment, whether the frames behind `host`'s events all
     /// came from the MAC its address is bound to. Evidence gathered from
     /// another MAC (a forger's, before the owner's binding was learnt) must
@@ -364,8 +365,7 @@ impl Detection {
         let is_internal = |a: IpAddr| engine.is_internal(a);
         let facts = HostFacts {
             segment: self.segment_of(incident.host, true),
-            verified: engine.is_verified(incident.host, now.max(engine.now()))
-                && self.sent_by_owner(incident.host, bindings),
+            verified: self.proven(incident.host, bindings, now),
             false_positive_detectors: self
                 .false_positives
                 .hosts

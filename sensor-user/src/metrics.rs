@@ -14,6 +14,8 @@ pub struct Metrics {
     map_capacity: IntGaugeVec,
     monitor_mode: IntGauge,
     state_write_failures: IntCounterVec,
+    /// Links attached again because their pin had gone.
+    pub links_repinned: IntCounterVec,
     state_unsaved: IntGaugeVec,
     attached: IntGaugeVec,
     pub control_requests: IntCounterVec,
@@ -95,6 +97,12 @@ impl Metrics {
             .expect("registered once");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Metrics {
+            links_repinned: counter_vec(
+                &registry,
+                "sensor_links_repinned_total",
+                "XDP links attached again because their pin under the pin directory had gone (which detached the program)",
+                &["interface"],
+            ),
             state_write_failures: counter_vec(
                 &registry,
                 "sensor_state_write_failures_total",

@@ -151,3 +151,28 @@ fn corrupt_state_file_stops_the_daemon_instead_of_losing_blocks() {
         "the pinned isolation still holds"
     );
 }
+
+#[test]
+fn a_removed_link_pin_is_attached_again() {
+    let lab = lab::start("repin", "");
+    lab.sensorctl(&["isolate", "10.10.0.11", "--ttl", "1h"])
+        .unwrap();
+    assert!(!http(&lab, "office1", "http://203.0.113.80/"), "isolated");
+    // The office port's pinned link removed by hand: the program is
+    // detached there and the isolation no longer holds.
+    let pin = lab.pin_dir().join("links").join(labnet::lab::OFFICE_UPLINK);
+    std::fs::remove_file(&pin).unwrap();
+    let back = lab::wait_for(15, || pin.exists());
+    assert!(back.is_some(), "{} was not pinned again", pin.display());
+    let enforced = lab::wait_for(5, || !http(&lab, "office1", "http://203.0.113.80/"));
+    assert!(enforced.is_some(), "the isolation holds again");
+    let metrics = lab.metrics().unwrap();
+    assert_eq!(
+        lab::metric(
+            &metrics,
+            "sensor_links_repinned_total",
+            &[("interface", "office")]
+        ),
+        1
+    );
+}

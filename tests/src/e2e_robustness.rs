@@ -202,3 +202,69 @@ fn a_full_disk_delays_the_state_file_never_the_enforcement() {
     let metrics = lab.metrics().unwrap();
     assert_eq!(metric(&metrics, "sensor_state_unsaved", &[]), 0);
 }
+
+/// sensord's resident memory, in bytes.
+fn sensord_rss(lab: &Lab) -> u64 {
+    let pid = std::fs::read_to_string(lab.dir.join("sensord.pid")).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn a_random_source_flood_leaves_memory_bounded_and_detection_working() {
+    let lab = lab::start("flood", lab::ISOLATE_POLICY);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = sensord_rss(&lab);
+    let flood = crate::support::lab::background(
+        &lab,
+        "c2",
+        "flood",
+        "timeout 15 hping3 -S -p 80 --flood --rand-source 203.0.113.80",
+    );
+    // Detection keeps working during the flood.
+    std::thread::sleep(Duration::from_secs(3));
+    let scan_start = Instant::now();
+    run(
+        &lab,
+        "office1",
+        "nmap -sS -n -Pn -p 1-200 --max-retries 1 10.20.0.21 >/dev/null",
+    );
+    assert_isolated_within(&lab, "10.10.0.11", 10, "nmap -sS during a flood");
+    let isolated_after = scan_start.elapsed();
+    let mut peak = before;
+    let flood_end = Instant::now() + Duration::from_secs(13);
+    while Instant::now() < flood_end {
+        peak = peak.max(sensord_rss(&lab));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(flood);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    eprintln!(
+        "sensord RSS {:.1} MiB before, {:.1} MiB peak during the flood; scan isolated {isolated_after:?} after it started",
+        mib(before),
+        mib(peak)
+    );
+    let metrics = lab.metrics().unwrap_or_default();
+    eprintln!(
+        "events {} flows created {}",
+        metric(&metrics, "sensor_engine_events_total", &[]),
+        metric(&metrics, "sensor_flows_total", &[("event", "created")])
+    );
+    assert!(
+        peak.saturating_sub(before) < 64 << 20,
+        "memory rose by {:.1} MiB",
+        mib(peak - before)
+    );
+    let back = lab::wait_for(600, || sensord_rss(&lab) <= before + (8 << 20));
+    eprintln!("back within 8 MiB of where it was after {back:?}");
+    assert!(
+        back.is_some(),
+        "RSS stays at {:.1} MiB",
+        mib(sensord_rss(&lab))
+    );
+}

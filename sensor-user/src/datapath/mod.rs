@@ -20,7 +20,7 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use log::{info, warn};
+use log::{error, info, warn};
 use sensor_common::{
     map_names, IFACE_SLOT_GLOBAL, PROGRAM_NAME, TAP_PROGRAM_NAME, TELEMETRY_PROGRAM_NAME,
 };
@@ -225,6 +225,31 @@ impl Datapath {
             attach_instance(program, &self.link_pin(interface), interface, ifindex, mode)?;
         self.instances.push(instance);
         Ok(attachment)
+    }
+
+    /// Attaches again where a link's pin has gone (removed by hand or by a
+    /// stray clean-up: the pin holds the link, so its removal detached the
+    /// program). Returns the interfaces re-attached.
+    pub fn repin_lost(&mut self, mode: XdpModeSetting) -> Vec<String> {
+        let lost: Vec<String> = self
+            .attachments
+            .iter()
+            .filter(|a| !self.link_pin(&a.interface).exists())
+            .map(|a| a.interface.clone())
+            .collect();
+        let mut done = Vec::new();
+        for interface in lost {
+            warn!("{interface}: the XDP link's pin is gone (the program was detached); attaching again");
+            match self.attach(&interface, mode) {
+                Ok(attachment) => {
+                    self.attachments.retain(|a| a.interface != interface);
+                    self.attachments.push(attachment);
+                    done.push(interface);
+                }
+                Err(e) => error!("{interface}: attaching again failed: {e:#}"),
+            }
+        }
+        done
     }
 
     fn detach_unlisted(&mut self, interfaces: &[String]) -> Result<()> {

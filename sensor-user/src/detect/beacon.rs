@@ -245,6 +245,7 @@ impl BeaconDetector {
     pub fn prune(&mut self, horizon: Nanos) {
         self.pairs
             .retain(|_, p| p.starts.last().is_some_and(|t| *t >= horizon));
+        super::window::fit(&mut self.pairs);
     }
 
     /// Scores every pair with enough connections.

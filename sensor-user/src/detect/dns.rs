@@ -375,6 +375,8 @@ impl DnsDetector {
             names.prune(since);
             !names.is_empty()
         });
+        super::window::fit(&mut self.domains);
+        super::window::fit(&mut self.nx);
     }
 }
 

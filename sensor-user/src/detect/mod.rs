@@ -370,6 +370,7 @@ impl Engine {
             self.arp.prune(now.saturating_sub(self.arp.window()));
             self.verified
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
+            window::fit(&mut self.verified);
             self.names.prune(now.saturating_sub(NAMES_FOR));
         }
     }

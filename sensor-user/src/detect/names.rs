@@ -53,6 +53,7 @@ impl PeerNames {
     /// Forgets names not seen since `before`.
     pub fn prune(&mut self, before: Nanos) {
         self.names.retain(|_, (_, t)| *t >= before);
+        super::window::fit(&mut self.names);
     }
 }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     event::{Event, Kind, Nanos, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SECOND},
     limits,
-    window::{cap_oldest, MinuteSweep, TimedSet},
+    window::{cap_oldest, fit, MinuteSweep, TimedSet},
     Evidence,
 };
 
@@ -212,6 +212,10 @@ impl ScanDetector {
             s.prune(horizon);
             !s.is_empty()
         });
+        fit(&mut self.pending);
+        fit(&mut self.probes.ports);
+        fit(&mut self.probes.hosts);
+        fit(&mut self.probes.icmp);
     }
 
     /// Live: attempts unanswered for longer than the timeout have failed.

@@ -54,6 +54,15 @@ pub fn cap_oldest<K: Hash + Eq + Clone, V>(
     n as u64
 }
 
+/// Gives back the room of a map that shrank: after a flood, a table that
+/// once held a million entries keeps their memory unless told (checked at
+/// the once-a-minute sweeps).
+pub fn fit<K: Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 4 * map.len() + 1024 {
+        map.shrink_to_fit();
+    }
+}
+
 /// Distinct keys seen, each with its latest time. Most sets stay tiny (a
 /// host's one query under a domain, a pair's one port): up to `SMALL` keys
 /// live inline and are searched in order; past that, in a `Large` set,
