@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod chart;
 mod eval;
+mod fuzz;
 mod lab;
 mod lint;
 mod setup;

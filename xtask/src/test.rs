@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{ensure, Result};
 
-use crate::{build, setup};
+use crate::{build, fuzz, setup};
 
 #[derive(clap::Args, Default)]
 pub struct Options {
@@ -95,9 +95,28 @@ pub fn run(options: &Options) -> Result<()> {
     args.push("--test-threads=1");
     let bin_dir = bin_dir.to_string_lossy().into_owned();
     let e2e = cargo_test(&args, &[("SENSOR_BIN_DIR", bin_dir)], &mut tally);
+
+    let fuzz = if options.filter.is_none() {
+        println!(
+            "== fuzz targets of the parsers ({} s each)",
+            fuzz::SECONDS_PER_TARGET
+        );
+        fuzz::run_all(fuzz::SECONDS_PER_TARGET).and_then(|(passed, failed)| {
+            tally.passed += passed.len() as u64;
+            tally.failed += failed.len() as u64;
+            ensure!(
+                failed.is_empty(),
+                "fuzz targets failed: {}",
+                failed.join(", ")
+            );
+            Ok(())
+        })
+    } else {
+        Ok(())
+    };
     // One closing line for every run together.
     println!("tests: {} passed, {} failed", tally.passed, tally.failed);
-    unit.and(e2e)
+    unit.and(e2e).and(fuzz)
 }
 
 #[cfg(test)]

@@ -136,6 +136,24 @@ pub fn read(
         source,
     })?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let reader = BufReader::with_capacity(1 << 16, file);
+    read_from(reader, total, name, progress, on_frame)
+}
+
+/// `read` over a capture already in memory (the fuzz targets' entry).
+pub fn read_bytes(bytes: &[u8], on_frame: &mut dyn FnMut(Frame)) -> Result<FileReport, FileError> {
+    let name = "(bytes)".to_string();
+    let owned = std::io::Cursor::new(bytes.to_vec());
+    read_from(owned, bytes.len() as u64, name, false, on_frame)
+}
+
+fn read_from<R: std::io::Read + Send + 'static>(
+    reader: R,
+    total: u64,
+    name: String,
+    progress: bool,
+    on_frame: &mut dyn FnMut(Frame),
+) -> Result<FileReport, FileError> {
     if total == 0 {
         return Err(FileError::Empty { path: name });
     }
@@ -146,7 +164,6 @@ pub fn read(
         enabled: progress,
         name: name.clone(),
     };
-    let reader = BufReader::with_capacity(1 << 16, file);
     let mut reader = match pcap_parser::create_reader(1 << 20, reader) {
         Ok(r) => r,
         Err(PcapError::Incomplete(_)) | Err(PcapError::Eof) => {
