@@ -55,18 +55,38 @@ pub fn run_all(seconds: u32) -> Result<(Vec<String>, Vec<String>)> {
     let dir = build::workspace_root().join("fuzz");
     let (mut passed, mut failed) = (Vec::new(), Vec::new());
     for target in targets()? {
-        println!("fuzz {target}: {seconds} s");
+        // libFuzzer reports every new input: its output goes to a log,
+        // and only the summary (or, on a crash, the end) to the terminal.
+        let log = dir.join("target").join(format!("{target}.log"));
+        std::fs::create_dir_all(dir.join("target"))?;
+        let out = std::fs::File::create(&log)?;
         let status = Command::new("cargo")
             .current_dir(&dir)
             .args(["+nightly", "fuzz", "run", "-O", &target, "--"])
             .arg(format!("-max_total_time={seconds}"))
             .args(["-rss_limit_mb=2048", "-print_final_stats=1"])
+            .stdout(out.try_clone()?)
+            .stderr(out)
             .status()
             .with_context(|| format!("running fuzz target {target}"))?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
         if status.success() {
+            let done = text
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("Done "))
+                .unwrap_or("");
+            println!("fuzz {target}: ok ({done})");
             passed.push(target);
         } else {
-            println!("fuzz {target}: FAILED (the input is under fuzz/artifacts/{target}/)");
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            for line in tail.into_iter().rev() {
+                println!("{line}");
+            }
+            println!(
+                "fuzz {target}: FAILED (the input is under fuzz/artifacts/{target}/, the log in {})",
+                log.display()
+            );
             failed.push(target);
         }
     }
