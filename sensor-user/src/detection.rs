@@ -140,6 +140,7 @@ impl Detection {
             counts: self.counts.clone(),
             open_incidents: self.engine.incidents.iter().filter(|i| i.is_open()).count() as u64,
             evicted: self.engine.evicted(),
+            entries: self.engine.sizes(),
             alerts: vec![
                 ("file", "ok", d.file_ok),
                 ("file", "failed", d.file_failed),

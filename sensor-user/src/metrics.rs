@@ -25,6 +25,7 @@ pub struct Metrics {
     flows_tracked: IntGauge,
     engine_events: IntCounterVec,
     engine_evicted: IntCounterVec,
+    engine_entries: IntGaugeVec,
     incidents: IntCounterVec,
     incidents_open: IntGauge,
     actions: IntCounterVec,
@@ -43,6 +44,8 @@ pub struct DetectionSnapshot {
     pub open_incidents: u64,
     /// (table, entries dropped to stay within its limit)
     pub evicted: Vec<(&'static str, u64)>,
+    /// (table, entries now)
+    pub entries: Vec<(&'static str, usize)>,
     /// (sink, result, count)
     pub alerts: Vec<(&'static str, &'static str, u64)>,
 }
@@ -180,6 +183,12 @@ impl Metrics {
                 "sensor_engine_events_total",
                 "Events the detection engine processed",
                 &[],
+            ),
+            engine_entries: gauge_vec(
+                &registry,
+                "sensor_detection_entries",
+                "Entries in the detection engine's main tables now (each has a limit, see sensor_detection_evicted_total)",
+                &["table"],
             ),
             engine_evicted: counter_vec(
                 &registry,
@@ -341,6 +350,11 @@ impl Metrics {
         set(&self.engine_events, &[], d.counts.events);
         for (table, n) in &d.evicted {
             set(&self.engine_evicted, &[table], *n);
+        }
+        for (table, n) in &d.entries {
+            self.engine_entries
+                .with_label_values(&[table])
+                .set(*n as i64);
         }
         for (severity, n) in &d.counts.incidents {
             set(&self.incidents, &[severity], *n);

@@ -240,6 +240,11 @@ impl BeaconDetector {
         }
     }
 
+    /// Entries: connection series per pair.
+    pub fn size(&self) -> usize {
+        self.pairs.len()
+    }
+
     /// Forgets pairs with no connection since `horizon` (live: bounded
     /// memory on a sensor that runs for months).
     pub fn prune(&mut self, horizon: Nanos) {

@@ -94,6 +94,11 @@ impl BruteForceDetector {
         }
     }
 
+    /// Entries: buckets per (source, server, port).
+    pub fn size(&self) -> usize {
+        self.targets.len()
+    }
+
     pub fn observe(&mut self, e: &Event, out: &mut Vec<Evidence>) {
         let Kind::FlowEnd(flow) = &e.kind else { return };
         if e.protocol != PROTO_TCP || !self.config.ports.contains(&e.dport) {

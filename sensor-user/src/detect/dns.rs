@@ -244,6 +244,11 @@ impl DnsDetector {
         }
     }
 
+    /// Entries: (host, domain) activity and NXDOMAIN sets.
+    pub fn size(&self) -> usize {
+        self.domains.len() + self.nx.len()
+    }
+
     fn tunnel_like(&self, sub: &str, qtype: u16) -> bool {
         qtype == TYPE_NULL
             || sub.len() > LONG_NAME

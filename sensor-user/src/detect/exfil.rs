@@ -88,6 +88,11 @@ impl ExfilDetector {
         }
     }
 
+    /// Entries: hosts with outbound volumes.
+    pub fn size(&self) -> usize {
+        self.hosts.len()
+    }
+
     /// `outbound`: the flow's source is inside and its destination outside.
     pub fn observe(&mut self, e: &Event, outbound: bool, out: &mut Vec<Evidence>) {
         let Kind::FlowEnd(flow) = &e.kind else { return };

@@ -387,6 +387,23 @@ impl Engine {
         self.now
     }
 
+    /// Entries in the engine's main tables now, for the metric.
+    pub fn sizes(&self) -> Vec<(&'static str, usize)> {
+        let [pending, probes, reported] = self.scan.sizes();
+        vec![
+            ("scan.pending", pending),
+            ("scan.probes", probes),
+            ("scan.reported", reported),
+            ("beacon.pairs", self.beacon.size()),
+            ("dns.domains", self.dns.size()),
+            ("exfiltration", self.exfil.size()),
+            ("bruteforce", self.bruteforce.size()),
+            ("names", self.names.size()),
+            ("verified", self.verified.len()),
+            ("incidents", self.incidents.iter().count()),
+        ]
+    }
+
     /// Entries each table dropped to stay within its limit (`limits`), for
     /// the metric.
     pub fn evicted(&self) -> Vec<(&'static str, u64)> {

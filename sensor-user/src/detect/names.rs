@@ -50,6 +50,11 @@ impl PeerNames {
         self.names.get(&addr).map(|(n, _)| n.as_str())
     }
 
+    /// Entries: named addresses.
+    pub fn size(&self) -> usize {
+        self.names.len()
+    }
+
     /// Forgets names not seen since `before`.
     pub fn prune(&mut self, before: Nanos) {
         self.names.retain(|_, (_, t)| *t >= before);

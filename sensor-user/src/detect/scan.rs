@@ -176,6 +176,16 @@ impl ScanDetector {
         self.pending.entry((e.src, e.dst, e.dport)).or_insert(e.ts);
     }
 
+    /// Entries: attempts pending, probe sets, reports given.
+    pub fn sizes(&self) -> [usize; 3] {
+        let p = &self.probes;
+        [
+            self.pending.len(),
+            p.ports.len() + p.hosts.len() + p.icmp.len(),
+            self.reported.len(),
+        ]
+    }
+
     /// SYNs unanswered for longer than the timeout have failed.
     fn expire_pending(&mut self, now: Nanos, out: &mut Vec<Evidence>) {
         if now < self.last_expiry + SECOND {
@@ -199,19 +209,20 @@ impl ScanDetector {
         if !self.sweep.due(now) {
             return;
         }
+        // A set of one probe older than the fast window goes sooner: a
+        // flood from random sources leaves a million of them, none a scan
+        // (a slow scan probes again within minutes, so its set has more).
         let horizon = now.saturating_sub(self.config.slow_window_secs * SECOND);
-        self.probes.ports.retain(|_, s| {
-            s.prune(horizon);
-            !s.is_empty()
-        });
-        self.probes.hosts.retain(|_, s| {
-            s.prune(horizon);
-            !s.is_empty()
-        });
-        self.probes.icmp.retain(|_, s| {
-            s.prune(horizon);
-            !s.is_empty()
-        });
+        let fast = now.saturating_sub(self.config.window_secs * SECOND);
+        self.probes
+            .ports
+            .retain(|_, s| keep_probes(s, horizon, fast));
+        self.probes
+            .hosts
+            .retain(|_, s| keep_probes(s, horizon, fast));
+        self.probes
+            .icmp
+            .retain(|_, s| keep_probes(s, horizon, fast));
         fit(&mut self.pending);
         fit(&mut self.probes.ports);
         fit(&mut self.probes.hosts);
@@ -335,6 +346,17 @@ impl ScanDetector {
             summary,
         });
     }
+}
+
+/// Whether a probe set stays at a sweep: what is left within the slow
+/// window, unless that is a single probe older than the fast window.
+fn keep_probes<K: std::hash::Hash + Eq + Clone>(
+    set: &mut TimedSet<K>,
+    horizon: Nanos,
+    fast: Nanos,
+) -> bool {
+    set.prune(horizon);
+    set.len() > 1 || (set.len() == 1 && set.latest() >= fast)
 }
 
 /// Distinct keys in the fast and the slow window ending at `ts`.
@@ -528,6 +550,73 @@ mod tests {
         assert_eq!(out[0].detector, "scan.vertical");
         // Reassembled by open ports, and answered: no scan.
         assert!(run(&probes(Kind::Fragment, Some(Kind::SynAck))).is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_single_probes_is_forgotten_after_the_fast_window() {
+        let mut d = ScanDetector::new(ScanConfig::default());
+        let mut out = Vec::new();
+        // 1,000 sources, one refused probe each; one slow scanner with two.
+        for i in 0..1000u32 {
+            let src = IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+            let syn = Event {
+                src,
+                ..ev(
+                    SECOND,
+                    "0.0.0.0",
+                    "10.0.0.9",
+                    40000,
+                    80,
+                    PROTO_TCP,
+                    Kind::Syn,
+                )
+            };
+            d.observe(&syn, &mut out);
+            let rst = Event {
+                dst: src,
+                ..ev(
+                    SECOND,
+                    "10.0.0.9",
+                    "0.0.0.0",
+                    80,
+                    40000,
+                    PROTO_TCP,
+                    Kind::Rst,
+                )
+            };
+            d.observe(&rst, &mut out);
+        }
+        for (t, port) in [(2, 22), (200, 23)] {
+            d.observe(
+                &ev(
+                    t * SECOND,
+                    "10.0.0.5",
+                    "10.0.0.9",
+                    40000,
+                    port,
+                    PROTO_TCP,
+                    Kind::Syn,
+                ),
+                &mut out,
+            );
+            d.observe(
+                &ev(
+                    t * SECOND,
+                    "10.0.0.9",
+                    "10.0.0.5",
+                    port,
+                    40000,
+                    PROTO_TCP,
+                    Kind::Rst,
+                ),
+                &mut out,
+            );
+        }
+        assert!(d.sizes()[1] >= 2000);
+        // Past the fast window and a sweep: only the scanner's sets stay.
+        d.tick(400 * SECOND, &mut out);
+        let [_, probes, _] = d.sizes();
+        assert!((1..=3).contains(&probes), "{probes} probe sets left");
     }
 
     #[test]

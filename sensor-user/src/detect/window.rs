@@ -271,6 +271,14 @@ impl<K: Hash + Eq + Clone> TimedSet<K> {
         }
     }
 
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        match &self.large {
+            Some(large) => large.times.len(),
+            None => self.small.len(),
+        }
+    }
+
     pub fn keys(&self) -> Box<dyn Iterator<Item = &K> + '_> {
         match &self.large {
             Some(large) => Box::new(large.times.keys()),
