@@ -292,6 +292,7 @@ impl BeaconDetector {
             if pollers[&key.dst].len() >= self.config.shared_by_hosts {
                 continue;
             }
+            super::window::limit_reported(&mut self.reported);
             self.reported.insert(key);
             out.push(Evidence {
                 host: key.src,

@@ -131,6 +131,7 @@ impl ExfilDetector {
         if sent < self.config.min_bytes || ratio < self.config.min_pcr || !above_baseline {
             return;
         }
+        super::window::limit_reported(&mut self.reported);
         let last = self.reported.entry((e.src, e.dst)).or_insert(0);
         if sent < *last * 2 {
             return;

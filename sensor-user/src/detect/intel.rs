@@ -143,6 +143,7 @@ impl IntelDetector {
         };
         // Once per host, entry (the summary names it) and peers: an answer
         // with new addresses is reported again.
+        super::window::limit_reported(&mut self.reported);
         if self.reported.insert((
             evidence.host,
             format!("{} {:?}", evidence.summary, evidence.peers),

@@ -154,6 +154,7 @@ impl LateralDetector {
             .into_iter()
             .filter(|op| SVCCTL_EXEC_OPNUMS.contains(op))
             .collect();
+        super::window::limit_reported(&mut self.exec_reported);
         if exec.is_empty() || !self.exec_reported.insert((e.src, e.dst)) {
             return;
         }

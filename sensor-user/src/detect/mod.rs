@@ -56,6 +56,8 @@ pub mod limits {
     pub const BRUTEFORCE_TARGETS: usize = 1 << 18;
     /// Hosts with peers reached (lateral fan-out, ARP sweeps).
     pub const FANOUT_HOSTS: usize = 1 << 18;
+    /// Findings remembered as reported, per detector (`window::Reported`).
+    pub const REPORTED: usize = 1 << 16;
 }
 
 /// Parameters of every detector; each has a documented default.

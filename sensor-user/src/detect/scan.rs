@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     event::{Event, Kind, Nanos, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SECOND},
     limits,
-    window::{cap_oldest, fit, MinuteSweep, TimedSet},
+    window::{cap_oldest, fit, limit_reported, MinuteSweep, TimedSet},
     Evidence,
 };
 
@@ -326,6 +326,7 @@ impl ScanDetector {
         score: u8,
         summary: String,
     ) {
+        limit_reported(&mut self.reported);
         let last = self
             .reported
             .entry((detector, host, peer.clone()))

@@ -77,6 +77,7 @@ impl WebScanDetector {
             return;
         }
         // Once per scanner and target: a scan sends hundreds of requests.
+        super::window::limit_reported(&mut self.reported);
         if !self.reported.insert((e.src, e.dst)) {
             return;
         }

@@ -54,6 +54,43 @@ pub fn cap_oldest<K: Hash + Eq + Clone, V>(
     n as u64
 }
 
+/// A table of findings already reported (to give each once, or again only
+/// when it doubles). Such tables grow with distinct findings, which the
+/// network chooses: past `limits::REPORTED` one starts afresh, so a finding
+/// may be reported once more, and nothing grows without bound.
+pub trait Reported {
+    fn entries(&self) -> usize;
+    fn forget(&mut self);
+}
+
+impl<K: Hash + Eq, V> Reported for HashMap<K, V> {
+    fn entries(&self) -> usize {
+        self.len()
+    }
+    fn forget(&mut self) {
+        self.clear();
+        self.shrink_to_fit();
+    }
+}
+
+impl<K: Hash + Eq> Reported for std::collections::HashSet<K> {
+    fn entries(&self) -> usize {
+        self.len()
+    }
+    fn forget(&mut self) {
+        self.clear();
+        self.shrink_to_fit();
+    }
+}
+
+/// Keeps a table of reported findings within `limits::REPORTED`; call
+/// before adding to it.
+pub fn limit_reported(table: &mut impl Reported) {
+    if table.entries() >= super::limits::REPORTED {
+        table.forget();
+    }
+}
+
 /// Gives back the room of a map that shrank: after a flood, a table that
 /// once held a million entries keeps their memory unless told (checked at
 /// the once-a-minute sweeps).
@@ -425,6 +462,17 @@ mod tests {
             .map(|i| b.pour(i * SECOND / 10, 5, 10 * SECOND))
             .collect();
         assert_eq!(overflowed, [false, false, false, false, false, true]);
+    }
+
+    #[test]
+    fn a_full_table_of_reported_findings_starts_afresh() {
+        let mut reported: std::collections::HashSet<usize> =
+            (0..crate::detect::limits::REPORTED).collect();
+        limit_reported(&mut reported);
+        assert!(reported.is_empty());
+        reported.insert(1);
+        limit_reported(&mut reported);
+        assert_eq!(reported.len(), 1);
     }
 
     #[test]
