@@ -137,12 +137,7 @@ impl Bindings {
     /// The bindings persisted in `file` (none if it does not exist), for the
     /// switched segments among `segments`. Entries outside them are dropped.
     pub fn load(file: &Path, segments: &[Segment]) -> Result<Bindings> {
-        let ranges: Vec<IpNet> = segments
-            .iter()
-            .filter(|s| s.switched)
-            .flat_map(|s| s.cidrs.iter().copied())
-            .filter(|c| c.prefix_len() > 0)
-            .collect();
+        let ranges = crate::config::switched_ranges(segments);
         let mut entries: BTreeMap<IpAddr, Entry> = match std::fs::read(file) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a bindings file", file.display()))?,

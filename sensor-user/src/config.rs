@@ -191,6 +191,17 @@ pub fn segment_of(segments: &[Segment], addr: std::net::IpAddr, own: bool) -> Op
         .map(|(_, name)| name)
 }
 
+/// The own ranges of the switched segments (catch-alls left out): the
+/// addresses that are bound to MACs, for the bindings and for detection.
+pub fn switched_ranges(segments: &[Segment]) -> Vec<IpNet> {
+    segments
+        .iter()
+        .filter(|s| s.switched)
+        .flat_map(|s| s.cidrs.iter().copied())
+        .filter(|c| c.prefix_len() > 0)
+        .collect()
+}
+
 /// The allow matrix: `allowed[(a, b)]` for segment ids a != b. Pairs are
 /// symmetric: the datapath is stateless, so a reply must be allowed too.
 #[derive(Debug, Clone, PartialEq, Default)]

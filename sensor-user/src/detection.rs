@@ -65,6 +65,8 @@ pub struct Detection {
     /// Per address of a switched segment: the MAC the frames behind its
     /// events came from, and whether another MAC sent some too.
     senders: HashMap<IpAddr, Sender>,
+    /// `config::switched_ranges`, worked out once (read per event).
+    switched: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +127,7 @@ impl Detection {
             counts: DetectionCounts::default(),
             spoofers: HashMap::new(),
             senders: HashMap::new(),
+            switched: crate::config::switched_ranges(&config.segments),
         })
     }
 
@@ -273,12 +276,7 @@ impl Detection {
 
     /// Whether `addr` belongs to a switched segment (its own ranges).
     fn is_switched(&self, addr: IpAddr) -> bool {
-        self.segments.iter().any(|s| {
-            s.switched
-                && s.cidrs
-                    .iter()
-                    .any(|c| c.prefix_len() > 0 && c.contains(&addr))
-        })
+        self.switched.iter().any(|c| c.contains(&addr))
     }
 
     /// Notes the MAC that sent a frame of `addr`'s.

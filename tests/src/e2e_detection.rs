@@ -8,19 +8,12 @@ use crate::support::lab::{
 };
 
 /// Isolate on any clear detection; block the C&C of a beacon.
-const POLICY: &str = r#"
-[response]
-[[response.rule]]
-detectors = ["*"]
-min_score = 70
-action = "isolate"
-ttl = "10m"
-[[response.rule]]
-detectors = ["beacon"]
-min_score = 70
-action = "block_peer"
-ttl = "10m"
-"#;
+fn policy() -> String {
+    format!(
+        "{}[[response.rule]]\ndetectors = [\"beacon\"]\nmin_score = 70\naction = \"block_peer\"\nttl = \"10m\"\n",
+        lab::ISOLATE_POLICY
+    )
+}
 
 /// A first web request: data acknowledged, so sensord knows the
 /// address is really the host's (the anti-spoofing rule).
@@ -30,7 +23,7 @@ fn browse(lab: &labnet::Lab, host: &str) {
 
 #[test]
 fn syn_and_connect_scans_isolate_the_scanner_and_a_false_positive_sticks() {
-    let lab = lab::start("detscan", POLICY);
+    let lab = lab::start("detscan", &policy());
     let ntp = background(&lab, "dns", "ntp", "socat UDP4-RECVFROM:123,fork EXEC:cat");
     let benign = benign_traffic(&lab, "office3");
 
@@ -94,7 +87,7 @@ fn syn_and_connect_scans_isolate_the_scanner_and_a_false_positive_sticks() {
 
 #[test]
 fn udp_slow_and_hping3_scans_are_detected() {
-    let lab = lab::start("detscan2", POLICY);
+    let lab = lab::start("detscan2", &policy());
     // Closed UDP ports answer with ICMP port unreachable; Linux rate-limits
     // those to one a second per peer, which would make the test slow.
     lab.host("records1")
@@ -188,7 +181,7 @@ fn scans_that_evade_by_flags_or_fragments_are_scans() {
 
 #[test]
 fn beacon_dns_tunnel_and_ssh_brute_force_are_detected() {
-    let lab = lab::start("detc2", POLICY);
+    let lab = lab::start("detc2", &policy());
     let _sshd = start_sshd(&lab, "records1");
     for h in ["office1", "office2", "office3"] {
         browse(&lab, h);
@@ -248,7 +241,7 @@ fn beacon_dns_tunnel_and_ssh_brute_force_are_detected() {
 
 #[test]
 fn bulk_upload_is_detected_and_large_downloads_are_not() {
-    let lab = lab::start("detexfil", POLICY);
+    let lab = lab::start("detexfil", &policy());
     let _sink = background(
         &lab,
         "web",
@@ -298,7 +291,7 @@ fn intel_lists_reload_without_restart_and_policy_drops_become_incidents() {
         crate::support::unique_name("intel")
     ));
     std::fs::write(&intel, "# no entries yet\n").unwrap();
-    let config = format!("{POLICY}\n[detection.intel]\nfiles = [{:?}]\n", intel);
+    let config = format!("{}\n[detection.intel]\nfiles = [{:?}]\n", policy(), intel);
     let lab = lab::start("detintel", &config);
     browse(&lab, "office1");
     assert!(
