@@ -509,7 +509,10 @@ pub struct EventHeader {
     pub src_mac: [u8; 6],
     /// `telemetry::EVENT_FLAG_*`
     pub flags: u8,
-    pub _pad: [u8; 5],
+    // Two fields, not `[u8; 5]`: the datapath zeroes them with two stores
+    // rather than a byte-loop call.
+    pub _pad: u8,
+    pub _pad2: u32,
 }
 
 /// An event carrying payload (DNS messages, data samples).
@@ -520,8 +523,10 @@ pub struct PayloadEvent {
     pub payload: [u8; telemetry::PAYLOAD_MAX],
 }
 
-/// A flow, either way round: `(a, a_port) <= (b, b_port)`.
-#[repr(C)]
+/// A flow, either way round: `(a, a_port) <= (b, b_port)`. Aligned to 8
+/// so that the datapath fills the addresses with two word stores each
+/// (byte stores cost about 15 ns a packet).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub a: [u8; 16],

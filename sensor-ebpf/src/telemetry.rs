@@ -53,17 +53,17 @@ fn words_v6(a: &[u8; 16]) -> (u64, u64) {
     )
 }
 
-/// An address back from its halves, as a 16-byte field. (Whole values, no
-/// byte loops: the compiler turns those into memset/memcpy calls that the
-/// verifier walks byte by byte.)
+/// Writes an address's halves into a 16-byte field with two word stores.
+/// (Built byte by byte, the field costs 32 single-byte stores: about 15 ns
+/// a packet.)
+///
+/// # Safety
+/// `field` must be valid for writes and 8-byte aligned.
 #[inline(always)]
-fn bytes(w: (u64, u64)) -> [u8; 16] {
-    let h = w.0.to_ne_bytes();
-    let l = w.1.to_ne_bytes();
-    [
-        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6],
-        l[7],
-    ]
+unsafe fn put_address(field: *mut [u8; 16], w: (u64, u64)) {
+    let words = field as *mut u64;
+    words.write(w.0);
+    words.add(1).write(w.1);
 }
 
 /// Everything an event needs besides its kind, kept small: the event
@@ -181,15 +181,20 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
     } else {
         (dst, l4.dport, src, l4.sport)
     };
-    let key = FlowKey {
-        a: bytes(a),
-        b: bytes(b),
+    let mut key = FlowKey {
+        a: [0; 16],
+        b: [0; 16],
         a_port,
         b_port,
         protocol: l4.protocol,
         family: s.family,
         _pad: [0; 2],
     };
+    // SAFETY: FlowKey is 8-aligned and its addresses sit at 0 and 16.
+    unsafe {
+        put_address(&raw mut key.a, a);
+        put_address(&raw mut key.b, b);
+    }
     let Tracked {
         new_flow,
         sample,
@@ -385,8 +390,12 @@ fn payload_head<const N: usize>(ctx: &XdpContext, l4: &L4) -> Option<[u8; N]> {
 #[inline(always)]
 fn fill(ctx: &XdpContext, h: &mut EventHeader, p: &Packet, kind: u8) {
     h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
-    h.src = bytes(p.src);
-    h.dst = bytes(p.dst);
+    // SAFETY: the header is 8-aligned (its first field is a u64) and its
+    // addresses sit at 8 and 24.
+    unsafe {
+        put_address(&raw mut h.src, p.src);
+        put_address(&raw mut h.dst, p.dst);
+    }
     h.sport = p.l4.sport;
     h.dport = p.l4.dport;
     h.family = p.family;
@@ -400,7 +409,8 @@ fn fill(ctx: &XdpContext, h: &mut EventHeader, p: &Packet, kind: u8) {
     h.ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     h.src_mac = crate::source_mac(ctx).unwrap_or_default();
     h.flags = p.flags;
-    h._pad = [0; 5];
+    h._pad = 0;
+    h._pad2 = 0;
 }
 
 #[inline(always)]
@@ -409,7 +419,7 @@ fn send(ctx: &XdpContext, p: &Packet, kind: u8) {
         Some(mut entry) => {
             // SAFETY: reserved ring memory the size of a header.
             unsafe { fill(ctx, &mut *entry.as_mut_ptr(), p, kind) };
-            entry.submit(0);
+            entry.submit(aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
             count(STAT_EVENTS);
         }
         None => count(STAT_EVENTS_LOST),
@@ -443,6 +453,6 @@ fn send_payload(ctx: &XdpContext, p: &Packet, kind: u8) {
             }
         }
     }
-    entry.submit(0);
+    entry.submit(aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
     count(STAT_EVENTS);
 }
