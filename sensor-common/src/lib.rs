@@ -31,6 +31,7 @@ pub mod map_names {
     pub const PORTS: &str = "PORTS";
     pub const BINDINGS_V4: &str = "BINDINGS_V4";
     pub const BINDINGS_V6: &str = "BINDINGS_V6";
+    pub const ISOLATED_MACS: &str = "ISOLATED_MACS";
     /// Mirror mode (not pinned: one pair per tap, owned by the daemon).
     pub const TAP_SOCKETS: &str = "TAP_SOCKETS";
     pub const TAP_COUNTERS: &str = "TAP_COUNTERS";
@@ -174,6 +175,20 @@ pub const SETTINGS_FLAG_TELEMETRY: u32 = 2;
 /// `SETTINGS[0].flags`: drop packets with a forged source (`Reason::Spoofed`);
 /// without it they are counted and passed.
 pub const SETTINGS_FLAG_DROP_SPOOFED: u32 = 4;
+/// `SETTINGS[0].flags`: `ISOLATED_MACS` holds entries, so frames on
+/// switched ports have their source MAC looked up (and a gateway that
+/// isolates no MAC pays nothing for the check).
+pub const SETTINGS_FLAG_ISOLATED_MACS: u32 = 8;
+
+/// Isolated MAC addresses at most (`ISOLATED_MACS`).
+pub const MAX_ISOLATED_MACS: u32 = 1 << 14;
+
+/// The key of a MAC address in `ISOLATED_MACS`: its six bytes, then two
+/// zero bytes.
+#[inline(always)]
+pub fn mac_key(mac: [u8; 6]) -> [u8; 8] {
+    [mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]
+}
 
 /// Layer-2 bindings kept per family: addresses of switched segments with the
 /// MAC address that owns them.

@@ -24,10 +24,10 @@ use aya_ebpf::{
 use maps::*;
 use parse::{Addrs, IpPacket, Parsed};
 use sensor_common::{
-    counter_index, is_unchecked_source_v4, is_unchecked_source_v6, AddressInfo, Binding,
+    counter_index, is_unchecked_source_v4, is_unchecked_source_v6, mac_key, AddressInfo, Binding,
     BlockValue, PortInfo, Reason, SummaryV4, Verdict, ADDRESS_BLOCKED, ADDRESS_ISOLATED,
-    MAX_SEGMENTS, PORT_SWITCHED, SETTINGS_FLAG_DROP_SPOOFED, SETTINGS_FLAG_MONITOR,
-    SETTINGS_FLAG_TELEMETRY,
+    MAX_SEGMENTS, PORT_SWITCHED, SETTINGS_FLAG_DROP_SPOOFED, SETTINGS_FLAG_ISOLATED_MACS,
+    SETTINGS_FLAG_MONITOR, SETTINGS_FLAG_TELEMETRY,
 };
 
 #[xdp]
@@ -102,6 +102,11 @@ fn decide(ctx: &XdpContext, packet: &IpPacket, settings: u32) -> (Verdict, Reaso
             let origin = origin(ctx, port, src_found.segment, unchecked, binding);
             let blocked = match origin {
                 Origin::Forged if drop_spoofed => Some(Reason::Spoofed),
+                _ if mac_isolated(ctx, port, settings)
+                    && EXEMPT_V4.get(Key::new(32, *dst)).is_none() =>
+                {
+                    Some(Reason::IsolatedSource)
+                }
                 _ => check(&EXEMPT_V4, src, dst, 32, src_found, dst_found),
             };
             (blocked, origin)
@@ -115,6 +120,11 @@ fn decide(ctx: &XdpContext, packet: &IpPacket, settings: u32) -> (Verdict, Reaso
             let origin = origin(ctx, port, src_found.segment, unchecked, binding);
             let blocked = match origin {
                 Origin::Forged if drop_spoofed => Some(Reason::Spoofed),
+                _ if mac_isolated(ctx, port, settings)
+                    && EXEMPT_V6.get(Key::new(128, *dst)).is_none() =>
+                {
+                    Some(Reason::IsolatedSource)
+                }
                 _ => check(&EXEMPT_V6, src, dst, 128, src_found, dst_found),
             };
             (blocked, origin)
@@ -168,6 +178,25 @@ fn origin(
     match source_mac(ctx) {
         Some(mac) if mac == bound.mac => Origin::Bound,
         _ => Origin::Forged,
+    }
+}
+
+/// Whether the frame's sender is isolated by its MAC: on switched ports
+/// only, where the source MAC is the sender's own (behind a router it
+/// would be the router's).
+#[inline(always)]
+fn mac_isolated(ctx: &XdpContext, port: PortInfo, settings: u32) -> bool {
+    if settings & SETTINGS_FLAG_ISOLATED_MACS == 0 || port.flags & PORT_SWITCHED == 0 {
+        return false;
+    }
+    let Some(mac) = source_mac(ctx) else {
+        return false;
+    };
+    // SAFETY: a value pointer of our own map; its hit counter is only
+    // ever touched atomically.
+    match unsafe { ISOLATED_MACS.get(mac_key(mac)) } {
+        Some(entry) => take_hit(entry as *const BlockValue as *mut BlockValue),
+        None => false,
     }
 }
 

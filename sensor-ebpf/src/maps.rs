@@ -7,9 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use sensor_common::{
-    telemetry, AddressInfo, Binding, FlowKey, FlowStats, IfaceCounters, ParsedPacket, PortInfo,
-    Settings, SummaryV4, MAX_ADDRESS_PREFIXES, MAX_BINDINGS, MAX_EXEMPT_RANGES, MAX_HOSTS_V4,
-    MAX_INTERFACES, MAX_SEGMENTS, SUMMARY_V4_ENTRIES,
+    telemetry, AddressInfo, Binding, BlockValue, FlowKey, FlowStats, IfaceCounters, ParsedPacket,
+    PortInfo, Settings, SummaryV4, MAX_ADDRESS_PREFIXES, MAX_BINDINGS, MAX_EXEMPT_RANGES,
+    MAX_HOSTS_V4, MAX_INTERFACES, MAX_ISOLATED_MACS, MAX_SEGMENTS, SUMMARY_V4_ENTRIES,
 };
 
 /// Isolated hosts, blocked ranges and segment ranges in one trie per
@@ -92,3 +92,10 @@ pub static BINDINGS_V4: HashMap<[u8; 4], Binding> =
 #[map]
 pub static BINDINGS_V6: HashMap<[u8; 16], Binding> =
     HashMap::pinned(MAX_BINDINGS, BPF_F_NO_PREALLOC);
+
+/// Senders cut off by MAC on switched ports, whatever source address their
+/// frames carry (`sensor_common::mac_key`), with expiry and hit counter.
+/// Written by the daemon with the isolations of switched segments' hosts.
+#[map]
+pub static ISOLATED_MACS: HashMap<[u8; 8], BlockValue> =
+    HashMap::pinned(MAX_ISOLATED_MACS, BPF_F_NO_PREALLOC);

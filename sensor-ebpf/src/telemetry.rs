@@ -419,7 +419,7 @@ fn send(ctx: &XdpContext, p: &Packet, kind: u8) {
         Some(mut entry) => {
             // SAFETY: reserved ring memory the size of a header.
             unsafe { fill(ctx, &mut *entry.as_mut_ptr(), p, kind) };
-            entry.submit(aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
+            entry.submit(0);
             count(STAT_EVENTS);
         }
         None => count(STAT_EVENTS_LOST),
@@ -453,6 +453,6 @@ fn send_payload(ctx: &XdpContext, p: &Packet, kind: u8) {
             }
         }
     }
-    entry.submit(aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
+    entry.submit(0);
     count(STAT_EVENTS);
 }

@@ -35,7 +35,7 @@ pub fn mac_text(mac: &[u8; 6]) -> String {
         .join(":")
 }
 
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = text.split(':');
     for byte in &mut mac {
@@ -91,7 +91,7 @@ struct Entry {
     changed: Nanos,
 }
 
-mod mac_serde {
+pub mod mac_serde {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(mac: &[u8; 6], s: S) -> Result<S::Ok, S::Error> {
@@ -102,6 +102,27 @@ mod mac_serde {
         let text = String::deserialize(d)?;
         super::parse_mac(&text)
             .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a MAC address")))
+    }
+
+    /// The same for an optional MAC (absent when `None`).
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(mac: &Option<[u8; 6]>, s: S) -> Result<S::Ok, S::Error> {
+            match mac {
+                Some(mac) => super::serialize(mac, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 6]>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(text) => super::super::parse_mac(&text).map(Some).ok_or_else(|| {
+                    serde::de::Error::custom(format!("{text:?} is not a MAC address"))
+                }),
+            }
+        }
     }
 }
 

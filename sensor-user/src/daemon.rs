@@ -130,9 +130,17 @@ impl Sensor {
                 ip,
                 ttl_secs,
                 reason: r,
-            } => self
-                .enforcer
-                .isolate(maps, ip, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR),
+            } => {
+                // On a switched segment, the host's MAC goes with it (see
+                // `Enforcer::isolate`), when its binding is settled.
+                let mac = self
+                    .bindings
+                    .proves(ip, clock::unix_now_ns())
+                    .then(|| self.bindings.mac_of(ip))
+                    .flatten();
+                self.enforcer
+                    .isolate(maps, ip, mac, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR)
+            }
             Request::Release { ip, false_positive } => {
                 return self.release(ip, false_positive);
             }

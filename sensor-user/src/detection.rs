@@ -328,6 +328,17 @@ impl Detection {
         }
     }
 
+    /// The MAC to cut off with `host`'s isolation: on a switched segment,
+    /// the one its address is bound to, when the frames behind its evidence
+    /// came from that MAC and the binding has not just moved. Never on a
+    /// routed segment, where the source MAC is the router's.
+    fn mac_to_isolate(&self, host: IpAddr, bindings: &Bindings, now: Nanos) -> Option<[u8; 6]> {
+        if !self.is_switched(host) || !self.sent_by_owner(host, bindings) {
+            return None;
+        }
+        bindings.proves(host, now).then(|| bindings.mac_of(host))?
+    }
+
     /// Decides and acts on every incident that changed, closes idle ones,
     /// and sends the alerts.
     pub fn respond(
@@ -406,8 +417,9 @@ impl Detection {
                     let result = if enforcer.has(Kind::Isolation, IpNet::from(host)) {
                         Ok(format!("rule {rule}: already isolated"))
                     } else {
+                        let mac = self.mac_to_isolate(host, bindings, now);
                         enforcer
-                            .isolate(maps, host, ttl, &reason, origin)
+                            .isolate(maps, host, mac, ttl, &reason, origin)
                             .map(|_| format!("rule {rule}: isolated for {}", ttl_text(ttl)))
                             .map_err(|e| format!("rule {rule}: isolating {host} failed: {e}"))
                     };

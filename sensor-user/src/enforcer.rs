@@ -45,6 +45,9 @@ pub struct Listed {
     #[serde(flatten)]
     pub entry: Entry,
     pub hits: u64,
+    /// Frames dropped by the entry's MAC (an isolation on a switched segment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_hits: Option<u64>,
     /// False if the record has no entry in the datapath (should not happen;
     /// shown so an auditor would see it).
     pub in_datapath: bool,
@@ -61,6 +64,8 @@ pub struct Counts {
     pub state_write_failures: u64,
     /// Whether what is in force is not all in the state file yet.
     pub state_unsaved: bool,
+    /// Entries found in the maps without a record at start (`ADOPTED`).
+    pub adopted: usize,
 }
 
 /// Who asks for an isolation or a block.
@@ -77,6 +82,9 @@ impl Origin<'static> {
         incident: None,
     };
 }
+
+/// The origin of an entry found in the pinned maps without a record.
+pub const ADOPTED: &str = "adopted";
 
 pub struct Enforcer {
     entries: BTreeMap<(Kind, IpNet), Entry>,
@@ -146,6 +154,7 @@ impl Entry {
             created: now,
             expires: ttl.map(|t| now.saturating_add(t.as_secs().max(1))),
             incident: origin.incident,
+            mac: None,
         }
     }
 }
@@ -154,8 +163,8 @@ fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> EnforceErro
     move |source| EnforceError::Map { map, source }
 }
 
-/// Takes an entry out of the maps.
-fn unapply(maps: &mut Maps, kind: Kind, target: IpNet) -> Result<(), EnforceError> {
+/// Takes an entry's address out of the maps (its MAC: `Enforcer::unapply`).
+fn unapply_address(maps: &mut Maps, kind: Kind, target: IpNet) -> Result<(), EnforceError> {
     match kind {
         Kind::Isolation => maps
             .remove_isolated(target.addr())
@@ -202,6 +211,7 @@ impl Enforcer {
             enforcer.apply(maps, entry)?;
         }
         let adopted = enforcer.adopt_unrecorded(maps, now);
+        enforcer.drop_unrecorded_macs(maps);
         enforcer.expire(maps, now)?;
         state::save(state_file, enforcer.entries.values())?;
         info!(
@@ -250,11 +260,12 @@ impl Enforcer {
                 Entry {
                     kind,
                     target,
-                    origin: "adopted".into(),
+                    origin: ADOPTED.into(),
                     reason: "found in the pinned maps without a record".into(),
                     created: now,
                     expires,
                     incident: None,
+                    mac: None,
                 },
             );
             adopted += 1;
@@ -262,10 +273,56 @@ impl Enforcer {
         adopted
     }
 
+    /// MACs in the datapath that no isolation names (their record was never
+    /// written, or was released while the daemon was down) are taken out:
+    /// unlike an address, a MAC is never adopted without its record, since
+    /// nothing else says which host it was cut off for.
+    fn drop_unrecorded_macs(&self, maps: &mut Maps) {
+        for mac in maps.isolated_macs() {
+            if self.entries.values().any(|e| e.mac == Some(mac)) {
+                continue;
+            }
+            let text = crate::bindings::mac_text(&mac);
+            match maps.remove_isolated_mac(mac) {
+                Ok(()) => warn!("isolated MAC {text} had no record; released"),
+                Err(e) => warn!("isolated MAC {text} has no record and stays: {e}"),
+            }
+        }
+    }
+
+    /// Takes an entry out of the maps: its address, and its MAC unless
+    /// another isolation names it too (a host's IPv4 and IPv6 addresses).
+    fn unapply(&self, maps: &mut Maps, entry: &Entry) -> Result<(), EnforceError> {
+        unapply_address(maps, entry.kind, entry.target)?;
+        if let Some(mac) = entry.mac {
+            let key = (entry.kind, entry.target);
+            let shared = self
+                .entries
+                .iter()
+                .any(|(k, e)| *k != key && e.mac == Some(mac));
+            if !shared {
+                maps.remove_isolated_mac(mac)
+                    .map_err(map_err("isolated MACs"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes one entry into the maps, keeping its hit count if it is there.
     fn apply(&self, maps: &mut Maps, entry: &Entry) -> Result<(), EnforceError> {
         let expires_at_ns =
             clock::expiry_to_boottime(entry.expires, clock::unix_now(), clock::boottime_ns());
+        if let Some(mac) = entry.mac {
+            let hits = maps.get_isolated_mac(mac).map_or(0, |v| v.hits);
+            maps.set_isolated_mac(
+                mac,
+                BlockValue {
+                    expires_at_ns,
+                    hits,
+                },
+            )
+            .map_err(map_err("isolated MACs"))?;
+        }
         match entry.kind {
             Kind::Isolation => {
                 let host = entry.target.addr();
@@ -361,24 +418,27 @@ impl Enforcer {
                     self.entries.insert(key, previous);
                     applied
                 }
-                None => {
-                    self.entries.remove(&key);
-                    unapply(maps, key.0, key.1)
-                }
+                None => match self.entries.remove(&key) {
+                    Some(added) => self.unapply(maps, &added),
+                    None => Ok(()),
+                },
             };
         }
     }
 
+    /// Isolates `host`, and with `mac` (the MAC bound to it on a switched
+    /// segment) every frame from that MAC on switched ports.
     pub fn isolate(
         &mut self,
         maps: &mut Maps,
         host: IpAddr,
+        mac: Option<[u8; 6]>,
         ttl: Option<Duration>,
         reason: &str,
         origin: Origin,
     ) -> Result<Entry, EnforceError> {
         check_host(host)?;
-        let entry = Entry::new(
+        let mut entry = Entry::new(
             Kind::Isolation,
             IpNet::from(host),
             ttl,
@@ -386,6 +446,7 @@ impl Enforcer {
             origin,
             clock::unix_now(),
         );
+        entry.mac = mac;
         self.add(maps, entry)
     }
 
@@ -441,7 +502,7 @@ impl Enforcer {
                 target,
             });
         };
-        if let Err(e) = unapply(maps, kind, target) {
+        if let Err(e) = self.unapply(maps, &entry) {
             self.entries.insert((kind, target), entry);
             return Err(e);
         }
@@ -490,6 +551,9 @@ impl Enforcer {
                 Listed {
                     entry: entry.clone(),
                     hits: value.map_or(0, |v| v.hits),
+                    mac_hits: entry
+                        .mac
+                        .map(|mac| maps.get_isolated_mac(mac).map_or(0, |v| v.hits)),
                     in_datapath: value.is_some(),
                 }
             })
@@ -498,7 +562,10 @@ impl Enforcer {
 
     pub fn counts(&self) -> Counts {
         let mut counts = Counts::default();
-        for (kind, target) in self.entries.keys() {
+        for ((kind, target), entry) in &self.entries {
+            if entry.origin == ADOPTED {
+                counts.adopted += 1;
+            }
             match (kind, target) {
                 (Kind::Isolation, IpNet::V4(_)) => counts.isolated_v4 += 1,
                 (Kind::Isolation, IpNet::V6(_)) => counts.isolated_v6 += 1,

@@ -17,6 +17,7 @@ pub struct Metrics {
     /// Links attached again because their pin had gone.
     pub links_repinned: IntCounterVec,
     state_unsaved: IntGaugeVec,
+    adopted_entries: IntGaugeVec,
     attached: IntGaugeVec,
     pub control_requests: IntCounterVec,
     pub expired_entries: IntCounterVec,
@@ -116,6 +117,12 @@ impl Metrics {
                 &registry,
                 "sensor_state_unsaved",
                 "1 while isolations or blocks in force are not all in the state file (its last write failed)",
+                &[],
+            ),
+            adopted_entries: gauge_vec(
+                &registry,
+                "sensor_adopted_entries",
+                "Isolations and blocks in force that were found in the pinned maps without a state-file record at start (origin \"adopted\"): review them",
                 &[],
             ),
             packets: counter_vec(
@@ -312,6 +319,9 @@ impl Metrics {
         self.state_unsaved
             .with_label_values::<&str>(&[])
             .set(c.state_unsaved as i64);
+        self.adopted_entries
+            .with_label_values::<&str>(&[])
+            .set(c.adopted as i64);
         self.attached.reset();
         for a in snapshot.attachments {
             self.attached

@@ -65,6 +65,15 @@ pub struct Entry {
     /// The incident behind an automatic action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<u64>,
+    /// For an isolation on a switched segment: the MAC bound to the host,
+    /// whose frames are dropped on switched ports whatever address they
+    /// carry.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::bindings::mac_serde::option"
+    )]
+    pub mac: Option<[u8; 6]>,
 }
 
 impl Entry {
@@ -170,6 +179,7 @@ mod tests {
             created: 100,
             expires: Some(200),
             incident: None,
+            mac: None,
         }
     }
 
@@ -191,6 +201,24 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["state.json"]);
+    }
+
+    #[test]
+    fn an_isolation_keeps_its_mac_and_a_bad_mac_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let with_mac = Entry {
+            mac: Some([2, 0, 0, 0, 0, 0x11]),
+            ..entry("10.0.0.1/32")
+        };
+        save(&path, &[with_mac.clone(), entry("10.0.0.2/32")]).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#""mac": "02:00:00:00:00:11""#), "{text}");
+        assert_eq!(text.matches("\"mac\"").count(), 1, "{text}");
+        assert_eq!(load(&path).unwrap()[0], with_mac);
+        fs::write(&path, text.replace("02:00:00:00:00:11", "02:00:zz")).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("not a MAC address"), "{e}");
     }
 
     #[test]

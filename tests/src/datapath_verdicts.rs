@@ -3,7 +3,12 @@
 //! fragments, IPv6 extension headers, expiry and monitor mode.
 
 use sensor_common::{BlockValue, PortInfo, Reason, Verdict, PORT_SWITCHED};
-use sensor_user::{clock, config::Config, datapath::UNATTACHED_SLOT};
+use sensor_user::{
+    clock,
+    config::Config,
+    datapath::UNATTACHED_SLOT,
+    enforcer::{Enforcer, Origin},
+};
 
 use crate::support::{
     fixture::{Fixture, XDP_DROP, XDP_PASS},
@@ -100,9 +105,10 @@ fn blocked_ranges_drop_by_longest_prefix() {
     assert_eq!(f.counted(Verdict::Drop, Reason::BlockedSource), 2);
 }
 
-#[test]
-fn forged_sources_are_dropped_by_port_and_by_binding() {
-    let mut f = Fixture::new();
+/// An internet segment and a switched office segment (10.10.0.0/24,
+/// fd00:10::/64) whose port is the unattached instance the tests run on;
+/// that port's `PortInfo`.
+fn switched_office_port(f: &mut Fixture) -> PortInfo {
     let config = Config::from_toml(
         r#"
         interfaces = ["office0"]
@@ -122,13 +128,18 @@ fn forged_sources_are_dropped_by_port_and_by_binding() {
     f.dp.maps
         .sync_segments(&config.segments, &config.policy)
         .unwrap();
-    // The test runs on the unattached instance: it is the office port.
-    let office = &config.segments[1];
     let port = PortInfo {
-        segment: office.id,
+        segment: config.segments[1].id,
         flags: PORT_SWITCHED,
     };
     f.dp.maps.set_port(UNATTACHED_SLOT, port).unwrap();
+    port
+}
+
+#[test]
+fn forged_sources_are_dropped_by_port_and_by_binding() {
+    let mut f = Fixture::new();
+    switched_office_port(&mut f);
     f.dp.maps.set_drop_spoofed(true).unwrap();
     let (mac1, mac2) = ([2, 0, 0, 0, 0, 0x11], [2, 0, 0, 0, 0, 0x12]);
     for (addr, mac) in [("10.10.0.12", mac2), ("fd00:10::12", mac2)] {
@@ -168,6 +179,88 @@ fn forged_sources_are_dropped_by_port_and_by_binding() {
         .unwrap();
     assert_eq!(from(&f, "203.0.113.5", mac1), XDP_PASS);
     assert_eq!(from(&f, "10.10.0.12", mac1), XDP_PASS);
+}
+
+/// An isolation on a switched segment carries the host's MAC: every frame
+/// from that MAC is dropped on switched ports whatever source address it
+/// carries (a forger changing addresses stays cut off), but not on routed
+/// ports, where the MAC is a router's. The MAC goes with its last record.
+#[test]
+fn isolated_macs_are_cut_off_on_switched_ports_whatever_address_they_send() {
+    let mut f = Fixture::new();
+    let switched = switched_office_port(&mut f);
+    let maps = &mut f.dp.maps;
+    maps.sync_exempt(&["203.0.113.53/32".parse().unwrap()])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("state.json");
+    let mut enforcer = Enforcer::open(maps, &state_file).unwrap();
+    let (forger, other) = ([2, 0, 0, 0, 0, 0x11], [2, 0, 0, 0, 0, 0x12]);
+    let isolate = |enforcer: &mut Enforcer, maps: &mut _, host: &str| {
+        enforcer
+            .isolate(
+                maps,
+                host.parse().unwrap(),
+                Some(forger),
+                None,
+                "test",
+                Origin::OPERATOR,
+            )
+            .unwrap()
+    };
+    let entry = isolate(&mut enforcer, &mut f.dp.maps, "10.10.0.11");
+    assert_eq!(entry.mac, Some(forger));
+    let from =
+        |f: &Fixture, src: &str, dst: &str, mac| f.verdict(&Packet::tcp(src, dst).from_mac(mac));
+    // Its own address, a fresh one and another family: all cut off.
+    assert_eq!(from(&f, "10.10.0.11", "198.51.100.1", forger), XDP_DROP);
+    assert_eq!(from(&f, "10.10.0.99", "198.51.100.1", forger), XDP_DROP);
+    assert_eq!(from(&f, "fd00:10::99", "2001:db8::1", forger), XDP_DROP);
+    // Exempt ranges stay reachable, as for an isolated address.
+    assert_eq!(from(&f, "10.10.0.99", "203.0.113.53", forger), XDP_PASS);
+    // Another MAC passes.
+    assert_eq!(from(&f, "10.10.0.12", "198.51.100.1", other), XDP_PASS);
+    assert_eq!(f.counted(Verdict::Drop, Reason::IsolatedSource), 3);
+    // Hits count every frame the entry matched (the exempt one too, as
+    // for an isolated address).
+    let listed = enforcer.list(&f.dp.maps);
+    assert_eq!(listed[0].mac_hits, Some(4));
+    // On a routed port the source MAC is a router's: not looked at.
+    f.dp.maps
+        .set_port(
+            UNATTACHED_SLOT,
+            PortInfo {
+                flags: 0,
+                ..switched
+            },
+        )
+        .unwrap();
+    assert_eq!(from(&f, "10.10.0.99", "198.51.100.1", forger), XDP_PASS);
+    f.dp.maps.set_port(UNATTACHED_SLOT, switched).unwrap();
+    // Two records name the MAC (the host's IPv4 and IPv6): releasing one
+    // keeps it cut off; releasing the last lets it through.
+    isolate(&mut enforcer, &mut f.dp.maps, "fd00:10::11");
+    enforcer
+        .release(&mut f.dp.maps, "10.10.0.11".parse().unwrap())
+        .unwrap();
+    assert_eq!(from(&f, "10.10.0.99", "198.51.100.1", forger), XDP_DROP);
+    // A restart keeps the MAC with its record...
+    drop(enforcer);
+    let mut enforcer = Enforcer::open(&mut f.dp.maps, &state_file).unwrap();
+    assert_eq!(from(&f, "10.10.0.99", "198.51.100.1", forger), XDP_DROP);
+    enforcer
+        .release(&mut f.dp.maps, "fd00:10::11".parse().unwrap())
+        .unwrap();
+    assert_eq!(from(&f, "10.10.0.99", "198.51.100.1", forger), XDP_PASS);
+    assert!(f.dp.maps.isolated_macs().is_empty());
+    // ... and a MAC in the maps that no record names is released at start.
+    f.dp.maps
+        .set_isolated_mac(other, BlockValue::default())
+        .unwrap();
+    assert_eq!(from(&f, "10.10.0.12", "198.51.100.1", other), XDP_DROP);
+    drop(enforcer);
+    let _enforcer = Enforcer::open(&mut f.dp.maps, &state_file).unwrap();
+    assert_eq!(from(&f, "10.10.0.12", "198.51.100.1", other), XDP_PASS);
 }
 
 #[test]

@@ -12,6 +12,17 @@ use crate::support::lab::{
     self, assert_isolated_within, background, http, incidents_of, isolated, metric, run, wait_for,
 };
 
+/// The isolation entry of `host`, as `sensorctl list --json` shows it.
+fn isolation_of(lab: &labnet::Lab, host: &str) -> serde_json::Value {
+    lab::sensorctl_json(lab, &["list"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["kind"] == "isolation" && e["target"] == format!("{host}/32"))
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn spoofed_drops(lab: &labnet::Lab) -> u64 {
     let text = lab.metrics().unwrap_or_default();
     ["office", "c2"]
@@ -65,6 +76,26 @@ fn forged_sources_never_isolate_the_impersonated_host() {
         http(&lab, "office2", "http://203.0.113.80/"),
         "office2 cut off"
     );
+
+    // office1's isolation carries its MAC: from an address of its own
+    // choosing (unbound, so not a forgery the binding check sees), its
+    // frames are still dropped.
+    let office1_mac = run(&lab, "office1", "cat /sys/class/net/eth0/address");
+    let entry = isolation_of(&lab, "10.10.0.11");
+    assert_eq!(entry["mac"].as_str(), Some(office1_mac.trim()), "{entry}");
+    let before = entry["mac_hits"].as_u64().unwrap_or(0);
+    run(
+        &lab,
+        "office1",
+        "hping3 -a 10.10.0.99 -S -p 80 -c 20 -i u10000 203.0.113.80 2>&1 | tail -1",
+    );
+    let cut = wait_for(5, || {
+        isolation_of(&lab, "10.10.0.11")["mac_hits"]
+            .as_u64()
+            .unwrap_or(0)
+            >= before + 20
+    });
+    assert!(cut.is_some(), "{}", isolation_of(&lab, "10.10.0.11"));
 
     // A host that never spoke: office3's address forged by office1 (now
     // isolated, so from the records host instead, whose segment is

@@ -52,8 +52,12 @@ pub fn change(cli: &Cli, command: &Command) -> Result<()> {
         } else {
             verb
         };
+        let mac = match entry["mac"].as_str() {
+            Some(mac) if verb == "isolated" => format!(" and every frame from its MAC {mac}"),
+            _ => String::new(),
+        };
         println!(
-            "{verb} {}{expires}",
+            "{verb} {}{mac}{expires}",
             entry["target"].as_str().unwrap_or("?")
         );
         if let Some(ids) = entry["false_positive_incidents"].as_array() {
@@ -97,11 +101,15 @@ pub fn list(cli: &Cli) -> Result<()> {
             vec![
                 text(&e["kind"]),
                 text(&e["target"]),
+                text(&e["mac"]),
                 text(&e["origin"]),
                 text(&e["reason"]),
                 time(&e["created"]),
                 time(&e["expires"]),
-                text(&e["hits"]),
+                match e["mac_hits"].as_u64() {
+                    Some(by_mac) => format!("{} + {by_mac} by MAC", text(&e["hits"])),
+                    None => text(&e["hits"]),
+                },
             ]
         })
         .collect();
@@ -111,7 +119,7 @@ pub fn list(cli: &Cli) -> Result<()> {
     }
     table::print(
         &[
-            "KIND", "TARGET", "ORIGIN", "REASON", "CREATED", "EXPIRES", "HITS",
+            "KIND", "TARGET", "MAC", "ORIGIN", "REASON", "CREATED", "EXPIRES", "HITS",
         ],
         &rows,
     );

@@ -112,6 +112,7 @@ pub struct Maps {
     iface_names: Array<MapData, [u8; 16]>,
     ports: Array<MapData, PortInfo>,
     bindings: Bindings,
+    isolated_macs: HashMap<MapData, [u8; 8], BlockValue>,
 }
 
 /// Addresses of switched segments and the MAC each is bound to.
@@ -229,6 +230,7 @@ impl Maps {
                 v4: take(ebpf, names::BINDINGS_V4)?,
                 v6: take(ebpf, names::BINDINGS_V6)?,
             },
+            isolated_macs: take(ebpf, names::ISOLATED_MACS)?,
         };
         maps.write_summaries().context("IPv4 summary map")?;
         Ok(maps)
@@ -407,6 +409,33 @@ impl Maps {
             .filter_map(|e| e.ok())
             .map(|(k, v)| (IpAddr::from(k), v.mac));
         v4.chain(v6).collect()
+    }
+
+    /// Cuts off every frame from `mac` on switched ports; `value.expires_at_ns`
+    /// is its expiry, `value.hits` its hit count.
+    pub fn set_isolated_mac(&mut self, mac: [u8; 6], value: BlockValue) -> Result<(), MapError> {
+        self.isolated_macs
+            .insert(sensor_common::mac_key(mac), value, 0)?;
+        self.set_flag(sensor_common::SETTINGS_FLAG_ISOLATED_MACS, true)
+    }
+
+    pub fn remove_isolated_mac(&mut self, mac: [u8; 6]) -> Result<(), MapError> {
+        ignore_missing(self.isolated_macs.remove(&sensor_common::mac_key(mac)))?;
+        let any = self.isolated_macs.keys().next().is_some();
+        self.set_flag(sensor_common::SETTINGS_FLAG_ISOLATED_MACS, any)
+    }
+
+    pub fn get_isolated_mac(&self, mac: [u8; 6]) -> Option<BlockValue> {
+        self.isolated_macs.get(&sensor_common::mac_key(mac), 0).ok()
+    }
+
+    /// Every MAC isolated in the datapath.
+    pub fn isolated_macs(&self) -> Vec<[u8; 6]> {
+        self.isolated_macs
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| [k[0], k[1], k[2], k[3], k[4], k[5]])
+            .collect()
     }
 
     /// Drop packets with a forged source (else count and pass them).

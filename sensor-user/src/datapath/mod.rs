@@ -35,7 +35,8 @@ use crate::{config::XdpModeSetting, paths::LINKS_SUBDIR};
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// Every map the program pins, for clean-up.
-pub const PINNED_MAPS: [&str; 19] = [
+pub const PINNED_MAPS: [&str; 20] = [
+    map_names::ISOLATED_MACS,
     map_names::PORTS,
     map_names::BINDINGS_V4,
     map_names::BINDINGS_V6,
