@@ -1,10 +1,10 @@
-//! DCE/RPC request PDUs in an SMB or TCP payload sample, and an ICMP
-//! error's quoted datagram.
+//! DCE/RPC PDUs in an SMB or TCP payload sample, and an ICMP error's
+//! quoted datagram.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sensor_user::detect::{event, lateral};
+use sensor_user::detect::{dcerpc, event};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = lateral::request_opnums(data);
+    let _ = dcerpc::pdus(data);
     let _ = event::refused(data);
 });

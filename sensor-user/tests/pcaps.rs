@@ -133,6 +133,31 @@ fn psexec_and_smbexec_are_remote_service_execution() {
 }
 
 #[test]
+fn remote_at_jobs_and_scheduled_tasks_are_remote_execution() {
+    // atsvc over SMB (named pipe \\atsvc), and ITaskSchedulerService over
+    // TCP on a port the endpoint mapper handed out.
+    for (file, internal, client, server) in [
+        (
+            "lateral/401trg_smb_at_schedule_atsvc.pcap",
+            "192.168.10.0/24",
+            "192.168.10.31",
+            "192.168.10.30",
+        ),
+        (
+            "lateral/otrf_schtask_create_tsch_rpc.pcapng",
+            "172.18.0.0/16",
+            "172.18.39.5",
+            "172.18.39.6",
+        ),
+    ] {
+        let Some(incidents) = analyze(file, &[internal]) else {
+            return;
+        };
+        expect(&incidents, client, "lateral.scheduled_task", server);
+    }
+}
+
+#[test]
 fn rpc_endpoint_mapper_enumeration_is_discovery() {
     let Some(incidents) = analyze(
         "recon/sbousseaden_discovery_scan_dcerpc_epm.pcapng",

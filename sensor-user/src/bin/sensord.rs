@@ -62,11 +62,28 @@ fn main() -> Result<()> {
         return Ok(());
     }
     raise_descriptor_limit();
+    return_freed_memory();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
         .block_on(daemon::run(config))
+}
+
+/// Makes memory a flood made the engine allocate go back to the system
+/// when its tables shrink again. glibc's defaults keep it: each thread
+/// gets an arena of its own, and the size above which an allocation is a
+/// separate mapping (returned whole when freed) grows with every large
+/// block freed, so a flood's tables end up inside the arenas, where
+/// `malloc_trim` can release only whole free pages between live objects.
+/// Fixed at 128 KiB, every table past that is a mapping of its own; two
+/// arenas are enough for two worker threads.
+fn return_freed_memory() {
+    // SAFETY: mallopt only changes allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// Raises the soft limit on open files to the hard one: connections are

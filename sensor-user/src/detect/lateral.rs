@@ -6,11 +6,19 @@
 //!   many other inside hosts. Workstations talk these protocols to a file
 //!   server or two, not to their neighbours; a worm or an operator moving
 //!   through the network reaches many.
-//! - `lateral.remote_service` (T1569.002): a DCE/RPC client binding the
-//!   Service Control Manager interface (svcctl) of another inside host and
-//!   asking it to create or start a service: how PsExec, Impacket's
-//!   psexec/smbexec and most "jump" commands run code remotely. Seen in the
-//!   payload samples the sensor takes of SMB and DCE/RPC flows.
+//! - `lateral.remote_service` (T1569.002): a DCE/RPC client asking the
+//!   Service Control Manager (svcctl) of another inside host to create,
+//!   start or re-point a service: how PsExec, Impacket's psexec/smbexec
+//!   and most "jump" commands run code remotely.
+//! - `lateral.scheduled_task` (T1053.002, T1053.005): a client adding an
+//!   `at` job (atsvc) or registering or running a scheduled task
+//!   (ITaskSchedulerService) on another inside host: Impacket's atexec,
+//!   `schtasks /s`.
+//!
+//! Both follow each RPC association (`dcerpc::Association`) in the payload
+//! samples the sensor takes of SMB and DCE/RPC flows, over named pipes and
+//! over TCP alike: the bind names the interface, each request its context
+//! and operation, in clear even when the call is sealed.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -20,6 +28,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{
+    dcerpc::{self, Association, Uuid},
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
     window::FanOut,
     Evidence,
@@ -44,35 +53,33 @@ impl Default for LateralConfig {
     }
 }
 
-/// The svcctl interface UUID 367abb81-9844-35f1-ad32-98f038001003 as it is
-/// encoded in a bind PDU (little-endian fields).
-const SVCCTL_UUID: [u8; 16] = [
-    0x81, 0xbb, 0x7a, 0x36, 0x44, 0x98, 0xf1, 0x35, 0xad, 0x32, 0x98, 0xf0, 0x38, 0x00, 0x10, 0x03,
-];
-
-/// svcctl operations that run code: RCreateServiceW (12), RStartServiceW
-/// (19), RCreateServiceA (24), RStartServiceA (31) [MS-SCMR].
-const SVCCTL_EXEC_OPNUMS: [u16; 4] = [12, 19, 24, 31];
-
-/// Opnums of the DCE/RPC request PDUs in a payload sample. A request is
-/// version 5.0, type 0, first and last fragment, little-endian data; the
-/// opnum sits at offset 22. Samples may hold SMB headers before the PDU.
-pub fn request_opnums(sample: &[u8]) -> Vec<u16> {
-    let mut out = Vec::new();
-    if sample.len() < 24 {
-        return out;
-    }
-    for i in 0..sample.len() - 23 {
-        let h = &sample[i..i + 24];
-        if h[0] == 5 && h[1] == 0 && h[2] == 0 && h[3] & 0x03 == 0x03 && h[4] == 0x10 {
-            out.push(u16::from_le_bytes([h[22], h[23]]));
-        }
-    }
-    out
-}
-
-fn binds_svcctl(sample: &[u8]) -> bool {
-    sample.windows(SVCCTL_UUID.len()).any(|w| w == SVCCTL_UUID)
+/// What a call does when it runs code on the server: (detector,
+/// ATT&CK technique, what the client did). Operation numbers from the
+/// interfaces' specifications.
+fn remote_execution(
+    interface: Uuid,
+    opnum: u16,
+) -> Option<(&'static str, &'static str, &'static str)> {
+    const SERVICE: (&str, &str) = ("lateral.remote_service", "T1569.002");
+    const AT: (&str, &str) = ("lateral.scheduled_task", "T1053.002");
+    const TASK: (&str, &str) = ("lateral.scheduled_task", "T1053.005");
+    let ((detector, technique), what) = match (interface, opnum) {
+        // [MS-SCMR] 3.1.4: RCreateServiceW, RCreateServiceA,
+        // RCreateServiceWOW64A/W.
+        (dcerpc::SVCCTL, 12 | 24 | 44 | 45) => (SERVICE, "created a service"),
+        // RStartServiceW, RStartServiceA.
+        (dcerpc::SVCCTL, 19 | 31) => (SERVICE, "started a service"),
+        // RChangeServiceConfigW, RChangeServiceConfigA: an existing
+        // service pointed at another program (SCShell and the like).
+        (dcerpc::SVCCTL, 11 | 23) => (SERVICE, "changed a service's program"),
+        // [MS-TSCH] 3.2.5.2.1 NetrJobAdd.
+        (dcerpc::ATSVC, 0) => (AT, "added an at job"),
+        // [MS-TSCH] 3.2.5.4.2 SchRpcRegisterTask, 3.2.5.4.13 SchRpcRun.
+        (dcerpc::TASK_SCHEDULER, 1) => (TASK, "registered a scheduled task"),
+        (dcerpc::TASK_SCHEDULER, 12) => (TASK, "ran a scheduled task"),
+        _ => return None,
+    };
+    Some((detector, technique, what))
 }
 
 /// A TCP connection, either way round.
@@ -84,13 +91,21 @@ fn conn_key(e: &Event) -> (IpAddr, u16, IpAddr, u16) {
     }
 }
 
+/// One connection's RPC association, seen from its client.
+struct Rpc {
+    client: IpAddr,
+    association: Association,
+    last: Nanos,
+}
+
 pub struct LateralDetector {
     config: LateralConfig,
     /// Inside hosts each source reached on admin ports.
     reached: FanOut,
-    /// Connections whose client bound svcctl, with the client.
-    svcctl: HashMap<(IpAddr, u16, IpAddr, u16), IpAddr>,
-    exec_reported: HashSet<(IpAddr, IpAddr)>,
+    /// RPC associations by connection: the client (the side that bound
+    /// first), its contexts, and when the connection last carried RPC.
+    rpc: HashMap<(IpAddr, u16, IpAddr, u16), Rpc>,
+    exec_reported: HashSet<(IpAddr, IpAddr, &'static str)>,
 }
 
 impl LateralDetector {
@@ -98,7 +113,7 @@ impl LateralDetector {
         LateralDetector {
             config,
             reached: FanOut::default(),
-            svcctl: HashMap::new(),
+            rpc: HashMap::new(),
             exec_reported: HashSet::new(),
         }
     }
@@ -140,43 +155,59 @@ impl LateralDetector {
     }
 
     fn inspect(&mut self, e: &Event, out: &mut Vec<Evidence>) {
+        let pdus = dcerpc::pdus(&e.payload);
+        if pdus.is_empty() {
+            return;
+        }
         let key = conn_key(e);
-        if binds_svcctl(&e.payload) {
-            self.svcctl.entry(key).or_insert(e.src);
+        if !self.rpc.contains_key(&key) {
+            // Only a bind opens an association: a request without one
+            // names no interface.
+            if !pdus.iter().any(|p| matches!(p, dcerpc::Pdu::Bind { .. })) {
+                return;
+            }
+            if self.rpc.len() >= super::limits::RPC_ASSOCIATIONS {
+                super::window::cap_oldest(&mut self.rpc, super::limits::RPC_ASSOCIATIONS, |r| {
+                    r.last
+                });
+            }
         }
-        let Some(client) = self.svcctl.get(&key).copied() else {
-            return;
-        };
-        if e.src != client {
-            return;
-        }
-        let exec: Vec<u16> = request_opnums(&e.payload)
-            .into_iter()
-            .filter(|op| SVCCTL_EXEC_OPNUMS.contains(op))
-            .collect();
-        super::window::limit_reported(&mut self.exec_reported);
-        if exec.is_empty() || !self.exec_reported.insert((e.src, e.dst)) {
-            return;
-        }
-        let what = if exec.iter().any(|op| *op == 12 || *op == 24) {
-            "created"
-        } else {
-            "started"
-        };
-        out.push(Evidence {
-            host: e.src,
-            detector: "lateral.remote_service",
-            technique: "T1569.002",
-            score: 85,
-            ts: e.ts,
-            since: e.ts,
-            peers: vec![e.dst.to_string()],
-            count: 1,
-            summary: format!(
-                "{what} a service on {} over DCE/RPC (svcctl, port {})",
-                e.dst, e.dport
-            ),
+        let rpc = self.rpc.entry(key).or_insert(Rpc {
+            client: e.src,
+            association: Association::default(),
+            last: e.ts,
         });
+        rpc.last = e.ts;
+        if e.src != rpc.client {
+            return;
+        }
+        let calls: Vec<(Uuid, u16)> = pdus
+            .iter()
+            .filter_map(|p| rpc.association.client_pdu(p))
+            .collect();
+        for (interface, opnum) in calls {
+            let Some((detector, technique, what)) = remote_execution(interface, opnum) else {
+                continue;
+            };
+            super::window::limit_reported(&mut self.exec_reported);
+            if !self.exec_reported.insert((e.src, e.dst, detector)) {
+                continue;
+            }
+            out.push(Evidence {
+                host: e.src,
+                detector,
+                technique,
+                score: 85,
+                ts: e.ts,
+                since: e.ts,
+                peers: vec![e.dst.to_string()],
+                count: 1,
+                summary: format!(
+                    "{what} on {} over DCE/RPC ({interface} opnum {opnum}, port {})",
+                    e.dst, e.dport
+                ),
+            });
+        }
     }
 
     /// How far back fan-out is counted.
@@ -192,12 +223,15 @@ impl LateralDetector {
 
     pub fn prune(&mut self, since: Nanos) {
         self.reached.prune(since);
+        self.rpc.retain(|_, r| r.last >= since);
+        super::window::fit(&mut self.rpc);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::dcerpc::tests::{bind, request};
 
     fn ev(ts: Nanos, src: &str, dst: &str, dport: u16, kind: Kind, payload: Vec<u8>) -> Event {
         Event {
@@ -212,20 +246,9 @@ mod tests {
         }
     }
 
-    fn request(opnum: u16) -> Vec<u8> {
-        let mut pdu = vec![
-            5, 0, 0, 3, 0x10, 0, 0, 0, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ];
-        pdu.extend_from_slice(&opnum.to_le_bytes());
-        pdu
-    }
-
-    fn bind() -> Vec<u8> {
-        let mut pdu = vec![5, 0, 11, 3, 0x10, 0, 0, 0, 72, 0, 0, 0, 1, 0, 0, 0];
-        pdu.extend_from_slice(&[0xb8, 0x10, 0xb8, 0x10, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0]);
-        pdu.extend_from_slice(&SVCCTL_UUID);
-        pdu.extend_from_slice(&[2, 0, 0, 0]);
-        pdu
+    /// A payload sample `secs` into the capture.
+    fn data(secs: u64, src: &str, dst: &str, dport: u16, payload: Vec<u8>) -> Event {
+        ev(secs * SECOND, src, dst, dport, Kind::Data, payload)
     }
 
     fn run(events: &[Event]) -> Vec<Evidence> {
@@ -266,45 +289,107 @@ mod tests {
     }
 
     #[test]
-    fn svcctl_create_service_is_remote_execution() {
-        let mut with_smb_header = vec![0xfe, b'S', b'M', b'B'];
-        with_smb_header.extend(vec![0u8; 60]);
-        with_smb_header.extend(request(12));
+    fn svcctl_create_service_over_smb_is_remote_execution() {
+        let mut with_smb_header = vec![0, 0, 0, 0x90, 0xfe, b'S', b'M', b'B'];
+        with_smb_header.extend(vec![0u8; 60 + 48]);
+        with_smb_header.extend(request(0, 12, 200));
         let events = [
-            ev(SECOND, "10.0.0.5", "10.0.0.9", 49683, Kind::Data, bind()),
-            ev(
-                2 * SECOND,
+            data(
+                1,
                 "10.0.0.5",
                 "10.0.0.9",
-                49683,
-                Kind::Data,
-                request(15),
+                445,
+                bind(&[dcerpc::SVCCTL], false),
             ),
-            ev(
-                3 * SECOND,
-                "10.0.0.5",
-                "10.0.0.9",
-                49683,
-                Kind::Data,
-                with_smb_header,
-            ),
+            // OpenSCManagerW: not execution.
+            data(2, "10.0.0.5", "10.0.0.9", 445, request(0, 15, 40)),
+            data(3, "10.0.0.5", "10.0.0.9", 445, with_smb_header),
+            data(4, "10.0.0.5", "10.0.0.9", 445, request(0, 19, 8)),
         ];
         let out = run(&events);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].detector, "lateral.remote_service");
-        assert!(out[0].summary.starts_with("created"));
+        assert_eq!(out[0].technique, "T1569.002");
+        let summary = &out[0].summary;
+        assert!(summary.starts_with("created a service"), "{summary}");
+        assert!(summary.contains("svcctl opnum 12"), "{summary}");
     }
 
     #[test]
-    fn requests_without_an_svcctl_bind_are_not() {
-        let events = [ev(
-            SECOND,
-            "10.0.0.5",
-            "10.0.0.9",
-            445,
-            Kind::Data,
-            request(12),
-        )];
+    fn tasks_registered_over_tcp_are_remote_execution() {
+        // atexec's way (ITaskSchedulerService on a dynamic port, bound as
+        // the second context), and the legacy at service (big-endian, to
+        // hold the other data representation too).
+        let events = [
+            data(
+                1,
+                "10.0.0.5",
+                "10.0.0.9",
+                49667,
+                bind(&[dcerpc::EPMAPPER, dcerpc::TASK_SCHEDULER], false),
+            ),
+            data(2, "10.0.0.5", "10.0.0.9", 49667, request(1, 1, 600)),
+            data(3, "10.0.0.5", "10.0.0.9", 49667, request(1, 12, 60)),
+            data(
+                1,
+                "10.0.0.6",
+                "10.0.0.9",
+                49668,
+                bind(&[dcerpc::ATSVC], true),
+            ),
+        ];
+        let mut at = request(0, 0, 64);
+        at[4] = 0; // big-endian
+        at[8..10].copy_from_slice(&(88u16).to_be_bytes());
+        at[10..12].copy_from_slice(&[0, 0]);
+        at[20..22].copy_from_slice(&0u16.to_be_bytes());
+        at[22..24].copy_from_slice(&0u16.to_be_bytes());
+        let mut all = events.to_vec();
+        all.push(data(2, "10.0.0.6", "10.0.0.9", 49668, at));
+        let out = run(&all);
+        let found: Vec<(&str, &str, IpAddr)> = out
+            .iter()
+            .map(|e| (e.detector, e.technique, e.host))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "lateral.scheduled_task",
+                    "T1053.005",
+                    "10.0.0.5".parse().unwrap()
+                ),
+                (
+                    "lateral.scheduled_task",
+                    "T1053.002",
+                    "10.0.0.6".parse().unwrap()
+                ),
+            ],
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn requests_without_a_bind_and_the_server_s_pdus_are_not() {
+        let events = [
+            data(1, "10.0.0.5", "10.0.0.9", 445, request(0, 12, 0)),
+            // The server's side of an association the client opened.
+            data(
+                2,
+                "10.0.0.7",
+                "10.0.0.9",
+                445,
+                bind(&[dcerpc::SVCCTL], false),
+            ),
+            data(3, "10.0.0.9", "10.0.0.7", 445, request(0, 12, 0)),
+        ];
+        let mut events = events.to_vec();
+        for e in &mut events[1..] {
+            if e.src.to_string() == "10.0.0.9" {
+                e.sport = 445;
+                e.dport = 50000;
+            }
+        }
         assert!(run(&events).is_empty());
     }
 }

@@ -8,6 +8,7 @@ pub mod arpscan;
 pub mod beacon;
 pub mod bruteforce;
 pub mod capture;
+pub mod dcerpc;
 pub mod dns;
 pub mod event;
 pub mod exfil;
@@ -56,6 +57,8 @@ pub mod limits {
     pub const BRUTEFORCE_TARGETS: usize = 1 << 18;
     /// Hosts with peers reached (lateral fan-out, ARP sweeps).
     pub const FANOUT_HOSTS: usize = 1 << 18;
+    /// DCE/RPC associations followed (inside connections carrying RPC).
+    pub const RPC_ASSOCIATIONS: usize = 1 << 16;
     /// Findings remembered as reported, per detector (`window::Reported`).
     pub const REPORTED: usize = 1 << 16;
 }
