@@ -83,8 +83,14 @@ pub fn run_all(seconds: u32) -> Result<(Vec<String>, Vec<String>)> {
             for line in tail.into_iter().rev() {
                 println!("{line}");
             }
+            // A crash leaves its input; a target that did not build, none.
+            let why = if text.contains("failed to build fuzz script") {
+                "it did not build".to_string()
+            } else {
+                format!("the input is under fuzz/artifacts/{target}/")
+            };
             println!(
-                "fuzz {target}: FAILED (the input is under fuzz/artifacts/{target}/, the log in {})",
+                "fuzz {target}: FAILED ({why}, the log in {})",
                 log.display()
             );
             failed.push(target);

@@ -103,14 +103,20 @@ pub const ATSVC: Uuid = Uuid::parse("1ff70682-0a51-30e8-076d-740be8cee98b"); // 
 pub const SASEC: Uuid = Uuid::parse("378e52b0-c0a9-11cf-822d-00aa0051e40f"); // MS-TSCH 3.2.5.3
 pub const TASK_SCHEDULER: Uuid = Uuid::parse("86d35949-83c9-4044-b424-db363231fd0c"); // MS-TSCH 3.2.5.4
 pub const EPMAPPER: Uuid = Uuid::parse("e1af8308-5d1f-11c9-91a4-08002b14a0fa"); // MS-RPCE 2.2.1.2
+pub const WINREG: Uuid = Uuid::parse("338cd001-2244-31f1-aaaa-900038001003"); // MS-RRP
+pub const EVENTLOG: Uuid = Uuid::parse("82273fdc-e32a-18c3-3f78-827929dc23ea"); // MS-EVEN
+pub const EVEN6: Uuid = Uuid::parse("f6beaff7-1e19-4fbb-9f8f-b89e2018337c"); // MS-EVEN6
 
 /// Names for the interfaces in alerts.
-const NAMES: [(Uuid, &str); 5] = [
+const NAMES: [(Uuid, &str); 8] = [
     (SVCCTL, "svcctl"),
     (ATSVC, "atsvc"),
     (SASEC, "sasec"),
     (TASK_SCHEDULER, "ITaskSchedulerService"),
     (EPMAPPER, "epmapper"),
+    (WINREG, "winreg"),
+    (EVENTLOG, "eventlog"),
+    (EVEN6, "IEventService"),
 ];
 
 pub fn name_of(uuid: Uuid) -> Option<&'static str> {

@@ -53,33 +53,73 @@ impl Default for LateralConfig {
     }
 }
 
-/// What a call does when it runs code on the server: (detector,
-/// ATT&CK technique, what the client did). Operation numbers from the
-/// interfaces' specifications.
-fn remote_execution(
-    interface: Uuid,
-    opnum: u16,
-) -> Option<(&'static str, &'static str, &'static str)> {
-    const SERVICE: (&str, &str) = ("lateral.remote_service", "T1569.002");
-    const AT: (&str, &str) = ("lateral.scheduled_task", "T1053.002");
-    const TASK: (&str, &str) = ("lateral.scheduled_task", "T1053.005");
-    let ((detector, technique), what) = match (interface, opnum) {
+/// What a remote call means, when it is one the detectors report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Call {
+    detector: &'static str,
+    technique: &'static str,
+    /// Remote execution and credential theft isolate alone (85); changes
+    /// an administrator also makes alert (65) and add up with the rest.
+    score: u8,
+    /// What the client did, for the summary.
+    what: &'static str,
+}
+
+/// The calls the detectors report, by interface and operation number (from
+/// each interface's specification).
+fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
+    let call = |detector, technique, score, what| Call {
+        detector,
+        technique,
+        score,
+        what,
+    };
+    let service = |what| call("lateral.remote_service", "T1569.002", 85, what);
+    Some(match (interface, opnum) {
         // [MS-SCMR] 3.1.4: RCreateServiceW, RCreateServiceA,
         // RCreateServiceWOW64A/W.
-        (dcerpc::SVCCTL, 12 | 24 | 44 | 45) => (SERVICE, "created a service"),
+        (dcerpc::SVCCTL, 12 | 24 | 44 | 45) => service("created a service"),
         // RStartServiceW, RStartServiceA.
-        (dcerpc::SVCCTL, 19 | 31) => (SERVICE, "started a service"),
+        (dcerpc::SVCCTL, 19 | 31) => service("started a service"),
         // RChangeServiceConfigW, RChangeServiceConfigA: an existing
         // service pointed at another program (SCShell and the like).
-        (dcerpc::SVCCTL, 11 | 23) => (SERVICE, "changed a service's program"),
+        (dcerpc::SVCCTL, 11 | 23) => service("changed a service's program"),
         // [MS-TSCH] 3.2.5.2.1 NetrJobAdd.
-        (dcerpc::ATSVC, 0) => (AT, "added an at job"),
+        (dcerpc::ATSVC, 0) => call("lateral.scheduled_task", "T1053.002", 85, "added an at job"),
         // [MS-TSCH] 3.2.5.4.2 SchRpcRegisterTask, 3.2.5.4.13 SchRpcRun.
-        (dcerpc::TASK_SCHEDULER, 1) => (TASK, "registered a scheduled task"),
-        (dcerpc::TASK_SCHEDULER, 12) => (TASK, "ran a scheduled task"),
+        (dcerpc::TASK_SCHEDULER, 1 | 12) => call(
+            "lateral.scheduled_task",
+            "T1053.005",
+            85,
+            "registered or ran a scheduled task",
+        ),
+        // [MS-RRP] 3.1.5.20 BaseRegSaveKey, 3.1.5.27 BaseRegSaveKeyEx: a
+        // hive written to a file, how secretsdump takes SAM and SECURITY
+        // from a remote host.
+        (dcerpc::WINREG, 20 | 31) => call(
+            "credential.hive_dump",
+            "T1003.002",
+            85,
+            "saved a registry hive to a file",
+        ),
+        // BaseRegCreateKey, BaseRegSetValue: remote registry writes (run
+        // keys, services, debugger hijacks).
+        (dcerpc::WINREG, 6 | 22) => call(
+            "lateral.remote_registry",
+            "T1112",
+            65,
+            "wrote to the registry",
+        ),
+        // [MS-EVEN] 3.1.4.9/3.1.4.10 ElfrClearELFW/A, [MS-EVEN6] 3.1.4.16
+        // EvtRpcClearLog.
+        (dcerpc::EVENTLOG, 0 | 12) | (dcerpc::EVEN6, 6) => call(
+            "evasion.log_cleared",
+            "T1070.001",
+            65,
+            "cleared an event log",
+        ),
         _ => return None,
-    };
-    Some((detector, technique, what))
+    })
 }
 
 /// A TCP connection, either way round.
@@ -186,25 +226,25 @@ impl LateralDetector {
             .filter_map(|p| rpc.association.client_pdu(p))
             .collect();
         for (interface, opnum) in calls {
-            let Some((detector, technique, what)) = remote_execution(interface, opnum) else {
+            let Some(call) = remote_call(interface, opnum) else {
                 continue;
             };
             super::window::limit_reported(&mut self.exec_reported);
-            if !self.exec_reported.insert((e.src, e.dst, detector)) {
+            if !self.exec_reported.insert((e.src, e.dst, call.detector)) {
                 continue;
             }
             out.push(Evidence {
                 host: e.src,
-                detector,
-                technique,
-                score: 85,
+                detector: call.detector,
+                technique: call.technique,
+                score: call.score,
                 ts: e.ts,
                 since: e.ts,
                 peers: vec![e.dst.to_string()],
                 count: 1,
                 summary: format!(
-                    "{what} on {} over DCE/RPC ({interface} opnum {opnum}, port {})",
-                    e.dst, e.dport
+                    "{} on {} over DCE/RPC ({interface} opnum {opnum}, port {})",
+                    call.what, e.dst, e.dport
                 ),
             });
         }
@@ -367,6 +407,53 @@ mod tests {
             ],
             "{out:?}"
         );
+    }
+
+    /// What one association binding `interface` and calling `opnums`
+    /// yields: (detector, technique, score) of each piece of evidence.
+    fn calls(interface: Uuid, opnums: &[u16]) -> Vec<(&'static str, &'static str, u8)> {
+        let mut events = vec![data(
+            1,
+            "10.0.0.5",
+            "10.0.0.9",
+            445,
+            bind(&[interface], false),
+        )];
+        for (i, op) in opnums.iter().enumerate() {
+            events.push(data(
+                2 + i as u64,
+                "10.0.0.5",
+                "10.0.0.9",
+                445,
+                request(0, *op, 64),
+            ));
+        }
+        run(&events)
+            .iter()
+            .map(|e| (e.detector, e.technique, e.score))
+            .collect()
+    }
+
+    #[test]
+    fn registry_hives_writes_and_log_clearing_are_reported_by_weight() {
+        // secretsdump's remote hive save (OpenLocalMachine, BaseRegSaveKey): strong.
+        assert_eq!(
+            calls(dcerpc::WINREG, &[2, 20]),
+            vec![("credential.hive_dump", "T1003.002", 85)]
+        );
+        // A value set, an event log cleared (either interface): alerts.
+        assert_eq!(
+            calls(dcerpc::WINREG, &[22]),
+            vec![("lateral.remote_registry", "T1112", 65)]
+        );
+        for (interface, clear) in [(dcerpc::EVEN6, 6), (dcerpc::EVENTLOG, 0)] {
+            assert_eq!(
+                calls(interface, &[clear]),
+                vec![("evasion.log_cleared", "T1070.001", 65)]
+            );
+        }
+        // Reading the registry (BaseRegQueryValue) is neither.
+        assert!(calls(dcerpc::WINREG, &[2, 17]).is_empty());
     }
 
     #[test]
