@@ -106,9 +106,15 @@ pub const EPMAPPER: Uuid = Uuid::parse("e1af8308-5d1f-11c9-91a4-08002b14a0fa"); 
 pub const WINREG: Uuid = Uuid::parse("338cd001-2244-31f1-aaaa-900038001003"); // MS-RRP
 pub const EVENTLOG: Uuid = Uuid::parse("82273fdc-e32a-18c3-3f78-827929dc23ea"); // MS-EVEN
 pub const EVEN6: Uuid = Uuid::parse("f6beaff7-1e19-4fbb-9f8f-b89e2018337c"); // MS-EVEN6
+pub const SAMR: Uuid = Uuid::parse("12345778-1234-abcd-ef00-0123456789ac"); // MS-SAMR
+pub const SRVSVC: Uuid = Uuid::parse("4b324fc8-1670-01d3-1278-5a47bf6ee188"); // MS-SRVS
+pub const WKSSVC: Uuid = Uuid::parse("6bffd098-a112-3610-9833-46c3f87e345a"); // MS-WKST
 
 /// Names for the interfaces in alerts.
-const NAMES: [(Uuid, &str); 8] = [
+const NAMES: [(Uuid, &str); 11] = [
+    (SAMR, "samr"),
+    (SRVSVC, "srvsvc"),
+    (WKSSVC, "wkssvc"),
     (SVCCTL, "svcctl"),
     (ATSVC, "atsvc"),
     (SASEC, "sasec"),

@@ -118,6 +118,18 @@ fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
             65,
             "cleared an event log",
         ),
+        // Domain reconnaissance: alerts that add up with the rest.
+        // [MS-SRVS] 3.1.4.5 NetrSessionEnum: who is connected to a host,
+        // how BloodHound's collectors find where administrators are logged
+        // on (Windows restricts it to administrators since 2016).
+        (dcerpc::SRVSVC, 12) => call("recon.sessions", "T1049", 60, "listed the sessions"),
+        // [MS-WKST] 3.2.4.3 NetrWkstaUserEnum: who is logged on.
+        (dcerpc::WKSSVC, 2) => call(
+            "recon.logged_on_users",
+            "T1033",
+            60,
+            "listed the logged-on users",
+        ),
         _ => return None,
     })
 }
@@ -454,6 +466,24 @@ mod tests {
         }
         // Reading the registry (BaseRegQueryValue) is neither.
         assert!(calls(dcerpc::WINREG, &[2, 17]).is_empty());
+    }
+
+    #[test]
+    fn domain_reconnaissance_calls_alert() {
+        // NetrSessionEnum; NetrWkstaUserEnum.
+        assert_eq!(
+            calls(dcerpc::SRVSVC, &[12]),
+            vec![("recon.sessions", "T1049", 60)]
+        );
+        assert_eq!(
+            calls(dcerpc::WKSSVC, &[2]),
+            vec![("recon.logged_on_users", "T1033", 60)]
+        );
+        // Listing a server's shares (NetrShareEnum, what Explorer does when
+        // a user opens \\server) is not; nor, for now, SAMR listings, which
+        // ordinary domain members make too (docs/detection.md).
+        assert!(calls(dcerpc::SRVSVC, &[15]).is_empty());
+        assert!(calls(dcerpc::SAMR, &[7, 13]).is_empty());
     }
 
     #[test]
