@@ -259,11 +259,15 @@ pub mod telemetry {
         port == INSPECT_PORTS[0] || port == INSPECT_PORTS[1] || port == INSPECT_PORTS[2]
     }
 
-    /// A DCE/RPC bind PDU (version 5.0, type 11) starts the payload: the
-    /// flow is sampled throughout (RPC services listen on dynamic ports).
+    /// DCE/RPC's major version and its bind PDU type [C706 12.6.4.1].
+    pub const DCERPC_VERSION: u8 = 5;
+    pub const DCERPC_PTYPE_BIND: u8 = 11;
+
+    /// A DCE/RPC bind PDU (version 5.0) starts the payload: the flow is
+    /// sampled throughout (RPC services listen on dynamic ports).
     #[inline(always)]
     pub fn is_dcerpc_bind(head: &[u8]) -> bool {
-        head.len() >= 3 && head[0] == 5 && head[1] == 0 && head[2] == 11
+        head.len() >= 3 && head[0] == DCERPC_VERSION && head[1] == 0 && head[2] == DCERPC_PTYPE_BIND
     }
 
     /// Bytes of a payload's start `is_opening` needs.

@@ -262,6 +262,12 @@ impl Bindings {
             .is_some_and(|e| e.changed == 0 || now.saturating_sub(e.changed) > CONTESTED_FOR)
     }
 
+    /// The MAC `addr` is bound to, when the binding proves it (`proves`):
+    /// the one an isolation of `addr` may cut off too.
+    pub fn settled_mac(&self, addr: IpAddr, now: Nanos) -> Option<[u8; 6]> {
+        self.proves(addr, now).then(|| self.mac_of(addr))?
+    }
+
     /// Every binding.
     pub fn all(&self) -> impl Iterator<Item = (IpAddr, [u8; 6])> + '_ {
         self.entries.iter().map(|(a, e)| (*a, e.mac))

@@ -133,11 +133,7 @@ impl Sensor {
             } => {
                 // On a switched segment, the host's MAC goes with it (see
                 // `Enforcer::isolate`), when its binding is settled.
-                let mac = self
-                    .bindings
-                    .proves(ip, clock::unix_now_ns())
-                    .then(|| self.bindings.mac_of(ip))
-                    .flatten();
+                let mac = self.bindings.settled_mac(ip, clock::unix_now_ns());
                 self.enforcer
                     .isolate(maps, ip, mac, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR)
             }

@@ -336,7 +336,7 @@ impl Detection {
         if !self.is_switched(host) || !self.sent_by_owner(host, bindings) {
             return None;
         }
-        bindings.proves(host, now).then(|| bindings.mac_of(host))?
+        bindings.settled_mac(host, now)
     }
 
     /// Decides and acts on every incident that changed, closes idle ones,

@@ -11,9 +11,10 @@
 
 use std::fmt;
 
-/// PDU types [C706 12.6.4.1].
+/// PDU types [C706 12.6.4.1]; the version and the bind type are the
+/// datapath's too (`is_dcerpc_bind`, which picks the flows to sample).
+pub use sensor_common::telemetry::{DCERPC_PTYPE_BIND as PTYPE_BIND, DCERPC_VERSION as VERSION};
 pub const PTYPE_REQUEST: u8 = 0;
-pub const PTYPE_BIND: u8 = 11;
 pub const PTYPE_BIND_ACK: u8 = 12;
 pub const PTYPE_ALTER_CONTEXT: u8 = 14;
 pub const PTYPE_ALTER_CONTEXT_RESP: u8 = 15;
@@ -57,13 +58,24 @@ impl Uuid {
     fn from_wire(b: &[u8], little: bool) -> Uuid {
         let mut u = [0u8; 16];
         u.copy_from_slice(&b[..16]);
-        if little {
-            u[0..4].reverse();
-            u[4..6].reverse();
-            u[6..8].reverse();
-        }
-        Uuid(u)
+        Uuid(swap_fields(u, little))
     }
+
+    /// Its bytes as a sender with that byte order puts them in a PDU.
+    pub fn to_wire(self, little: bool) -> [u8; 16] {
+        swap_fields(self.0, little)
+    }
+}
+
+/// Swaps the first three fields' bytes (a 32-bit and two 16-bit integers)
+/// for a little-endian sender; the swap is its own inverse.
+fn swap_fields(mut u: [u8; 16], little: bool) -> [u8; 16] {
+    if little {
+        u[0..4].reverse();
+        u[4..6].reverse();
+        u[6..8].reverse();
+    }
+    u
 }
 
 const fn hex(c: u8) -> u8 {
@@ -152,7 +164,7 @@ pub enum Pdu {
 /// and the type's fixed fields must be present. Returns the PDU and the
 /// fragment length.
 pub fn parse(b: &[u8]) -> Option<(Pdu, usize)> {
-    if b.len() < HEADER_LEN || b[0] != 5 || b[1] > 1 || b[2] > 19 {
+    if b.len() < HEADER_LEN || b[0] != VERSION || b[1] > 1 || b[2] > 19 {
         return None;
     }
     let (ptype, flags, drep) = (b[2], b[3], b[4]);
@@ -308,15 +320,7 @@ pub mod tests {
                 v.to_le_bytes()
             }
         };
-        let wire = |u: Uuid| {
-            let mut b = u.0;
-            if !big {
-                b[0..4].reverse();
-                b[4..6].reverse();
-                b[6..8].reverse();
-            }
-            b
-        };
+        let wire = |u: Uuid| u.to_wire(!big);
         let ndr = Uuid::parse("8a885d04-1ceb-11c9-9fe8-08002b104860");
         let len = 28 + 44 * interfaces.len();
         let mut p = vec![5, 0, PTYPE_BIND, 3, if big { 0 } else { 0x10 }, 0, 0, 0];
