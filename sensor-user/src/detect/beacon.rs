@@ -16,9 +16,8 @@
 //! destination that several inside hosts poll alike (software updates,
 //! telemetry) is shared, not a C&C.
 
-use smallvec::SmallVec;
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{hash_map::Entry, HashMap, HashSet},
     net::IpAddr,
 };
 
@@ -68,18 +67,31 @@ const MAX_PER_PAIR: usize = 4096;
 
 /// Keeps about the last `n` items: past a quarter more, the oldest go at
 /// once, so a long series costs no shift per new item.
-fn keep_last<T>(v: &mut SmallVec<[T; 1]>, n: usize) {
+fn keep_last<T>(v: &mut Vec<T>, n: usize) {
     if v.len() > n + n / 4 {
         v.drain(..v.len() - n);
     }
 }
 
-/// Most pairs are one connection to a server never seen again: its start
-/// and size live inline, without an allocation.
-#[derive(Default)]
+/// A size not yet known (the connection has not ended).
+const NO_SIZE: u64 = u64::MAX;
+
+/// Most pairs are one connection to a server never seen again: they cost
+/// one word of key and three of value, without an allocation. A second
+/// connection moves them into a `Series`, which also keeps the addresses
+/// (the key is only their keyed hash).
 struct Pair {
-    starts: SmallVec<[Nanos; 1]>,
-    sizes: SmallVec<[u64; 1]>,
+    /// The latest connection's start.
+    last: Nanos,
+    /// The only connection's size while there is no series.
+    size: u64,
+    series: Option<Box<Series>>,
+}
+
+struct Series {
+    key: PairKey,
+    starts: Vec<Nanos>,
+    sizes: Vec<u64>,
     /// Connections when last scored: a pair is scored again only when it
     /// has new ones (live, `flush` runs every second).
     scored_at: usize,
@@ -97,11 +109,14 @@ pub struct BeaconDetector {
     config: BeaconConfig,
     /// Pairs with new connections and enough of them to score: `flush`
     /// looks at these only, not at every pair.
-    due: HashSet<PairKey>,
+    due: HashSet<u64>,
     /// Pairs dropped to stay within `limits::BEACON_PAIRS`.
     pub evicted: u64,
-    pairs: HashMap<PairKey, Pair>,
-    reported: HashSet<PairKey>,
+    /// By the keyed hash of the `PairKey` (keyed per process, so nobody
+    /// can aim for collisions): the most numerous entry the engine keeps.
+    pairs: HashMap<u64, Pair>,
+    pair_hash: std::hash::RandomState,
+    reported: HashSet<u64>,
 }
 
 /// RITA's beacon score and its parts.
@@ -198,6 +213,7 @@ impl BeaconDetector {
         BeaconDetector {
             config,
             pairs: HashMap::new(),
+            pair_hash: std::hash::RandomState::new(),
             due: HashSet::new(),
             evicted: 0,
             reported: HashSet::new(),
@@ -218,22 +234,24 @@ impl BeaconDetector {
             dport: e.dport,
             protocol: e.protocol,
         };
+        let hash = std::hash::BuildHasher::hash_one(&self.pair_hash, key);
         match (&e.kind, e.protocol) {
             (Kind::Syn, PROTO_TCP) | (Kind::FlowStart, PROTO_UDP) => {
-                self.evicted += cap_oldest(&mut self.pairs, limits::BEACON_PAIRS, |p| {
-                    p.starts.last().copied().unwrap_or(0)
-                });
-                let pair = self.pairs.entry(key).or_default();
-                pair.starts.push(e.ts);
-                keep_last(&mut pair.starts, MAX_PER_PAIR);
-                if pair.starts.len() >= self.config.min_connections {
-                    self.due.insert(key);
+                self.evicted += cap_oldest(&mut self.pairs, limits::BEACON_PAIRS, |p| p.last);
+                let connections = match self.pairs.entry(hash) {
+                    Entry::Occupied(mut pair) => pair.get_mut().connect(key, e.ts),
+                    Entry::Vacant(slot) => {
+                        slot.insert(Pair::new(e.ts));
+                        1
+                    }
+                };
+                if connections >= self.config.min_connections {
+                    self.due.insert(hash);
                 }
             }
             (Kind::FlowEnd(flow), PROTO_TCP | PROTO_UDP) => {
-                if let Some(pair) = self.pairs.get_mut(&key) {
-                    pair.sizes.push(flow.orig_bytes);
-                    keep_last(&mut pair.sizes, MAX_PER_PAIR);
+                if let Some(pair) = self.pairs.get_mut(&hash) {
+                    pair.ended(flow.orig_bytes);
                 }
             }
             _ => {}
@@ -248,52 +266,51 @@ impl BeaconDetector {
     /// Forgets pairs with no connection since `horizon` (live: bounded
     /// memory on a sensor that runs for months).
     pub fn prune(&mut self, horizon: Nanos) {
-        self.pairs
-            .retain(|_, p| p.starts.last().is_some_and(|t| *t >= horizon));
+        self.pairs.retain(|_, p| p.last >= horizon);
         super::window::fit(&mut self.pairs);
     }
 
     /// Scores every pair with enough connections.
     pub fn flush(&mut self, out: &mut Vec<Evidence>) {
-        let mut found: Vec<(PairKey, BeaconScore, usize, Nanos, Nanos)> = Vec::new();
-        for key in std::mem::take(&mut self.due) {
-            let Some(pair) = self.pairs.get_mut(&key) else {
+        let mut found: Vec<(u64, PairKey, BeaconScore, usize, Nanos, Nanos)> = Vec::new();
+        for hash in std::mem::take(&mut self.due) {
+            let Some(series) = self.pairs.get_mut(&hash).and_then(|p| p.series.as_mut()) else {
                 continue;
             };
-            let key = &key;
-            if pair.starts.len() < self.config.min_connections
-                || self.reported.contains(key)
-                || pair.starts.len() == pair.scored_at
+            if series.starts.len() < self.config.min_connections
+                || self.reported.contains(&hash)
+                || series.starts.len() == series.scored_at
             {
                 continue;
             }
-            pair.scored_at = pair.starts.len();
-            if let Some(s) = score(&pair.starts, &pair.sizes) {
+            series.scored_at = series.starts.len();
+            if let Some(s) = score(&series.starts, &series.sizes) {
                 let regular =
                     s.score >= self.config.min_score || s.timing >= self.config.min_timing_score;
                 if regular && s.interval_median_secs >= self.config.min_interval_secs {
                     found.push((
-                        *key,
+                        hash,
+                        series.key,
                         s,
-                        pair.starts.len(),
-                        pair.starts[0],
-                        *pair.starts.last().unwrap(),
+                        series.starts.len(),
+                        series.starts[0],
+                        *series.starts.last().unwrap(),
                     ));
                 }
             }
         }
         // A destination that several inside hosts poll alike is shared.
         let mut pollers: HashMap<IpAddr, HashSet<IpAddr>> = HashMap::new();
-        for (key, ..) in &found {
+        for (_, key, ..) in &found {
             pollers.entry(key.dst).or_default().insert(key.src);
         }
         found.sort_by_key(|(.., last)| *last);
-        for (key, s, n, first, last) in found {
+        for (hash, key, s, n, first, last) in found {
             if pollers[&key.dst].len() >= self.config.shared_by_hosts {
                 continue;
             }
             super::window::limit_reported(&mut self.reported);
-            self.reported.insert(key);
+            self.reported.insert(hash);
             out.push(Evidence {
                 host: key.src,
                 detector: "beacon",
@@ -308,6 +325,44 @@ impl BeaconDetector {
                     key.dst, key.dport, s.interval_median_secs, s.interval_madm_secs, s.score, s.timing
                 ),
             });
+        }
+    }
+}
+
+impl Pair {
+    fn new(start: Nanos) -> Pair {
+        Pair {
+            last: start,
+            size: NO_SIZE,
+            series: None,
+        }
+    }
+
+    /// Counts a later connection; returns the pair's connections.
+    fn connect(&mut self, key: PairKey, start: Nanos) -> usize {
+        let (first, size) = (self.last, self.size);
+        self.last = start;
+        let series = self.series.get_or_insert_with(|| {
+            Box::new(Series {
+                key,
+                starts: vec![first],
+                sizes: if size == NO_SIZE { vec![] } else { vec![size] },
+                scored_at: 0,
+            })
+        });
+        series.starts.push(start);
+        keep_last(&mut series.starts, MAX_PER_PAIR);
+        series.starts.len()
+    }
+
+    /// A connection ended, having sent `size` bytes.
+    fn ended(&mut self, size: u64) {
+        match &mut self.series {
+            Some(series) => {
+                series.sizes.push(size);
+                keep_last(&mut series.sizes, MAX_PER_PAIR);
+            }
+            None => self.size = size,
         }
     }
 }

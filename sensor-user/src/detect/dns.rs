@@ -213,8 +213,14 @@ pub fn split_name(name: &str) -> (String, String) {
 #[derive(Default)]
 struct DomainActivity {
     names: TimedSet<u64>,
-    /// Boxed: few (host, domain) pairs ever ask a tunnel-like name.
-    tunnel_like: Option<Box<TimedSet<u64>>>,
+    /// Boxed: few (host, domain) pairs ever ask a tunnel-like name or
+    /// get reported.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Default)]
+struct Rare {
+    tunnel_like: TimedSet<u64>,
     reported_tunnel: u32,
     reported_unique: u32,
 }
@@ -282,20 +288,26 @@ impl DnsDetector {
         let activity = self.domains.entry(key).or_default();
         activity.names.insert(name_hash, e.ts);
         if tunnel_like {
-            activity
-                .tunnel_like
-                .get_or_insert_with(Default::default)
-                .insert(name_hash, e.ts);
+            let rare = activity.rare.get_or_insert_with(Default::default);
+            rare.tunnel_like.insert(name_hash, e.ts);
         }
         let window = config.window_secs * SECOND;
         let tunnel = activity
-            .tunnel_like
+            .rare
             .as_mut()
-            .map_or(0, |t| t.count_within(e.ts, window));
+            .map_or(0, |r| r.tunnel_like.count_within(e.ts, window));
         let unique = activity.names.count_within(e.ts, window);
+        let reported = |r: &Option<Box<Rare>>| {
+            r.as_ref()
+                .map_or((0, 0), |r| (r.reported_tunnel, r.reported_unique))
+        };
+        let (reported_tunnel, reported_unique) = reported(&activity.rare);
         let bulk_type = matches!(q.qtype, TYPE_NULL | TYPE_TXT);
-        if tunnel >= config.tunnel_queries && tunnel >= activity.reported_tunnel as usize * 2 {
-            activity.reported_tunnel = tunnel as u32;
+        if tunnel >= config.tunnel_queries && tunnel >= reported_tunnel as usize * 2 {
+            activity
+                .rare
+                .get_or_insert_with(Default::default)
+                .reported_tunnel = tunnel as u32;
             out.push(Evidence {
                 host: e.src,
                 detector: "dns.tunnel",
@@ -310,8 +322,11 @@ impl DnsDetector {
                     q.name
                 ),
             });
-        } else if unique >= config.unique_names && unique >= activity.reported_unique as usize * 2 {
-            activity.reported_unique = unique as u32;
+        } else if unique >= config.unique_names && unique >= reported_unique as usize * 2 {
+            activity
+                .rare
+                .get_or_insert_with(Default::default)
+                .reported_unique = unique as u32;
             out.push(Evidence {
                 host: e.src,
                 detector: "dns.unique_names",
@@ -368,10 +383,10 @@ impl DnsDetector {
     fn prune(&mut self, since: Nanos) {
         self.domains.retain(|_, a| {
             a.names.prune(since);
-            if let Some(t) = &mut a.tunnel_like {
-                t.prune(since);
-                if t.is_empty() {
-                    a.tunnel_like = None;
+            if let Some(r) = &mut a.rare {
+                r.tunnel_like.prune(since);
+                if r.tunnel_like.is_empty() && r.reported_tunnel == 0 && r.reported_unique == 0 {
+                    a.rare = None;
                 }
             }
             !a.names.is_empty()

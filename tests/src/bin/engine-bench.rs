@@ -175,6 +175,7 @@ fn main() -> anyhow::Result<()> {
     let rate = events.len() as f64 / secs;
     let per_host = after.saturating_sub(before) as f64 / args.hosts as f64;
     let incidents = engine.incidents.list().len();
+    eprintln!("entries per table at the end: {:?}", engine.sizes());
     let mut by_detector = std::collections::BTreeMap::new();
     for i in engine.incidents.list() {
         for d in i.detectors {
