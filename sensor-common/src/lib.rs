@@ -263,11 +263,25 @@ pub mod telemetry {
     pub const DCERPC_VERSION: u8 = 5;
     pub const DCERPC_PTYPE_BIND: u8 = 11;
 
-    /// A DCE/RPC bind PDU (version 5.0) starts the payload: the flow is
-    /// sampled throughout (RPC services listen on dynamic ports).
+    /// Bytes of a payload's start `is_dcerpc_pdu` needs.
+    pub const DCERPC_HEAD: usize = 5;
+
+    /// A connection-oriented DCE/RPC PDU (version 5.0 or 5.1) starts the
+    /// payload: the flow is sampled throughout (RPC services listen on
+    /// dynamic ports). Any of the types an association carries counts
+    /// (request 0, response 2, bind 11, bind_ack 12, bind_nak 13,
+    /// alter_context 14 and its response 15), so a connection picked up
+    /// mid-way (a restart, a capture started late) is followed too; the
+    /// data representation must be one in use (little- or big-endian
+    /// integers, ASCII) [C706 12.6.3.1, 14.1].
     #[inline(always)]
-    pub fn is_dcerpc_bind(head: &[u8]) -> bool {
-        head.len() >= 3 && head[0] == DCERPC_VERSION && head[1] == 0 && head[2] == DCERPC_PTYPE_BIND
+    pub fn is_dcerpc_pdu(head: &[u8]) -> bool {
+        if head.len() < DCERPC_HEAD || head[0] != DCERPC_VERSION || head[1] > 1 {
+            return false;
+        }
+        let ptype = head[2];
+        let co_type = ptype == 0 || ptype == 2 || (DCERPC_PTYPE_BIND..=15).contains(&ptype);
+        co_type && (head[4] == 0x10 || head[4] == 0x00)
     }
 
     /// Bytes of a payload's start `is_opening` needs.
@@ -780,6 +794,31 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dcerpc_pdus_are_known_by_version_type_and_representation() {
+        use super::telemetry::is_dcerpc_pdu;
+        // bind, alter_context, request, response; little- and big-endian.
+        for head in [
+            [5, 0, 11, 3, 0x10],
+            [5, 0, 14, 3, 0x10],
+            [5, 0, 0, 3, 0x00],
+            [5, 1, 2, 3, 0x10],
+        ] {
+            assert!(is_dcerpc_pdu(&head), "{head:?}");
+        }
+        // Connectionless (4), a type an association never carries (16,
+        // 20), another representation, a short head.
+        for head in [
+            [4, 0, 0, 3, 0x10],
+            [5, 0, 16, 3, 0x10],
+            [5, 0, 20, 3, 0x10],
+            [5, 0, 11, 3, 0x01],
+        ] {
+            assert!(!is_dcerpc_pdu(&head), "{head:?}");
+        }
+        assert!(!is_dcerpc_pdu(&[5, 0, 11]));
+    }
+
     use super::*;
     use core::mem::size_of;
 

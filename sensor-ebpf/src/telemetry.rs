@@ -345,7 +345,7 @@ fn payload_len(ctx: &XdpContext, l4: &L4) -> usize {
 }
 
 /// Whether to sample this TCP packet's payload: a flow on an inspected port,
-/// or one whose first payload is a DCE/RPC bind (RPC services listen on
+/// or one whose first payload is a DCE/RPC PDU (RPC services listen on
 /// dynamic ports), up to `DATA_SAMPLES` packets.
 #[inline(always)]
 fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
@@ -354,8 +354,8 @@ fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
     }
     if flow.inspect == INSPECT_UNKNOWN {
         let port = is_inspect_port(l4.sport) || is_inspect_port(l4.dport);
-        let bind = payload_head::<3>(ctx, l4).is_some_and(|h| is_dcerpc_bind(&h));
-        if port || bind {
+        let rpc = payload_head::<DCERPC_HEAD>(ctx, l4).is_some_and(|h| is_dcerpc_pdu(&h));
+        if port || rpc {
             flow.inspect = INSPECT_YES;
         } else {
             flow.inspect = INSPECT_NO;

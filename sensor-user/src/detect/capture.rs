@@ -11,7 +11,7 @@ use super::event::{
 };
 use super::pcapfile;
 use sensor_common::telemetry::{
-    carries_data, flow_timeout_ns, is_dcerpc_bind, is_echo_request, is_inspect_port, is_observed,
+    carries_data, flow_timeout_ns, is_dcerpc_pdu, is_echo_request, is_inspect_port, is_observed,
     is_opening, is_tiny_fragment, is_unreachable, starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT,
     EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, FLOW_PROVEN,
     TCP_FIN, TCP_MIN_HLEN, TCP_RST,
@@ -219,7 +219,7 @@ impl FlowTracker {
                     let inspect = *flow.inspect.get_or_insert_with(|| {
                         is_inspect_port(p.sport)
                             || is_inspect_port(p.dport)
-                            || is_dcerpc_bind(p.payload)
+                            || is_dcerpc_pdu(p.payload)
                     });
                     // Any other flow: one sample of a TLS or HTTP opening,
                     // for the server name and user agent in it.

@@ -12,7 +12,7 @@
 use std::fmt;
 
 /// PDU types [C706 12.6.4.1]; the version and the bind type are the
-/// datapath's too (`is_dcerpc_bind`, which picks the flows to sample).
+/// datapath's too (`is_dcerpc_pdu`, which picks the flows to sample).
 pub use sensor_common::telemetry::{DCERPC_PTYPE_BIND as PTYPE_BIND, DCERPC_VERSION as VERSION};
 pub const PTYPE_REQUEST: u8 = 0;
 pub const PTYPE_BIND_ACK: u8 = 12;
@@ -118,12 +118,23 @@ pub const EPMAPPER: Uuid = Uuid::parse("e1af8308-5d1f-11c9-91a4-08002b14a0fa"); 
 pub const WINREG: Uuid = Uuid::parse("338cd001-2244-31f1-aaaa-900038001003"); // MS-RRP
 pub const EVENTLOG: Uuid = Uuid::parse("82273fdc-e32a-18c3-3f78-827929dc23ea"); // MS-EVEN
 pub const EVEN6: Uuid = Uuid::parse("f6beaff7-1e19-4fbb-9f8f-b89e2018337c"); // MS-EVEN6
+pub const LSARPC: Uuid = Uuid::parse("12345778-1234-abcd-ef00-0123456789ab"); // MS-LSAT
 pub const SAMR: Uuid = Uuid::parse("12345778-1234-abcd-ef00-0123456789ac"); // MS-SAMR
 pub const SRVSVC: Uuid = Uuid::parse("4b324fc8-1670-01d3-1278-5a47bf6ee188"); // MS-SRVS
 pub const WKSSVC: Uuid = Uuid::parse("6bffd098-a112-3610-9833-46c3f87e345a"); // MS-WKST
+pub const DRSUAPI: Uuid = Uuid::parse("e3514235-4b06-11d1-ab04-00c04fc2dcd2"); // MS-DRSR 4.1
+pub const NETLOGON: Uuid = Uuid::parse("12345678-1234-abcd-ef00-01234567cffb"); // MS-NRPC
+pub const SPOOLSS: Uuid = Uuid::parse("12345678-1234-abcd-ef00-0123456789ab"); // MS-RPRN
+pub const EFSRPC: Uuid = Uuid::parse("df1941c5-fe89-4e79-bf10-463657acf44d"); // MS-EFSR 1.9
+/// EFSRPC as served on the \pipe\lsarpc endpoint [MS-EFSR 1.9].
+pub const EFSRPC_LSA: Uuid = Uuid::parse("c681d488-d850-11d0-8c52-00c04fd90f7e");
+pub const REMOTE_ACTIVATION: Uuid = Uuid::parse("000001a0-0000-0000-c000-000000000046"); // MS-DCOM IRemoteSCMActivator
+pub const WBEM_LOGIN: Uuid = Uuid::parse("f309ad18-d86a-11d0-a075-00c04fb68820"); // MS-WMI IWbemLevel1Login
+pub const WBEM_SERVICES: Uuid = Uuid::parse("9556dc99-828c-11cf-a37e-00aa003240c7"); // MS-WMI IWbemServices
+pub const IDISPATCH: Uuid = Uuid::parse("00020400-0000-0000-c000-000000000046"); // MS-OAUT IDispatch
 
 /// Names for the interfaces in alerts.
-const NAMES: [(Uuid, &str); 11] = [
+const NAMES: [(Uuid, &str); 21] = [
     (SAMR, "samr"),
     (SRVSVC, "srvsvc"),
     (WKSSVC, "wkssvc"),
@@ -135,6 +146,16 @@ const NAMES: [(Uuid, &str); 11] = [
     (WINREG, "winreg"),
     (EVENTLOG, "eventlog"),
     (EVEN6, "IEventService"),
+    (DRSUAPI, "drsuapi"),
+    (NETLOGON, "netlogon"),
+    (SPOOLSS, "spoolss"),
+    (EFSRPC, "efsrpc"),
+    (EFSRPC_LSA, "efsrpc"),
+    (REMOTE_ACTIVATION, "IRemoteSCMActivator"),
+    (WBEM_LOGIN, "IWbemLevel1Login"),
+    (WBEM_SERVICES, "IWbemServices"),
+    (IDISPATCH, "IDispatch"),
+    (LSARPC, "lsarpc"),
 ];
 
 pub fn name_of(uuid: Uuid) -> Option<&'static str> {

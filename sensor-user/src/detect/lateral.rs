@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     dcerpc::{self, Association, Uuid},
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
+    roles::Roles,
     window::FanOut,
     Evidence,
 };
@@ -63,7 +64,27 @@ struct Call {
     score: u8,
     /// What the client did, for the summary.
     what: &'static str,
+    /// When the call is evidence.
+    when: When,
 }
+
+/// When a call is evidence: some calls are only suspect from the wrong
+/// host, to the wrong host, or in numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    Always,
+    /// The client is not a domain controller (`roles`): replication is
+    /// what controllers do among themselves.
+    ClientIsNotDc,
+    /// The server is a domain controller.
+    ServerIsDc,
+    /// This many such calls from one client to one server within
+    /// `REPEAT_WINDOW`.
+    Repeated(u32),
+}
+
+/// The window `When::Repeated` counts in.
+const REPEAT_WINDOW: Nanos = 120 * SECOND;
 
 /// The calls the detectors report, by interface and operation number (from
 /// each interface's specification).
@@ -73,7 +94,9 @@ fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
         technique,
         score,
         what,
+        when: When::Always,
     };
+    let only = |when, call: Call| Call { when, ..call };
     let service = |what| call("lateral.remote_service", "T1569.002", 85, what);
     Some(match (interface, opnum) {
         // [MS-SCMR] 3.1.4: RCreateServiceW, RCreateServiceA,
@@ -130,9 +153,124 @@ fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
             60,
             "listed the logged-on users",
         ),
+        // [MS-RRP] 3.1.5.5 OpenUsers: HKEY_USERS, whose subkeys are the
+        // SIDs of the users logged on (PsLoggedOn, BloodHound's registry
+        // session collection).
+        (dcerpc::WINREG, 4) => call(
+            "recon.logged_on_users",
+            "T1033",
+            60,
+            "opened HKEY_USERS (who is logged on)",
+        ),
+        // [MS-DRSR] 4.1.10 IDL_DRSGetNCChanges: replication of directory
+        // objects, secrets included (DCSync); 4.1.19 IDL_DRSReplicaAdd and
+        // 4.1.1 IDL_DRSAddEntry: a new replication partner or a new
+        // domain controller object (DCShadow). Only controllers do these.
+        (dcerpc::DRSUAPI, 3) => only(
+            When::ClientIsNotDc,
+            call(
+                "credential.dcsync",
+                "T1003.006",
+                85,
+                "asked for directory replication (DRSGetNCChanges) without being a domain controller",
+            ),
+        ),
+        (dcerpc::DRSUAPI, 5 | 17) => only(
+            When::ClientIsNotDc,
+            call(
+                "credential.dcshadow",
+                "T1207",
+                85,
+                "added a replication partner or a domain controller object (DRSReplicaAdd, DRSAddEntry) without being a domain controller",
+            ),
+        ),
+        // [MS-NRPC] 3.5.4.4.2 NetrServerAuthenticate, .4.3
+        // NetrServerAuthenticate2, .4.2 NetrServerAuthenticate3: a machine
+        // sets up its secure channel with one or two; Zerologon
+        // (CVE-2020-1472) needs about 256 on average (Secura's white
+        // paper), as Corelight's Zeek detector counts them.
+        (dcerpc::NETLOGON, 5 | 15 | 26) => only(
+            When::Repeated(ZEROLOGON_ATTEMPTS),
+            call(
+                "credential.zerologon",
+                "T1210",
+                85,
+                "tried to authenticate a Netlogon secure channel again and again (Zerologon)",
+            ),
+        ),
+        // [MS-RPRN] 3.1.4.10.3/.4 RpcRemoteFindFirstPrinterChangeNotification(Ex):
+        // the server is to call the client back, authenticating as its
+        // machine account, which an attacker relays (PrinterBug). Aimed
+        // at a domain controller, which prints for nobody.
+        (dcerpc::SPOOLSS, 62 | 65) => only(
+            When::ServerIsDc,
+            call(
+                "credential.coercion",
+                "T1187",
+                70,
+                "asked a domain controller's print spooler to call back (PrinterBug)",
+            ),
+        ),
+        // [MS-EFSR] 3.1.4.2.1 EfsRpcOpenFileRaw, .2 EfsRpcEncryptFileSrv,
+        // .3 EfsRpcDecryptFileSrv, .4 EfsRpcQueryUsersOnFile, .5
+        // EfsRpcQueryRecoveryAgents, .9 EfsRpcFileKeyInfo, .10
+        // EfsRpcDuplicateEncryptionInfoFile, .12 EfsRpcAddUsersToFileEx:
+        // each opens a path the caller names, a UNC path to its listener
+        // in PetitPotam. Remote EFS over RPC has little everyday use.
+        (dcerpc::EFSRPC | dcerpc::EFSRPC_LSA, 0 | 4 | 5 | 6 | 7 | 12 | 13 | 15) => call(
+            "credential.coercion",
+            "T1187",
+            70,
+            "asked EFSRPC to open a file on a path it names (PetitPotam)",
+        ),
+        // [MS-WMI] 3.1.4.1.4 IWbemLevel1Login::NTLMLogin: a remote WMI
+        // session (wmiexec, Invoke-WmiMethod -ComputerName); management
+        // servers do this too, so alone it alerts.
+        (dcerpc::WBEM_LOGIN, 6) => call(
+            "lateral.wmi",
+            "T1047",
+            65,
+            "logged on to WMI remotely",
+        ),
+        // [MS-WMI] 3.1.4.3.22/.23 IWbemServices::ExecMethod(Async): a
+        // method run remotely, Win32_Process.Create for wmiexec; 3.1.4.3.12/.13
+        // PutInstance(Async): an instance written remotely, the event
+        // filter, consumer and binding of a permanent subscription.
+        (dcerpc::WBEM_SERVICES, 24 | 25) => call(
+            "lateral.wmi",
+            "T1047",
+            85,
+            "ran a WMI method remotely (such as Win32_Process.Create)",
+        ),
+        (dcerpc::WBEM_SERVICES, 14 | 15) => call(
+            "lateral.wmi",
+            "T1546.003",
+            85,
+            "wrote a WMI instance remotely (such as an event subscription)",
+        ),
+        // [MS-OAUT] 3.1.4 IDispatch over DCOM: a remote object scripted
+        // through its dispatch interface, as MMC20.Application,
+        // ShellWindows, ShellBrowserWindow and the Office applications
+        // are driven to run commands. 3.1.4.4 Invoke runs a method.
+        (dcerpc::IDISPATCH, 6) => call(
+            "lateral.dcom",
+            "T1021.003",
+            85,
+            "invoked a method of a remote COM object through IDispatch",
+        ),
+        (dcerpc::IDISPATCH, 3..=5) => call(
+            "lateral.dcom",
+            "T1021.003",
+            65,
+            "scripted a remote COM object through IDispatch",
+        ),
         _ => return None,
     })
 }
+
+/// Netlogon authentications from one client to one server within
+/// `REPEAT_WINDOW` that make an attempt at Zerologon.
+const ZEROLOGON_ATTEMPTS: u32 = 20;
 
 /// A TCP connection, either way round.
 fn conn_key(e: &Event) -> (IpAddr, u16, IpAddr, u16) {
@@ -158,6 +296,9 @@ pub struct LateralDetector {
     /// first), its contexts, and when the connection last carried RPC.
     rpc: HashMap<(IpAddr, u16, IpAddr, u16), Rpc>,
     exec_reported: HashSet<(IpAddr, IpAddr, &'static str)>,
+    /// Calls counted for `When::Repeated`: (client, server, detector) ->
+    /// (start of the count, calls).
+    repeated: HashMap<(IpAddr, IpAddr, &'static str), (Nanos, u32)>,
 }
 
 impl LateralDetector {
@@ -167,17 +308,18 @@ impl LateralDetector {
             reached: FanOut::default(),
             rpc: HashMap::new(),
             exec_reported: HashSet::new(),
+            repeated: HashMap::new(),
         }
     }
 
     /// `inside`: both ends are inside hosts.
-    pub fn observe(&mut self, e: &Event, inside: bool, out: &mut Vec<Evidence>) {
+    pub fn observe(&mut self, e: &Event, inside: bool, roles: &Roles, out: &mut Vec<Evidence>) {
         if !inside || e.protocol != PROTO_TCP {
             return;
         }
         match e.kind {
             Kind::Syn if self.config.admin_ports.contains(&e.dport) => self.fanout(e, out),
-            Kind::Data => self.inspect(e, out),
+            Kind::Data => self.inspect(e, roles, out),
             _ => {}
         }
     }
@@ -206,7 +348,7 @@ impl LateralDetector {
         });
     }
 
-    fn inspect(&mut self, e: &Event, out: &mut Vec<Evidence>) {
+    fn inspect(&mut self, e: &Event, roles: &Roles, out: &mut Vec<Evidence>) {
         let pdus = dcerpc::pdus(&e.payload);
         if pdus.is_empty() {
             return;
@@ -241,6 +383,9 @@ impl LateralDetector {
             let Some(call) = remote_call(interface, opnum) else {
                 continue;
             };
+            if !self.applies(call, e, roles) {
+                continue;
+            }
             super::window::limit_reported(&mut self.exec_reported);
             if !self.exec_reported.insert((e.src, e.dst, call.detector)) {
                 continue;
@@ -262,6 +407,31 @@ impl LateralDetector {
         }
     }
 
+    /// Whether a call is evidence (`When`).
+    fn applies(&mut self, call: Call, e: &Event, roles: &Roles) -> bool {
+        match call.when {
+            When::Always => true,
+            When::ClientIsNotDc => !roles.is_domain_controller(e.src, e.ts),
+            When::ServerIsDc => roles.is_domain_controller(e.dst, e.ts),
+            When::Repeated(n) => {
+                super::window::cap_oldest(
+                    &mut self.repeated,
+                    super::limits::RPC_ASSOCIATIONS,
+                    |(start, _)| *start,
+                );
+                let (start, calls) = self
+                    .repeated
+                    .entry((e.src, e.dst, call.detector))
+                    .or_insert((e.ts, 0));
+                if e.ts.saturating_sub(*start) > REPEAT_WINDOW {
+                    (*start, *calls) = (e.ts, 0);
+                }
+                *calls += 1;
+                *calls >= n
+            }
+        }
+    }
+
     /// How far back fan-out is counted.
     pub fn window(&self) -> Nanos {
         self.config.window_secs * SECOND
@@ -277,13 +447,18 @@ impl LateralDetector {
         self.reached.prune(since);
         self.rpc.retain(|_, r| r.last >= since);
         super::window::fit(&mut self.rpc);
+        self.repeated.retain(|_, (start, _)| *start >= since);
+        super::window::fit(&mut self.repeated);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::dcerpc::tests::{bind, request};
+    use crate::detect::{
+        dcerpc::tests::{bind, request},
+        roles::RolesConfig,
+    };
 
     fn ev(ts: Nanos, src: &str, dst: &str, dport: u16, kind: Kind, payload: Vec<u8>) -> Event {
         Event {
@@ -304,12 +479,24 @@ mod tests {
     }
 
     fn run(events: &[Event]) -> Vec<Evidence> {
+        run_with(events, &Roles::new(RolesConfig::default()))
+    }
+
+    fn run_with(events: &[Event], roles: &Roles) -> Vec<Evidence> {
         let mut d = LateralDetector::new(LateralConfig::default());
         let mut out = Vec::new();
         for e in events {
-            d.observe(e, true, &mut out);
+            d.observe(e, true, roles, &mut out);
         }
         out
+    }
+
+    /// Roles with 10.0.0.9 configured as the domain controller.
+    fn with_dc() -> Roles {
+        Roles::new(RolesConfig {
+            domain_controllers: vec!["10.0.0.9/32".parse().unwrap()],
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -424,6 +611,15 @@ mod tests {
     /// What one association binding `interface` and calling `opnums`
     /// yields: (detector, technique, score) of each piece of evidence.
     fn calls(interface: Uuid, opnums: &[u16]) -> Vec<(&'static str, &'static str, u8)> {
+        calls_with(interface, opnums, &Roles::new(RolesConfig::default()))
+    }
+
+    /// `calls` from 10.0.0.5 to 10.0.0.9, with these roles.
+    fn calls_with(
+        interface: Uuid,
+        opnums: &[u16],
+        roles: &Roles,
+    ) -> Vec<(&'static str, &'static str, u8)> {
         let mut events = vec![data(
             1,
             "10.0.0.5",
@@ -440,10 +636,107 @@ mod tests {
                 request(0, *op, 64),
             ));
         }
-        run(&events)
+        run_with(&events, roles)
             .iter()
             .map(|e| (e.detector, e.technique, e.score))
             .collect()
+    }
+
+    #[test]
+    fn replication_from_a_host_that_is_no_domain_controller_is_credential_theft() {
+        // DCSync: DRSBind, then DRSGetNCChanges.
+        let none = Roles::new(RolesConfig::default());
+        assert_eq!(
+            calls_with(dcerpc::DRSUAPI, &[0, 3], &none),
+            vec![("credential.dcsync", "T1003.006", 85)]
+        );
+        // DCShadow: DRSAddEntry, DRSReplicaAdd (one piece of evidence).
+        assert_eq!(
+            calls_with(dcerpc::DRSUAPI, &[0, 17, 5], &none),
+            vec![("credential.dcshadow", "T1207", 85)]
+        );
+        // Name translation (DRSCrackNames) is what members do.
+        assert!(calls_with(dcerpc::DRSUAPI, &[0, 12], &none).is_empty());
+        // A domain controller replicating is not evidence.
+        let client_is_dc = Roles::new(RolesConfig {
+            domain_controllers: vec!["10.0.0.5/32".parse().unwrap()],
+            ..Default::default()
+        });
+        assert!(calls_with(dcerpc::DRSUAPI, &[0, 3, 5], &client_is_dc).is_empty());
+    }
+
+    #[test]
+    fn netlogon_authentication_in_numbers_is_zerologon() {
+        // A secure channel: one challenge, one authentication.
+        assert!(calls(dcerpc::NETLOGON, &[4, 26]).is_empty());
+        let attempts: Vec<u16> = (0..ZEROLOGON_ATTEMPTS).flat_map(|_| [4, 26]).collect();
+        assert_eq!(
+            calls(dcerpc::NETLOGON, &attempts[..attempts.len() - 2]),
+            vec![]
+        );
+        assert_eq!(
+            calls(dcerpc::NETLOGON, &attempts),
+            vec![("credential.zerologon", "T1210", 85)]
+        );
+    }
+
+    #[test]
+    fn coercion_is_the_spooler_of_a_domain_controller_or_efsrpc() {
+        // RpcOpenPrinter, RpcRemoteFindFirstPrinterChangeNotificationEx:
+        // ordinary towards a print server, coercion towards a DC.
+        assert!(calls(dcerpc::SPOOLSS, &[1, 65]).is_empty());
+        assert_eq!(
+            calls_with(dcerpc::SPOOLSS, &[1, 65], &with_dc()),
+            vec![("credential.coercion", "T1187", 70)]
+        );
+        // EfsRpcOpenFileRaw on either endpoint's interface.
+        for interface in [dcerpc::EFSRPC, dcerpc::EFSRPC_LSA] {
+            assert_eq!(
+                calls(interface, &[0]),
+                vec![("credential.coercion", "T1187", 70)]
+            );
+        }
+    }
+
+    #[test]
+    fn wmi_and_dcom_are_remote_execution_when_they_run_something() {
+        assert_eq!(
+            calls(dcerpc::WBEM_LOGIN, &[6]),
+            vec![("lateral.wmi", "T1047", 65)]
+        );
+        // GetObject is a read; ExecMethod runs (Win32_Process.Create).
+        assert!(calls(dcerpc::WBEM_SERVICES, &[6]).is_empty());
+        assert_eq!(
+            calls(dcerpc::WBEM_SERVICES, &[6, 24]),
+            vec![("lateral.wmi", "T1047", 85)]
+        );
+        assert_eq!(
+            calls(dcerpc::WBEM_SERVICES, &[14]),
+            vec![("lateral.wmi", "T1546.003", 85)]
+        );
+        // IDispatch: GetTypeInfoCount alerts; Invoke runs.
+        assert_eq!(
+            calls(dcerpc::IDISPATCH, &[3]),
+            vec![("lateral.dcom", "T1021.003", 65)]
+        );
+        assert_eq!(
+            calls(dcerpc::IDISPATCH, &[6]),
+            vec![("lateral.dcom", "T1021.003", 85)]
+        );
+    }
+
+    #[test]
+    fn an_association_picked_up_at_an_alter_context_is_followed() {
+        // The bind was before the capture (or the restart); the client's
+        // alter-context names the interface.
+        let mut alter = bind(&[dcerpc::DRSUAPI], false);
+        alter[2] = 14;
+        let events = [
+            data(1, "10.0.0.5", "10.0.0.9", 49667, alter),
+            data(2, "10.0.0.5", "10.0.0.9", 49667, request(0, 5, 64)),
+        ];
+        let found: Vec<&str> = run(&events).iter().map(|e| e.detector).collect();
+        assert_eq!(found, ["credential.dcshadow"]);
     }
 
     #[test]
@@ -477,6 +770,11 @@ mod tests {
         );
         assert_eq!(
             calls(dcerpc::WKSSVC, &[2]),
+            vec![("recon.logged_on_users", "T1033", 60)]
+        );
+        // OpenUsers, BaseRegEnumKey: PsLoggedOn's way.
+        assert_eq!(
+            calls(dcerpc::WINREG, &[4, 9]),
             vec![("recon.logged_on_users", "T1033", 60)]
         );
         // Listing a server's shares (NetrShareEnum, what Explorer does when

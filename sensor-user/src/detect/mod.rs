@@ -18,6 +18,7 @@ pub mod intel;
 pub mod lateral;
 pub mod names;
 pub mod pcapfile;
+pub mod roles;
 pub mod scan;
 pub mod text;
 pub mod webscan;
@@ -81,6 +82,8 @@ pub struct DetectionConfig {
     pub exfiltration: exfil::ExfilConfig,
     pub intel: intel::IntelConfig,
     pub webscan: webscan::WebScanConfig,
+    /// Domain controllers, configured and learned.
+    pub roles: roles::RolesConfig,
     /// Evidence these rules cover never reaches an incident.
     pub allow: Vec<allow::AllowRule>,
     /// Evidence about a host within this many seconds of its incident's
@@ -103,6 +106,7 @@ impl Default for DetectionConfig {
             exfiltration: Default::default(),
             intel: Default::default(),
             webscan: Default::default(),
+            roles: Default::default(),
             allow: Vec::new(),
             incident_merge_secs: incident::MERGE_GAP / SECOND,
         }
@@ -191,6 +195,7 @@ pub struct Engine {
     exfil: exfil::ExfilDetector,
     pub intel: intel::IntelDetector,
     webscan: webscan::WebScanDetector,
+    roles: roles::Roles,
     /// Names of peers, from DNS answers, TLS and HTTP, for incidents.
     names: names::PeerNames,
     pub incidents: Incidents,
@@ -234,6 +239,7 @@ impl Engine {
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
             webscan: webscan::WebScanDetector::new(config.webscan.clone()),
+            roles: roles::Roles::new(config.roles.clone()),
             names: names::PeerNames::default(),
             incidents: Incidents::with_merge_gap(config.incident_merge_secs.max(1) * SECOND),
             allow: config.allow.clone(),
@@ -272,8 +278,9 @@ impl Engine {
         if let Some(q) = &question {
             self.dns.observe(event, q, &mut found);
         }
+        self.roles.observe(event);
         self.lateral
-            .observe(event, internal_src && internal_dst, &mut found);
+            .observe(event, internal_src && internal_dst, &self.roles, &mut found);
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
         self.intel.observe(
@@ -372,6 +379,7 @@ impl Engine {
             self.beacon.prune(now.saturating_sub(BEACON_HORIZON));
             self.lateral
                 .prune(now.saturating_sub(self.lateral.window()));
+            self.roles.prune(now);
             self.arp.prune(now.saturating_sub(self.arp.window()));
             self.verified
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
@@ -405,6 +413,7 @@ impl Engine {
             ("bruteforce", self.bruteforce.size()),
             ("names", self.names.size()),
             ("verified", self.verified.len()),
+            ("roles", self.roles.size()),
             ("incidents", self.incidents.iter().count()),
         ]
     }
