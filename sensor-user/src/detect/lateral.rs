@@ -15,7 +15,17 @@
 //!   (ITaskSchedulerService) on another inside host: Impacket's atexec,
 //!   `schtasks /s`.
 //!
-//! Both follow each RPC association (`dcerpc::Association`) in the payload
+//! - `lateral.wmi`, `lateral.dcom`: remote WMI sessions, methods and
+//!   instances; remote COM objects scripted through IDispatch.
+//! - `credential.dcsync`, `credential.dcshadow`, `credential.zerologon`,
+//!   `credential.coercion`, `credential.hive_dump`: directory replication
+//!   from a host that is no domain controller (`roles`), Netlogon
+//!   authentication in numbers, callbacks asked of a controller's spooler
+//!   or of EFSRPC, registry hives saved remotely.
+//! - `lateral.remote_registry`, `evasion.log_cleared`, `recon.*`: changes
+//!   and listings administrators also make; they alert and add up.
+//!
+//! All follow each RPC association (`dcerpc::Association`) in the payload
 //! samples the sensor takes of SMB and DCE/RPC flows, over named pipes and
 //! over TCP alike: the bind names the interface, each request its context
 //! and operation, in clear even when the call is sealed.
