@@ -250,13 +250,46 @@ pub mod telemetry {
     // Which TCP flows get payload samples: the datapath and the capture
     // reader apply these same tests.
 
+    /// The Kerberos KDC's port [RFC 4120 7.2.3].
+    pub const KERBEROS_PORT: u16 = 88;
+
     /// Flows on these ports are sampled throughout (up to `DATA_SAMPLES`):
-    /// DCE/RPC endpoint mapper, NetBIOS session, SMB.
-    pub const INSPECT_PORTS: [u16; 3] = [135, 139, 445];
+    /// Kerberos, DCE/RPC endpoint mapper, NetBIOS session, SMB.
+    pub const INSPECT_PORTS: [u16; 4] = [KERBEROS_PORT, 135, 139, 445];
 
     #[inline(always)]
     pub fn is_inspect_port(port: u16) -> bool {
-        port == INSPECT_PORTS[0] || port == INSPECT_PORTS[1] || port == INSPECT_PORTS[2]
+        port == INSPECT_PORTS[0]
+            || port == INSPECT_PORTS[1]
+            || port == INSPECT_PORTS[2]
+            || port == INSPECT_PORTS[3]
+    }
+
+    /// Whether a UDP datagram becomes a data event with its payload, as a
+    /// DNS message becomes a DNS event: Kerberos, one message a datagram.
+    #[inline(always)]
+    pub fn is_sampled_datagram(sport: u16, dport: u16) -> bool {
+        sport == KERBEROS_PORT || dport == KERBEROS_PORT
+    }
+
+    /// Whether a payload longer than a sample is sampled at its end rather
+    /// than its start: a Kerberos request (to the KDC) carries its
+    /// ticket-granting ticket first and its body, what the detectors read,
+    /// last [RFC 4120 5.4.1].
+    #[inline(always)]
+    pub fn samples_tail(dport: u16) -> bool {
+        dport == KERBEROS_PORT
+    }
+
+    /// Where a sample of a payload of `len` bytes starts, and its length:
+    /// its first `PAYLOAD_MAX` bytes, or with `tail` its last.
+    #[inline(always)]
+    pub fn sample_span(len: usize, tail: bool) -> (usize, usize) {
+        if len > PAYLOAD_MAX {
+            (if tail { len - PAYLOAD_MAX } else { 0 }, PAYLOAD_MAX)
+        } else {
+            (0, len)
+        }
     }
 
     /// DCE/RPC's major version and its bind PDU type [C706 12.6.4.1].

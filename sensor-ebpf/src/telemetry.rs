@@ -1,8 +1,8 @@
 //! Telemetry for the detection engine: per-flow counters in an LRU table,
 //! and events through a ring buffer for the packets that matter (TCP SYN,
 //! SYN-ACK, RST, FIN; TCP probes outside any connection and tiny fragments;
-//! the first packet of a UDP or ICMP flow; DNS messages;
-//! payload samples of Windows admin-protocol flows). The cost per packet is
+//! the first packet of a UDP or ICMP flow; DNS messages and Kerberos
+//! datagrams; payload samples of Windows admin-protocol flows). The cost per packet is
 //! one flow-table lookup and, rarely, one event. An event that does not fit
 //! in the ring is counted, never waited for.
 
@@ -207,7 +207,7 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
                 send(ctx, &p, kind);
             }
             if sample {
-                send_payload(ctx, &p, EVENT_DATA);
+                send_payload(ctx, &p, EVENT_DATA, samples_tail(l4.dport));
             }
         }
         PROTO_UDP => {
@@ -215,14 +215,16 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
                 send(ctx, &p, EVENT_FLOW_START);
             }
             if l4.sport == DNS_PORT || l4.dport == DNS_PORT {
-                send_payload(ctx, &p, EVENT_DNS);
+                send_payload(ctx, &p, EVENT_DNS, false);
+            } else if is_sampled_datagram(l4.sport, l4.dport) {
+                send_payload(ctx, &p, EVENT_DATA, samples_tail(l4.dport));
             }
         }
         PROTO_ICMP | PROTO_ICMPV6 if new_flow && is_echo_request(l4.protocol, l4.dport) => {
             send(ctx, &p, EVENT_FLOW_START);
         }
         PROTO_ICMP | PROTO_ICMPV6 if is_unreachable(l4.protocol, l4.dport) => {
-            send_payload(ctx, &p, EVENT_ICMP_ERROR)
+            send_payload(ctx, &p, EVENT_ICMP_ERROR, false)
         }
         _ => {}
     }
@@ -426,16 +428,12 @@ fn send(ctx: &XdpContext, p: &Packet, kind: u8) {
     }
 }
 
-/// An event with up to `PAYLOAD_MAX` bytes of the transport payload.
+/// An event with up to `PAYLOAD_MAX` bytes of the transport payload: its
+/// start, or with `tail` its end (`sample_span`).
 #[inline(always)]
-fn send_payload(ctx: &XdpContext, p: &Packet, kind: u8) {
-    let offset = p.l4.payload_offset;
-    let available = payload_len(ctx, &p.l4);
-    let n = if available > PAYLOAD_MAX {
-        PAYLOAD_MAX
-    } else {
-        available
-    };
+fn send_payload(ctx: &XdpContext, p: &Packet, kind: u8, tail: bool) {
+    let (start, n) = sample_span(payload_len(ctx, &p.l4), tail);
+    let offset = p.l4.payload_offset + start;
     let Some(mut entry) = TELEMETRY.reserve::<PayloadEvent>(0) else {
         count(STAT_EVENTS_LOST);
         return;
@@ -445,6 +443,10 @@ fn send_payload(ctx: &XdpContext, p: &Packet, kind: u8) {
     // length is bounded by the payload array (in a form the verifier sees).
     unsafe {
         fill(ctx, &mut (*event).header, p, kind);
+        // Read back through memory so the compiler keeps the bound below in
+        // the form the verifier checks (it knows n <= PAYLOAD_MAX and would
+        // fold the mask away).
+        let n = core::ptr::read_volatile(&n);
         if n > 0 {
             let bounded = ((n as u32 - 1) & (PAYLOAD_MAX as u32 - 1)) + 1;
             let dst = (&raw mut (*event).payload) as *mut core::ffi::c_void;

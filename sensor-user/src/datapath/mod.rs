@@ -280,6 +280,9 @@ fn load_instance(pin_dir: &Path, object: &[u8], slot: u32) -> Result<Ebpf> {
 /// its program `name` loaded into the kernel.
 fn load_program(pin_dir: &Path, object: &[u8], name: &str, slot: u32) -> Result<Ebpf> {
     let mut ebpf = EbpfLoader::new()
+        // A refused program's error carries the verifier's whole trace of
+        // the failing path, not its first line only.
+        .verifier_log_level(aya::VerifierLogLevel::DEBUG | aya::VerifierLogLevel::STATS)
         .override_global(IFACE_SLOT_GLOBAL, &slot, true)
         .default_map_pin_directory(pin_dir)
         .load(object)

@@ -47,12 +47,13 @@ pub struct BruteForceConfig {
 impl Default for BruteForceConfig {
     fn default() -> Self {
         BruteForceConfig {
-            // FTP, SSH, Telnet, SMTP submission, Kerberos, POP3, IMAP, LDAP,
-            // SMB, LDAPS, SMTPS, VMware authd, MSSQL, MySQL, RDP, PostgreSQL,
-            // VNC, WinRM.
+            // FTP, SSH, Telnet, SMTP submission, POP3, IMAP, LDAP, SMB,
+            // LDAPS, SMTPS, VMware authd, MSSQL, MySQL, RDP, PostgreSQL, VNC,
+            // WinRM. Not Kerberos: a logon is many short connections to 88,
+            // and its refusals are read, not inferred (`tickets`).
             ports: vec![
-                21, 22, 23, 587, 88, 110, 143, 389, 445, 636, 465, 902, 1433, 3306, 3389, 5432,
-                5900, 5985, 5986,
+                21, 22, 23, 587, 110, 143, 389, 445, 636, 465, 902, 1433, 3306, 3389, 5432, 5900,
+                5985, 5986,
             ],
             short_connection_secs: 30,
             max_attempt_bytes: 20_000,

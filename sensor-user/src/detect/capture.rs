@@ -12,17 +12,20 @@ use super::event::{
 use super::pcapfile;
 use sensor_common::telemetry::{
     carries_data, flow_timeout_ns, is_dcerpc_pdu, is_echo_request, is_inspect_port, is_observed,
-    is_opening, is_tiny_fragment, is_unreachable, starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT,
-    EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, FLOW_PROVEN,
-    TCP_FIN, TCP_MIN_HLEN, TCP_RST,
+    is_opening, is_sampled_datagram, is_tiny_fragment, is_unreachable, sample_span, samples_tail,
+    starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT, EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN,
+    EVENT_SYN_ACK, FLOW_ENTRIES, FLOW_PROVEN, TCP_FIN, TCP_MIN_HLEN, TCP_RST,
 };
 use sensor_common::HandshakeProof;
 
 /// DNS messages are kept up to this many bytes (the datapath's sample size).
 pub const DNS_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
-/// TCP payload samples are at most this size (which flows get them, and
-/// how many, is `sensor_common::telemetry`'s rule, as in the datapath).
-pub const DATA_SAMPLE: usize = sensor_common::telemetry::PAYLOAD_MAX;
+/// A payload sample as the datapath takes it: which flows get them, how
+/// many, and which bytes is `sensor_common::telemetry`'s rule.
+fn sample(payload: &[u8], tail: bool) -> Vec<u8> {
+    let (start, n) = sample_span(payload.len(), tail);
+    payload[start..start + n].to_vec()
+}
 
 /// Counts of what a capture held, for the report.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -226,8 +229,7 @@ impl FlowTracker {
                     let opening = first && !inspect && is_opening(p.payload);
                     if inspect || opening {
                         flow.samples += 1;
-                        let n = p.payload.len().min(DATA_SAMPLE);
-                        emit(event(Kind::Data, p.payload[..n].to_vec()));
+                        emit(event(Kind::Data, sample(p.payload, samples_tail(p.dport))));
                     }
                 }
             }
@@ -238,6 +240,8 @@ impl FlowTracker {
                 if p.sport == DNS_PORT || p.dport == DNS_PORT {
                     let n = p.payload.len().min(DNS_SAMPLE);
                     emit(event(Kind::Dns, p.payload[..n].to_vec()));
+                } else if is_sampled_datagram(p.sport, p.dport) {
+                    emit(event(Kind::Data, sample(p.payload, samples_tail(p.dport))));
                 }
             }
             PROTO_ICMP | PROTO_ICMPV6 if is_unreachable(p.protocol, p.dport) => {

@@ -15,12 +15,14 @@ pub mod exfil;
 pub mod incident;
 pub mod inspect;
 pub mod intel;
+pub mod kerberos;
 pub mod lateral;
 pub mod names;
 pub mod pcapfile;
 pub mod roles;
 pub mod scan;
 pub mod text;
+pub mod tickets;
 pub mod webscan;
 pub mod window;
 
@@ -79,6 +81,7 @@ pub struct DetectionConfig {
     pub beacon: beacon::BeaconConfig,
     pub dns: dns::DnsConfig,
     pub lateral: lateral::LateralConfig,
+    pub kerberos: tickets::KerberosConfig,
     pub exfiltration: exfil::ExfilConfig,
     pub intel: intel::IntelConfig,
     pub webscan: webscan::WebScanConfig,
@@ -103,6 +106,7 @@ impl Default for DetectionConfig {
             beacon: Default::default(),
             dns: Default::default(),
             lateral: Default::default(),
+            kerberos: Default::default(),
             exfiltration: Default::default(),
             intel: Default::default(),
             webscan: Default::default(),
@@ -192,6 +196,7 @@ pub struct Engine {
     beacon: beacon::BeaconDetector,
     dns: dns::DnsDetector,
     lateral: lateral::LateralDetector,
+    kerberos: tickets::KerberosDetector,
     exfil: exfil::ExfilDetector,
     pub intel: intel::IntelDetector,
     webscan: webscan::WebScanDetector,
@@ -236,6 +241,7 @@ impl Engine {
             beacon: beacon::BeaconDetector::new(config.beacon.clone()),
             dns: dns::DnsDetector::new(config.dns.clone()),
             lateral: lateral::LateralDetector::new(config.lateral.clone()),
+            kerberos: tickets::KerberosDetector::new(config.kerberos.clone()),
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
             webscan: webscan::WebScanDetector::new(config.webscan.clone()),
@@ -281,6 +287,7 @@ impl Engine {
         self.roles.observe(event);
         self.lateral
             .observe(event, internal_src && internal_dst, &self.roles, &mut found);
+        self.kerberos.observe(event, &mut found);
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
         self.intel.observe(
@@ -380,6 +387,7 @@ impl Engine {
             self.lateral
                 .prune(now.saturating_sub(self.lateral.window()));
             self.roles.prune(now);
+            self.kerberos.prune(now);
             self.arp.prune(now.saturating_sub(self.arp.window()));
             self.verified
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
@@ -414,6 +422,7 @@ impl Engine {
             ("names", self.names.size()),
             ("verified", self.verified.len()),
             ("roles", self.roles.size()),
+            ("kerberos", self.kerberos.size()),
             ("incidents", self.incidents.iter().count()),
         ]
     }
@@ -430,6 +439,7 @@ impl Engine {
             ("bruteforce", self.bruteforce.evicted),
             ("lateral.fanout", self.lateral.evicted()),
             ("arp.fanout", self.arp.evicted()),
+            ("kerberos", self.kerberos.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),
         ]
