@@ -254,8 +254,8 @@ pub mod telemetry {
     pub const KERBEROS_PORT: u16 = 88;
 
     /// Flows on these ports are sampled throughout (up to `DATA_SAMPLES`):
-    /// Kerberos, DCE/RPC endpoint mapper, NetBIOS session, SMB.
-    pub const INSPECT_PORTS: [u16; 4] = [KERBEROS_PORT, 135, 139, 445];
+    /// Kerberos, DCE/RPC endpoint mapper, NetBIOS session, LDAP, SMB.
+    pub const INSPECT_PORTS: [u16; 5] = [KERBEROS_PORT, 135, 139, 389, 445];
 
     #[inline(always)]
     pub fn is_inspect_port(port: u16) -> bool {
@@ -263,6 +263,7 @@ pub mod telemetry {
             || port == INSPECT_PORTS[1]
             || port == INSPECT_PORTS[2]
             || port == INSPECT_PORTS[3]
+            || port == INSPECT_PORTS[4]
     }
 
     /// Whether a UDP datagram becomes a data event with its payload, as a

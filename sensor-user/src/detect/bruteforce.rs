@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
+    ldap::Refused,
     limits,
     window::cap_oldest,
     window::LeakyBucket,
@@ -67,6 +68,18 @@ impl Default for BruteForceConfig {
     }
 }
 
+/// Accounts a refusal table names at most (for the alert).
+const MAX_NAMED_ACCOUNTS: usize = 8;
+
+#[derive(Default)]
+struct Refusals {
+    fast: LeakyBucket,
+    slow: LeakyBucket,
+    failures: u64,
+    reported_at: u64,
+    accounts: Vec<String>,
+}
+
 #[derive(Default)]
 struct Target {
     fast: LeakyBucket,
@@ -82,6 +95,9 @@ struct Target {
 pub struct BruteForceDetector {
     config: BruteForceConfig,
     targets: HashMap<(IpAddr, IpAddr, u16), Target>,
+    /// Logons the server refused, per (client, server, port): the same
+    /// buckets, poured with failures known for certain.
+    refused: HashMap<(IpAddr, IpAddr, u16), Refusals>,
     /// Buckets dropped to stay within `limits::BRUTEFORCE_TARGETS`.
     pub evicted: u64,
 }
@@ -91,13 +107,64 @@ impl BruteForceDetector {
         BruteForceDetector {
             config,
             targets: HashMap::new(),
+            refused: HashMap::new(),
             evicted: 0,
         }
     }
 
     /// Entries: buckets per (source, server, port).
     pub fn size(&self) -> usize {
-        self.targets.len()
+        self.targets.len() + self.refused.len()
+    }
+
+    /// A logon the server refused (an LDAP bind answered
+    /// invalidCredentials): a failure known for certain, as CrowdSec's
+    /// log-fed buckets count them, so an overflow of the fast or slow
+    /// bucket is strong evidence at once.
+    pub fn refused(&mut self, r: &Refused, protocol: &str, out: &mut Vec<Evidence>) {
+        let c = &self.config;
+        self.evicted += cap_oldest(&mut self.refused, limits::BRUTEFORCE_TARGETS, |t| {
+            t.fast.last()
+        });
+        let t = self
+            .refused
+            .entry((r.client, r.server, r.port))
+            .or_default();
+        t.failures += 1;
+        if let Some(account) = &r.account {
+            if !t.accounts.contains(account) && t.accounts.len() < MAX_NAMED_ACCOUNTS {
+                t.accounts.push(account.clone());
+            }
+        }
+        let fast = t.fast.pour(r.ts, c.capacity, c.leak_secs * SECOND);
+        let slow = t
+            .slow
+            .pour(r.ts, c.slow_capacity, c.slow_leak_secs * SECOND);
+        if !(fast || slow) || t.failures < t.reported_at * 2 {
+            return;
+        }
+        t.reported_at = t.failures;
+        // Several accounts from one client: spraying; one: guessing.
+        let spraying = t.accounts.len() >= 3;
+        let accounts = if t.accounts.is_empty() {
+            String::new()
+        } else {
+            format!(" (accounts: {})", t.accounts.join(", "))
+        };
+        out.push(Evidence {
+            host: r.client,
+            detector: "bruteforce.refused",
+            technique: if spraying { "T1110.003" } else { "T1110.001" },
+            score: 75,
+            ts: r.ts,
+            since: r.ts,
+            peers: vec![format!("{}:{}", r.server, r.port)],
+            count: t.failures,
+            summary: format!(
+                "{} {protocol} logons refused by {}:{}{accounts}",
+                t.failures, r.server, r.port
+            ),
+        });
     }
 
     pub fn observe(&mut self, e: &Event, out: &mut Vec<Evidence>) {
@@ -225,6 +292,44 @@ mod tests {
         let out = run(&events);
         assert!(!out.is_empty());
         assert!(out.iter().all(|e| e.detector == "bruteforce.slow"));
+    }
+
+    #[test]
+    fn refused_logons_overflow_into_strong_evidence() {
+        let mut d = BruteForceDetector::new(BruteForceConfig::default());
+        let mut out = Vec::new();
+        let refusal = |i: u64| Refused {
+            ts: i * SECOND / 10,
+            client: "10.0.0.5".parse().unwrap(),
+            server: "10.0.0.9".parse().unwrap(),
+            port: 389,
+            account: Some(format!("corp\\user{}", i % 6)),
+        };
+        for i in 0..5 {
+            d.refused(&refusal(i), "LDAP", &mut out);
+        }
+        assert!(out.is_empty(), "{out:?}");
+        for i in 5..12 {
+            d.refused(&refusal(i), "LDAP", &mut out);
+        }
+        let found: Vec<(&str, &str, u8, u64)> = out
+            .iter()
+            .map(|e| (e.detector, e.technique, e.score, e.count))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("bruteforce.refused", "T1110.003", 75, 6),
+                ("bruteforce.refused", "T1110.003", 75, 12)
+            ]
+        );
+        assert!(
+            out[0]
+                .summary
+                .contains("6 LDAP logons refused by 10.0.0.9:389 (accounts: corp\\user0"),
+            "{}",
+            out[0].summary
+        );
     }
 
     #[test]

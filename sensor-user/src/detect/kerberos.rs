@@ -11,6 +11,8 @@
 //! its end (`telemetry::sample_tail`): a request's body comes last, after
 //! the ticket-granting ticket it carries, and is found there by its shape.
 
+use super::der::{elements, field, integer, integer_of, sequence, tlv, Tlv};
+
 /// Message types [RFC 4120 5.10] as application tags.
 const AS_REQ: u8 = 10;
 const AS_REP: u8 = 11;
@@ -74,99 +76,15 @@ pub enum Message {
     },
 }
 
-/// One DER element: its tag byte, its contents (cut at the sample's end),
-/// the bytes it takes in full (header and declared length), and whether
-/// the sample holds all of it.
-struct Tlv<'a> {
-    tag: u8,
-    value: &'a [u8],
-    len: usize,
-    complete: bool,
-}
-
-/// Reads the element at the start of `b`. Single-byte tags and definite
-/// lengths only (all Kerberos needs); contents past the sample are cut.
-fn tlv(b: &[u8]) -> Option<Tlv<'_>> {
-    let tag = *b.first()?;
-    if tag & 0x1f == 0x1f {
-        return None;
-    }
-    let first = *b.get(1)? as usize;
-    let (len, header) = if first < 0x80 {
-        (first, 2)
-    } else {
-        let n = first & 0x7f;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *b.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let end = header.checked_add(len)?;
-    if header > b.len() {
-        return None;
-    }
-    Some(Tlv {
-        tag,
-        value: &b[header..end.min(b.len())],
-        len: end,
-        complete: end <= b.len(),
-    })
-}
-
-/// The elements of a constructed value, in order, as far as the sample
-/// holds them.
-fn elements(mut b: &[u8]) -> Vec<Tlv<'_>> {
-    let mut out = Vec::new();
-    while let Some(t) = tlv(b) {
-        let at = t.len.min(b.len());
-        out.push(t);
-        if at == 0 || at >= b.len() {
-            break;
-        }
-        b = &b[at..];
-    }
-    out
-}
-
-/// The contents of context tag `[n]` in a SEQUENCE's elements.
-fn field<'a>(fields: &[Tlv<'a>], n: u8) -> Option<&'a [u8]> {
-    fields.iter().find(|t| t.tag == 0xa0 | n).map(|t| t.value)
-}
-
-/// A SEQUENCE's elements (the value of `[n]` wraps it).
-fn sequence(b: &[u8]) -> Option<Vec<Tlv<'_>>> {
-    let t = tlv(b)?;
-    (t.tag == 0x30).then(|| elements(t.value))
-}
-
-fn integer(b: &[u8]) -> Option<i64> {
-    integer_of(&tlv(b)?)
-}
-
-fn integer_of(t: &Tlv<'_>) -> Option<i64> {
-    if t.tag != 0x02 || !t.complete || t.value.is_empty() || t.value.len() > 8 {
-        return None;
-    }
-    // Two's complement, big-endian.
-    let mut v: i64 = if t.value[0] & 0x80 != 0 { -1 } else { 0 };
-    for byte in t.value {
-        v = (v << 8) | *byte as i64;
-    }
-    Some(v)
-}
-
-/// A KerberosString (GeneralString, IA5 in practice), in lower case.
+/// A KerberosString (GeneralString, IA5 in practice), in lower case and
+/// made safe to show (`text::printable`).
 fn string(b: &[u8]) -> Option<String> {
     string_of(&tlv(b)?)
 }
 
 fn string_of(t: &Tlv<'_>) -> Option<String> {
     (t.complete && (t.tag == 0x1b || t.tag == 0x16))
-        .then(|| String::from_utf8_lossy(t.value).to_lowercase())
+        .then(|| super::text::printable(&String::from_utf8_lossy(t.value)).to_lowercase())
 }
 
 /// PrincipalName [RFC 4120 5.2.2] with its realm, "a/b@realm".

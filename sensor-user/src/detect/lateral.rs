@@ -15,6 +15,11 @@
 //!   (ITaskSchedulerService) on another inside host: Impacket's atexec,
 //!   `schtasks /s`.
 //!
+//! - `lateral.admin_share_write` (T1570): a program or script written to
+//!   another inside host's ADMIN$ or drive share over SMB2/3, as PsExec
+//!   copies its service and operators copy their tools.
+//! - `lateral.winrm` (T1021.006): a WS-Management session (WinRM,
+//!   PowerShell remoting) opened on another inside host.
 //! - `lateral.wmi`, `lateral.dcom`: remote WMI sessions, methods and
 //!   instances; remote COM objects scripted through IDispatch.
 //! - `credential.dcsync`, `credential.dcshadow`, `credential.zerologon`,
@@ -41,6 +46,7 @@ use super::{
     dcerpc::{self, Association, Uuid},
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
     roles::Roles,
+    smb,
     window::FanOut,
     Evidence,
 };
@@ -278,6 +284,31 @@ fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
     })
 }
 
+/// SMB over TCP [MS-SMB2 2.1].
+const SMB_PORT: u16 = 445;
+
+/// WinRM over HTTPS [MS-WSMV 2.1].
+const WINRM_HTTPS_PORT: u16 = 5986;
+
+/// A WS-Management session opened: an HTTP request for the `/wsman`
+/// endpoint [MS-WSMV 2.1.1] (PowerShell remoting adds its `PSVersion`),
+/// on any port, or a TLS session opened on WinRM's HTTPS port.
+fn winrm_session(e: &Event) -> Option<&'static str> {
+    if let Some(request) = super::inspect::http_request(&e.payload) {
+        let path = request.path.to_ascii_lowercase();
+        let endpoint = path.split(['?', '/']).nth(1) == Some("wsman");
+        return match endpoint {
+            true if path.contains("psversion=") => {
+                Some("opened a PowerShell remoting (WinRM) session")
+            }
+            true => Some("opened a WS-Management (WinRM) session"),
+            false => None,
+        };
+    }
+    let tls = sensor_common::telemetry::is_client_hello(&e.payload);
+    (tls && e.dport == WINRM_HTTPS_PORT).then_some("opened a WinRM session over HTTPS")
+}
+
 /// Netlogon authentications from one client to one server within
 /// `REPEAT_WINDOW` that make an attempt at Zerologon.
 const ZEROLOGON_ATTEMPTS: u32 = 20;
@@ -290,6 +321,18 @@ fn conn_key(e: &Event) -> (IpAddr, u16, IpAddr, u16) {
         (e.dst, e.dport, e.src, e.sport)
     }
 }
+
+/// One SMB connection's shares, seen from its client: tree connects
+/// awaiting their answer (message id, path) and the trees they opened.
+#[derive(Default)]
+struct Shares {
+    pending: Vec<(u64, String)>,
+    trees: Vec<(u32, String)>,
+    last: Nanos,
+}
+
+/// Trees and pending connects one connection keeps at most.
+const MAX_TREES: usize = 16;
 
 /// One connection's RPC association, seen from its client.
 struct Rpc {
@@ -305,6 +348,8 @@ pub struct LateralDetector {
     /// RPC associations by connection: the client (the side that bound
     /// first), its contexts, and when the connection last carried RPC.
     rpc: HashMap<(IpAddr, u16, IpAddr, u16), Rpc>,
+    /// SMB connections' shares, by connection.
+    shares: HashMap<(IpAddr, u16, IpAddr, u16), Shares>,
     exec_reported: HashSet<(IpAddr, IpAddr, &'static str)>,
     /// Calls counted for `When::Repeated`: (client, server, detector) ->
     /// (start of the count, calls).
@@ -317,6 +362,7 @@ impl LateralDetector {
             config,
             reached: FanOut::default(),
             rpc: HashMap::new(),
+            shares: HashMap::new(),
             exec_reported: HashSet::new(),
             repeated: HashMap::new(),
         }
@@ -359,6 +405,24 @@ impl LateralDetector {
     }
 
     fn inspect(&mut self, e: &Event, roles: &Roles, out: &mut Vec<Evidence>) {
+        if let Some(what) = winrm_session(e) {
+            self.report_once(
+                e,
+                Call {
+                    detector: "lateral.winrm",
+                    technique: "T1021.006",
+                    score: 65,
+                    what,
+                    when: When::Always,
+                },
+                format!("{what} on {} (port {})", e.dst, e.dport),
+                out,
+            );
+            return;
+        }
+        if e.sport == SMB_PORT || e.dport == SMB_PORT {
+            self.smb(e, out);
+        }
         let pdus = dcerpc::pdus(&e.payload);
         if pdus.is_empty() {
             return;
@@ -396,25 +460,94 @@ impl LateralDetector {
             if !self.applies(call, e, roles) {
                 continue;
             }
-            super::window::limit_reported(&mut self.exec_reported);
-            if !self.exec_reported.insert((e.src, e.dst, call.detector)) {
-                continue;
-            }
-            out.push(Evidence {
-                host: e.src,
-                detector: call.detector,
-                technique: call.technique,
-                score: call.score,
-                ts: e.ts,
-                since: e.ts,
-                peers: vec![e.dst.to_string()],
-                count: 1,
-                summary: format!(
-                    "{} on {} over DCE/RPC ({interface} opnum {opnum}, port {})",
-                    call.what, e.dst, e.dport
-                ),
+            let summary = format!(
+                "{} on {} over DCE/RPC ({interface} opnum {opnum}, port {})",
+                call.what, e.dst, e.dport
+            );
+            self.report_once(e, call, summary, out);
+        }
+    }
+
+    /// Follows an SMB connection's trees; an executable written to an
+    /// administrative share is evidence.
+    fn smb(&mut self, e: &Event, out: &mut Vec<Evidence>) {
+        let messages = smb::messages(&e.payload);
+        if messages.is_empty() {
+            return;
+        }
+        let key = conn_key(e);
+        if !self.shares.contains_key(&key) {
+            super::window::cap_oldest(&mut self.shares, super::limits::RPC_ASSOCIATIONS, |s| {
+                s.last
             });
         }
+        let shares = self.shares.entry(key).or_default();
+        shares.last = e.ts;
+        let mut written = Vec::new();
+        for message in messages {
+            match message {
+                smb::Message::TreeConnect { message_id, path } => {
+                    if shares.pending.len() < MAX_TREES {
+                        shares.pending.push((message_id, path));
+                    }
+                }
+                smb::Message::TreeConnected {
+                    message_id,
+                    tree_id,
+                } => {
+                    let Some(at) = shares.pending.iter().position(|(id, _)| *id == message_id)
+                    else {
+                        continue;
+                    };
+                    let (_, path) = shares.pending.swap_remove(at);
+                    shares.trees.retain(|(id, _)| *id != tree_id);
+                    if shares.trees.len() < MAX_TREES {
+                        shares.trees.push((tree_id, path));
+                    }
+                }
+                smb::Message::CreateForWrite { tree_id, name } => {
+                    let share = shares.trees.iter().find(|(id, _)| *id == tree_id);
+                    if let Some((_, path)) = share {
+                        if smb::is_admin_share(path) && smb::is_executable(&name) {
+                            written.push(format!(
+                                "wrote {} to {}",
+                                super::text::printable(&name),
+                                super::text::printable(path)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for what in written {
+            let call = Call {
+                detector: "lateral.admin_share_write",
+                technique: "T1570",
+                score: 80,
+                what: "wrote a program to an administrative share",
+                when: When::Always,
+            };
+            self.report_once(e, call, format!("{what} on {} over SMB", e.dst), out);
+        }
+    }
+
+    /// Evidence of `call` from `e.src` against `e.dst`, once per pair.
+    fn report_once(&mut self, e: &Event, call: Call, summary: String, out: &mut Vec<Evidence>) {
+        super::window::limit_reported(&mut self.exec_reported);
+        if !self.exec_reported.insert((e.src, e.dst, call.detector)) {
+            return;
+        }
+        out.push(Evidence {
+            host: e.src,
+            detector: call.detector,
+            technique: call.technique,
+            score: call.score,
+            ts: e.ts,
+            since: e.ts,
+            peers: vec![e.dst.to_string()],
+            count: 1,
+            summary,
+        });
     }
 
     /// Whether a call is evidence (`When`).
@@ -457,6 +590,8 @@ impl LateralDetector {
         self.reached.prune(since);
         self.rpc.retain(|_, r| r.last >= since);
         super::window::fit(&mut self.rpc);
+        self.shares.retain(|_, s| s.last >= since);
+        super::window::fit(&mut self.shares);
         self.repeated.retain(|_, (start, _)| *start >= since);
         super::window::fit(&mut self.repeated);
     }
@@ -732,6 +867,102 @@ mod tests {
         assert_eq!(
             calls(dcerpc::IDISPATCH, &[6]),
             vec![("lateral.dcom", "T1021.003", 85)]
+        );
+    }
+
+    #[test]
+    fn programs_written_to_admin_shares_are_tool_transfer() {
+        use crate::detect::smb::tests::{create, tree_connect, tree_connected};
+        let to = |secs, payload| data(secs, "10.0.0.5", "10.0.0.9", 445, payload);
+        let back = |secs, payload| {
+            let mut e = data(secs, "10.0.0.9", "10.0.0.5", 445, payload);
+            (e.sport, e.dport) = (445, 50000);
+            e
+        };
+        let events = [
+            to(1, tree_connect(3, "\\\\ws9\\C$")),
+            back(1, tree_connected(3, 7)),
+            to(2, tree_connect(4, "\\\\ws9\\share")),
+            back(2, tree_connected(4, 8)),
+            // A document to C$, a program to an ordinary share, a read: no.
+            to(3, create(7, "Users\\x\\report.docx", 0x4000_0000, 5)),
+            to(3, create(8, "tools\\setup.exe", 0x4000_0000, 5)),
+            to(3, create(7, "Windows\\notepad.exe", 0x1, 1)),
+            to(4, create(7, "Windows\\Temp\\mimikatz.exe", 0x4000_0000, 5)),
+            to(5, create(7, "Windows\\Temp\\mimidrv.sys", 0x4000_0000, 5)),
+        ];
+        let out = run(&events);
+        let found: Vec<(&str, &str, u8)> = out
+            .iter()
+            .map(|e| (e.detector, e.technique, e.score))
+            .collect();
+        assert_eq!(
+            found,
+            [("lateral.admin_share_write", "T1570", 80)],
+            "{out:?}"
+        );
+        assert!(
+            out[0]
+                .summary
+                .contains(r"wrote windows\\temp\\mimikatz.exe to \\\\ws9\\c$"),
+            "{}",
+            out[0].summary
+        );
+    }
+
+    #[test]
+    fn winrm_sessions_alert_once_per_pair() {
+        let ps = b"POST /wsman?PSVersion=5.1.18362.752 HTTP/1.1\r\nHost: ws2:5985\r\n\r\n".to_vec();
+        let plain = b"POST /wsman HTTP/1.1\r\nHost: srv\r\n\r\n".to_vec();
+        let other = b"POST /wsmanager HTTP/1.1\r\nHost: srv\r\n\r\n".to_vec();
+        let events = [
+            data(1, "10.0.0.5", "10.0.0.9", 5985, ps.clone()),
+            data(2, "10.0.0.5", "10.0.0.9", 5985, ps),
+            data(3, "10.0.0.6", "10.0.0.9", 80, plain),
+            data(4, "10.0.0.7", "10.0.0.9", 5985, other),
+            data(
+                5,
+                "10.0.0.8",
+                "10.0.0.9",
+                5986,
+                vec![0x16, 3, 1, 0, 0x80, 1, 0, 0, 0x7c],
+            ),
+            data(
+                6,
+                "10.0.0.8",
+                "10.0.0.9",
+                443,
+                vec![0x16, 3, 1, 0, 0x80, 1, 0, 0, 0x7c],
+            ),
+        ];
+        let found: Vec<(IpAddr, &str, u8, String)> = run(&events)
+            .into_iter()
+            .map(|e| (e.host, e.detector, e.score, e.summary))
+            .collect();
+        let host = |h: &str| h.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            found,
+            [
+                (
+                    host("10.0.0.5"),
+                    "lateral.winrm",
+                    65,
+                    "opened a PowerShell remoting (WinRM) session on 10.0.0.9 (port 5985)"
+                        .to_string()
+                ),
+                (
+                    host("10.0.0.6"),
+                    "lateral.winrm",
+                    65,
+                    "opened a WS-Management (WinRM) session on 10.0.0.9 (port 80)".to_string()
+                ),
+                (
+                    host("10.0.0.8"),
+                    "lateral.winrm",
+                    65,
+                    "opened a WinRM session over HTTPS on 10.0.0.9 (port 5986)".to_string()
+                ),
+            ]
         );
     }
 

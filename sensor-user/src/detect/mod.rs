@@ -9,6 +9,7 @@ pub mod beacon;
 pub mod bruteforce;
 pub mod capture;
 pub mod dcerpc;
+pub mod der;
 pub mod dns;
 pub mod event;
 pub mod exfil;
@@ -17,10 +18,12 @@ pub mod inspect;
 pub mod intel;
 pub mod kerberos;
 pub mod lateral;
+pub mod ldap;
 pub mod names;
 pub mod pcapfile;
 pub mod roles;
 pub mod scan;
+pub mod smb;
 pub mod text;
 pub mod tickets;
 pub mod webscan;
@@ -197,6 +200,7 @@ pub struct Engine {
     dns: dns::DnsDetector,
     lateral: lateral::LateralDetector,
     kerberos: tickets::KerberosDetector,
+    ldap: ldap::LdapBinds,
     exfil: exfil::ExfilDetector,
     pub intel: intel::IntelDetector,
     webscan: webscan::WebScanDetector,
@@ -242,6 +246,7 @@ impl Engine {
             dns: dns::DnsDetector::new(config.dns.clone()),
             lateral: lateral::LateralDetector::new(config.lateral.clone()),
             kerberos: tickets::KerberosDetector::new(config.kerberos.clone()),
+            ldap: ldap::LdapBinds::default(),
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
             webscan: webscan::WebScanDetector::new(config.webscan.clone()),
@@ -288,6 +293,9 @@ impl Engine {
         self.lateral
             .observe(event, internal_src && internal_dst, &self.roles, &mut found);
         self.kerberos.observe(event, &mut found);
+        for refused in self.ldap.observe(event) {
+            self.bruteforce.refused(&refused, "LDAP", &mut found);
+        }
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
         self.intel.observe(
@@ -388,6 +396,7 @@ impl Engine {
                 .prune(now.saturating_sub(self.lateral.window()));
             self.roles.prune(now);
             self.kerberos.prune(now);
+            self.ldap.prune(now);
             self.arp.prune(now.saturating_sub(self.arp.window()));
             self.verified
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
@@ -423,6 +432,7 @@ impl Engine {
             ("verified", self.verified.len()),
             ("roles", self.roles.size()),
             ("kerberos", self.kerberos.size()),
+            ("ldap", self.ldap.size()),
             ("incidents", self.incidents.iter().count()),
         ]
     }
@@ -440,6 +450,7 @@ impl Engine {
             ("lateral.fanout", self.lateral.evicted()),
             ("arp.fanout", self.arp.evicted()),
             ("kerberos", self.kerberos.evicted),
+            ("ldap", self.ldap.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),
         ]

@@ -16,7 +16,9 @@ pub fn printable(s: &str) -> String {
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if needs_escape(c) {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if needs_escape(c) {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         } else {
             out.push(c);
@@ -44,7 +46,8 @@ mod tests {
         assert_eq!(printable("x\r\nFAKE"), "x\\u{d}\\u{a}FAKE");
         assert_eq!(printable("\u{9b}2J"), "\\u{9b}2J");
         assert_eq!(printable("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
-        assert_eq!(printable("a\\b"), "a\\u{5c}b");
+        assert_eq!(printable("a\\b"), "a\\\\b");
+        assert_eq!(printable("a\\u{1b}"), "a\\\\u{1b}");
         assert_eq!(
             printable("Mozilla/5.0 (X11; Linux)"),
             "Mozilla/5.0 (X11; Linux)"
