@@ -318,6 +318,99 @@ pub mod telemetry {
         co_type && (head[4] == 0x10 || head[4] == 0x00)
     }
 
+    // Past its first `DATA_SAMPLES`, an inspected flow still sends the
+    // packets that open what the detectors follow for a connection's
+    // life: a client's DCE/RPC request, bind or alter-context; an SMB2
+    // TREE_CONNECT or CREATE request; an SMB2 WRITE or IOCTL request that
+    // carries a DCE/RPC PDU to a named pipe [MS-SMB2 2.2.21, 2.2.31].
+    // Bulk data (file contents, RPC fragments after the first) is never
+    // sampled past the limit.
+
+    /// A DCE/RPC request, bind or alter-context (a client's PDU) starts
+    /// the payload (`DCERPC_HEAD` bytes).
+    #[inline(always)]
+    pub fn is_dcerpc_call(head: &[u8]) -> bool {
+        is_dcerpc_pdu(head) && (head[2] == 0 || head[2] == DCERPC_PTYPE_BIND || head[2] == 14)
+    }
+
+    /// Bytes `smb2_request` needs: the session header and the SMB2 header.
+    pub const SMB2_HEAD: usize = 72;
+    pub const SMB2_TREE_CONNECT: u16 = 3;
+    pub const SMB2_CREATE: u16 = 5;
+    pub const SMB2_WRITE: u16 = 9;
+    pub const SMB2_IOCTL: u16 = 11;
+
+    /// The command of the SMB2 request that starts the payload (a
+    /// direct-TCP session header, then an SMB2 header without the
+    /// response flag).
+    #[inline(always)]
+    pub fn smb2_request(head: &[u8]) -> Option<u16> {
+        if head.len() < SMB2_HEAD
+            || head[0] != 0
+            || head[4] != 0xfe
+            || head[5] != b'S'
+            || head[6] != b'M'
+            || head[7] != b'B'
+            || head[20] & 1 != 0
+        {
+            return None;
+        }
+        Some(u16::from_le_bytes([head[16], head[17]]))
+    }
+
+    /// Bytes `smb2_carries_rpc` needs.
+    pub const SMB2_RPC_HEAD: usize = 136;
+
+    /// Where Windows places a WRITE's data and an IOCTL's input (offsets
+    /// from the SMB2 header [MS-SMB2 2.2.21, 2.2.31]); other offsets are
+    /// not followed.
+    const SMB2_WRITE_DATA: usize = 0x70;
+    const SMB2_IOCTL_INPUT: usize = 0x78;
+
+    /// An SMB2 WRITE or IOCTL request (`command`) whose data is a DCE/RPC
+    /// client PDU: a call to a named pipe.
+    #[inline(always)]
+    pub fn smb2_carries_rpc(head: &[u8], command: u16) -> bool {
+        if head.len() < SMB2_RPC_HEAD {
+            return false;
+        }
+        let at = |offset: usize| 4 + offset;
+        match command {
+            SMB2_WRITE => {
+                u16::from_le_bytes([head[4 + 64 + 2], head[4 + 64 + 3]]) as usize == SMB2_WRITE_DATA
+                    && is_dcerpc_call(&head[at(SMB2_WRITE_DATA)..at(SMB2_WRITE_DATA) + DCERPC_HEAD])
+            }
+            SMB2_IOCTL => {
+                u32::from_le_bytes([
+                    head[4 + 64 + 24],
+                    head[4 + 64 + 25],
+                    head[4 + 64 + 26],
+                    head[4 + 64 + 27],
+                ]) as usize
+                    == SMB2_IOCTL_INPUT
+                    && is_dcerpc_call(
+                        &head[at(SMB2_IOCTL_INPUT)..at(SMB2_IOCTL_INPUT) + DCERPC_HEAD],
+                    )
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a packet past an inspected flow's first `DATA_SAMPLES` is
+    /// sampled, from its payload's first bytes (as many as there are, up
+    /// to `SMB2_RPC_HEAD`).
+    #[inline(always)]
+    pub fn is_control_message(head: &[u8]) -> bool {
+        if head.len() >= DCERPC_HEAD && is_dcerpc_call(&head[..DCERPC_HEAD]) {
+            return true;
+        }
+        match smb2_request(head) {
+            Some(SMB2_TREE_CONNECT | SMB2_CREATE) => true,
+            Some(command) => smb2_carries_rpc(head, command),
+            None => false,
+        }
+    }
+
     /// Bytes of a payload's start `is_opening` needs.
     pub const OPENING_HEAD: usize = 6;
 

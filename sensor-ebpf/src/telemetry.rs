@@ -348,11 +348,15 @@ fn payload_len(ctx: &XdpContext, l4: &L4) -> usize {
 
 /// Whether to sample this TCP packet's payload: a flow on an inspected port,
 /// or one whose first payload is a DCE/RPC PDU (RPC services listen on
-/// dynamic ports), up to `DATA_SAMPLES` packets.
+/// dynamic ports), up to `DATA_SAMPLES` packets, and past those the
+/// packets `is_control_message` names.
 #[inline(always)]
 fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
-    if payload_len(ctx, l4) == 0 || flow.samples >= DATA_SAMPLES {
+    if payload_len(ctx, l4) == 0 {
         return false;
+    }
+    if flow.samples >= DATA_SAMPLES {
+        return flow.inspect == INSPECT_YES && is_control_packet(ctx, l4);
     }
     if flow.inspect == INSPECT_UNKNOWN {
         let port = is_inspect_port(l4.sport) || is_inspect_port(l4.dport);
@@ -375,6 +379,26 @@ fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
     }
     flow.samples += 1;
     true
+}
+
+/// `is_control_message` on the packet's payload, read in steps (five
+/// bytes, the SMB2 header, then the start of a WRITE's or IOCTL's data) so
+/// that most packets cost one short read.
+#[inline(always)]
+fn is_control_packet(ctx: &XdpContext, l4: &L4) -> bool {
+    if payload_head::<DCERPC_HEAD>(ctx, l4).is_some_and(|h| is_dcerpc_call(&h)) {
+        return true;
+    }
+    let Some(head) = payload_head::<SMB2_HEAD>(ctx, l4) else {
+        return false;
+    };
+    match smb2_request(&head) {
+        Some(SMB2_TREE_CONNECT | SMB2_CREATE) => true,
+        Some(command @ (SMB2_WRITE | SMB2_IOCTL)) => {
+            payload_head::<SMB2_RPC_HEAD>(ctx, l4).is_some_and(|h| smb2_carries_rpc(&h, command))
+        }
+        _ => false,
+    }
 }
 
 /// The first `N` payload bytes, if the packet has them.

@@ -409,3 +409,90 @@ fn shared_captures_give_the_same_events() {
         }
     }
 }
+
+/// A direct-TCP SMB2 message: session header, SMB2 header (`command`, a
+/// response when `response`), then `body`.
+fn smb2(command: u16, response: bool, body: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\xfeSMB");
+    h[4] = 64;
+    h[12..14].copy_from_slice(&command.to_le_bytes());
+    h[16] = response as u8;
+    let len = (64 + body.len()) as u32;
+    let mut m = len.to_be_bytes().to_vec();
+    m[0] = 0;
+    m.extend(h);
+    m.extend_from_slice(body);
+    m
+}
+
+/// An SMB2 WRITE (or IOCTL) body whose data, at Windows's offset, is
+/// `data`.
+fn smb2_with_data(command: u16, data: &[u8]) -> Vec<u8> {
+    let (fixed, offset_at, offset) = if command == 9 {
+        (48, 2, 0x70u32)
+    } else {
+        (56, 24, 0x78)
+    };
+    let mut body = vec![0u8; fixed];
+    body[offset_at..offset_at + 4].copy_from_slice(&offset.to_le_bytes());
+    if command == 9 {
+        // WRITE's DataOffset is a u16, followed by the length.
+        body[offset_at + 2..offset_at + 4].copy_from_slice(&0u16.to_le_bytes());
+    }
+    body.resize(offset as usize - 64, 0);
+    body.extend_from_slice(data);
+    smb2(command, false, &body)
+}
+
+#[test]
+fn long_connections_keep_sampling_what_opens_a_call_or_a_file() {
+    let (c, s) = (1000u32, 5000u32);
+    let mut frames = Vec::new();
+    let mut seq = c + 1;
+    let mut send = |frames: &mut Vec<Vec<u8>>, dport: u16, payload: &[u8]| {
+        frames.push(
+            tcp(A, B, 40400, dport, 0x18)
+                .numbers(seq, s + 1)
+                .payload(payload)
+                .build(),
+        );
+        seq += payload.len() as u32;
+    };
+    let syn = tcp(A, B, 40400, 445, 0x02);
+    frames.push(syn.clone().numbers(c, 0).build());
+    frames.push(syn.reply(0x12).numbers(s, c + 1).build());
+    // Past the first 32 samples of an SMB connection ...
+    for _ in 0..34 {
+        send(&mut frames, 445, &smb2(8, false, &[0u8; 48]));
+    }
+    let rpc_request = [
+        5u8, 0, 0, 3, 0x10, 0, 0, 0, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0,
+    ];
+    // ... a tree connect, a create, a pipe write carrying an RPC request
+    // and an IOCTL carrying one are sampled; a file write, a read and a
+    // short packet are not.
+    send(
+        &mut frames,
+        445,
+        &smb2(
+            3,
+            false,
+            &[9, 0, 0, 0, 72, 0, 8, 0, b'\\', 0, b'C', 0, b'$', 0, 0, 0],
+        ),
+    );
+    send(&mut frames, 445, &smb2(5, false, &[0u8; 60]));
+    send(&mut frames, 445, &smb2_with_data(9, &rpc_request));
+    send(&mut frames, 445, &smb2_with_data(11, &rpc_request));
+    send(
+        &mut frames,
+        445,
+        &smb2_with_data(9, b"MZ file contents ........"),
+    );
+    send(&mut frames, 445, &smb2(8, false, &[0u8; 48]));
+    send(&mut frames, 445, b"short");
+    assert_same("long smb connection", &frames);
+    let (events, _) = through_datapath(&frames);
+    let data = events.iter().filter(|e| e.kind == "Data").count();
+    assert_eq!(data, 32 + 4, "{events:#?}");
+}

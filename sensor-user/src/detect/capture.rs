@@ -11,10 +11,11 @@ use super::event::{
 };
 use super::pcapfile;
 use sensor_common::telemetry::{
-    carries_data, flow_timeout_ns, is_dcerpc_pdu, is_echo_request, is_inspect_port, is_observed,
-    is_opening, is_sampled_datagram, is_tiny_fragment, is_unreachable, sample_span, samples_tail,
-    starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT, EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN,
-    EVENT_SYN_ACK, FLOW_ENTRIES, FLOW_PROVEN, TCP_FIN, TCP_MIN_HLEN, TCP_RST,
+    carries_data, flow_timeout_ns, is_control_message, is_dcerpc_pdu, is_echo_request,
+    is_inspect_port, is_observed, is_opening, is_sampled_datagram, is_tiny_fragment,
+    is_unreachable, sample_span, samples_tail, starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT,
+    EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, FLOW_PROVEN,
+    TCP_FIN, TCP_MIN_HLEN, TCP_RST,
 };
 use sensor_common::HandshakeProof;
 
@@ -217,7 +218,11 @@ impl FlowTracker {
                 }
                 // Ended by the sweep once it has lingered (`CLOSED_LINGER_NS`).
                 flow.closed |= f & TCP_RST != 0 || (flow.fin_orig && flow.fin_resp);
-                if !p.payload.is_empty() && flow.samples < DATA_SAMPLES {
+                if !p.payload.is_empty() && flow.samples >= DATA_SAMPLES {
+                    if flow.inspect == Some(true) && is_control_message(p.payload) {
+                        emit(event(Kind::Data, sample(p.payload, samples_tail(p.dport))));
+                    }
+                } else if !p.payload.is_empty() {
                     let first = flow.inspect.is_none();
                     let inspect = *flow.inspect.get_or_insert_with(|| {
                         is_inspect_port(p.sport)

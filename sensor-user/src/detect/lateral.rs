@@ -350,7 +350,9 @@ pub struct LateralDetector {
     rpc: HashMap<(IpAddr, u16, IpAddr, u16), Rpc>,
     /// SMB connections' shares, by connection.
     shares: HashMap<(IpAddr, u16, IpAddr, u16), Shares>,
-    exec_reported: HashSet<(IpAddr, IpAddr, &'static str)>,
+    /// Evidence given, per (client, server, detector, score): a stronger
+    /// call of the same kind is reported again.
+    exec_reported: HashSet<(IpAddr, IpAddr, &'static str, u8)>,
     /// Calls counted for `When::Repeated`: (client, server, detector) ->
     /// (start of the count, calls).
     repeated: HashMap<(IpAddr, IpAddr, &'static str), (Nanos, u32)>,
@@ -531,10 +533,14 @@ impl LateralDetector {
         }
     }
 
-    /// Evidence of `call` from `e.src` against `e.dst`, once per pair.
+    /// Evidence of `call` from `e.src` against `e.dst`, once per pair and
+    /// score.
     fn report_once(&mut self, e: &Event, call: Call, summary: String, out: &mut Vec<Evidence>) {
         super::window::limit_reported(&mut self.exec_reported);
-        if !self.exec_reported.insert((e.src, e.dst, call.detector)) {
+        if !self
+            .exec_reported
+            .insert((e.src, e.dst, call.detector, call.score))
+        {
             return;
         }
         out.push(Evidence {
