@@ -268,3 +268,79 @@ fn contact_with_a_listed_cc_address_is_threat_intel() {
     expect(&incidents, "192.168.1.17", "intel.domain", "biillpi.com");
     std::fs::remove_file(list).unwrap();
 }
+
+#[test]
+fn windows_lateral_movement_and_credential_theft_from_other_tools() {
+    // (capture, internal, suspect, detector, peer) from each capture's
+    // manifest row; built from the specifications, not these bytes.
+    for (file, internal, host, detector, peer) in [
+        (
+            "lateral/otrf_covenant_wmi_event_subscription.pcap",
+            "172.18.0.0/16",
+            "172.18.39.5",
+            "lateral.wmi",
+            "172.18.39.6",
+        ),
+        (
+            "lateral/otrf_empire_dcom_shellwindows.pcap",
+            "172.18.0.0/16",
+            "172.18.39.5",
+            "lateral.dcom",
+            "172.18.39.6",
+        ),
+        (
+            "lateral/otrf_empire_psremoting_winrm_stager.pcap",
+            "172.18.0.0/16",
+            "172.18.39.5",
+            "lateral.winrm",
+            "172.18.39.6",
+        ),
+        (
+            "lateral/401trg_smb_mimikatz_copy_to_admin_share.pcap",
+            "192.168.10.0/24",
+            "192.168.10.31",
+            "lateral.admin_share_write",
+            "192.168.10.30",
+        ),
+        (
+            "credential_access/sbousseaden_dcshadow_drsuapi_replica_add.pcapng",
+            "172.16.0.0/12",
+            "172.16.66.1",
+            "credential.dcshadow",
+            "172.16.66.36",
+        ),
+        (
+            "credential_access/otrf_rubeus_asktgt_rc4_ptt.pcap",
+            "172.18.0.0/16",
+            "172.18.39.6",
+            "credential.overpass_the_hash",
+            "172.18.38.5",
+        ),
+        (
+            "credential_access/otrf_purplesharp_kerberoast_share_winrm.pcap",
+            "172.18.0.0/16",
+            "172.18.39.5",
+            "credential.kerberoast",
+            "172.18.38.5",
+        ),
+        (
+            "bruteforce/zeek_ldap_ntlm_invalid_credentials_spray.pcap",
+            "192.168.0.0/16",
+            "192.168.66.141",
+            "bruteforce.refused",
+            "192.168.66.138:389",
+        ),
+        (
+            "recon/sbousseaden_discovery_psloggedon_winreg_lsarpc.pcapng",
+            "172.16.0.0/12",
+            "172.16.66.1",
+            "recon.logged_on_users",
+            "172.16.66.36",
+        ),
+    ] {
+        let Some(incidents) = analyze(file, &[internal]) else {
+            return;
+        };
+        expect(&incidents, host, detector, peer);
+    }
+}
