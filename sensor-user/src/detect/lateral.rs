@@ -27,7 +27,8 @@
 //!   from a host that is no domain controller (`roles`), Netlogon
 //!   authentication in numbers, callbacks asked of a controller's spooler
 //!   or of EFSRPC, registry hives saved remotely.
-//! - `lateral.remote_registry`, `evasion.log_cleared`, `recon.*`: changes
+//! - `lateral.remote_registry`, `evasion.log_cleared`, `recon.*` (sessions,
+//!   logged-on users, SID lookups in bulk): changes
 //!   and listings administrators also make; they alert and add up.
 //!
 //! All follow each RPC association (`dcerpc::Association`) in the payload
@@ -169,6 +170,19 @@ fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
             60,
             "listed the logged-on users",
         ),
+        // [MS-LSAT] 3.1.4.9 LsarLookupSids, 3.1.4.8 LsarLookupSids2,
+        // 3.1.4.7 LsarLookupSids3: SIDs to names. In numbers, a walk over
+        // RIDs that lists the domain's accounts (Impacket's lookupsid,
+        // enum4linux); a security dialog makes a handful.
+        (dcerpc::LSARPC, 15 | 57 | 76) => only(
+            When::Repeated(SID_LOOKUPS),
+            call(
+                "recon.sid_lookup",
+                "T1087.002",
+                60,
+                "looked up SIDs in bulk (accounts listed by RID)",
+            ),
+        ),
         // [MS-RRP] 3.1.5.5 OpenUsers: HKEY_USERS, whose subkeys are the
         // SIDs of the users logged on (PsLoggedOn, BloodHound's registry
         // session collection).
@@ -286,6 +300,10 @@ fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
 
 /// SMB over TCP [MS-SMB2 2.1].
 const SMB_PORT: u16 = 445;
+
+/// LSA SID lookups from one client to one server within `REPEAT_WINDOW`
+/// that list accounts rather than name a few.
+const SID_LOOKUPS: u32 = 20;
 
 /// WinRM over HTTPS [MS-WSMV 2.1].
 const WINRM_HTTPS_PORT: u16 = 5986;
@@ -1018,6 +1036,13 @@ mod tests {
         assert_eq!(
             calls(dcerpc::WKSSVC, &[2]),
             vec![("recon.logged_on_users", "T1033", 60)]
+        );
+        // LsarLookupSids in numbers (lookupsid); a few are a dialog's.
+        let few: Vec<u16> = vec![76; SID_LOOKUPS as usize - 1];
+        assert!(calls(dcerpc::LSARPC, &few).is_empty());
+        assert_eq!(
+            calls(dcerpc::LSARPC, &[few, vec![15]].concat()),
+            vec![("recon.sid_lookup", "T1087.002", 60)]
         );
         // OpenUsers, BaseRegEnumKey: PsLoggedOn's way.
         assert_eq!(
