@@ -67,6 +67,11 @@ pub const KERBEROS_PORT: u16 = 88;
 /// Clients tracked at once by each table.
 const CLIENTS: usize = 1 << 16;
 
+/// Connections whose last sample is kept to join a request body split
+/// between segments: a sample is up to 512 bytes, so at most 2 MiB, and a
+/// flood of connections to 88 evicts the oldest, never grows it.
+const SPLIT_BODIES: usize = 1 << 12;
+
 /// What one client was refused, or asked for, within the windows.
 #[derive(Default)]
 struct Client {
@@ -130,7 +135,7 @@ impl KerberosDetector {
             None => None,
         };
         if to_kdc && e.protocol == PROTO_TCP {
-            self.evicted += cap_oldest(&mut self.previous, CLIENTS, |(_, t)| *t);
+            self.evicted += cap_oldest(&mut self.previous, SPLIT_BODIES, |(_, t)| *t);
             self.previous
                 .insert((e.src, e.sport, e.dst), (e.payload.clone(), e.ts));
         }
