@@ -89,3 +89,22 @@ pub fn integer_of(t: &Tlv<'_>) -> Option<i64> {
     }
     Some(v)
 }
+
+#[cfg(test)]
+pub mod tests {
+    /// A DER element (short or long definite length), for crafting
+    /// messages in tests.
+    pub fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        let n = contents.len();
+        if n < 0x80 {
+            v.push(n as u8);
+        } else if n < 0x100 {
+            v.extend([0x81, n as u8]);
+        } else {
+            v.extend([0x82, (n >> 8) as u8, n as u8]);
+        }
+        v.extend_from_slice(contents);
+        v
+    }
+}

@@ -211,21 +211,7 @@ pub fn request_tail(sample: &[u8]) -> Option<Request> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-
-    /// A DER element.
-    pub fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        let n = contents.len();
-        if n < 0x80 {
-            v.push(n as u8);
-        } else if n < 0x100 {
-            v.extend([0x81, n as u8]);
-        } else {
-            v.extend([0x82, (n >> 8) as u8, n as u8]);
-        }
-        v.extend_from_slice(contents);
-        v
-    }
+    use crate::detect::der::tests::der;
 
     fn int(v: i64) -> Vec<u8> {
         let bytes = v.to_be_bytes();

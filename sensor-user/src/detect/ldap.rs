@@ -93,11 +93,7 @@ pub fn ntlm_user(b: &[u8]) -> Option<String> {
         let (len, offset) = (u16_at(at)? as usize, u32_at(at + 4)? as usize);
         let raw = m.get(offset..offset.checked_add(len)?)?;
         Some(if unicode {
-            let units: Vec<u16> = raw
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            String::from_utf16_lossy(&units)
+            super::text::utf16le(raw)
         } else {
             String::from_utf8_lossy(raw).into_owned()
         })
@@ -191,17 +187,7 @@ impl LdapBinds {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        if contents.len() < 0x80 {
-            v.push(contents.len() as u8);
-        } else {
-            v.extend([0x82, (contents.len() >> 8) as u8, contents.len() as u8]);
-        }
-        v.extend_from_slice(contents);
-        v
-    }
+    use crate::detect::der::tests::der;
 
     fn message(id: u8, op: Vec<u8>) -> Vec<u8> {
         der(0x30, &[der(0x02, &[id]), op].concat())

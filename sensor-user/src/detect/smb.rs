@@ -47,11 +47,7 @@ fn u64_at(b: &[u8], i: usize) -> Option<u64> {
 /// (escaped only when shown: `text::printable`).
 fn utf16(m: &[u8], offset: usize, len: usize) -> Option<String> {
     let raw = m.get(offset..offset.checked_add(len)?)?;
-    let units: Vec<u16> = raw
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
-    Some(String::from_utf16_lossy(&units).to_lowercase())
+    Some(super::text::utf16le(raw).to_lowercase())
 }
 
 /// The SMB2 messages of a sample of a direct-TCP SMB connection (each

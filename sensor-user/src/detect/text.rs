@@ -27,6 +27,16 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+/// UTF-16LE bytes as a string (NTLM and SMB2 names); an odd last byte
+/// and unpaired surrogates are lost, never fatal.
+pub fn utf16le(raw: &[u8]) -> String {
+    let units: Vec<u16> = raw
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16_lossy(&units)
+}
+
 fn needs_escape(c: char) -> bool {
     c == '\\'
         || c.is_control()
