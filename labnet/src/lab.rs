@@ -60,6 +60,8 @@ pub enum Role {
     CommandAndControl,
     /// A workstation: runs nothing, makes requests.
     Client,
+    /// The Active Directory domain controller (Samba; `domain.rs`).
+    DomainController,
 }
 
 pub struct HostSpec {
@@ -150,6 +152,15 @@ pub const HOSTS: [HostSpec; 7] = [
     },
 ];
 
+/// The domain controller, on the office segment (with `LabOptions::domain`).
+pub const DOMAIN_CONTROLLER: HostSpec = HostSpec {
+    name: "dc1",
+    segment: "office",
+    ipv4: "10.10.0.10",
+    ipv6: "fd00:10::10",
+    role: Role::DomainController,
+};
+
 /// Segment pairs the lab's policy allows (both ways); all others are separated.
 pub const ALLOWED_PAIRS: [(&str, &str); 2] = [("office", "internet"), ("office", "records")];
 
@@ -161,6 +172,8 @@ pub struct LabOptions {
     pub extra_config: String,
     /// Where sensord and sensorctl are.
     pub bin_dir: PathBuf,
+    /// Also run an Active Directory domain controller (`DOMAIN_CONTROLLER`).
+    pub domain: bool,
 }
 
 pub struct LabHost {
@@ -232,7 +245,8 @@ impl Lab {
             metrics_address: "127.0.0.1:9464".into(),
             keep: false,
         };
-        for spec in &HOSTS {
+        let domain = options.domain.then_some(&DOMAIN_CONTROLLER);
+        for spec in HOSTS.iter().chain(domain) {
             let host = lab.add_host(spec)?;
             lab.hosts.push(host);
         }
@@ -313,6 +327,9 @@ impl Lab {
             let log = self.dir.join("logs").join(format!("{}.log", host.name));
             match host.role {
                 Role::Client => continue,
+                Role::DomainController => {
+                    crate::domain::start(&self.dir, host)?;
+                }
                 Role::Web | Role::CommandAndControl => {
                     let port = if host.role == Role::Web { "80" } else { "8080" };
                     // Bound to "::" to serve IPv4 and IPv6 alike.
@@ -348,7 +365,8 @@ impl Lab {
         }
         // Wait until every server answers, so the story starts on a working network.
         let deadline = Instant::now() + Duration::from_secs(15);
-        for host in self.hosts.iter().filter(|h| h.role != Role::Client) {
+        let servers = [Role::Resolver, Role::Web, Role::CommandAndControl];
+        for host in self.hosts.iter().filter(|h| servers.contains(&h.role)) {
             let port = match host.role {
                 Role::Resolver => 53,
                 Role::CommandAndControl => 8080,
@@ -439,6 +457,13 @@ impl Lab {
         );
         text.push_str(extra);
         text.push('\n');
+        if let Some(dc) = self.hosts.iter().find(|h| h.role == Role::DomainController) {
+            // What an operator with a domain writes: its controllers.
+            text.push_str(&format!(
+                "\n[detection.roles]\ndomain_controllers = [\"{}\"]\n",
+                dc.ipv4
+            ));
+        }
         for seg in &SEGMENTS {
             let cidrs: Vec<String> = seg.sensor_cidrs.iter().map(|c| format!("{c:?}")).collect();
             let ports: Vec<String> = self

@@ -6,6 +6,7 @@
 //! the namespaces the lab owns, and no route leads out of them.
 
 pub mod cmd;
+pub mod domain;
 pub mod lab;
 pub mod netns;
 

@@ -264,6 +264,21 @@ fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
     Ok(net)
 }
 
+/// Deserializes a list of addresses or CIDRs as `parse_cidr` reads them
+/// (a bare address is the host itself), for tables serde reads directly.
+pub fn nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let texts: Vec<String> = serde::Deserialize::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| {
+            parse_cidr("", t).map_err(|e| match e {
+                ConfigError::Invalid { problem, .. } => serde::de::Error::custom(problem),
+                other => serde::de::Error::custom(other),
+            })
+        })
+        .collect()
+}
+
 impl RawConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let mut seen_ifaces = HashSet::new();

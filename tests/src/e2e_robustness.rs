@@ -143,6 +143,7 @@ fn a_full_disk_delays_the_state_file_never_the_enforcement() {
         prefix: unique_name("diskfull"),
         extra_config: lab::ISOLATE_POLICY.into(),
         bin_dir: bin_dir(),
+        domain: false,
     })
     .expect("building the lab");
     let disk = SmallDisk::mount(&lab.dir.join("state"));

@@ -14,6 +14,8 @@ mod e2e_cli;
 #[cfg(test)]
 mod e2e_detection;
 #[cfg(test)]
+mod e2e_domain;
+#[cfg(test)]
 mod e2e_enforcement;
 #[cfg(test)]
 mod e2e_lifecycle;

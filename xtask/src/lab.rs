@@ -70,6 +70,7 @@ fn start() -> Result<Lab> {
         prefix: PREFIX.into(),
         extra_config: LAB_POLICY.into(),
         bin_dir,
+        domain: true,
     })?;
     lab.start_sensord()?;
     Ok(lab)
@@ -126,6 +127,16 @@ impl Story {
     fn say(&mut self, text: &str) {
         self.step += 1;
         println!("\n{}. {text}", self.step);
+    }
+
+    /// `expect` for something that had to happen in time: says how long
+    /// it took ("WHAT, 1.2s AFTER").
+    fn expect_took(&mut self, what: &str, took: Option<Duration>, after: &str) {
+        let text = match took {
+            Some(t) => format!("{what}, {:.1}s {after}", t.as_secs_f64()),
+            None => what.to_string(),
+        };
+        self.expect(&text, took.is_some());
     }
 
     fn expect(&mut self, what: &str, held: bool) {
@@ -273,6 +284,7 @@ fn story() -> Result<()> {
     lab.sensorctl(&["unblock", "203.0.113.64/30"])?;
 
     automatic_isolation(&lab, &mut s)?;
+    domain_attack(&lab, &mut s)?;
 
     s.say("The metrics show every drop with its reason.");
     sleep(Duration::from_millis(200));
@@ -338,6 +350,61 @@ fn wait_isolated(lab: &Lab, host: &str, secs: u64) -> Option<Duration> {
     None
 }
 
+/// Credential theft against the domain controller: DCSync with a stolen
+/// administrator password, from a server across the gateway.
+fn domain_attack(lab: &Lab, s: &mut Story) -> Result<()> {
+    use labnet::domain::{ADMIN_PASSWORD, DNS_DOMAIN, IMPACKET_VENV};
+    s.say(
+        "An intruder on the records server uses a stolen domain administrator password \
+         to pull every password hash from the domain controller dc1 (DCSync, Impacket's \
+         secretsdump).",
+    );
+    println!("   $ secretsdump.py -just-dc {DNS_DOMAIN}/Administrator:***@10.10.0.10");
+    let log = lab.dir.join("logs").join("secretsdump.log");
+    let dump = format!(
+        "cd {} && timeout 30 {IMPACKET_VENV}/bin/python {IMPACKET_VENV}/bin/secretsdump.py \
+         -just-dc '{DNS_DOMAIN}/Administrator:{ADMIN_PASSWORD}'@10.10.0.10",
+        lab.dir.display()
+    );
+    let mut attack = lab
+        .host("records1")
+        .netns
+        .spawn("sh", &["-c", &dump], &log)?;
+    let took = wait_isolated(lab, "10.20.0.21", 30);
+    let _ = attack.wait();
+    s.expect_took(
+        "records1 isolated automatically",
+        took,
+        "after the replication request",
+    );
+    let incident = first_incident(lab, "10.20.0.21")?;
+    s.expect(
+        "its incident says DCSync (credential.dcsync, T1003.006) against 10.10.0.10",
+        incident["detectors"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d == "credential.dcsync")),
+    );
+    show_incident(lab, &incident)
+}
+
+/// The first incident about `host` (null when there is none).
+fn first_incident(lab: &Lab, host: &str) -> Result<serde_json::Value> {
+    let all: serde_json::Value =
+        serde_json::from_str(&lab.sensorctl(&["--json", "incidents", "--host", host])?)?;
+    Ok(all[0].clone())
+}
+
+/// Prints `sensorctl incident ID` for an incident.
+fn show_incident(lab: &Lab, incident: &serde_json::Value) -> Result<()> {
+    if let Some(id) = incident["id"].as_u64() {
+        println!(
+            "\n   $ sensorctl incident {id}\n{}",
+            indent(&lab.sensorctl(&["incident", &id.to_string()])?)
+        );
+    }
+    Ok(())
+}
+
 /// The infected hosts: reconnaissance and beaconing, detected from the
 /// datapath's telemetry and cut off by the response policy, no human
 /// involved.
@@ -349,15 +416,10 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
         reaches(lab, "office3", "http://203.0.113.80/"),
     );
     let took = scan_until_isolated(lab, "office3", "10.20.0.21", "")?;
-    s.expect(
-        &match took {
-            Some(t) => format!(
-                "office3 isolated automatically, {:.1}s after the scan began",
-                t.as_secs_f64()
-            ),
-            None => "office3 isolated automatically".into(),
-        },
-        took.is_some(),
+    s.expect_took(
+        "office3 isolated automatically",
+        took,
+        "after the scan began",
     );
     s.expect(
         "office3 -> web is now dropped",
@@ -373,15 +435,10 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
         reaches(lab, "office1", "http://203.0.113.80/"),
     );
     let took = scan_until_isolated(lab, "office1", "10.10.0.12", ", east-west")?;
-    s.expect(
-        &match took {
-            Some(t) => format!(
-                "office1 caught by the tap and isolated at the gateway, {:.1}s after the scan began",
-                t.as_secs_f64()
-            ),
-            None => "office1 caught by the tap and isolated at the gateway".into(),
-        },
-        took.is_some(),
+    s.expect_took(
+        "office1 caught by the tap and isolated at the gateway",
+        took,
+        "after the scan began",
     );
     s.expect(
         "office1 -> web is now dropped",
@@ -416,15 +473,10 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
     println!("   (a beacon is judged after 20 connections: about 20 seconds)");
     let took = wait_isolated(lab, "10.10.0.12", 60);
     drop(beacon);
-    s.expect(
-        &match took {
-            Some(t) => format!(
-                "office2 isolated automatically after {:.0}s of beaconing",
-                t.as_secs_f64()
-            ),
-            None => "office2 isolated automatically".into(),
-        },
-        took.is_some(),
+    s.expect_took(
+        "office2 isolated automatically",
+        took,
+        "after beaconing began",
     );
     let list = lab.sensorctl(&["--json", "list"])?;
     s.expect(
@@ -441,20 +493,14 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
         "   $ sensorctl incidents\n{}",
         indent(&lab.sensorctl(&["incidents"])?)
     );
-    let incidents: serde_json::Value =
-        serde_json::from_str(&lab.sensorctl(&["--json", "incidents", "--host", "10.10.0.12"])?)?;
+    let incident = first_incident(lab, "10.10.0.12")?;
     s.expect(
         "office2's incident names its C&C as the traffic did: c2.lab",
-        incidents[0]["names"]
+        incident["names"]
             .as_object()
             .is_some_and(|names| names.values().any(|n| n == "c2.lab")),
     );
-    if let Some(id) = incidents[0]["id"].as_u64() {
-        println!(
-            "\n   $ sensorctl incident {id}\n{}",
-            indent(&lab.sensorctl(&["incident", &id.to_string()])?)
-        );
-    }
+    show_incident(lab, &incident)?;
     println!(
         "\n   $ sensorctl list\n{}",
         indent(&lab.sensorctl(&["list"])?)

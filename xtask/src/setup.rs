@@ -68,7 +68,21 @@ const TOOL_PACKAGES: &[&str] = &[
     "openssh-client",
     "sshpass",
     "openssl",
+    // The lab's Active Directory domain controller and its clients.
+    "samba",
+    "samba-ad-dc",
+    "samba-ad-provision",
+    "winbind",
+    "smbclient",
+    "krb5-user",
+    "ldap-utils",
+    "ldb-tools",
 ];
+
+/// Impacket, the attack tools the domain tests run, from PyPI into a
+/// virtual environment of its own (0.13 binds to LDAP as Samba expects).
+const IMPACKET_VENV: &str = labnet::domain::IMPACKET_VENV;
+const IMPACKET: &str = "impacket==0.13.1";
 
 fn have(program: &str, arg: &str) -> bool {
     cmd::succeeds(Command::new(program).arg(arg))
@@ -152,7 +166,29 @@ pub fn ebpf_toolchain() -> Result<EbpfToolchain> {
 }
 
 pub fn tools() -> Result<()> {
-    apt_install(TOOL_PACKAGES)
+    apt_install(TOOL_PACKAGES)?;
+    impacket()
+}
+
+fn impacket() -> Result<()> {
+    let python = format!("{IMPACKET_VENV}/bin/python");
+    let installed = Command::new(&python)
+        .args(["-c", "import impacket.version as v; print(v.version)"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && IMPACKET.ends_with(String::from_utf8_lossy(&o.stdout).trim())
+        });
+    if installed {
+        return Ok(());
+    }
+    println!("installing {IMPACKET} from PyPI into {IMPACKET_VENV}");
+    let _ = std::fs::remove_dir_all(IMPACKET_VENV);
+    cmd::sh("python3", &["-m", "venv", IMPACKET_VENV])?;
+    cmd::sh(
+        &format!("{IMPACKET_VENV}/bin/pip"),
+        &["install", "-q", IMPACKET],
+    )?;
+    Ok(())
 }
 
 pub fn run(options: &Options) -> Result<()> {

@@ -22,6 +22,8 @@ pub const PTYPE_ALTER_CONTEXT_RESP: u8 = 15;
 /// `pfc_flags`: the first fragment of a call. (An object UUID, flag
 /// 0x80, follows the opnum, so it moves nothing read here.)
 const PFC_FIRST_FRAG: u8 = 0x01;
+/// A request carries an object UUID after its opnum [C706 12.6.3.1].
+const PFC_OBJECT_UUID: u8 = 0x80;
 
 /// The common header: version, type, flags, data representation, fragment
 /// and authenticator lengths, call id.
@@ -174,6 +176,13 @@ pub enum Pdu {
         context: u16,
         opnum: u16,
         first: bool,
+        /// alloc_hint: the size of the call's whole stub, when the client
+        /// gives it [C706 12.6.4.9] (0 when it does not).
+        stub_len: u32,
+        /// The stub's first four bytes as an integer (the first argument
+        /// of most calls), when the call is unauthenticated (so not
+        /// sealed) and the sample holds them.
+        first_arg: Option<u32>,
     },
     /// Any other PDU type.
     Other { ptype: u8 },
@@ -222,15 +231,35 @@ pub fn parse(b: &[u8]) -> Option<(Pdu, usize)> {
         PTYPE_REQUEST => {
             // alloc_hint (4), context id (2), opnum (2), then an object
             // UUID when the flag says so.
+            let hint: [u8; 4] = b.get(16..20)?.try_into().ok()?;
+            let stub_len = if little {
+                u32::from_le_bytes(hint)
+            } else {
+                u32::from_be_bytes(hint)
+            };
             let context = u16_at(20)?;
             let opnum = u16_at(22)?;
             if body.len() < 24 {
                 return None;
             }
+            let stub = if flags & PFC_OBJECT_UUID != 0 { 40 } else { 24 };
+            let first_arg = match body.get(stub..stub + 4) {
+                Some(word) if auth_len == 0 => {
+                    let word: [u8; 4] = word.try_into().ok()?;
+                    Some(if little {
+                        u32::from_le_bytes(word)
+                    } else {
+                        u32::from_be_bytes(word)
+                    })
+                }
+                _ => None,
+            };
             Pdu::Request {
                 context,
                 opnum,
                 first: flags & PFC_FIRST_FRAG != 0,
+                stub_len,
+                first_arg,
             }
         }
         _ => Pdu::Other { ptype },
@@ -283,6 +312,16 @@ pub fn pdus(sample: &[u8]) -> Vec<Pdu> {
     out
 }
 
+/// A remote call: the interface, the operation, and the size of its
+/// arguments as the client announced it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub interface: Uuid,
+    pub opnum: u16,
+    pub stub_len: u32,
+    pub first_arg: Option<u32>,
+}
+
 /// One RPC association's presentation contexts (context id -> interface),
 /// as its client's binds and alter-contexts set them up.
 #[derive(Debug, Default, Clone)]
@@ -294,8 +333,8 @@ pub struct Association {
 const MAX_CONTEXTS: usize = 16;
 
 impl Association {
-    /// Takes in a client PDU; a request comes back with its interface.
-    pub fn client_pdu(&mut self, pdu: &Pdu) -> Option<(Uuid, u16)> {
+    /// Takes in a client PDU; a request comes back as the call it makes.
+    pub fn client_pdu(&mut self, pdu: &Pdu) -> Option<Call> {
         match pdu {
             Pdu::Bind { contexts } => {
                 for (id, uuid) in contexts {
@@ -310,11 +349,18 @@ impl Association {
                 context,
                 opnum,
                 first: true,
+                stub_len,
+                first_arg,
             } => self
                 .contexts
                 .iter()
                 .find(|(id, _)| id == context)
-                .map(|(_, uuid)| (*uuid, *opnum)),
+                .map(|(_, uuid)| Call {
+                    interface: *uuid,
+                    opnum: *opnum,
+                    stub_len: *stub_len,
+                    first_arg: *first_arg,
+                }),
             _ => None,
         }
     }
@@ -366,15 +412,20 @@ pub mod tests {
 
     /// A request PDU on `context` for `opnum`, with `stub` bytes.
     pub fn request(context: u16, opnum: u16, stub: usize) -> Vec<u8> {
-        let len = 24 + stub;
+        request_with(context, opnum, &vec![0xaa; stub])
+    }
+
+    /// A request PDU on `context` for `opnum` carrying `stub`.
+    pub fn request_with(context: u16, opnum: u16, stub: &[u8]) -> Vec<u8> {
+        let len = 24 + stub.len();
         let mut p = vec![5, 0, PTYPE_REQUEST, 3, 0x10, 0, 0, 0];
         p.extend((len as u16).to_le_bytes());
         p.extend(0u16.to_le_bytes());
         p.extend(2u32.to_le_bytes());
-        p.extend((stub as u32).to_le_bytes());
+        p.extend((stub.len() as u32).to_le_bytes());
         p.extend(context.to_le_bytes());
         p.extend(opnum.to_le_bytes());
-        p.extend(vec![0xaa; stub]);
+        p.extend(stub);
         p
     }
 
@@ -403,7 +454,10 @@ pub mod tests {
         let (b, _) = parse(&bind(&[EPMAPPER, SVCCTL], false)).unwrap();
         assert_eq!(a.client_pdu(&b), None);
         let (r, _) = parse(&request(1, 12, 100)).unwrap();
-        assert_eq!(a.client_pdu(&r), Some((SVCCTL, 12)));
+        assert_eq!(
+            a.client_pdu(&r).map(|c| (c.interface, c.opnum)),
+            Some((SVCCTL, 12))
+        );
         // A later fragment of the same call is not another call.
         let mut next = request(1, 12, 100);
         next[3] = 0x02;
@@ -417,7 +471,54 @@ pub mod tests {
         alter[2] = PTYPE_ALTER_CONTEXT;
         a.client_pdu(&parse(&alter).unwrap().0);
         let (r, _) = parse(&request(0, 0, 8)).unwrap();
-        assert_eq!(a.client_pdu(&r), Some((ATSVC, 0)));
+        assert_eq!(
+            a.client_pdu(&r).map(|c| (c.interface, c.opnum)),
+            Some((ATSVC, 0))
+        );
+    }
+
+    #[test]
+    fn a_request_s_size_and_first_argument_are_read_in_its_byte_order() {
+        let stub = [7, 0, 0, 0, 9, 9];
+        let Some((
+            Pdu::Request {
+                stub_len,
+                first_arg,
+                ..
+            },
+            _,
+        )) = parse(&request_with(0, 2, &stub))
+        else {
+            panic!("a request");
+        };
+        assert_eq!((stub_len, first_arg), (6, Some(7)));
+        // Big-endian: the same fields, the other way round.
+        let mut big = request_with(0, 2, &[0, 0, 0, 7]);
+        big[4] = 0;
+        big[8..10].reverse();
+        big[16..20].reverse();
+        big[20..22].reverse();
+        big[22..24].reverse();
+        let Some((
+            Pdu::Request {
+                opnum,
+                stub_len,
+                first_arg,
+                ..
+            },
+            _,
+        )) = parse(&big)
+        else {
+            panic!("a big-endian request");
+        };
+        assert_eq!((opnum, stub_len, first_arg), (2, 4, Some(7)));
+        // An authenticated call may be sealed: its arguments are not read.
+        let mut signed = request_with(0, 2, &[0; 40]);
+        signed[10] = 16;
+        let Some((Pdu::Request { first_arg, .. }, _)) = parse(&signed) else {
+            panic!("a signed request");
+        };
+        assert_eq!(first_arg, None);
     }
 
     #[test]

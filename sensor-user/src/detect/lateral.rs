@@ -28,8 +28,13 @@
 //!   authentication in numbers, callbacks asked of a controller's spooler
 //!   or of EFSRPC, registry hives saved remotely.
 //! - `lateral.remote_registry`, `evasion.log_cleared`, `recon.*` (sessions,
-//!   logged-on users, SID lookups in bulk): changes
-//!   and listings administrators also make; they alert and add up.
+//!   logged-on users, SID lookups in bulk, accounts opened one by one and
+//!   group members over SAMR, the endpoint mapper's whole list, LDAP
+//!   searches for every object of a class): changes and listings
+//!   administrators also make; they alert and add up.
+//! - The first steps that show even when the server refuses what follows:
+//!   a COM object activated remotely (`lateral.dcom`, alert), the Task
+//!   Scheduler's pipe opened (`lateral.scheduled_task`, alert).
 //!
 //! All follow each RPC association (`dcerpc::Association`) in the payload
 //! samples the sensor takes of SMB and DCE/RPC flows, over named pipes and
@@ -98,6 +103,15 @@ enum When {
     /// This many such calls from one client to one server within
     /// `REPEAT_WINDOW`.
     Repeated(u32),
+    /// This many items asked for by one client of one server within
+    /// `REPEAT_WINDOW`: a call asks for as many as its arguments hold at
+    /// `item_bytes` each (from the client's alloc_hint), and at least one.
+    Bulk {
+        items: u32,
+        item_bytes: u32,
+    },
+    /// The call's first argument, read in clear, is this value.
+    FirstArg(u32),
 }
 
 /// The window `When::Repeated` counts in.
@@ -175,12 +189,51 @@ fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
         // RIDs that lists the domain's accounts (Impacket's lookupsid,
         // enum4linux); a security dialog makes a handful.
         (dcerpc::LSARPC, 15 | 57 | 76) => only(
-            When::Repeated(SID_LOOKUPS),
+            When::Bulk {
+                items: SID_LOOKUPS,
+                item_bytes: SID_BYTES,
+            },
             call(
                 "recon.sid_lookup",
                 "T1087.002",
                 60,
                 "looked up SIDs in bulk (accounts listed by RID)",
+            ),
+        ),
+        // [MS-SAMR] 3.1.5.1.9 SamrOpenUser, one account after another:
+        // a listing's details pulled account by account (Impacket's
+        // samrdump, enum4linux's user queries). A listing alone
+        // (SamrEnumerateUsersInDomain, SamrQueryDisplayInformation) is
+        // not evidence: ordinary captures make them (docs/detection.md).
+        (dcerpc::SAMR, 34) => only(
+            When::Repeated(ACCOUNTS_OPENED),
+            call(
+                "recon.accounts",
+                "T1087.002",
+                60,
+                "opened one domain account after another (SAMR)",
+            ),
+        ),
+        // 3.1.5.8.3 SamrGetMembersInGroup, 3.1.5.8.4 SamrGetMembersInAlias:
+        // who is in a group (`net group "Domain Admins" /domain`;
+        // BloodHound asks each host for its local Administrators so).
+        (dcerpc::SAMR, 25 | 33) => call(
+            "recon.groups",
+            "T1069",
+            60,
+            "listed a group's members (SAMR)",
+        ),
+        // [C706 2.2.1.2 / MS-RPCE 2.2.1.2.5] ept_lookup asked for all
+        // elements: every endpoint the mapper knows, page by page (rpcdump,
+        // rpcmap). Clients that want one interface ask for it by interface
+        // (Outlook finding Exchange) or with ept_map.
+        (dcerpc::EPMAPPER, 2) => only(
+            When::FirstArg(EPT_ALL_ELEMENTS),
+            call(
+                "recon.rpc_endpoints",
+                "T1046",
+                60,
+                "listed the endpoint mapper's registrations (ept_lookup)",
             ),
         ),
         // [MS-RRP] 3.1.5.5 OpenUsers: HKEY_USERS, whose subkeys are the
@@ -301,9 +354,45 @@ fn remote_call(interface: Uuid, opnum: u16) -> Option<Call> {
 /// SMB over TCP [MS-SMB2 2.1].
 const SMB_PORT: u16 = 445;
 
-/// LSA SID lookups from one client to one server within `REPEAT_WINDOW`
-/// that list accounts rather than name a few.
+/// SIDs looked up by one client at one server within `REPEAT_WINDOW`
+/// that list accounts rather than name a few (a security dialog names a
+/// handful; this project's choice).
 const SID_LOOKUPS: u32 = 20;
+
+/// ept_lookup's inquiry_type rpc_c_ep_all_elts [C706 Appendix N, ept.idl].
+const EPT_ALL_ELEMENTS: u32 = 0;
+
+/// Accounts opened by one client at one server within `REPEAT_WINDOW`
+/// that read a listing account by account (a logon or `net user NAME`
+/// opens one; this project's choice).
+const ACCOUNTS_OPENED: u32 = 10;
+
+/// A domain account's SID as NDR marshals it in a lookup's arguments:
+/// pointer (4), conformant count (4), revision, count and authority (8),
+/// five sub-authorities (20) [MS-LSAT 2.2.17, MS-DTYP 2.4.2.3].
+const SID_BYTES: u32 = 36;
+
+/// A program written to an administrative share: how psexec and its kind
+/// put the service they start on the target.
+const ADMIN_SHARE_WRITE: Call = Call {
+    detector: "lateral.admin_share_write",
+    technique: "T1570",
+    score: 80,
+    what: "wrote a program to an administrative share",
+    when: When::Always,
+};
+
+/// The Task Scheduler's named pipe opened [MS-TSCH 2.1: ATSvc and
+/// ITaskSchedulerService over \PIPE\atsvc]: the first step of a remote
+/// task, visible even when the server then refuses the call. `schtasks
+/// /s` does it too: it alerts; the registration itself is 85.
+const TASK_PIPE_OPENED: Call = Call {
+    detector: "lateral.scheduled_task",
+    technique: "T1053.005",
+    score: 65,
+    what: "opened the Task Scheduler's pipe (atsvc)",
+    when: When::Always,
+};
 
 /// WinRM over HTTPS [MS-WSMV 2.1].
 const WINRM_HTTPS_PORT: u16 = 5986;
@@ -443,9 +532,48 @@ impl LateralDetector {
         if e.sport == SMB_PORT || e.dport == SMB_PORT {
             self.smb(e, out);
         }
+        if e.dport == super::ldap::LDAP_PORT {
+            if let Some(class) = super::ldap_search::bulk_query(&e.payload) {
+                let call = Call {
+                    detector: "recon.directory",
+                    technique: "T1087.002",
+                    score: 60,
+                    what: "searched the directory for every object of a class (LDAP)",
+                    when: When::Always,
+                };
+                let summary = format!(
+                    "searched the directory of {} for every {} (LDAP)",
+                    e.dst,
+                    super::text::printable(&class)
+                );
+                self.report_once(e, call, summary, out);
+            }
+        }
         let pdus = dcerpc::pdus(&e.payload);
         if pdus.is_empty() {
             return;
+        }
+        let activations = pdus.iter().any(|p| match p {
+            dcerpc::Pdu::Bind { contexts } => contexts
+                .iter()
+                .any(|(_, uuid)| *uuid == dcerpc::REMOTE_ACTIVATION),
+            _ => false,
+        });
+        if activations && roles.is_domain_controller(e.dst, e.ts) {
+            // [MS-DCOM 3.1.2.5.2.3] IRemoteSCMActivator: a COM object created
+            // on this server for the client, the first step of remote WMI
+            // and of every DCOM object driven remotely (MMC20.Application,
+            // ShellWindows...). Management servers do it everywhere, so it
+            // is judged only towards domain controllers, and alerts.
+            let call = Call {
+                detector: "lateral.dcom",
+                technique: "T1021.003",
+                score: 60,
+                what: "asked a domain controller to activate a COM object remotely (IRemoteSCMActivator)",
+                when: When::ServerIsDc,
+            };
+            let summary = format!("{} on {} (port {})", call.what, e.dst, e.dport);
+            self.report_once(e, call, summary, out);
         }
         let key = conn_key(e);
         if !self.rpc.contains_key(&key) {
@@ -469,15 +597,18 @@ impl LateralDetector {
         if e.src != rpc.client {
             return;
         }
-        let calls: Vec<(Uuid, u16)> = pdus
+        let calls: Vec<dcerpc::Call> = pdus
             .iter()
             .filter_map(|p| rpc.association.client_pdu(p))
             .collect();
-        for (interface, opnum) in calls {
+        for rpc_call in calls {
+            let dcerpc::Call {
+                interface, opnum, ..
+            } = rpc_call;
             let Some(call) = remote_call(interface, opnum) else {
                 continue;
             };
-            if !self.applies(call, e, roles) {
+            if !self.applies(call, &rpc_call, e, roles) {
                 continue;
             }
             let summary = format!(
@@ -503,7 +634,7 @@ impl LateralDetector {
         }
         let shares = self.shares.entry(key).or_default();
         shares.last = e.ts;
-        let mut written = Vec::new();
+        let mut found = Vec::new();
         for message in messages {
             match message {
                 smb::Message::TreeConnect { message_id, path } => {
@@ -527,26 +658,23 @@ impl LateralDetector {
                 }
                 smb::Message::CreateForWrite { tree_id, name } => {
                     let share = shares.trees.iter().find(|(id, _)| *id == tree_id);
-                    if let Some((_, path)) = share {
-                        if smb::is_admin_share(path) && smb::is_executable(&name) {
-                            written.push(format!(
-                                "wrote {} to {}",
-                                super::text::printable(&name),
-                                super::text::printable(path)
-                            ));
-                        }
+                    let Some((_, path)) = share else {
+                        continue;
+                    };
+                    if smb::is_admin_share(path) && smb::is_executable(&name) {
+                        let what = format!(
+                            "wrote {} to {}",
+                            super::text::printable(&name),
+                            super::text::printable(path)
+                        );
+                        found.push((ADMIN_SHARE_WRITE, what));
+                    } else if smb::is_ipc_share(path) && name.trim_start_matches('\\') == "atsvc" {
+                        found.push((TASK_PIPE_OPENED, TASK_PIPE_OPENED.what.to_string()));
                     }
                 }
             }
         }
-        for what in written {
-            let call = Call {
-                detector: "lateral.admin_share_write",
-                technique: "T1570",
-                score: 80,
-                what: "wrote a program to an administrative share",
-                when: When::Always,
-            };
+        for (call, what) in found {
             self.report_once(e, call, format!("{what} on {} over SMB", e.dst), out);
         }
     }
@@ -575,12 +703,18 @@ impl LateralDetector {
     }
 
     /// Whether a call is evidence (`When`).
-    fn applies(&mut self, call: Call, e: &Event, roles: &Roles) -> bool {
+    fn applies(&mut self, call: Call, rpc: &dcerpc::Call, e: &Event, roles: &Roles) -> bool {
         match call.when {
             When::Always => true,
             When::ClientIsNotDc => !roles.is_domain_controller(e.src, e.ts),
             When::ServerIsDc => roles.is_domain_controller(e.dst, e.ts),
-            When::Repeated(n) => {
+            When::FirstArg(value) => rpc.first_arg == Some(value),
+            When::Repeated(_) | When::Bulk { .. } => {
+                let (wanted, asked) = match call.when {
+                    When::Bulk { items, item_bytes } => (items, (rpc.stub_len / item_bytes).max(1)),
+                    When::Repeated(n) => (n, 1),
+                    _ => unreachable!("matched above"),
+                };
                 super::window::cap_oldest(
                     &mut self.repeated,
                     super::limits::RPC_ASSOCIATIONS,
@@ -593,8 +727,8 @@ impl LateralDetector {
                 if e.ts.saturating_sub(*start) > REPEAT_WINDOW {
                     (*start, *calls) = (e.ts, 0);
                 }
-                *calls += 1;
-                *calls >= n
+                *calls = calls.saturating_add(asked);
+                *calls >= wanted
             }
         }
     }
@@ -625,7 +759,7 @@ impl LateralDetector {
 mod tests {
     use super::*;
     use crate::detect::{
-        dcerpc::tests::{bind, request},
+        dcerpc::tests::{bind, request, request_with},
         roles::RolesConfig,
     };
 
@@ -935,6 +1069,108 @@ mod tests {
     }
 
     #[test]
+    fn the_task_scheduler_s_pipe_opened_alerts() {
+        use crate::detect::smb::tests::{create, tree_connect, tree_connected};
+        let to = |secs, payload| data(secs, "10.0.0.5", "10.0.0.9", 445, payload);
+        let mut back = data(1, "10.0.0.9", "10.0.0.5", 445, tree_connected(3, 7));
+        (back.sport, back.dport) = (445, 50000);
+        let events = [
+            to(1, tree_connect(3, "\\\\dc1\\IPC$")),
+            back,
+            // Other pipes (the service manager, LSA) are not evidence alone.
+            to(2, create(7, "svcctl", 0x0012_019f, 1)),
+            to(2, create(7, "lsarpc", 0x0012_019f, 1)),
+            to(3, create(7, "atsvc", 0x0012_019f, 1)),
+        ];
+        let out = run(&events);
+        let found: Vec<_> = out.iter().map(|e| (e.detector, e.score)).collect();
+        assert_eq!(found, [("lateral.scheduled_task", 65)], "{out:?}");
+    }
+
+    #[test]
+    fn remote_com_activation_on_a_domain_controller_alerts() {
+        let events = [data(
+            1,
+            "10.0.0.5",
+            "10.0.0.9",
+            135,
+            bind(&[dcerpc::REMOTE_ACTIVATION], false),
+        )];
+        let out = run_with(&events, &with_dc());
+        let found: Vec<_> = out
+            .iter()
+            .map(|e| (e.detector, e.technique, e.score))
+            .collect();
+        assert_eq!(found, [("lateral.dcom", "T1021.003", 60)], "{out:?}");
+        // Towards any other host: what management servers do all day.
+        assert!(run(&events).is_empty());
+    }
+
+    #[test]
+    fn one_lookup_of_many_sids_is_bulk() {
+        // lookupsid asks for its RIDs a thousand at a time: one call whose
+        // arguments hold 20 domain SIDs or more is a listing.
+        let lookup = |sids: usize| {
+            vec![
+                data(
+                    1,
+                    "10.0.0.5",
+                    "10.0.0.9",
+                    445,
+                    bind(&[dcerpc::LSARPC], false),
+                ),
+                data(
+                    2,
+                    "10.0.0.5",
+                    "10.0.0.9",
+                    445,
+                    request(0, 15, 40 + sids * SID_BYTES as usize),
+                ),
+            ]
+        };
+        assert!(run(&lookup(SID_LOOKUPS as usize - 2)).is_empty());
+        let out = run(&lookup(SID_LOOKUPS as usize));
+        let found: Vec<_> = out.iter().map(|e| e.detector).collect();
+        assert_eq!(found, ["recon.sid_lookup"], "{out:?}");
+    }
+
+    #[test]
+    fn searches_for_every_user_alert_once() {
+        use crate::detect::{der::tests::der, ldap::tests::message};
+        let search = |filter: &[u8]| {
+            let filter = der(
+                0xa3,
+                &[der(0x04, b"objectClass"), der(0x04, filter)].concat(),
+            );
+            let op = [
+                der(0x04, b"DC=city,DC=lab"),
+                der(0x0a, &[2]),
+                der(0x0a, &[0]),
+                der(0x02, &[0]),
+                der(0x02, &[0]),
+                der(0x01, &[0]),
+                filter,
+                der(0x30, b""),
+            ]
+            .concat();
+            message(2, der(0x63, &op))
+        };
+        let events = [
+            data(1, "10.0.0.5", "10.0.0.9", 389, search(b"user")),
+            data(2, "10.0.0.5", "10.0.0.9", 389, search(b"group")),
+            data(3, "10.0.0.6", "10.0.0.9", 389, search(b"dnsNode")),
+        ];
+        let out = run(&events);
+        let found: Vec<_> = out.iter().map(|e| (e.detector, e.score)).collect();
+        assert_eq!(found, [("recon.directory", 60)], "{out:?}");
+        assert!(
+            out[0].summary.contains("for every user"),
+            "{}",
+            out[0].summary
+        );
+    }
+
+    #[test]
     fn winrm_sessions_alert_once_per_pair() {
         let ps = b"POST /wsman?PSVersion=5.1.18362.752 HTTP/1.1\r\nHost: ws2:5985\r\n\r\n".to_vec();
         let plain = b"POST /wsman HTTP/1.1\r\nHost: srv\r\n\r\n".to_vec();
@@ -1049,11 +1285,47 @@ mod tests {
             calls(dcerpc::WINREG, &[4, 9]),
             vec![("recon.logged_on_users", "T1033", 60)]
         );
+        // SAMR: the accounts' details one by one (samrdump), a group's
+        // members.
+        let opened: Vec<u16> = [34, 47].repeat(ACCOUNTS_OPENED as usize);
+        assert_eq!(
+            calls(dcerpc::SAMR, &[[64, 7, 13].to_vec(), opened].concat()),
+            vec![("recon.accounts", "T1087.002", 60)]
+        );
+        assert_eq!(
+            calls(dcerpc::SAMR, &[64, 7, 25]),
+            vec![("recon.groups", "T1069", 60)]
+        );
+        // The endpoint mapper's whole list (rpcdump); one interface's
+        // endpoint (ept_map) is what every client asks.
+        let lookup = |inquiry: u32| {
+            let mut stub = inquiry.to_le_bytes().to_vec();
+            stub.resize(64, 0);
+            vec![
+                data(
+                    1,
+                    "10.0.0.5",
+                    "10.0.0.9",
+                    135,
+                    bind(&[dcerpc::EPMAPPER], false),
+                ),
+                data(2, "10.0.0.5", "10.0.0.9", 135, request_with(0, 2, &stub)),
+            ]
+        };
+        let found: Vec<_> = run(&lookup(EPT_ALL_ELEMENTS))
+            .iter()
+            .map(|e| e.detector)
+            .collect();
+        assert_eq!(found, ["recon.rpc_endpoints"]);
+        // By interface (rpc_c_ep_match_by_if), as Outlook asks: no.
+        assert!(run(&lookup(1)).is_empty());
+        assert!(calls(dcerpc::EPMAPPER, &[3]).is_empty());
         // Listing a server's shares (NetrShareEnum, what Explorer does when
-        // a user opens \\server) is not; nor, for now, SAMR listings, which
-        // ordinary domain members make too (docs/detection.md).
+        // a user opens \\server) is not; nor a SAMR listing alone, which
+        // ordinary domain members make too (docs/detection.md), nor one
+        // account opened.
         assert!(calls(dcerpc::SRVSVC, &[15]).is_empty());
-        assert!(calls(dcerpc::SAMR, &[7, 13]).is_empty());
+        assert!(calls(dcerpc::SAMR, &[7, 13, 34, 36]).is_empty());
     }
 
     #[test]

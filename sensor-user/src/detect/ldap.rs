@@ -7,7 +7,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use super::{
-    der::{elements, integer_of, tlv},
+    der::{elements, integer_of, tlv, Tlv},
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
     window::cap_oldest,
 };
@@ -26,9 +26,9 @@ pub enum Bind {
     Response { result: i64 },
 }
 
-/// Every bind request and response in a sample (LDAP messages follow one
-/// another in a TCP stream; a sample may hold several).
-pub fn binds(sample: &[u8]) -> Vec<Bind> {
+/// The protocol operation of every LDAP message in a sample (messages
+/// follow one another in a TCP stream; a sample may hold several).
+pub fn operations(sample: &[u8]) -> Vec<Tlv<'_>> {
     let mut out = Vec::new();
     let mut rest = sample;
     while let Some(message) = tlv(rest) {
@@ -36,27 +36,35 @@ pub fn binds(sample: &[u8]) -> Vec<Bind> {
             break;
         }
         // messageID, protocolOp, controls.
-        let fields = elements(message.value);
-        if let Some(op) = fields.get(1) {
-            match op.tag {
-                0x60 => out.push(Bind::Request {
-                    account: bind_account(op.value),
-                }),
-                0x61 => {
-                    // resultCode, an ENUMERATED, comes first.
-                    let first = elements(op.value);
-                    let code = first.first().filter(|t| t.tag == 0x0a);
-                    if let Some(result) = code.and_then(integer_of) {
-                        out.push(Bind::Response { result });
-                    }
-                }
-                _ => {}
-            }
+        if let Some(op) = elements(message.value).into_iter().nth(1) {
+            out.push(op);
         }
         if !message.complete || message.len >= rest.len() {
             break;
         }
         rest = &rest[message.len..];
+    }
+    out
+}
+
+/// Every bind request and response in a sample.
+pub fn binds(sample: &[u8]) -> Vec<Bind> {
+    let mut out = Vec::new();
+    for op in operations(sample) {
+        match op.tag {
+            0x60 => out.push(Bind::Request {
+                account: bind_account(op.value),
+            }),
+            0x61 => {
+                // resultCode, an ENUMERATED, comes first.
+                let first = elements(op.value);
+                let code = first.first().filter(|t| t.tag == 0x0a);
+                if let Some(result) = code.and_then(integer_of) {
+                    out.push(Bind::Response { result });
+                }
+            }
+            _ => {}
+        }
     }
     out
 }
@@ -185,11 +193,11 @@ impl LdapBinds {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::detect::der::tests::der;
 
-    fn message(id: u8, op: Vec<u8>) -> Vec<u8> {
+    pub fn message(id: u8, op: Vec<u8>) -> Vec<u8> {
         der(0x30, &[der(0x02, &[id]), op].concat())
     }
 

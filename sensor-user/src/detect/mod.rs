@@ -19,6 +19,7 @@ pub mod intel;
 pub mod kerberos;
 pub mod lateral;
 pub mod ldap;
+pub mod ldap_search;
 pub mod names;
 pub mod pcapfile;
 pub mod roles;

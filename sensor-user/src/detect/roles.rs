@@ -22,7 +22,9 @@ use super::{
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RolesConfig {
-    /// Domain controllers (CIDRs), known whatever the traffic shows.
+    /// Domain controllers (addresses or CIDRs), known whatever the traffic
+    /// shows.
+    #[serde(deserialize_with = "crate::config::nets")]
     pub domain_controllers: Vec<IpNet>,
     /// Learn domain controllers from the traffic (see the module). Default
     /// true.
@@ -117,6 +119,24 @@ impl Roles {
 mod tests {
     use super::*;
     use crate::detect::event::FlowSummary;
+
+    #[test]
+    fn controllers_are_configured_as_addresses_or_ranges() {
+        let config: RolesConfig =
+            toml::from_str(r#"domain_controllers = ["10.10.0.10", "10.20.0.0/28", "fd00::5"]"#)
+                .expect("addresses and CIDRs");
+        let roles = Roles::new(config);
+        for dc in ["10.10.0.10", "10.20.0.9", "fd00::5"] {
+            assert!(
+                roles.is_domain_controller(dc.parse().unwrap(), SECOND),
+                "{dc}"
+            );
+        }
+        assert!(!roles.is_domain_controller("10.10.0.11".parse().unwrap(), SECOND));
+        let bad = toml::from_str::<RolesConfig>(r#"domain_controllers = ["dc1.city.lab"]"#);
+        let message = bad.expect_err("a name is refused").to_string();
+        assert!(message.contains("not an address or CIDR"), "{message}");
+    }
 
     fn served(client: &str, server: &str, port: u16, proven: bool) -> Event {
         Event {

@@ -128,6 +128,11 @@ pub fn is_admin_share(path: &str) -> bool {
         || (share.len() == 2 && share.ends_with('$') && share.as_bytes()[0].is_ascii_alphabetic())
 }
 
+/// The share named pipes are opened on [MS-SMB2 3.3.5.9: IPC$].
+pub fn is_ipc_share(path: &str) -> bool {
+    path.rsplit('\\').next() == Some("ipc$")
+}
+
 /// Files that run: programs, libraries, drivers and scripts.
 pub fn is_executable(name: &str) -> bool {
     const RUNS: [&str; 12] = [

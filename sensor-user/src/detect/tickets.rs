@@ -183,7 +183,7 @@ impl KerberosDetector {
                 (
                     "credential.asrep_roast",
                     "T1558.004",
-                    "without pre-authentication, RC4 only (a crackable reply)",
+                    "without pre-authentication, RC4 only (its reply is crackable if the account needs none)",
                 )
             };
             self.report(

@@ -7,10 +7,20 @@ use super::{bin_dir, unique_name};
 
 /// A lab with sensord running; everything is removed when it is dropped.
 pub fn start(tag: &str, extra_config: &str) -> Lab {
+    start_lab(tag, extra_config, false)
+}
+
+/// `start`, with the lab's Active Directory domain controller (dc1).
+pub fn start_with_domain(tag: &str, extra_config: &str) -> Lab {
+    start_lab(tag, extra_config, true)
+}
+
+fn start_lab(tag: &str, extra_config: &str, domain: bool) -> Lab {
     let lab = Lab::create(&LabOptions {
         prefix: unique_name(tag),
         extra_config: extra_config.into(),
         bin_dir: bin_dir(),
+        domain,
     })
     .unwrap_or_else(|e| panic!("building the lab failed: {e:#}"));
     lab.start_sensord()
