@@ -585,8 +585,9 @@ pub mod telemetry {
     /// login attempt, a request, a guess all need it.
     pub const FLOW_DATA_A: u8 = 16;
     pub const FLOW_DATA_B: u8 = 32;
-    /// The responder's SYN-ACK was seen: `HandshakeProof` follows its
-    /// sequence numbers.
+    /// The responder's sequence numbers are anchored, by its SYN-ACK or,
+    /// in a flow picked up after its handshake, by its first data seen:
+    /// `HandshakeProof` follows them.
     pub const FLOW_SYN_ACK: u8 = 64;
     /// The initiator acknowledged data the responder sent, with the right
     /// sequence numbers (`HandshakeProof`): it receives what is sent to its
@@ -703,9 +704,13 @@ pub struct FlowKey {
 /// start from the responder's initial sequence number, which only the
 /// receiver of its SYN-ACK knows, so a forger who sends with another
 /// host's address and never sees the answers cannot acknowledge them.
-/// Retransmitted SYNs and RSTs, however many, prove nothing. (Packets
-/// forged in the responder's name are the ingress check's to stop: they
-/// arrive on the wrong segment's port.)
+/// Retransmitted SYNs and RSTs, however many, prove nothing. A flow
+/// picked up after its handshake (a capture started late, a sensor
+/// restarted, a SYN-ACK lost) is anchored at the responder's first data
+/// instead: only a receiver of those bytes can acknowledge them, and a
+/// blind forger's segments draw only empty answers (challenge ACKs, RSTs
+/// [RFC 5961]). (Packets forged in the responder's name are the ingress
+/// check's to stop: they arrive on the wrong segment's port.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HandshakeProof {
@@ -737,12 +742,20 @@ impl HandshakeProof {
                 self.resp_end = seq.wrapping_add(1).wrapping_add(payload_len);
                 return flags | FLOW_SYN_ACK;
             }
+            if flags & FLOW_SYN_ACK == 0 {
+                // No SYN-ACK seen: the first data anchors the numbers.
+                if payload_len > 0 && tcp_flags & (TCP_SYN | TCP_RST) == 0 {
+                    self.resp_isn = seq.wrapping_sub(1);
+                    self.resp_end = seq.wrapping_add(payload_len);
+                    return flags | FLOW_SYN_ACK;
+                }
+                return flags;
+            }
             // Data that continues what was seen: a segment starting past
             // the end (a gap, or a number made up) moves nothing.
             let base = self.resp_isn.wrapping_add(1);
             let end = seq.wrapping_add(payload_len);
-            if flags & FLOW_SYN_ACK != 0
-                && payload_len > 0
+            if payload_len > 0
                 && seq.wrapping_sub(base) <= self.resp_end.wrapping_sub(base)
                 && end.wrapping_sub(base) > self.resp_end.wrapping_sub(base)
             {
@@ -997,6 +1010,32 @@ mod tests {
             // The handshake alone acknowledges no data.
             assert_eq!(prove(&conversation[..3]) & FLOW_PROVEN, 0);
         }
+    }
+
+    #[test]
+    fn a_flow_picked_up_after_its_handshake_is_proven_by_acknowledged_data() {
+        use telemetry::FLOW_PROVEN;
+        let picked_up = [
+            (true, ACK, 500, 9000, 178),
+            (false, ACK, 9000, 678, 312),
+            (true, ACK, 678, 9312, 166),
+        ];
+        assert_ne!(prove(&picked_up) & FLOW_PROVEN, 0);
+        // Acknowledging nothing of it, or more than was sent: no.
+        for ack in [9000, 9313, 9000 + 0x8000_0000] {
+            let guessed = [picked_up[0], picked_up[1], (true, ACK, 678, ack, 0)];
+            assert_eq!(prove(&guessed) & FLOW_PROVEN, 0, "ack {ack}");
+        }
+        // A blind forger's mid-stream segments draw empty answers (a
+        // challenge ACK, an RST): nothing to acknowledge.
+        let blind = [
+            (true, ACK, 500, 1234, 100),
+            (false, ACK, 9000, 500, 0),
+            (false, RST, 9000, 0, 0),
+            (true, ACK, 600, 9000, 0),
+            (true, ACK, 600, 9001, 0),
+        ];
+        assert_eq!(prove(&blind) & FLOW_PROVEN, 0);
     }
 
     #[test]

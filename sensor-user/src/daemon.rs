@@ -699,6 +699,7 @@ impl Sensor {
             detection.observe(event, None, &self.bindings);
         }
         detection.engine.tick(now);
+        detection.save_edges(now);
         detection.respond(
             &mut self.enforcer,
             &mut self.datapath.maps,

@@ -58,6 +58,9 @@ pub struct Detection {
     segments: Vec<Segment>,
     false_positives: FalsePositives,
     false_positive_file: PathBuf,
+    /// The admin-edge baseline's file, and when it was last written.
+    edges_file: PathBuf,
+    edges_saved: Nanos,
     reported: HashMap<u64, Reported>,
     pub counts: DetectionCounts,
     /// Forged packets per sending MAC (evidence each time it doubles).
@@ -92,12 +95,60 @@ pub struct IncidentFilter {
     pub detector: Option<String>,
 }
 
+/// The admin-edge baseline saved earlier. A file that cannot be read as
+/// one is set aside (`edges.json.bad`) with a warning, and learning starts
+/// afresh: a lost baseline delays new-edge alerts, it must not stop the
+/// sensor.
+fn load_edges(path: &std::path::Path) -> Option<crate::detect::edges::Baseline> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(baseline) => Some(baseline),
+        Err(e) => {
+            let aside = path.with_extension("json.bad");
+            let _ = std::fs::rename(path, &aside);
+            warn!(
+                "{} is not an admin-edge baseline ({e}); moved to {}, learning again",
+                path.display(),
+                aside.display()
+            );
+            None
+        }
+    }
+}
+
+/// How often at most the admin-edge baseline is written.
+const EDGES_SAVE_EVERY: Nanos = 60 * 1_000_000_000;
+
 fn rfc3339(ns: Nanos) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns))
         .to_string()
 }
 
 impl Detection {
+    /// Writes the admin-edge baseline when it changed, at most once a
+    /// minute (a crash loses at most a minute of learning). Failures are
+    /// logged and retried at the next change.
+    pub fn save_edges(&mut self, now: Nanos) {
+        if now.saturating_sub(self.edges_saved) < EDGES_SAVE_EVERY {
+            return;
+        }
+        let Some(baseline) = self.engine.edges_baseline() else {
+            return;
+        };
+        self.edges_saved = now;
+        let written = serde_json::to_vec(&baseline)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                state::write_atomic(&self.edges_file, &bytes).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            warn!(
+                "cannot save the admin-edge baseline to {}: {e}",
+                self.edges_file.display()
+            );
+        }
+    }
+
     pub fn new(config: &Config) -> Result<Detection> {
         let state_dir = config
             .state_file
@@ -116,13 +167,20 @@ impl Detection {
             .file
             .clone()
             .unwrap_or_else(|| state_dir.join("alerts.jsonl"));
+        let mut engine = Engine::new(&config.detection)?;
+        let edges_file = state_dir.join("edges.json");
+        if let Some(baseline) = load_edges(&edges_file) {
+            engine.restore_edges(baseline);
+        }
         Ok(Detection {
-            engine: Engine::new(&config.detection)?,
+            engine,
             response: config.response.clone(),
             alerts: Alerts::new(Some(alert_file), config.alerts.webhook.clone()),
             segments: config.segments.clone(),
             false_positives,
             false_positive_file,
+            edges_file,
+            edges_saved: 0,
             reported: HashMap::new(),
             counts: DetectionCounts::default(),
             spoofers: HashMap::new(),

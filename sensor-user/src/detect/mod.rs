@@ -11,6 +11,7 @@ pub mod capture;
 pub mod dcerpc;
 pub mod der;
 pub mod dns;
+pub mod edges;
 pub mod event;
 pub mod exfil;
 pub mod incident;
@@ -25,6 +26,7 @@ pub mod pcapfile;
 pub mod roles;
 pub mod scan;
 pub mod smb;
+pub mod smb1;
 pub mod text;
 pub mod tickets;
 pub mod webscan;
@@ -86,6 +88,7 @@ pub struct DetectionConfig {
     pub dns: dns::DnsConfig,
     pub lateral: lateral::LateralConfig,
     pub kerberos: tickets::KerberosConfig,
+    pub edges: edges::EdgesConfig,
     pub exfiltration: exfil::ExfilConfig,
     pub intel: intel::IntelConfig,
     pub webscan: webscan::WebScanConfig,
@@ -111,6 +114,7 @@ impl Default for DetectionConfig {
             dns: Default::default(),
             lateral: Default::default(),
             kerberos: Default::default(),
+            edges: Default::default(),
             exfiltration: Default::default(),
             intel: Default::default(),
             webscan: Default::default(),
@@ -201,6 +205,8 @@ pub struct Engine {
     dns: dns::DnsDetector,
     lateral: lateral::LateralDetector,
     kerberos: tickets::KerberosDetector,
+    smb1: smb1::Smb1Detector,
+    edges: edges::EdgeDetector,
     ldap: ldap::LdapBinds,
     exfil: exfil::ExfilDetector,
     pub intel: intel::IntelDetector,
@@ -247,6 +253,8 @@ impl Engine {
             dns: dns::DnsDetector::new(config.dns.clone()),
             lateral: lateral::LateralDetector::new(config.lateral.clone()),
             kerberos: tickets::KerberosDetector::new(config.kerberos.clone()),
+            smb1: smb1::Smb1Detector::default(),
+            edges: edges::EdgeDetector::new(config.edges.clone()),
             ldap: ldap::LdapBinds::default(),
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
@@ -294,6 +302,10 @@ impl Engine {
         self.lateral
             .observe(event, internal_src && internal_dst, &self.roles, &mut found);
         self.kerberos.observe(event, &mut found);
+        self.smb1
+            .observe(event, internal_src && internal_dst, &mut found);
+        self.edges
+            .observe(event, internal_src && internal_dst, &mut found);
         for refused in self.ldap.observe(event) {
             self.bruteforce.refused(&refused, "LDAP", &mut found);
         }
@@ -397,6 +409,7 @@ impl Engine {
                 .prune(now.saturating_sub(self.lateral.window()));
             self.roles.prune(now);
             self.kerberos.prune(now);
+            self.smb1.prune(now);
             self.ldap.prune(now);
             self.arp.prune(now.saturating_sub(self.arp.window()));
             self.verified
@@ -412,6 +425,16 @@ impl Engine {
         self.scan.flush(self.now, &mut found);
         self.beacon.flush(&mut found);
         self.record(found);
+    }
+
+    /// Takes up the admin-edge baseline sensord saved (`edges.json`).
+    pub fn restore_edges(&mut self, baseline: edges::Baseline) {
+        self.edges.restore(baseline);
+    }
+
+    /// The admin-edge baseline, when it changed since last asked.
+    pub fn edges_baseline(&mut self) -> Option<edges::Baseline> {
+        self.edges.baseline()
     }
 
     pub fn now(&self) -> Nanos {
@@ -433,6 +456,8 @@ impl Engine {
             ("verified", self.verified.len()),
             ("roles", self.roles.size()),
             ("kerberos", self.kerberos.size()),
+            ("smb1", self.smb1.size()),
+            ("edges", self.edges.size()),
             ("ldap", self.ldap.size()),
             ("incidents", self.incidents.iter().count()),
         ]
@@ -451,6 +476,8 @@ impl Engine {
             ("lateral.fanout", self.lateral.evicted()),
             ("arp.fanout", self.arp.evicted()),
             ("kerberos", self.kerberos.evicted),
+            ("smb1", self.smb1.evicted),
+            ("edges", self.edges.evicted),
             ("ldap", self.ldap.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),
