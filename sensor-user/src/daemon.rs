@@ -402,10 +402,13 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let _ = std::fs::remove_file(&socket_path);
 
-    let sensor = Arc::try_unwrap(sensor)
+    let mut sensor = Arc::try_unwrap(sensor)
         .map_err(|_| anyhow::anyhow!("a task still holds the sensor"))?
         .into_inner()
         .map_err(|_| anyhow::anyhow!("the sensor lock was poisoned"))?;
+    if let Some(detection) = &mut sensor.detection {
+        detection.save_edges(crate::clock::unix_now_ns(), true);
+    }
     drop(sensor);
     match on_exit {
         OnExit::Keep => info!(
@@ -699,7 +702,7 @@ impl Sensor {
             detection.observe(event, None, &self.bindings);
         }
         detection.engine.tick(now);
-        detection.save_edges(now);
+        detection.save_edges(now, false);
         detection.respond(
             &mut self.enforcer,
             &mut self.datapath.maps,

@@ -126,10 +126,11 @@ fn rfc3339(ns: Nanos) -> String {
 
 impl Detection {
     /// Writes the admin-edge baseline when it changed, at most once a
-    /// minute (a crash loses at most a minute of learning). Failures are
-    /// logged and retried at the next change.
-    pub fn save_edges(&mut self, now: Nanos) {
-        if now.saturating_sub(self.edges_saved) < EDGES_SAVE_EVERY {
+    /// minute unless `now` is the last time (shutting down): a crash loses
+    /// at most a minute of learning. Failures are logged and retried at
+    /// the next change.
+    pub fn save_edges(&mut self, now: Nanos, last: bool) {
+        if !last && now.saturating_sub(self.edges_saved) < EDGES_SAVE_EVERY {
             return;
         }
         let Some(baseline) = self.engine.edges_baseline() else {

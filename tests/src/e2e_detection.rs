@@ -376,3 +376,48 @@ fn a_listed_domain_blocks_the_addresses_it_resolves_to() {
     assert_eq!(incident["names"]["203.0.113.66"], "c2.lab", "{incident}");
     let _ = std::fs::remove_file(&intel);
 }
+
+#[test]
+fn a_new_admin_edge_alerts_once_and_its_baseline_survives_a_restart() {
+    // No learning period here: every edge is new at first.
+    let lab = lab::start("detedge", "[detection.edges]\nlearn_days = 0\n");
+    let _sshd = start_sshd(&lab, "office2");
+    for host in ["office1", "office3"] {
+        browse(&lab, host);
+    }
+    // An SSH session from one office host to another (east-west: the tap
+    // sees it); the login itself fails, the server answered.
+    let ssh = |from: &str| {
+        run(
+            &lab,
+            from,
+            "timeout 5 ssh -o BatchMode=yes -o StrictHostKeyChecking=no \
+             -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 nobody@10.10.0.12 true",
+        );
+    };
+    let has_edge = |host: &str| detectors(&lab, host).contains(&"lateral.new_edge".into());
+    ssh("office1");
+    assert!(
+        wait_for(15, || has_edge("10.10.0.11")).is_some(),
+        "office1's first SSH to office2: {:?}",
+        incidents_of(&lab, "10.10.0.11")
+    );
+
+    // sensord restarts: the baseline is read back from edges.json.
+    lab.stop_sensord(libc::SIGTERM).unwrap();
+    let saved = std::fs::read_to_string(lab.dir.join("edges.json")).expect("edges.json");
+    assert!(saved.contains("10.10.0.11"), "{saved}");
+    lab.start_sensord().unwrap();
+    ssh("office1");
+    ssh("office3");
+    assert!(
+        wait_for(15, || has_edge("10.10.0.13")).is_some(),
+        "office3's first SSH to office2: {:?}",
+        incidents_of(&lab, "10.10.0.13")
+    );
+    assert!(
+        incidents_of(&lab, "10.10.0.11").is_empty(),
+        "a known edge alerted again after the restart: {:?}",
+        incidents_of(&lab, "10.10.0.11")
+    );
+}
