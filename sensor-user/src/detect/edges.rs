@@ -6,9 +6,11 @@
 //! administration" notices and Exabeam-style first-access rules work the
 //! same way.
 //!
-//! The baseline is learned from the traffic: for `learn_days` after the
-//! first event nothing is reported and every edge is recorded; afterwards a
-//! new edge alerts once and joins the baseline. sensord keeps the baseline
+//! The baseline is learned from the traffic: until the sensor has seen
+//! `learn_days` worth of traffic (hours in which any packet was seen, so
+//! that time the sensor was down, or the gaps of a capture made of pieces,
+//! do not count) nothing is reported and every edge is recorded; afterwards
+//! a new edge alerts once and joins the baseline. sensord keeps the baseline
 //! in `edges.json` beside its state file, so a restart neither forgets it
 //! nor starts learning again. A session counts when the server answered
 //! (SYN-ACK) on SSH 22, RDP 3389, WinRM 5985/5986, or when an SMB client
@@ -92,16 +94,24 @@ pub struct Edge {
 
 /// What `edges.json` holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Baseline {
-    /// Unix ns of the first event learned from: learning ends
-    /// `learn_days` later.
+    /// Unix ns of the first event learned from.
     pub since: Option<Nanos>,
+    /// Hours in which traffic was seen: learning ends at `learn_days` x 24.
+    pub hours: u64,
+    /// The last of them (Unix hours).
+    pub last_hour: Option<u64>,
     pub edges: Vec<Edge>,
 }
+
+const HOUR: Nanos = 3600 * SECOND;
 
 pub struct EdgeDetector {
     config: EdgesConfig,
     since: Option<Nanos>,
+    hours: u64,
+    last_hour: Option<u64>,
     edges: HashMap<(IpAddr, IpAddr, Service), Nanos>,
     /// Changed since the last `baseline()`.
     dirty: bool,
@@ -113,6 +123,8 @@ impl EdgeDetector {
         EdgeDetector {
             config,
             since: None,
+            hours: 0,
+            last_hour: None,
             edges: HashMap::new(),
             dirty: false,
             evicted: 0,
@@ -122,6 +134,8 @@ impl EdgeDetector {
     /// Takes up a baseline saved earlier.
     pub fn restore(&mut self, baseline: Baseline) {
         self.since = baseline.since;
+        self.hours = baseline.hours;
+        self.last_hour = baseline.last_hour;
         for e in baseline.edges {
             self.edges.insert((e.client, e.server, e.service), e.last);
         }
@@ -135,6 +149,8 @@ impl EdgeDetector {
         }
         Some(Baseline {
             since: self.since,
+            hours: self.hours,
+            last_hour: self.last_hour,
             edges: self
                 .edges
                 .iter()
@@ -150,7 +166,16 @@ impl EdgeDetector {
 
     /// `inside`: both ends are inside hosts.
     pub fn observe(&mut self, e: &Event, inside: bool, out: &mut Vec<Evidence>) {
-        if !self.config.enabled || !inside || e.protocol != PROTO_TCP {
+        if !self.config.enabled {
+            return;
+        }
+        let hour = e.ts / HOUR;
+        if self.last_hour.is_none_or(|last| hour > last) {
+            self.last_hour = Some(hour);
+            self.hours += 1;
+            self.dirty = true;
+        }
+        if !inside || e.protocol != PROTO_TCP {
             return;
         }
         let edge = match e.kind {
@@ -166,7 +191,7 @@ impl EdgeDetector {
             return;
         };
         let since = *self.since.get_or_insert(e.ts);
-        let learning = e.ts.saturating_sub(since) < self.config.learn_days * 24 * 3600 * SECOND;
+        let learning = self.hours < self.config.learn_days * 24;
         let key = (client, server, service);
         let known = self.edges.contains_key(&key);
         if !known {
@@ -189,8 +214,9 @@ impl EdgeDetector {
             peers: vec![server.to_string()],
             count: 1,
             summary: format!(
-                "opened {} to {server}, which it never used it with before (baseline learned since {})",
+                "opened {} to {server}, which it never used it with before (baseline learned over {} hours of traffic since {})",
                 service.label(),
+                self.hours,
                 humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + std::time::Duration::from_nanos(since)
                 )
@@ -236,6 +262,10 @@ mod tests {
     fn new_edges_alert_after_the_learning_period_once() {
         let mut d = EdgeDetector::new(EdgesConfig::default());
         let start = 1_700_000_000 * SECOND;
+        // A week of traffic, hour after hour.
+        let traffic: Vec<Event> = (0..7 * 24)
+            .map(|h| answered(start + h * HOUR, "10.0.0.5", "10.0.1.9", 443))
+            .collect();
         // The first week: the admin workstation's RDP to the servers.
         let learned = [
             answered(start, "10.0.0.5", "10.0.1.1", 3389),
@@ -243,7 +273,9 @@ mod tests {
             // A new edge while learning: learned, not reported.
             answered(start + 6 * DAY, "10.0.0.7", "10.0.1.1", 22),
         ];
-        assert!(run(&mut d, &learned).is_empty());
+        let mut week = [learned.to_vec(), traffic].concat();
+        week.sort_by_key(|e| e.ts);
+        assert!(run(&mut d, &week).is_empty());
         let after = [
             answered(start + 8 * DAY, "10.0.0.5", "10.0.1.2", 3389),
             answered(start + 8 * DAY, "10.0.0.7", "10.0.1.1", 22),
@@ -265,10 +297,27 @@ mod tests {
     }
 
     #[test]
+    fn days_without_traffic_do_not_count_as_learning() {
+        // A capture made of pieces: a few minutes on each of ten days.
+        let mut d = EdgeDetector::new(EdgesConfig::default());
+        let start = 1_700_000_000 * SECOND;
+        let pieces: Vec<Event> = (0..10)
+            .map(|day| answered(start + day * DAY, "10.0.0.5", &format!("10.0.1.{day}"), 22))
+            .collect();
+        assert!(run(&mut d, &pieces).is_empty());
+    }
+
+    #[test]
     fn the_baseline_survives_a_restart() {
         let start = 1_700_000_000 * SECOND;
         let mut d = EdgeDetector::new(EdgesConfig::default());
-        run(&mut d, &[answered(start, "10.0.0.5", "10.0.1.1", 3389)]);
+        let week: Vec<Event> = (0..7 * 24)
+            .map(|h| answered(start + h * HOUR, "10.0.0.5", "10.0.1.9", 443))
+            .collect();
+        run(
+            &mut d,
+            &[vec![answered(start, "10.0.0.5", "10.0.1.1", 3389)], week].concat(),
+        );
         let saved = d.baseline().expect("changed");
         assert!(d.baseline().is_none(), "nothing changed since");
         let text = serde_json::to_string(&saved).unwrap();

@@ -8,10 +8,12 @@
 //!   Trans2 subcommand the specification reserves and no client sends,
 //!   which the DoublePulsar implant answers. Score 85.
 //! - `anomaly.smb1_downgrade` (T1210): a client offering only SMB1 dialects
-//!   although it was seen speaking SMB2 or SMB3 within a day: Windows since
-//!   Vista and Samba always offer SMB2; exploit kits for SMB1 flaws offer
-//!   "NT LM 0.12" alone. Old copiers and appliances that speak only SMB1
-//!   never speak SMB2, so they are not reported. Score 60 (alert).
+//!   to a server it never offered SMB2 to, although it was seen speaking
+//!   SMB2 or SMB3 within a day: Windows since Vista and Samba offer SMB2
+//!   first; exploit kits for SMB1 flaws offer "NT LM 0.12" alone. Windows
+//!   offers SMB1 alone only to a server that answered its first offer in
+//!   SMB1 (an old NAS), and old copiers and appliances that speak only SMB1
+//!   never speak SMB2: neither is reported. Score 60 (alert).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -153,6 +155,8 @@ struct Pending {
 pub struct Smb1Detector {
     /// Clients seen speaking SMB2 or 3, with when last.
     modern: HashMap<IpAddr, Nanos>,
+    /// (client, server) pairs where the client offered SMB2, with when.
+    offered: HashMap<(IpAddr, IpAddr), Nanos>,
     pending: HashMap<ConnKey, Pending>,
     reported: HashSet<(IpAddr, IpAddr, &'static str)>,
     pub evicted: u64,
@@ -169,18 +173,17 @@ impl Smb1Detector {
             return;
         }
         if e.payload.len() > 8 && &e.payload[4..8] == b"\xfeSMB" {
-            self.speaks_smb2(e.src, e.ts);
+            self.speaks_smb2(e);
             return;
         }
         for request in requests(&e.payload) {
             match request {
-                Request::Negotiate { offers_smb2: true } => self.speaks_smb2(e.src, e.ts),
+                Request::Negotiate { offers_smb2: true } => self.speaks_smb2(e),
                 Request::Negotiate { offers_smb2: false } => {
-                    let modern = self
-                        .modern
-                        .get(&e.src)
-                        .is_some_and(|t| e.ts.saturating_sub(*t) <= MODERN_FOR);
-                    if modern {
+                    let recent = |t: &Nanos| e.ts.saturating_sub(*t) <= MODERN_FOR;
+                    let modern = self.modern.get(&e.src).is_some_and(recent);
+                    let offered_here = self.offered.get(&(e.src, e.dst)).is_some_and(recent);
+                    if modern && !offered_here {
                         self.report(
                             e,
                             "anomaly.smb1_downgrade",
@@ -236,11 +239,16 @@ impl Smb1Detector {
         }
     }
 
-    fn speaks_smb2(&mut self, host: IpAddr, ts: Nanos) {
-        if !self.modern.contains_key(&host) {
+    /// `e`'s client spoke SMB2 to its server.
+    fn speaks_smb2(&mut self, e: &Event) {
+        if !self.modern.contains_key(&e.src) {
             self.evicted += cap_oldest(&mut self.modern, CLIENTS, |t| *t);
         }
-        self.modern.insert(host, ts);
+        self.modern.insert(e.src, e.ts);
+        if !self.offered.contains_key(&(e.src, e.dst)) {
+            self.evicted += cap_oldest(&mut self.offered, CLIENTS, |t| *t);
+        }
+        self.offered.insert((e.src, e.dst), e.ts);
     }
 
     fn report(
@@ -273,12 +281,14 @@ impl Smb1Detector {
         let since = now.saturating_sub(MODERN_FOR);
         self.modern.retain(|_, t| *t >= since);
         super::window::fit(&mut self.modern);
+        self.offered.retain(|_, t| *t >= since);
+        super::window::fit(&mut self.offered);
         self.pending.retain(|_, p| p.last >= since);
         super::window::fit(&mut self.pending);
     }
 
     pub fn size(&self) -> usize {
-        self.modern.len() + self.pending.len()
+        self.modern.len() + self.offered.len() + self.pending.len()
     }
 }
 
@@ -437,12 +447,26 @@ mod tests {
         let mut smb2 = vec![0, 0, 0, 0x44];
         smb2.extend(b"\xfeSMB");
         smb2.extend([0; 60]);
+        let to = |secs, src: &str, dst: &str, payload| {
+            let mut e = event(secs, src, payload);
+            e.dst = dst.parse().unwrap();
+            e
+        };
         let events = [
-            // office5 speaks SMB2 to the file server; the copier does not.
-            event(1, "10.0.0.5", smb2),
-            event(2, "10.0.0.7", negotiate(&["NT LM 0.12"])),
-            event(3, "10.0.0.5", negotiate(&["NT LM 0.12", "SMB 2.002"])),
-            event(4, "10.0.0.5", negotiate(&["NT LM 0.12"])),
+            // 10.0.0.5 speaks SMB2 to the file server; the copier does not.
+            to(1, "10.0.0.5", "10.0.0.2", smb2),
+            to(2, "10.0.0.7", "10.0.0.9", negotiate(&["NT LM 0.12"])),
+            // Windows and an old NAS: SMB2 offered, SMB1 answered, then
+            // SMB1 alone to that NAS.
+            to(
+                3,
+                "10.0.0.5",
+                "10.0.0.3",
+                negotiate(&["NT LM 0.12", "SMB 2.002"]),
+            ),
+            to(4, "10.0.0.5", "10.0.0.3", negotiate(&["NT LM 0.12"])),
+            // SMB1 alone, straight away, to another host.
+            to(5, "10.0.0.5", "10.0.0.9", negotiate(&["NT LM 0.12"])),
         ];
         assert_eq!(run(&events), [("anomaly.smb1_downgrade", 60)]);
     }
