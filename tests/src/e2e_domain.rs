@@ -252,14 +252,6 @@ fn kerberos_abuse_and_domain_reconnaissance_raise_their_incidents() {
             script,
         );
     }
-    // office2 spoke SMB2 to dc1 above (atexec); now it offers SMB1 alone,
-    // as SMB1 exploit kits do (Samba refuses SMB1: the offer is the sign).
-    run(
-        &lab,
-        "office2",
-        &format!("timeout 10 smbclient -L //{DC} -N --option='client max protocol=NT1' 2>&1"),
-    );
-    assert_detected(&lab, "10.10.0.12", "anomaly.smb1_downgrade", "SMB1 only");
     // Every user over LDAP.
     run(
         &lab,

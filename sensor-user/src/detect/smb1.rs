@@ -7,13 +7,10 @@
 //!   (CVE-2017-0144, MS17-010) exploits; or TRANS2_SESSION_SETUP, a
 //!   Trans2 subcommand the specification reserves and no client sends,
 //!   which the DoublePulsar implant answers. Score 85.
-//! - `anomaly.smb1_downgrade` (T1210): a client offering only SMB1 dialects
-//!   to a server it never offered SMB2 to, although it was seen speaking
-//!   SMB2 or SMB3 within a day: Windows since Vista and Samba offer SMB2
-//!   first; exploit kits for SMB1 flaws offer "NT LM 0.12" alone. Windows
-//!   offers SMB1 alone only to a server that answered its first offer in
-//!   SMB1 (an old NAS), and old copiers and appliances that speak only SMB1
-//!   never speak SMB2: neither is reported. Score 60 (alert).
+//!
+//! A client offering SMB1 alone, although it speaks SMB2, is not judged:
+//! Windows 10 does so to browse (RAP needs SMB1), towards servers that
+//! speak SMB2 (a benign Arkime capture shows it).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -37,7 +34,6 @@ const MID: usize = 30;
 const REPLY: u8 = 0x80;
 
 /// Commands [MS-CIFS 2.2.2.1].
-const NEGOTIATE: u8 = 0x72;
 const TRANSACTION: u8 = 0x25;
 const TRANSACTION_SECONDARY: u8 = 0x26;
 const TRANSACTION2: u8 = 0x32;
@@ -48,10 +44,9 @@ const NT_TRANSACT_SECONDARY: u8 = 0xa1;
 /// TRANS2_SESSION_SETUP [MS-CIFS 2.2.6.16]: "reserved but not implemented".
 const TRANS2_SESSION_SETUP: u16 = 0x000e;
 
-/// A day: how long a client stays known as one that speaks SMB2.
-const MODERN_FOR: Nanos = 24 * 3600 * SECOND;
-/// Clients remembered as speaking SMB2, connections with open transactions.
-const CLIENTS: usize = 1 << 16;
+/// A transaction left unfinished this long is forgotten.
+const PENDING_FOR: Nanos = 3600 * SECOND;
+/// Connections with SMB1 transactions in flight.
 const CONNECTIONS: usize = 1 << 14;
 /// Transactions followed per connection (a client has a few in flight).
 const PENDING: usize = 8;
@@ -59,9 +54,6 @@ const PENDING: usize = 8;
 /// What one SMB1 request says, as far as the detector reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// NEGOTIATE: whether any dialect offered is SMB2's ("SMB 2.002",
-    /// "SMB 2.???" [MS-SMB2 3.2.4.2.2.1]).
-    Negotiate { offers_smb2: bool },
     /// A transaction's primary request, with a Trans2 request's subcommand.
     Primary {
         command: u8,
@@ -105,15 +97,6 @@ fn request(m: &[u8]) -> Option<Request> {
         Some(u16::from_le_bytes(m.get(at..at + 2)?.try_into().ok()?))
     };
     match command {
-        NEGOTIATE => {
-            let bytes = HEADER + 1 + 2 * words + 2;
-            let dialects = m.get(bytes..)?;
-            // Each dialect: 0x02, then a null-terminated name.
-            let offers_smb2 = dialects
-                .split(|b| *b == 0)
-                .any(|d| d.strip_prefix(b"\x02").unwrap_or(d).starts_with(b"SMB 2."));
-            Some(Request::Negotiate { offers_smb2 })
-        }
         TRANSACTION | NT_TRANSACT => Some(Request::Primary {
             command,
             mid,
@@ -153,10 +136,6 @@ struct Pending {
 
 #[derive(Default)]
 pub struct Smb1Detector {
-    /// Clients seen speaking SMB2 or 3, with when last.
-    modern: HashMap<IpAddr, Nanos>,
-    /// (client, server) pairs where the client offered SMB2, with when.
-    offered: HashMap<(IpAddr, IpAddr), Nanos>,
     pending: HashMap<ConnKey, Pending>,
     reported: HashSet<(IpAddr, IpAddr, &'static str)>,
     pub evicted: u64,
@@ -165,34 +144,14 @@ pub struct Smb1Detector {
 impl Smb1Detector {
     /// `inside`: both ends are inside hosts.
     pub fn observe(&mut self, e: &Event, inside: bool, out: &mut Vec<Evidence>) {
-        if !inside
-            || e.protocol != PROTO_TCP
-            || !matches!(e.kind, Kind::Data)
-            || !SMB_PORTS.contains(&e.dport)
-        {
+        if !inside || e.protocol != PROTO_TCP || !matches!(e.kind, Kind::Data) {
             return;
         }
-        if e.payload.len() > 8 && &e.payload[4..8] == b"\xfeSMB" {
-            self.speaks_smb2(e);
+        if !SMB_PORTS.contains(&e.dport) {
             return;
         }
         for request in requests(&e.payload) {
             match request {
-                Request::Negotiate { offers_smb2: true } => self.speaks_smb2(e),
-                Request::Negotiate { offers_smb2: false } => {
-                    let recent = |t: &Nanos| e.ts.saturating_sub(*t) <= MODERN_FOR;
-                    let modern = self.modern.get(&e.src).is_some_and(recent);
-                    let offered_here = self.offered.get(&(e.src, e.dst)).is_some_and(recent);
-                    if modern && !offered_here {
-                        self.report(
-                            e,
-                            "anomaly.smb1_downgrade",
-                            60,
-                            "offered only SMB1 dialects though it speaks SMB2 (an SMB1 exploit's negotiation)",
-                            out,
-                        );
-                    }
-                }
                 Request::Primary {
                     subcommand: Some(TRANS2_SESSION_SETUP),
                     ..
@@ -239,18 +198,6 @@ impl Smb1Detector {
         }
     }
 
-    /// `e`'s client spoke SMB2 to its server.
-    fn speaks_smb2(&mut self, e: &Event) {
-        if !self.modern.contains_key(&e.src) {
-            self.evicted += cap_oldest(&mut self.modern, CLIENTS, |t| *t);
-        }
-        self.modern.insert(e.src, e.ts);
-        if !self.offered.contains_key(&(e.src, e.dst)) {
-            self.evicted += cap_oldest(&mut self.offered, CLIENTS, |t| *t);
-        }
-        self.offered.insert((e.src, e.dst), e.ts);
-    }
-
     fn report(
         &mut self,
         e: &Event,
@@ -278,17 +225,13 @@ impl Smb1Detector {
 
     /// Forgets what is older than a day.
     pub fn prune(&mut self, now: Nanos) {
-        let since = now.saturating_sub(MODERN_FOR);
-        self.modern.retain(|_, t| *t >= since);
-        super::window::fit(&mut self.modern);
-        self.offered.retain(|_, t| *t >= since);
-        super::window::fit(&mut self.offered);
+        let since = now.saturating_sub(PENDING_FOR);
         self.pending.retain(|_, p| p.last >= since);
         super::window::fit(&mut self.pending);
     }
 
     pub fn size(&self) -> usize {
-        self.modern.len() + self.offered.len() + self.pending.len()
+        self.pending.len()
     }
 }
 
@@ -327,16 +270,6 @@ mod tests {
         framed
     }
 
-    fn negotiate(dialects: &[&str]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for d in dialects {
-            bytes.push(2);
-            bytes.extend(d.as_bytes());
-            bytes.push(0);
-        }
-        smb1(NEGOTIATE, 0, &[], &bytes)
-    }
-
     /// A Trans2 primary with `subcommand` as its setup word.
     fn trans2(mid: u16, subcommand: u16) -> Vec<u8> {
         let mut words = vec![0u16; 14];
@@ -370,14 +303,6 @@ mod tests {
     #[test]
     fn dialects_and_transactions_are_read() {
         assert_eq!(
-            requests(&negotiate(&["NT LM 0.12", "SMB 2.002", "SMB 2.???"])),
-            [Request::Negotiate { offers_smb2: true }]
-        );
-        assert_eq!(
-            requests(&negotiate(&["NT LM 0.12"])),
-            [Request::Negotiate { offers_smb2: false }]
-        );
-        assert_eq!(
             requests(&trans2(7, 0x0005)),
             [Request::Primary {
                 command: TRANSACTION2,
@@ -389,7 +314,7 @@ mod tests {
         let mut two = smb1(NT_TRANSACT_SECONDARY, 3, &[0; 18], &[]);
         two.extend(smb1(TRANSACTION_SECONDARY, 4, &[0; 8], &[]));
         assert_eq!(requests(&two).len(), 2);
-        let mut reply = negotiate(&["NT LM 0.12"]);
+        let mut reply = trans2(9, 0x0001);
         reply[4 + FLAGS] |= REPLY;
         assert!(requests(&reply).is_empty());
         // Cut anywhere: no panic.
@@ -440,34 +365,5 @@ mod tests {
             event(1, "10.0.0.5", trans2(2, 0x0005))
         ])
         .is_empty());
-    }
-
-    #[test]
-    fn smb1_only_from_a_host_that_speaks_smb2_is_a_downgrade() {
-        let mut smb2 = vec![0, 0, 0, 0x44];
-        smb2.extend(b"\xfeSMB");
-        smb2.extend([0; 60]);
-        let to = |secs, src: &str, dst: &str, payload| {
-            let mut e = event(secs, src, payload);
-            e.dst = dst.parse().unwrap();
-            e
-        };
-        let events = [
-            // 10.0.0.5 speaks SMB2 to the file server; the copier does not.
-            to(1, "10.0.0.5", "10.0.0.2", smb2),
-            to(2, "10.0.0.7", "10.0.0.9", negotiate(&["NT LM 0.12"])),
-            // Windows and an old NAS: SMB2 offered, SMB1 answered, then
-            // SMB1 alone to that NAS.
-            to(
-                3,
-                "10.0.0.5",
-                "10.0.0.3",
-                negotiate(&["NT LM 0.12", "SMB 2.002"]),
-            ),
-            to(4, "10.0.0.5", "10.0.0.3", negotiate(&["NT LM 0.12"])),
-            // SMB1 alone, straight away, to another host.
-            to(5, "10.0.0.5", "10.0.0.9", negotiate(&["NT LM 0.12"])),
-        ];
-        assert_eq!(run(&events), [("anomaly.smb1_downgrade", 60)]);
     }
 }
