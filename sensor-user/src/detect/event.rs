@@ -94,6 +94,21 @@ pub struct Event {
     pub payload: Vec<u8>,
 }
 
+/// A TCP or UDP connection, the same whichever side sent the packet:
+/// its two (address, port) ends in order.
+pub type Connection = (IpAddr, u16, IpAddr, u16);
+
+impl Event {
+    /// The connection this event belongs to.
+    pub fn connection(&self) -> Connection {
+        if (self.src, self.sport) <= (self.dst, self.dport) {
+            (self.src, self.sport, self.dst, self.dport)
+        } else {
+            (self.dst, self.dport, self.src, self.sport)
+        }
+    }
+}
+
 /// The datagram an ICMP unreachable refuses: (its source, its destination,
 /// protocol, destination port), read from the quoted header.
 pub fn refused(payload: &[u8]) -> Option<(IpAddr, IpAddr, u8, u16)> {

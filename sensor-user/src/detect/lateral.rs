@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     dcerpc::{self, Association, Uuid},
-    event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
+    event::{Connection, Event, Kind, Nanos, PROTO_TCP, SECOND},
     roles::Roles,
     smb,
     window::FanOut,
@@ -420,15 +420,6 @@ fn winrm_session(e: &Event) -> Option<&'static str> {
 /// `REPEAT_WINDOW` that make an attempt at Zerologon.
 const ZEROLOGON_ATTEMPTS: u32 = 20;
 
-/// A TCP connection, either way round.
-fn conn_key(e: &Event) -> (IpAddr, u16, IpAddr, u16) {
-    if (e.src, e.sport) <= (e.dst, e.dport) {
-        (e.src, e.sport, e.dst, e.dport)
-    } else {
-        (e.dst, e.dport, e.src, e.sport)
-    }
-}
-
 /// One SMB connection's shares, seen from its client: tree connects
 /// awaiting their answer (message id, path) and the trees they opened.
 #[derive(Default)]
@@ -454,9 +445,9 @@ pub struct LateralDetector {
     reached: FanOut,
     /// RPC associations by connection: the client (the side that bound
     /// first), its contexts, and when the connection last carried RPC.
-    rpc: HashMap<(IpAddr, u16, IpAddr, u16), Rpc>,
+    rpc: HashMap<Connection, Rpc>,
     /// SMB connections' shares, by connection.
-    shares: HashMap<(IpAddr, u16, IpAddr, u16), Shares>,
+    shares: HashMap<Connection, Shares>,
     /// Evidence given, per (client, server, detector, score): a stronger
     /// call of the same kind is reported again.
     exec_reported: HashSet<(IpAddr, IpAddr, &'static str, u8)>,
@@ -575,7 +566,7 @@ impl LateralDetector {
             let summary = format!("{} on {} (port {})", call.what, e.dst, e.dport);
             self.report_once(e, call, summary, out);
         }
-        let key = conn_key(e);
+        let key = e.connection();
         if !self.rpc.contains_key(&key) {
             // Only a bind opens an association: a request without one
             // names no interface.
@@ -626,7 +617,7 @@ impl LateralDetector {
         if messages.is_empty() {
             return;
         }
-        let key = conn_key(e);
+        let key = e.connection();
         if !self.shares.contains_key(&key) {
             super::window::cap_oldest(&mut self.shares, super::limits::RPC_ASSOCIATIONS, |s| {
                 s.last

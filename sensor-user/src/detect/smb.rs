@@ -50,15 +50,28 @@ fn utf16(m: &[u8], offset: usize, len: usize) -> Option<String> {
     Some(super::text::utf16le(raw).to_lowercase())
 }
 
-/// The SMB2 messages of a sample of a direct-TCP SMB connection (each
-/// behind a 4-byte session header [MS-SMB2 2.1]; compounded ones chained
-/// by NextCommand).
-pub fn messages(sample: &[u8]) -> Vec<Message> {
+/// The session messages of a sample of an SMB connection, each behind a
+/// 4-byte session header [MS-SMB2 2.1, RFC 1002 4.3.1] (cut at the
+/// sample's end), as long as what is left holds `min` bytes past one.
+pub fn frames(sample: &[u8], min: usize) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut rest = sample;
-    while rest.len() >= 4 + HEADER && rest[0] == 0 {
+    while rest.len() >= 4 + min && rest[0] == 0 {
         let len = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
-        let frame = &rest[4..(4 + len).min(rest.len())];
+        out.push(&rest[4..(4 + len).min(rest.len())]);
+        if 4 + len >= rest.len() {
+            break;
+        }
+        rest = &rest[4 + len..];
+    }
+    out
+}
+
+/// The SMB2 messages of a sample of a direct-TCP SMB connection
+/// (compounded ones chained by NextCommand).
+pub fn messages(sample: &[u8]) -> Vec<Message> {
+    let mut out = Vec::new();
+    for frame in frames(sample, HEADER) {
         let mut at = 0;
         // Compounded messages; bounded by the frame.
         for _ in 0..16 {
@@ -74,10 +87,6 @@ pub fn messages(sample: &[u8]) -> Vec<Message> {
                 _ => break,
             }
         }
-        if 4 + len >= rest.len() {
-            break;
-        }
-        rest = &rest[4 + len..];
     }
     out
 }

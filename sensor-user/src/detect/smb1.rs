@@ -18,7 +18,7 @@ use std::{
 };
 
 use super::{
-    event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
+    event::{Connection, Event, Kind, Nanos, PROTO_TCP, SECOND},
     window::{cap_oldest, limit_reported},
     Evidence,
 };
@@ -64,26 +64,13 @@ pub enum Request {
     Secondary { command: u8, mid: u16 },
 }
 
-/// The SMB1 requests in a sample: messages behind 4-byte session headers
-/// [RFC 1002 4.3.1], one after another.
+/// The SMB1 requests in a sample (`smb::frames`).
 pub fn requests(sample: &[u8]) -> Vec<Request> {
-    let mut out = Vec::new();
-    let mut rest = sample;
-    // Bounded by the sample: each message takes at least a header.
-    while rest.len() >= 4 + HEADER && rest[0] == 0 {
-        let len = u32::from_be_bytes([0, rest[1], rest[2], rest[3]]) as usize;
-        let m = &rest[4..(4 + len).min(rest.len())];
-        if m.starts_with(b"\xffSMB") && m.get(FLAGS).is_some_and(|f| f & REPLY == 0) {
-            if let Some(request) = request(m) {
-                out.push(request);
-            }
-        }
-        if len == 0 || 4 + len >= rest.len() {
-            break;
-        }
-        rest = &rest[4 + len..];
-    }
-    out
+    super::smb::frames(sample, HEADER)
+        .into_iter()
+        .filter(|m| m.starts_with(b"\xffSMB") && m.get(FLAGS).is_some_and(|f| f & REPLY == 0))
+        .filter_map(request)
+        .collect()
 }
 
 fn request(m: &[u8]) -> Option<Request> {
@@ -126,8 +113,6 @@ fn primary_of(secondary: u8) -> u8 {
     }
 }
 
-type ConnKey = (IpAddr, u16, IpAddr, u16);
-
 /// A connection's transactions in flight: (MID, primary command).
 struct Pending {
     open: Vec<(u16, u8)>,
@@ -136,7 +121,7 @@ struct Pending {
 
 #[derive(Default)]
 pub struct Smb1Detector {
-    pending: HashMap<ConnKey, Pending>,
+    pending: HashMap<Connection, Pending>,
     reported: HashSet<(IpAddr, IpAddr, &'static str)>,
     pub evicted: u64,
 }
@@ -163,7 +148,7 @@ impl Smb1Detector {
                     out,
                 ),
                 Request::Primary { command, mid, .. } => {
-                    let key = conn_key(e);
+                    let key = e.connection();
                     if !self.pending.contains_key(&key) {
                         self.evicted += cap_oldest(&mut self.pending, CONNECTIONS, |p| p.last);
                     }
@@ -181,7 +166,7 @@ impl Smb1Detector {
                 Request::Secondary { command, mid } => {
                     let primary = self
                         .pending
-                        .get(&conn_key(e))
+                        .get(&e.connection())
                         .and_then(|p| p.open.iter().find(|(m, _)| *m == mid))
                         .map(|(_, c)| *c);
                     if primary.is_some_and(|p| p != primary_of(command)) {
@@ -232,14 +217,6 @@ impl Smb1Detector {
 
     pub fn size(&self) -> usize {
         self.pending.len()
-    }
-}
-
-fn conn_key(e: &Event) -> ConnKey {
-    if (e.src, e.sport) <= (e.dst, e.dport) {
-        (e.src, e.sport, e.dst, e.dport)
-    } else {
-        (e.dst, e.dport, e.src, e.sport)
     }
 }
 
