@@ -101,7 +101,9 @@ fn through_decoder(frames: &[Vec<u8>]) -> (Vec<Seen>, Vec<String>) {
     tracker.finish(&mut |e| all.push(e));
     let events = all
         .iter()
-        .filter(|e| !matches!(e.kind, Kind::FlowEnd(_) | Kind::ArpRequest))
+        // `Proven` is the decoder's form of sensord's flow-table poll:
+        // compared with the flow records' proof below.
+        .filter(|e| !matches!(e.kind, Kind::FlowEnd(_) | Kind::ArpRequest | Kind::Proven))
         .map(seen)
         .collect();
     let mut flows: Vec<String> = all
@@ -246,6 +248,27 @@ fn conversations_retransmissions_and_resets() {
         .collect();
     // The six conversations; neither the forger's retries nor its guess.
     assert_eq!(proven.len(), 6, "{flows:#?}");
+    // The decoder says so at the proving packet, once per flow, naming
+    // the initiator: the same flows.
+    let mut tracker = FlowTracker::default();
+    let mut announced = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let ts = 1_700_000_000_000_000_000 + i as u64 * 1_000_000;
+        if let Ok(p) = decode(Link::Ethernet, ts, frame.len() as u64, frame) {
+            tracker.packet(&p, &mut |e| {
+                if e.kind == Kind::Proven {
+                    announced.push(format!("{}:{} > {}:{}", e.src, e.sport, e.dst, e.dport));
+                }
+            });
+        }
+    }
+    announced.sort();
+    let mut expected: Vec<String> = proven
+        .iter()
+        .map(|f| f.split(" proto").next().unwrap_or_default().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(announced, expected);
 }
 
 #[test]

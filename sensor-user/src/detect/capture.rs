@@ -205,7 +205,18 @@ impl FlowTracker {
                 flow.proof_flags =
                     flow.proof
                         .follow(flow.proof_flags, from_orig, f, p.seq, p.ack, p.wire_payload);
-                flow.summary.proven = flow.proof_flags & FLOW_PROVEN != 0;
+                let proven = flow.proof_flags & FLOW_PROVEN != 0;
+                if proven && !flow.summary.proven {
+                    // Named by the initiator, whichever side sent this packet.
+                    emit(Event {
+                        src: flow.orig.0,
+                        sport: flow.orig.1,
+                        dst: flow.resp.0,
+                        dport: flow.resp.1,
+                        ..event(Kind::Proven, Vec::new())
+                    });
+                }
+                flow.summary.proven = proven;
                 if let Some(kind) = tcp_kind(f, false) {
                     emit(event(kind, Vec::new()));
                 }

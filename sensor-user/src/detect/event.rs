@@ -56,6 +56,11 @@ pub enum Kind {
     Spoofed,
     /// An IPv4 ARP request: `src` (sender) asks who has `dst` (target).
     ArpRequest,
+    /// Captures and taps: a TCP flow's initiator acknowledged the
+    /// responder's data (`sensor_common::HandshakeProof`), at the packet
+    /// that did, once per flow: its address is its own. (Live, sensord
+    /// lists proven flows from the flow table once a second instead.)
+    Proven,
     /// A flow ended (FIN/RST seen, idle, or the end of the capture).
     FlowEnd(FlowSummary),
 }

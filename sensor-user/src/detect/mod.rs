@@ -319,10 +319,8 @@ impl Engine {
         );
         self.webscan.observe(event, &mut found);
         self.names.observe(event, question.as_ref());
-        if let Kind::FlowEnd(flow) = &event.kind {
-            if flow.proven {
-                self.verify(event.src, event.ts);
-            }
+        if event.kind == Kind::Proven {
+            self.verify(event.src, event.ts);
         }
         self.record(found);
     }

@@ -7,7 +7,7 @@
 //! it tunes nothing.
 //!
 //! With `--gate DOC`, it fails when a capture the committed DOC lists as
-//! detected is no longer detected, or when a benign capture raises an
+//! detected (or as isolated) no longer is, or when a benign capture raises an
 //! incident that would isolate.
 
 use std::{
@@ -240,8 +240,8 @@ fn report(attacks: &[Outcome], benign: &[Outcome]) -> String {
          the offline engine (`sensorctl analyze`'s) with the default detection settings and the \
          default response policy replayed on packet time, with each row's `internal` ranges. \
          These captures come from other networks and other tools; nothing was tuned on them. \
-         CI runs the same command and fails when a capture listed here as detected is no \
-         longer detected, or when a benign capture raises an incident that would isolate.\n\n",
+         CI runs the same command and fails when a capture listed here as detected, or as \
+         would isolate, no longer is, or when a benign capture raises an incident that would isolate.\n\n",
     );
     md.push_str(
         "- **detected**: an incident names the capture's bad host.\n\
@@ -326,7 +326,9 @@ fn report(attacks: &[Outcome], benign: &[Outcome]) -> String {
 }
 
 /// Captures a report lists as detected.
-fn detected_in(doc: &str) -> BTreeSet<String> {
+/// Labelled captures the report marks "yes" in column `column` (1: the
+/// capture, 4: detected, 5: would isolate).
+fn marked_in(doc: &str, column: usize) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut in_labelled = false;
     for line in doc.lines() {
@@ -337,13 +339,16 @@ fn detected_in(doc: &str) -> BTreeSet<String> {
             continue;
         }
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        // "", capture, bad host, technique, detected, ...
-        if cells.get(4) == Some(&"yes") {
+        // "", capture, bad host, technique, detected, would isolate, ...
+        if cells.get(column) == Some(&"yes") {
             out.insert(cells[1].trim_matches('`').to_string());
         }
     }
     out
 }
+
+const DETECTED: usize = 4;
+const WOULD_ISOLATE: usize = 5;
 
 fn main() -> Result<ExitCode> {
     let args = Args::parse();
@@ -424,10 +429,12 @@ fn main() -> Result<ExitCode> {
 
     let mut failures = Vec::new();
     if let Some(baseline) = baseline {
-        let now = detected_in(&md);
-        for file in detected_in(&baseline) {
-            if !now.contains(&file) {
-                failures.push(format!("{file}: detected before, no longer detected"));
+        for (column, what) in [(DETECTED, "detected"), (WOULD_ISOLATE, "isolated")] {
+            let now = marked_in(&md, column);
+            for file in marked_in(&baseline, column) {
+                if !now.contains(&file) {
+                    failures.push(format!("{file}: {what} before, no longer {what}"));
+                }
             }
         }
     }
