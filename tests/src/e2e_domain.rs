@@ -150,8 +150,27 @@ fn remote_execution_and_dcsync_against_the_domain_controller_isolate_the_host() 
     assert_isolated_within(&lab, "10.20.0.21", 15, "smbexec from records1");
     assert!(detectors(&lab, "10.20.0.21").contains(&"lateral.remote_service".into()));
 
-    // The host that only used the domain is left alone.
+    // The host that only used the domain is left alone...
     assert!(incidents_of(&lab, "10.10.0.13").is_empty());
+
+    // ...until it sprays one password at every account over SMB (NTLM):
+    // the controller refuses each session setup.
+    let users = USERS.join(" ");
+    let spray = run(
+        &lab,
+        "office3",
+        &format!(
+            "for u in {users}; do timeout 10 smbclient --use-kerberos=disabled \
+             -U \"CITY\\$u%Winter2026!\" //{DC}/IPC$ -c exit; done 2>&1"
+        ),
+    );
+    assert!(
+        spray.contains("NT_STATUS_LOGON_FAILURE"),
+        "the spray: {spray}"
+    );
+    assert_isolated_within(&lab, "10.10.0.13", 15, "an SMB password spray");
+    let found = detectors(&lab, "10.10.0.13");
+    assert!(found.contains(&"bruteforce.refused".into()), "{found:?}");
 }
 
 #[test]

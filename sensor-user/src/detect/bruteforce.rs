@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
-    ldap::Refused,
     limits,
+    logons::Refused,
     window::cap_oldest,
     window::LeakyBucket,
     Evidence,
@@ -117,10 +117,12 @@ impl BruteForceDetector {
         self.targets.len() + self.refused.len()
     }
 
-    /// A logon the server refused (an LDAP bind answered
-    /// invalidCredentials): a failure known for certain, as CrowdSec's
-    /// log-fed buckets count them, so an overflow of the fast or slow
-    /// bucket is strong evidence at once.
+    /// A logon the server refused (`logons`: an LDAP bind answered
+    /// invalidCredentials, an SMB session setup answered
+    /// STATUS_LOGON_FAILURE): a failure known for certain, as CrowdSec's
+    /// log-fed buckets count them. An overflow of the fast or slow bucket
+    /// is evidence at once: strong for several accounts (spraying) or from
+    /// `act_attempts` failures on.
     pub fn refused(&mut self, r: &Refused, protocol: &str, out: &mut Vec<Evidence>) {
         let c = &self.config;
         self.evicted += cap_oldest(&mut self.refused, limits::BRUTEFORCE_TARGETS, |t| {
@@ -144,8 +146,13 @@ impl BruteForceDetector {
             return;
         }
         t.reported_at = t.failures;
-        // Several accounts from one client: spraying; one: guessing.
+        // Several accounts from one client: spraying; one: guessing, or a
+        // client still holding a changed password (a mapped drive, a
+        // service: the usual cause of lockouts), which an alert serves
+        // better than isolation until the failures reach Zeek's guessing
+        // limit (`act_attempts`).
         let spraying = t.accounts.len() >= 3;
+        let strong = spraying || t.failures >= u64::from(c.act_attempts);
         let accounts = if t.accounts.is_empty() {
             String::new()
         } else {
@@ -155,7 +162,7 @@ impl BruteForceDetector {
             host: r.client,
             detector: "bruteforce.refused",
             technique: if spraying { "T1110.003" } else { "T1110.001" },
-            score: 75,
+            score: if strong { 75 } else { 65 },
             ts: r.ts,
             since: r.ts,
             peers: vec![format!("{}:{}", r.server, r.port)],
@@ -330,6 +337,41 @@ mod tests {
             "{}",
             out[0].summary
         );
+    }
+
+    #[test]
+    fn one_account_refused_alerts_until_zeek_s_guessing_limit() {
+        // A client retrying one account (a stale password, or guessing):
+        // an alert, strong from 30 failures.
+        let mut d = BruteForceDetector::new(BruteForceConfig::default());
+        let mut out = Vec::new();
+        let mut refuse = |seconds: std::ops::Range<u64>, out: &mut Vec<Evidence>| {
+            for i in seconds {
+                let r = Refused {
+                    ts: i * SECOND,
+                    client: "10.0.0.5".parse().unwrap(),
+                    server: "10.0.0.9".parse().unwrap(),
+                    port: 445,
+                    account: Some("city\\ann".into()),
+                };
+                d.refused(&r, "SMB", out);
+            }
+        };
+        refuse(0..40, &mut out);
+        let found: Vec<(&str, u8, u64)> = out
+            .iter()
+            .map(|e| (e.technique, e.score, e.count))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("T1110.001", 65, 6),
+                ("T1110.001", 65, 12),
+                ("T1110.001", 65, 24)
+            ]
+        );
+        refuse(40..50, &mut out);
+        assert_eq!(out.last().map(|e| (e.score, e.count)), Some((75, 48)));
     }
 
     #[test]

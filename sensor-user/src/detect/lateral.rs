@@ -613,7 +613,14 @@ impl LateralDetector {
     /// Follows an SMB connection's trees; an executable written to an
     /// administrative share is evidence.
     fn smb(&mut self, e: &Event, out: &mut Vec<Evidence>) {
-        let messages = smb::messages(&e.payload);
+        // Logons are `SmbLogons`' to follow.
+        let mut messages = smb::messages(&e.payload);
+        messages.retain(|m| {
+            !matches!(
+                m,
+                smb::Message::SessionSetup { .. } | smb::Message::LogonRefused { .. }
+            )
+        });
         if messages.is_empty() {
             return;
         }
@@ -663,6 +670,7 @@ impl LateralDetector {
                         found.push((TASK_PIPE_OPENED, TASK_PIPE_OPENED.what.to_string()));
                     }
                 }
+                smb::Message::SessionSetup { .. } | smb::Message::LogonRefused { .. } => {}
             }
         }
         for (call, what) in found {

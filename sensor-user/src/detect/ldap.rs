@@ -4,12 +4,10 @@
 //! bind (SASL GSS-SPNEGO, or Microsoft's sicily binds [MS-ADTS 5.1.1.1])
 //! is in the NTLM AUTHENTICATE message it carries [MS-NLMP 2.2.1.3].
 
-use std::{collections::HashMap, net::IpAddr};
-
 use super::{
     der::{elements, integer_of, tlv, Tlv},
-    event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
-    window::cap_oldest,
+    logons::Step,
+    ntlm::ntlm_user,
 };
 
 /// LDAP's port [RFC 4511 5.2 and IANA].
@@ -85,117 +83,27 @@ fn bind_account(b: &[u8]) -> Option<String> {
     name.map(|t| super::text::printable(&String::from_utf8_lossy(t.value)).to_lowercase())
 }
 
-/// The "DOMAIN\user" of an NTLM AUTHENTICATE message found in `b`.
-pub fn ntlm_user(b: &[u8]) -> Option<String> {
-    const SIGNATURE: &[u8] = b"NTLMSSP\0";
-    let at = b.windows(SIGNATURE.len()).position(|w| w == SIGNATURE)?;
-    let m = &b[at..];
-    let u32_at = |i: usize| Some(u32::from_le_bytes(m.get(i..i + 4)?.try_into().ok()?));
-    let u16_at = |i: usize| Some(u16::from_le_bytes(m.get(i..i + 2)?.try_into().ok()?));
-    if u32_at(8)? != 3 {
-        return None;
-    }
-    // NTLMSSP_NEGOTIATE_UNICODE: the strings are UTF-16LE, else OEM.
-    let unicode = u32_at(60)? & 1 != 0;
-    let field = |at: usize| -> Option<String> {
-        let (len, offset) = (u16_at(at)? as usize, u32_at(at + 4)? as usize);
-        let raw = m.get(offset..offset.checked_add(len)?)?;
-        Some(if unicode {
-            super::text::utf16le(raw)
-        } else {
-            String::from_utf8_lossy(raw).into_owned()
+/// The logon steps of a sample of an LDAP connection (`logons`): bind
+/// requests, and binds answered invalidCredentials.
+pub fn logon_steps(sample: &[u8]) -> Vec<Step> {
+    binds(sample)
+        .into_iter()
+        .filter_map(|bind| match bind {
+            Bind::Request { account } => Some(Step::Tried(account)),
+            Bind::Response { result } if result == INVALID_CREDENTIALS => Some(Step::Refused),
+            Bind::Response { .. } => None,
         })
-    };
-    let (domain, user) = (field(28)?, field(36)?);
-    if user.is_empty() {
-        // An anonymous AUTHENTICATE names nobody.
-        return None;
-    }
-    let user = super::text::printable(&user).to_lowercase();
-    Some(if domain.is_empty() {
-        user
-    } else {
-        format!("{}\\{user}", super::text::printable(&domain).to_lowercase())
-    })
-}
-
-/// A bind the server refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    pub ts: Nanos,
-    pub client: IpAddr,
-    pub server: IpAddr,
-    pub port: u16,
-    pub account: Option<String>,
-}
-
-/// Connections followed at once.
-const CONNECTIONS: usize = 1 << 16;
-
-/// Follows binds on LDAP connections: the last account each client bound
-/// as, so that a refusal names it.
-#[derive(Default)]
-pub struct LdapBinds {
-    last: HashMap<(IpAddr, u16, IpAddr), (Option<String>, Nanos)>,
-    pub evicted: u64,
-}
-
-impl LdapBinds {
-    /// The binds refused in this event's sample.
-    pub fn observe(&mut self, e: &Event) -> Vec<Refused> {
-        if e.kind != Kind::Data || e.protocol != PROTO_TCP {
-            return Vec::new();
-        }
-        let to_server = e.dport == LDAP_PORT;
-        if !to_server && e.sport != LDAP_PORT {
-            return Vec::new();
-        }
-        let mut refused = Vec::new();
-        for bind in binds(&e.payload) {
-            match bind {
-                Bind::Request { account } if to_server => {
-                    self.evicted += cap_oldest(&mut self.last, CONNECTIONS, |(_, t)| *t);
-                    let entry = self.last.entry((e.src, e.sport, e.dst)).or_default();
-                    // The NTLM exchange's first request names nobody.
-                    if account.is_some() {
-                        entry.0 = account;
-                    }
-                    entry.1 = e.ts;
-                }
-                Bind::Response { result } if !to_server && result == INVALID_CREDENTIALS => {
-                    let account = self
-                        .last
-                        .get(&(e.dst, e.dport, e.src))
-                        .and_then(|(a, _)| a.clone());
-                    refused.push(Refused {
-                        ts: e.ts,
-                        client: e.dst,
-                        server: e.src,
-                        port: e.sport,
-                        account,
-                    });
-                }
-                _ => {}
-            }
-        }
-        refused
-    }
-
-    pub fn prune(&mut self, now: Nanos) {
-        let since = now.saturating_sub(600 * SECOND);
-        self.last.retain(|_, (_, t)| *t >= since);
-        super::window::fit(&mut self.last);
-    }
-
-    pub fn size(&self) -> usize {
-        self.last.len()
-    }
+        .collect()
 }
 
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::detect::der::tests::der;
+    use crate::detect::{
+        der::tests::der,
+        logons::{tests::*, Logons},
+        ntlm::tests::ntlm_authenticate,
+    };
 
     pub fn message(id: u8, op: Vec<u8>) -> Vec<u8> {
         der(0x30, &[der(0x02, &[id]), op].concat())
@@ -209,34 +117,6 @@ pub mod tests {
         ]
         .concat();
         message(id, der(0x60, &op))
-    }
-
-    /// An NTLM AUTHENTICATE message for DOMAIN\user (UTF-16LE).
-    pub fn ntlm_authenticate(domain: &str, user: &str) -> Vec<u8> {
-        let utf16 =
-            |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect() };
-        let (d, u) = (utf16(domain), utf16(user));
-        let mut m = b"NTLMSSP\0".to_vec();
-        m.extend(3u32.to_le_bytes());
-        let header = 64u32;
-        let field = |len: usize, offset: u32| -> Vec<u8> {
-            [(len as u16).to_le_bytes(), (len as u16).to_le_bytes()]
-                .concat()
-                .into_iter()
-                .chain(offset.to_le_bytes())
-                .collect()
-        };
-        m.extend(field(0, header)); // LM response
-        m.extend(field(0, header)); // NT response
-        m.extend(field(d.len(), header)); // domain, at 28
-        m.extend(field(u.len(), header + d.len() as u32)); // user, at 36
-        m.extend(field(0, header)); // workstation
-        m.extend(field(0, header)); // session key
-        m.extend(1u32.to_le_bytes()); // flags: unicode
-        assert_eq!(m.len(), header as usize);
-        m.extend(d);
-        m.extend(u);
-        m
     }
 
     fn sasl_bind(id: u8, credentials: &[u8]) -> Vec<u8> {
@@ -297,21 +177,8 @@ pub mod tests {
 
     #[test]
     fn a_refusal_names_the_account_the_connection_bound_as() {
-        let ev = |to_server: bool, payload: Vec<u8>| Event {
-            ts: SECOND,
-            src: (if to_server { "10.0.0.5" } else { "10.0.0.9" })
-                .parse()
-                .unwrap(),
-            dst: (if to_server { "10.0.0.9" } else { "10.0.0.5" })
-                .parse()
-                .unwrap(),
-            sport: if to_server { 50000 } else { LDAP_PORT },
-            dport: if to_server { LDAP_PORT } else { 50000 },
-            protocol: PROTO_TCP,
-            kind: Kind::Data,
-            payload,
-        };
-        let mut b = LdapBinds::default();
+        let ev = |to_server, payload| sample(LDAP_PORT, to_server, payload);
+        let mut b = Logons::new(LDAP_PORT, logon_steps);
         // NTLM: negotiate (no account), challenge (in progress, 14),
         // authenticate, refused.
         assert!(b
@@ -321,16 +188,9 @@ pub mod tests {
         assert!(b
             .observe(&ev(true, sasl_bind(2, &ntlm_authenticate("CORP", "carol"))))
             .is_empty());
-        let refused = b.observe(&ev(false, response(2, 49)));
         assert_eq!(
-            refused,
-            [Refused {
-                ts: SECOND,
-                client: "10.0.0.5".parse().unwrap(),
-                server: "10.0.0.9".parse().unwrap(),
-                port: LDAP_PORT,
-                account: Some("corp\\carol".into()),
-            }]
+            b.observe(&ev(false, response(2, 49))),
+            [refusal(LDAP_PORT, "corp\\carol")]
         );
         // Success is no refusal.
         assert!(b.observe(&ev(false, response(3, 0))).is_empty());

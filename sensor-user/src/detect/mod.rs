@@ -21,7 +21,9 @@ pub mod kerberos;
 pub mod lateral;
 pub mod ldap;
 pub mod ldap_search;
+pub mod logons;
 pub mod names;
+pub mod ntlm;
 pub mod pcapfile;
 pub mod roles;
 pub mod scan;
@@ -207,7 +209,9 @@ pub struct Engine {
     kerberos: tickets::KerberosDetector,
     smb1: smb1::Smb1Detector,
     edges: edges::EdgeDetector,
-    ldap: ldap::LdapBinds,
+    /// Logons refused over LDAP and SMB, read (`logons`).
+    ldap_logons: logons::Logons,
+    smb_logons: logons::Logons,
     exfil: exfil::ExfilDetector,
     pub intel: intel::IntelDetector,
     webscan: webscan::WebScanDetector,
@@ -255,7 +259,8 @@ impl Engine {
             kerberos: tickets::KerberosDetector::new(config.kerberos.clone()),
             smb1: smb1::Smb1Detector::default(),
             edges: edges::EdgeDetector::new(config.edges.clone()),
-            ldap: ldap::LdapBinds::default(),
+            ldap_logons: logons::Logons::new(ldap::LDAP_PORT, ldap::logon_steps),
+            smb_logons: logons::Logons::new(smb::SMB_PORT, smb::logon_steps),
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
             webscan: webscan::WebScanDetector::new(config.webscan.clone()),
@@ -306,8 +311,11 @@ impl Engine {
             .observe(event, internal_src && internal_dst, &mut found);
         self.edges
             .observe(event, internal_src && internal_dst, &mut found);
-        for refused in self.ldap.observe(event) {
+        for refused in self.ldap_logons.observe(event) {
             self.bruteforce.refused(&refused, "LDAP", &mut found);
+        }
+        for refused in self.smb_logons.observe(event) {
+            self.bruteforce.refused(&refused, "SMB", &mut found);
         }
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
@@ -408,7 +416,8 @@ impl Engine {
             self.roles.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
-            self.ldap.prune(now);
+            self.ldap_logons.prune(now);
+            self.smb_logons.prune(now);
             self.arp.prune(now.saturating_sub(self.arp.window()));
             self.verified
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
@@ -456,7 +465,8 @@ impl Engine {
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
             ("edges", self.edges.size()),
-            ("ldap", self.ldap.size()),
+            ("ldap", self.ldap_logons.size()),
+            ("smb_logons", self.smb_logons.size()),
             ("incidents", self.incidents.iter().count()),
         ]
     }
@@ -476,7 +486,8 @@ impl Engine {
             ("kerberos", self.kerberos.evicted),
             ("smb1", self.smb1.evicted),
             ("edges", self.edges.evicted),
-            ("ldap", self.ldap.evicted),
+            ("ldap", self.ldap_logons.evicted),
+            ("smb_logons", self.smb_logons.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),
         ]

@@ -1,7 +1,10 @@
 //! SMB2 and SMB3 messages [MS-SMB2 2.2] in payload samples, as far as the
-//! detectors need them: which share a client connects to, and which files
-//! it opens there for writing. Encrypted messages (SMB3's transform
-//! header) say nothing and are skipped.
+//! detectors need them: which share a client connects to, which files it
+//! opens there for writing, and which logons the server refused (SMB1's
+//! too [MS-CIFS 2.2.4.53]). Encrypted messages (SMB3's transform header)
+//! say nothing and are skipped.
+
+use super::{logons::Step, ntlm::ntlm_user};
 
 /// What a sample's SMB2 messages say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +15,12 @@ pub enum Message {
     TreeConnected { message_id: u64, tree_id: u32 },
     /// CREATE request that may write: the file's name, lower-cased.
     CreateForWrite { tree_id: u32, name: String },
+    /// SESSION_SETUP request (SMB2, or SMB1's SESSION_SETUP_ANDX): a
+    /// logon, with the account its NTLM AUTHENTICATE names (Kerberos and
+    /// an NTLM exchange's first leg name nobody in clear).
+    SessionSetup { account: Option<String> },
+    /// SESSION_SETUP response refusing the logon (`REFUSED_LOGONS`).
+    LogonRefused { status: u32 },
 }
 
 /// The SMB2 header's size and the commands read [MS-SMB2 2.2.1].
@@ -22,6 +31,28 @@ const CREATE: u16 = 0x0005;
 const SERVER_TO_REDIR: u32 = 0x1;
 /// STATUS_SUCCESS.
 const SUCCESS: u32 = 0;
+const SESSION_SETUP: u16 = 0x0001;
+
+/// SMB1's header [MS-CIFS 2.2.3.1]: its size, SESSION_SETUP_ANDX, the
+/// reply flag and the NT-status flag.
+const SMB1_HEADER: usize = 32;
+const SMB1_SESSION_SETUP_ANDX: u8 = 0x73;
+const SMB1_FLAGS_REPLY: u8 = 0x80;
+const SMB1_FLAGS2_NT_STATUS: u16 = 0x4000;
+
+/// The statuses of a logon refused for its credentials [MS-ERREF 2.3.1]:
+/// STATUS_LOGON_FAILURE (what servers answer a wrong password or an
+/// unknown account with), STATUS_WRONG_PASSWORD, STATUS_NO_SUCH_USER,
+/// STATUS_ACCOUNT_LOCKED_OUT and STATUS_ACCOUNT_DISABLED: the failures
+/// Windows logs as event 4625 that guessing produces. Not
+/// STATUS_MORE_PROCESSING_REQUIRED, the ordinary middle of an exchange.
+pub const REFUSED_LOGONS: [u32; 5] = [
+    0xC000_006D,
+    0xC000_006A,
+    0xC000_0064,
+    0xC000_0234,
+    0xC000_0072,
+];
 
 /// Access that writes [MS-SMB2 2.2.13.1.1]: FILE_WRITE_DATA,
 /// FILE_APPEND_DATA, GENERIC_WRITE, GENERIC_ALL (not MAXIMUM_ALLOWED,
@@ -71,7 +102,11 @@ pub fn frames(sample: &[u8], min: usize) -> Vec<&[u8]> {
 /// (compounded ones chained by NextCommand).
 pub fn messages(sample: &[u8]) -> Vec<Message> {
     let mut out = Vec::new();
-    for frame in frames(sample, HEADER) {
+    for frame in frames(sample, SMB1_HEADER) {
+        if frame.starts_with(b"\xffSMB") {
+            out.extend(smb1_session(frame));
+            continue;
+        }
         let mut at = 0;
         // Compounded messages; bounded by the frame.
         for _ in 0..16 {
@@ -109,6 +144,17 @@ fn message(m: &[u8]) -> Option<Message> {
             message_id,
             tree_id: u32_at(m, 36)?,
         }),
+        (SESSION_SETUP, false) => {
+            let (offset, len) = (
+                u16_at(m, body + 12)? as usize,
+                u16_at(m, body + 14)? as usize,
+            );
+            let blob = m.get(offset..offset.checked_add(len)?.min(m.len()))?;
+            Some(Message::SessionSetup {
+                account: ntlm_user(blob),
+            })
+        }
+        (SESSION_SETUP, true) => refused(u32_at(m, 8)?),
         (CREATE, false) => {
             let access = u32_at(m, body + 24)?;
             let disposition = u32_at(m, body + 36)?;
@@ -126,6 +172,45 @@ fn message(m: &[u8]) -> Option<Message> {
         }
         _ => None,
     }
+}
+
+fn refused(status: u32) -> Option<Message> {
+    REFUSED_LOGONS
+        .contains(&status)
+        .then_some(Message::LogonRefused { status })
+}
+
+/// An SMB1 SESSION_SETUP_ANDX request or its refusal (an NT status: the
+/// DOS error form is not read).
+fn smb1_session(m: &[u8]) -> Option<Message> {
+    if *m.get(4)? != SMB1_SESSION_SETUP_ANDX {
+        return None;
+    }
+    let flags2 = u16_at(m, 10)?;
+    if *m.get(9)? & SMB1_FLAGS_REPLY == 0 {
+        return Some(Message::SessionSetup {
+            account: ntlm_user(m.get(SMB1_HEADER..)?),
+        });
+    }
+    match flags2 & SMB1_FLAGS2_NT_STATUS {
+        0 => None,
+        _ => refused(u32_at(m, 5)?),
+    }
+}
+
+/// SMB's port over TCP [MS-SMB2 2.1].
+pub const SMB_PORT: u16 = 445;
+
+/// The logon steps of a sample of an SMB connection (`logons`).
+pub fn logon_steps(sample: &[u8]) -> Vec<Step> {
+    messages(sample)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::SessionSetup { account } => Some(Step::Tried(account)),
+            Message::LogonRefused { .. } => Some(Step::Refused),
+            _ => None,
+        })
+        .collect()
 }
 
 /// An administrative share: ADMIN$ or a drive's (C$, D$, ...), which only
@@ -254,6 +339,106 @@ pub mod tests {
         for n in 0..whole.len() {
             let _ = messages(&whole[..n]);
         }
+    }
+
+    /// An SMB2 SESSION_SETUP request carrying `blob`.
+    pub fn session_setup(blob: &[u8]) -> Vec<u8> {
+        let mut m = header(SESSION_SETUP, false, 3, 0);
+        let mut body = vec![0u8; 24];
+        body[..2].copy_from_slice(&25u16.to_le_bytes());
+        body[12..14].copy_from_slice(&((HEADER + 24) as u16).to_le_bytes());
+        body[14..16].copy_from_slice(&(blob.len() as u16).to_le_bytes());
+        m.extend(body);
+        m.extend(blob);
+        framed(&[m])
+    }
+
+    /// An SMB2 SESSION_SETUP response with `status`.
+    pub fn session_answer(status: u32) -> Vec<u8> {
+        let mut m = header(SESSION_SETUP, true, 3, 0);
+        m[8..12].copy_from_slice(&status.to_le_bytes());
+        m.extend([9, 0, 0, 0, 0, 0, 0, 0, 0]);
+        framed(&[m])
+    }
+
+    /// An SMB1 SESSION_SETUP_ANDX request carrying `blob`, or a reply
+    /// with an NT status.
+    fn smb1_session(reply: Option<u32>, blob: &[u8]) -> Vec<u8> {
+        let mut m = vec![0u8; SMB1_HEADER];
+        m[..4].copy_from_slice(b"\xffSMB");
+        m[4] = SMB1_SESSION_SETUP_ANDX;
+        m[10..12].copy_from_slice(&(SMB1_FLAGS2_NT_STATUS | 0x0800).to_le_bytes());
+        if let Some(status) = reply {
+            m[9] = SMB1_FLAGS_REPLY;
+            m[5..9].copy_from_slice(&status.to_le_bytes());
+        }
+        m.push(12);
+        m.extend([0u8; 24]);
+        m.extend((blob.len() as u16).to_le_bytes());
+        m.extend(blob);
+        framed(&[m])
+    }
+
+    #[test]
+    fn logons_and_their_refusals_are_read_in_smb2_and_smb1() {
+        use crate::detect::ntlm::tests::ntlm_authenticate;
+        let spnego = [
+            b"\xa1\x82\x01\x00junk".to_vec(),
+            ntlm_authenticate("CITY", "Ann"),
+        ]
+        .concat();
+        let tried = Message::SessionSetup {
+            account: Some("city\\ann".into()),
+        };
+        assert_eq!(
+            messages(&session_setup(&spnego)),
+            std::slice::from_ref(&tried)
+        );
+        assert_eq!(messages(&smb1_session(None, &spnego)), [tried]);
+        // Kerberos, or NTLM's first leg: a logon naming nobody.
+        assert_eq!(
+            messages(&session_setup(b"\x60\x82krb5")),
+            [Message::SessionSetup { account: None }]
+        );
+        let refusal = Message::LogonRefused {
+            status: 0xC000_006D,
+        };
+        assert_eq!(
+            messages(&session_answer(0xC000_006D)),
+            std::slice::from_ref(&refusal)
+        );
+        assert_eq!(messages(&smb1_session(Some(0xC000_006D), &[])), [refusal]);
+        // Success and STATUS_MORE_PROCESSING_REQUIRED are no refusal.
+        for status in [0, 0xC000_0016] {
+            assert!(messages(&session_answer(status)).is_empty());
+            assert!(messages(&smb1_session(Some(status), &[])).is_empty());
+        }
+        let whole = smb1_session(None, &spnego);
+        for n in 0..whole.len() {
+            let _ = messages(&whole[..n]);
+            let _ = messages(&session_setup(&spnego)[..n]);
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_account_its_connection_tried() {
+        use crate::detect::{
+            logons::{tests::*, Logons},
+            ntlm::tests::ntlm_authenticate,
+        };
+        let ev = |to_server, payload| sample(SMB_PORT, to_server, payload);
+        let mut logons = Logons::new(SMB_PORT, logon_steps);
+        let auth = session_setup(&ntlm_authenticate("CITY", "bob"));
+        assert!(logons.observe(&ev(true, auth)).is_empty());
+        assert_eq!(
+            logons.observe(&ev(false, session_answer(0xC000_006D))),
+            [refusal(SMB_PORT, "city\\bob")]
+        );
+        // A refusal sent by the client's side is not the server's.
+        assert!(logons
+            .observe(&ev(true, session_answer(0xC000_006D)))
+            .is_empty());
+        assert!(logons.observe(&ev(false, session_answer(0))).is_empty());
     }
 
     #[test]
