@@ -466,6 +466,28 @@ pub mod telemetry {
     /// ACK joins it rather than starting a new one.
     pub const CLOSED_LINGER_NS: u64 = 2_000_000_000;
 
+    /// A tracked flow whose next packet carrying data comes after this
+    /// long without any packet "wakes": one `EVENT_WAKE`, named by the
+    /// flow's initiator, marks the activity. A heartbeat or a poll inside
+    /// one kept-open connection (a RAT's keepalive, an HTTP agent on a
+    /// persistent session, a UDP beacon on one socket) then shows its
+    /// rhythm as new connections do; a flow gives at most one mark per
+    /// gap, so the cost stays bounded. 2 s: under the fastest heartbeats
+    /// C&C frameworks default to (Empire's and STRRAT's 5 s), above the
+    /// pauses within a page load.
+    pub const WAKE_GAP_NS: u64 = 2_000_000_000;
+
+    /// Whether a packet with `payload_len` bytes of transport payload,
+    /// after `idle_ns` without a packet, wakes its flow. A TCP keep-alive
+    /// without data [RFC 1122 4.2.3.6] is the transport's, not an
+    /// application's message, and wakes nothing. (One with a garbage
+    /// octet looks like a 1-byte message, which C&C servers send as their
+    /// heartbeat, unless sequence numbers are followed: it wakes.)
+    #[inline(always)]
+    pub fn is_wake(idle_ns: u64, payload_len: usize) -> bool {
+        idle_ns >= WAKE_GAP_NS && payload_len > 0
+    }
+
     /// How long a flow with no packet lasts before it ends.
     #[inline(always)]
     pub fn flow_timeout_ns(protocol: u8, closed: bool) -> u64 {
@@ -571,6 +593,10 @@ pub mod telemetry {
     /// MAC and port it came from, never tracked, never evidence against the
     /// address it carries.
     pub const EVENT_SPOOFED: u8 = 11;
+    /// A tracked flow active again after `WAKE_GAP_NS` idle (`is_wake`):
+    /// addresses and ports are the initiator's then the responder's,
+    /// whichever side sent the packet.
+    pub const EVENT_WAKE: u8 = 12;
 
     /// `EventHeader::flags`: the source is bound on a switched segment and
     /// the frame came from its MAC: the address is proven.

@@ -1,8 +1,9 @@
 //! Telemetry for the detection engine: per-flow counters in an LRU table,
 //! and events through a ring buffer for the packets that matter (TCP SYN,
 //! SYN-ACK, RST, FIN; TCP probes outside any connection and tiny fragments;
-//! the first packet of a UDP or ICMP flow; DNS messages and Kerberos
-//! datagrams; payload samples of Windows admin-protocol flows). The cost per packet is
+//! the first packet of a UDP or ICMP flow; a flow waking after an idle
+//! gap; DNS messages and Kerberos datagrams; payload samples of Windows
+//! admin-protocol flows). The cost per packet is
 //! one flow-table lookup and, rarely, one event. An event that does not fit
 //! in the ring is counted, never waited for.
 
@@ -199,7 +200,27 @@ pub fn observe(ctx: &XdpContext, s: &ParsedPacket) {
         new_flow,
         sample,
         stray,
+        wake,
     } = track(ctx, &key, &l4, src_is_a, len);
+    match wake {
+        Wake::No => {}
+        Wake::ByInitiator => send(ctx, &p, EVENT_WAKE),
+        Wake::ByResponder => {
+            // Named by the initiator, as the flow is.
+            let l4 = L4 {
+                sport: p.l4.dport,
+                dport: p.l4.sport,
+                ..p.l4
+            };
+            let q = Packet {
+                src: p.dst,
+                dst: p.src,
+                l4,
+                ..p
+            };
+            send(ctx, &q, EVENT_WAKE);
+        }
+    }
     match l4.protocol {
         PROTO_TCP => {
             let kind = tcp_event(l4.tcp_flags, stray);
@@ -238,6 +259,15 @@ struct Tracked {
     sample: bool,
     /// It belongs to no flow and starts none (`tcp_event`).
     stray: bool,
+    /// It woke its flow (`is_wake`), and which side sent it.
+    wake: Wake,
+}
+
+#[derive(Clone, Copy)]
+enum Wake {
+    No,
+    ByInitiator,
+    ByResponder,
 }
 
 /// Counts the packet in its flow.
@@ -255,6 +285,12 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
                 add(&raw mut (*flow).b_bytes, len);
                 add(&raw mut (*flow).b_packets, 1);
             }
+            let idle = now.wrapping_sub((*flow).last_ns);
+            let wake = match is_wake(idle, payload_len(ctx, l4)) {
+                false => Wake::No,
+                true if from_initiator => Wake::ByInitiator,
+                true => Wake::ByResponder,
+            };
             (*flow).last_ns = now;
             let mut flags = (*flow).flags;
             if !from_initiator {
@@ -286,6 +322,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
                 new_flow: false,
                 sample,
                 stray: false,
+                wake,
             };
         }
     }
@@ -295,6 +332,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
             new_flow: false,
             sample: false,
             stray: true,
+            wake: Wake::No,
         };
     }
     let (a_bytes, b_bytes) = if src_is_a { (len, 0) } else { (0, len) };
@@ -327,6 +365,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
         new_flow,
         sample,
         stray: false,
+        wake: Wake::No,
     }
 }
 

@@ -68,13 +68,23 @@ fn record(e: &Event) -> String {
 
 /// Events and flow records from the eBPF program.
 fn through_datapath(frames: &[Vec<u8>]) -> (Vec<Seen>, Vec<String>) {
+    through_datapath_paced(frames, |_| 0)
+}
+
+/// The same, waiting `pause_ms(i)` before frame `i` (the datapath reads the
+/// kernel's clock).
+fn through_datapath_paced(
+    frames: &[Vec<u8>],
+    pause_ms: impl Fn(usize) -> u64,
+) -> (Vec<Seen>, Vec<String>) {
     let mut f = Fixture::new();
     f.dp.maps.set_telemetry(true).expect("telemetry on");
     let mut maps = f.dp.take_telemetry().expect("telemetry maps");
     let mut ring = maps.ring.take().expect("the ring");
     let clocks = Clocks::now();
     let mut events = Vec::new();
-    for frame in frames {
+    for (i, frame) in frames.iter().enumerate() {
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms(i)));
         f.run(frame);
         while let Some(item) = ring.next() {
             let (event, _) = telemetry::event(&item, &clocks).expect("a record of ours");
@@ -90,10 +100,19 @@ fn through_datapath(frames: &[Vec<u8>]) -> (Vec<Seen>, Vec<String>) {
 
 /// Events and flow records from the decoder, a millisecond apart.
 fn through_decoder(frames: &[Vec<u8>]) -> (Vec<Seen>, Vec<String>) {
+    through_decoder_paced(frames, |_| 0)
+}
+
+/// The same, with `pause_ms(i)` more packet time before frame `i`.
+fn through_decoder_paced(
+    frames: &[Vec<u8>],
+    pause_ms: impl Fn(usize) -> u64,
+) -> (Vec<Seen>, Vec<String>) {
     let mut tracker = FlowTracker::default();
     let mut all = Vec::new();
+    let mut ts = 1_700_000_000_000_000_000u64;
     for (i, frame) in frames.iter().enumerate() {
-        let ts = 1_700_000_000_000_000_000 + i as u64 * 1_000_000;
+        ts += 1_000_000 + pause_ms(i) * 1_000_000;
         if let Ok(p) = decode(Link::Ethernet, ts, frame.len() as u64, frame) {
             tracker.packet(&p, &mut |e| all.push(e));
         }
@@ -269,6 +288,37 @@ fn conversations_retransmissions_and_resets() {
         .collect();
     expected.sort();
     assert_eq!(announced, expected);
+}
+
+#[test]
+fn flows_waking_after_an_idle_gap_are_marked_alike() {
+    // A TCP conversation whose server answers after a pause (as a
+    // heartbeat's answer would come), and a UDP socket whose peer answers
+    // after the same pause: each wakes once, named by its initiator.
+    let tcp = conversation(A, B, 8443, b"ping");
+    let udp = Packet::udp(A, B).ports(50010, 4444).payload(b"beat");
+    let mut frames: Vec<Vec<u8>> = tcp[..4].to_vec();
+    frames.push(udp.build());
+    let pause_at = frames.len();
+    frames.extend(tcp[4..].iter().cloned());
+    frames.push(udp.clone().reply(0).payload(b"ack").build());
+    let pause = |i: usize| if i == pause_at { 5_200 } else { 0 };
+    let (dp_events, dp_flows) = through_datapath_paced(&frames, pause);
+    let (dec_events, dec_flows) = through_decoder_paced(&frames, pause);
+    assert_eq!(dp_events, dec_events);
+    assert_eq!(dp_flows, dec_flows);
+    let wakes: Vec<(String, String)> = dec_events
+        .iter()
+        .filter(|e| e.kind == "Wake")
+        .map(|e| (e.src.clone(), e.dst.clone()))
+        .collect();
+    assert_eq!(
+        wakes,
+        [
+            (format!("{A}:40001"), format!("{B}:8443")),
+            (format!("{A}:50010"), format!("{B}:4444"))
+        ]
+    );
 }
 
 #[test]

@@ -49,10 +49,33 @@ pub struct BeaconConfig {
     pub min_interval_secs: f64,
 }
 
+/// How far evidence from a short series may go: a regular series of a
+/// few callbacks alerts at once (score `EARLY_SCORE` up to
+/// `CONFIDENT_CONNECTIONS`), and the full score, which the default policy
+/// acts on, waits for as many connections as RITA's legacy analyser
+/// required. Reported again as the series grows past each step.
+const EARLY_SCORE: u8 = 60;
+const CONFIDENT_CONNECTIONS: usize = 20;
+/// A short series is judged only once it spans this much: a few
+/// connections seconds apart are a retry loop or a page load, and
+/// implants sleep longer between callbacks (Cobalt Strike's and Sliver's
+/// default sleep is 60 s).
+const EARLY_SPAN: Nanos = 60 * SECOND;
+
+/// The evidence score of a series of `n` connections that scored `score`.
+fn evidence_score(score: f64, n: usize) -> u8 {
+    let full = (score * 100.0).round() as u8;
+    if n >= CONFIDENT_CONNECTIONS {
+        full
+    } else {
+        full.min(EARLY_SCORE)
+    }
+}
+
 impl Default for BeaconConfig {
     fn default() -> Self {
         BeaconConfig {
-            min_connections: 20,
+            min_connections: 4,
             min_score: 0.8,
             min_timing_score: 0.9,
             ignore_udp_ports: vec![53, 67, 68, 123, 137, 138, 1900, 5353],
@@ -116,7 +139,8 @@ pub struct BeaconDetector {
     /// can aim for collisions): the most numerous entry the engine keeps.
     pairs: HashMap<u64, Pair>,
     pair_hash: std::hash::RandomState,
-    reported: HashSet<u64>,
+    /// Pairs reported, with the score they were reported at.
+    reported: HashMap<u64, u8>,
 }
 
 /// RITA's beacon score and its parts.
@@ -150,9 +174,11 @@ fn madm(sorted: &[f64]) -> f64 {
     quartiles(&devs).1
 }
 
-/// Scores connection start times (ns) and bytes sent per connection.
+/// Scores connection start times (ns) and bytes sent per connection. With
+/// no size known yet (a kept-open connection's heartbeats), on timing
+/// alone.
 pub fn score(starts: &[Nanos], sizes: &[u64]) -> Option<BeaconScore> {
-    if starts.len() < 3 || sizes.is_empty() {
+    if starts.len() < 3 {
         return None;
     }
     let mut intervals: Vec<f64> = starts
@@ -177,15 +203,19 @@ pub fn score(starts: &[Nanos], sizes: &[u64]) -> Option<BeaconScore> {
     let expected = span / median.max(1e-9) + 1.0;
     let ts_count = (starts.len() as f64 / expected).min(1.0);
 
-    let ds_skew = 1.0 - bowley_skew(&sizes).abs();
-    let ds_madm_score = (1.0 - madm(&sizes) / 32.0).max(0.0);
-    let ds_mode = mode(&sizes);
-    let ds_small = (1.0 - ds_mode / 65535.0).max(0.0);
-
-    let score = (ts_skew + ts_madm_score + ts_count + ds_skew + ds_madm_score + ds_small) / 6.0;
+    let timing = (ts_skew + ts_madm_score + ts_count) / 3.0;
+    let score = if sizes.is_empty() {
+        timing
+    } else {
+        let ds_skew = 1.0 - bowley_skew(&sizes).abs();
+        let ds_madm_score = (1.0 - madm(&sizes) / 32.0).max(0.0);
+        let ds_mode = mode(&sizes);
+        let ds_small = (1.0 - ds_mode / 65535.0).max(0.0);
+        (ts_skew + ts_madm_score + ts_count + ds_skew + ds_madm_score + ds_small) / 6.0
+    };
     Some(BeaconScore {
         score,
-        timing: (ts_skew + ts_madm_score + ts_count) / 3.0,
+        timing,
         interval_median_secs: quartiles(&intervals).1,
         interval_madm_secs: ts_madm,
     })
@@ -216,7 +246,7 @@ impl BeaconDetector {
             pair_hash: std::hash::RandomState::new(),
             due: HashSet::new(),
             evicted: 0,
-            reported: HashSet::new(),
+            reported: HashMap::new(),
         }
     }
 
@@ -236,7 +266,12 @@ impl BeaconDetector {
         };
         let hash = std::hash::BuildHasher::hash_one(&self.pair_hash, key);
         match (&e.kind, e.protocol) {
-            (Kind::Syn, PROTO_TCP) | (Kind::FlowStart, PROTO_UDP) => {
+            // A callback: a new connection, or a kept-open one waking
+            // after an idle gap (a heartbeat, a poll on a persistent
+            // session).
+            (Kind::Syn, PROTO_TCP)
+            | (Kind::FlowStart, PROTO_UDP)
+            | (Kind::Wake, PROTO_TCP | PROTO_UDP) => {
                 self.evicted += cap_oldest(&mut self.pairs, limits::BEACON_PAIRS, |p| p.last);
                 let connections = match self.pairs.entry(hash) {
                     Entry::Occupied(mut pair) => pair.get_mut().connect(key, e.ts),
@@ -277,17 +312,26 @@ impl BeaconDetector {
             let Some(series) = self.pairs.get_mut(&hash).and_then(|p| p.series.as_mut()) else {
                 continue;
             };
-            if series.starts.len() < self.config.min_connections
-                || self.reported.contains(&hash)
-                || series.starts.len() == series.scored_at
-            {
+            let n = series.starts.len();
+            // Reported early: again once confident; reported confident: done.
+            let done = self
+                .reported
+                .get(&hash)
+                .is_some_and(|at| n < CONFIDENT_CONNECTIONS || *at > EARLY_SCORE);
+            let span = series.starts[n - 1].saturating_sub(series.starts[0]);
+            let early_too_soon = n < CONFIDENT_CONNECTIONS && span < EARLY_SPAN;
+            if n < self.config.min_connections || done || early_too_soon || n == series.scored_at {
                 continue;
             }
-            series.scored_at = series.starts.len();
+            series.scored_at = n;
             if let Some(s) = score(&series.starts, &series.sizes) {
                 let regular =
                     s.score >= self.config.min_score || s.timing >= self.config.min_timing_score;
-                if regular && s.interval_median_secs >= self.config.min_interval_secs {
+                let stronger = self
+                    .reported
+                    .get(&hash)
+                    .is_none_or(|at| evidence_score(s.score.max(s.timing), n) > *at);
+                if regular && stronger && s.interval_median_secs >= self.config.min_interval_secs {
                     found.push((
                         hash,
                         series.key,
@@ -309,13 +353,14 @@ impl BeaconDetector {
             if pollers[&key.dst].len() >= self.config.shared_by_hosts {
                 continue;
             }
+            let score = evidence_score(s.score.max(s.timing), n);
             super::window::limit_reported(&mut self.reported);
-            self.reported.insert(hash);
+            self.reported.insert(hash, score);
             out.push(Evidence {
                 host: key.src,
                 detector: "beacon",
                 technique: "T1071",
-                score: (s.score.max(s.timing) * 100.0).round() as u8,
+                score,
                 ts: last,
                 since: first,
                 peers: vec![format!("{}:{}", key.dst, key.dport)],
@@ -473,8 +518,46 @@ mod tests {
     }
 
     #[test]
-    fn too_few_connections_are_not_judged() {
-        assert!(run(&beacon_events(60_000, 0, 10, "198.51.100.7", 443)).is_empty());
+    fn a_heartbeat_inside_one_connection_is_a_beacon() {
+        // One connection kept open, waking every 180 s (Gh0st's heartbeat):
+        // its wake marks make the series.
+        let events: Vec<Event> = beacon_events(180_000, 2_000, 30, "198.51.100.7", 8080)
+            .into_iter()
+            .filter(|e| e.kind == Kind::Syn)
+            .enumerate()
+            .map(|(i, e)| Event {
+                sport: 40000,
+                kind: if i == 0 { Kind::Syn } else { Kind::Wake },
+                ..e
+            })
+            .collect();
+        let out = run(&events);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].peers, ["198.51.100.7:8080"]);
+    }
+
+    #[test]
+    fn a_few_callbacks_alert_and_twenty_act() {
+        // Judged as they come, as sensord does each second.
+        let live = |events: Vec<Event>| {
+            let mut d = BeaconDetector::new(BeaconConfig::default());
+            let mut out = Vec::new();
+            for e in events {
+                d.observe(&e, true, &mut out);
+                d.flush(&mut out);
+            }
+            out
+        };
+        assert!(live(beacon_events(60_000, 0, 3, "198.51.100.7", 443)).is_empty());
+        // Four callbacks: an early alert, once, however many follow...
+        let early = live(beacon_events(60_000, 3_000, 10, "198.51.100.7", 443));
+        let found: Vec<(u8, u64)> = early.iter().map(|e| (e.score, e.count)).collect();
+        assert_eq!(found, [(EARLY_SCORE, 4)]);
+        // ...and the full score from twenty.
+        let grown = live(beacon_events(60_000, 3_000, 30, "198.51.100.7", 443));
+        let found: Vec<u64> = grown.iter().map(|e| e.count).collect();
+        assert_eq!(found, [4, 20]);
+        assert!(grown[1].score >= 80, "{grown:?}");
     }
 
     #[test]

@@ -13,9 +13,9 @@ use super::pcapfile;
 use sensor_common::telemetry::{
     carries_data, flow_timeout_ns, is_control_message, is_dcerpc_pdu, is_echo_request,
     is_inspect_port, is_observed, is_opening, is_sampled_datagram, is_tiny_fragment,
-    is_unreachable, sample_span, samples_tail, starts_flow, tcp_event, DATA_SAMPLES, DNS_PORT,
-    EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES, FLOW_PROVEN,
-    TCP_FIN, TCP_MIN_HLEN, TCP_RST,
+    is_unreachable, is_wake, sample_span, samples_tail, starts_flow, tcp_event, DATA_SAMPLES,
+    DNS_PORT, EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES,
+    FLOW_PROVEN, TCP_FIN, TCP_MIN_HLEN, TCP_RST,
 };
 use sensor_common::HandshakeProof;
 
@@ -187,8 +187,23 @@ impl FlowTracker {
             proof: HandshakeProof::default(),
             proof_flags: 0,
         });
-        flow.last = p.ts;
         let from_orig = (p.src, p.sport) == flow.orig;
+        // A mark about the flow: named by its initiator, whichever side
+        // sent this packet.
+        let (orig, resp) = (flow.orig, flow.resp);
+        let flow_mark = |kind: Kind| Event {
+            src: orig.0,
+            sport: orig.1,
+            dst: resp.0,
+            dport: resp.1,
+            ..event(kind, Vec::new())
+        };
+        // The payload on the wire (TCP), or as captured (UDP).
+        let payload_len = p.wire_payload.max(p.payload.len() as u32) as usize;
+        if !is_new && is_wake(p.ts.saturating_sub(flow.last), payload_len) {
+            emit(flow_mark(Kind::Wake));
+        }
+        flow.last = p.ts;
         if from_orig {
             flow.summary.orig_bytes += p.len;
             flow.summary.orig_packets += 1;
@@ -207,14 +222,7 @@ impl FlowTracker {
                         .follow(flow.proof_flags, from_orig, f, p.seq, p.ack, p.wire_payload);
                 let proven = flow.proof_flags & FLOW_PROVEN != 0;
                 if proven && !flow.summary.proven {
-                    // Named by the initiator, whichever side sent this packet.
-                    emit(Event {
-                        src: flow.orig.0,
-                        sport: flow.orig.1,
-                        dst: flow.resp.0,
-                        dport: flow.resp.1,
-                        ..event(Kind::Proven, Vec::new())
-                    });
+                    emit(flow_mark(Kind::Proven));
                 }
                 flow.summary.proven = proven;
                 if let Some(kind) = tcp_kind(f, false) {

@@ -56,6 +56,10 @@ pub enum Kind {
     Spoofed,
     /// An IPv4 ARP request: `src` (sender) asks who has `dst` (target).
     ArpRequest,
+    /// A tracked flow active again after an idle gap
+    /// (`sensor_common::telemetry::is_wake`): `src` is the flow's
+    /// initiator, whichever side sent the packet.
+    Wake,
     /// Captures and taps: a TCP flow's initiator acknowledged the
     /// responder's data (`sensor_common::HandshakeProof`), at the packet
     /// that did, once per flow: its address is its own. (Live, sensord

@@ -106,6 +106,7 @@ pub fn event(record: &[u8], clocks: &Clocks) -> Option<(Event, Decision)> {
         EVENT_PROBE => Kind::Probe,
         EVENT_FRAGMENT => Kind::Fragment,
         EVENT_SPOOFED => Kind::Spoofed,
+        EVENT_WAKE => Kind::Wake,
         _ => return None,
     };
     let payload_len = (h.payload_len as usize).min(PAYLOAD_MAX);
