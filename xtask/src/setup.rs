@@ -68,6 +68,8 @@ const TOOL_PACKAGES: &[&str] = &[
     "openssh-client",
     "sshpass",
     "openssl",
+    // Mail sent out (the outside host's SMTP server is Python's smtpd).
+    "swaks",
     // The lab's Active Directory domain controller and its clients.
     "samba",
     "samba-ad-dc",

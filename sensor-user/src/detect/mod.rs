@@ -22,6 +22,7 @@ pub mod lateral;
 pub mod ldap;
 pub mod ldap_search;
 pub mod logons;
+pub mod mail;
 pub mod names;
 pub mod ntlm;
 pub mod pcapfile;
@@ -216,6 +217,7 @@ pub struct Engine {
     pub intel: intel::IntelDetector,
     webscan: webscan::WebScanDetector,
     roles: roles::Roles,
+    mail: mail::MailDetector,
     /// Names of peers, from DNS answers, TLS and HTTP, for incidents.
     names: names::PeerNames,
     pub incidents: Incidents,
@@ -265,6 +267,7 @@ impl Engine {
             intel: intel::IntelDetector::new(lists),
             webscan: webscan::WebScanDetector::new(config.webscan.clone()),
             roles: roles::Roles::new(config.roles.clone()),
+            mail: mail::MailDetector::default(),
             names: names::PeerNames::default(),
             incidents: Incidents::with_merge_gap(config.incident_merge_secs.max(1) * SECOND),
             allow: config.allow.clone(),
@@ -319,6 +322,12 @@ impl Engine {
         }
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
+        self.mail.observe(
+            event,
+            internal_src && !internal_dst,
+            &self.roles,
+            &mut found,
+        );
         self.intel.observe(
             event,
             question.as_ref(),
@@ -414,6 +423,7 @@ impl Engine {
             self.lateral
                 .prune(now.saturating_sub(self.lateral.window()));
             self.roles.prune(now);
+            self.mail.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
             self.ldap_logons.prune(now);
@@ -462,6 +472,7 @@ impl Engine {
             ("names", self.names.size()),
             ("verified", self.verified.len()),
             ("roles", self.roles.size()),
+            ("mail", self.mail.size()),
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
             ("edges", self.edges.size()),

@@ -1,6 +1,7 @@
 //! What the inside hosts are: domain controllers, configured or learned
 //! from traffic, so that what only domain controllers do among themselves
-//! (directory replication) is judged by who does it.
+//! (directory replication) is judged by who does it; mail servers,
+//! configured, so that only they send mail out.
 //!
 //! A host is learned as a domain controller when it has served Kerberos
 //! (88) or LDAP (389) to `learn_clients` distinct clients in connections
@@ -26,6 +27,10 @@ pub struct RolesConfig {
     /// shows.
     #[serde(deserialize_with = "crate::config::nets")]
     pub domain_controllers: Vec<IpNet>,
+    /// Mail servers (addresses or CIDRs): the hosts that send mail to
+    /// outside servers themselves (`mail`).
+    #[serde(deserialize_with = "crate::config::nets")]
+    pub mail_servers: Vec<IpNet>,
     /// Learn domain controllers from the traffic (see the module). Default
     /// true.
     pub learn: bool,
@@ -37,6 +42,7 @@ impl Default for RolesConfig {
     fn default() -> Self {
         RolesConfig {
             domain_controllers: Vec::new(),
+            mail_servers: Vec::new(),
             learn: true,
             learn_clients: 3,
         }
@@ -101,6 +107,10 @@ impl Roles {
             clients.len() >= self.config.learn_clients.max(1)
                 && now.saturating_sub(clients.latest()) <= LEARNED_FOR
         })
+    }
+
+    pub fn is_mail_server(&self, host: IpAddr) -> bool {
+        self.config.mail_servers.iter().any(|n| n.contains(&host))
     }
 
     pub fn prune(&mut self, now: Nanos) {
