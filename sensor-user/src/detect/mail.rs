@@ -11,7 +11,8 @@
 //! command): a port check or a refused connection sent no mail. Reported
 //! once per (host, server) a day: an alert, which adds up with other
 //! evidence on the host. Mail servers are configured
-//! (`[detection.roles] mail_servers`).
+//! (`[detection.roles] mail_servers`); a site that names none may have
+//! every host send through outside providers, and is not judged.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -49,7 +50,9 @@ impl MailDetector {
         if !outbound
             || e.protocol != PROTO_TCP
             || !SMTP_PORTS.contains(&e.dport)
-            || !(flow.orig_data && flow.resp_data)
+            || !flow.orig_data
+            || !flow.resp_data
+            || !roles.has_mail_servers()
             || roles.is_mail_server(e.src)
         {
             return;
@@ -141,6 +144,10 @@ mod tests {
         d.observe(&session("10.0.0.6", 587, false), true, &roles, &mut out);
         d.observe(&session("10.0.0.7", 25, true), false, &roles, &mut out);
         d.observe(&session("10.0.0.8", 443, true), true, &roles, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // A site with no mail server named is not judged.
+        let none = Roles::new(RolesConfig::default());
+        d.observe(&session("10.0.0.9", 25, true), true, &none, &mut out);
         assert!(out.is_empty(), "{out:?}");
     }
 }

@@ -109,6 +109,10 @@ impl Roles {
         })
     }
 
+    pub fn has_mail_servers(&self) -> bool {
+        !self.config.mail_servers.is_empty()
+    }
+
     pub fn is_mail_server(&self, host: IpAddr) -> bool {
         self.config.mail_servers.iter().any(|n| n.contains(&host))
     }
