@@ -285,6 +285,41 @@ fn bulk_upload_is_detected_and_large_downloads_are_not() {
 }
 
 #[test]
+fn a_heartbeat_inside_one_kept_open_connection_is_a_beacon() {
+    // A RAT's session: one TCP connection to the C&C, a short message
+    // every 3 s, answered; no new connection ever.
+    let lab = lab::start("detheart", &policy());
+    let _c2 = background(
+        &lab,
+        "c2",
+        "echo",
+        "socat TCP-LISTEN:7000,fork,reuseaddr EXEC:cat",
+    );
+    wait_for(10, || {
+        lab.host("c2")
+            .netns
+            .exec("ss", &["-Hlnt", "sport", "=", ":7000"])
+            .map(|o| !o.trim().is_empty())
+            .unwrap_or(false)
+    });
+    browse(&lab, "office1");
+    let heartbeat = background(
+        &lab,
+        "office1",
+        "heartbeat",
+        "(while :; do echo beat; sleep 3; done) | socat - TCP:203.0.113.66:7000",
+    );
+    assert_isolated_within(&lab, "10.10.0.11", 120, "a heartbeat in one connection");
+    let incidents = incidents_of(&lab, "10.10.0.11");
+    let beacon = incidents.iter().find(|i| {
+        i["detectors"] == serde_json::json!(["beacon"])
+            && i["peers"] == serde_json::json!(["203.0.113.66:7000"])
+    });
+    assert!(beacon.is_some(), "{incidents:?}");
+    drop(heartbeat);
+}
+
+#[test]
 fn mail_sent_out_by_a_workstation_alerts_and_the_mail_server_s_does_not() {
     // office2 is the site's mail server; office1 a workstation.
     let lab = lab::start(
