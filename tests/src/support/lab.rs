@@ -251,15 +251,21 @@ pub fn start_sshd(lab: &Lab, on: &str) -> Job {
         )
         .map(Job)
         .expect("starting sshd");
+    wait_listening(lab, on, 22, "sshd");
+    job
+}
+
+/// Waits up to 10 s for a TCP listener on `port` in a host; fails the
+/// test naming `what` if none comes.
+pub fn wait_listening(lab: &Lab, on: &str, port: u16, what: &str) {
     let listening = wait_for(10, || {
         lab.host(on)
             .netns
-            .exec("ss", &["-Hlnt", "sport", "=", ":22"])
+            .exec("ss", &["-Hlnt", "sport", "=", &format!(":{port}")])
             .map(|o| !o.trim().is_empty())
             .unwrap_or(false)
     });
-    assert!(listening.is_some(), "sshd on {on} did not start");
-    job
+    assert!(listening.is_some(), "{what} on {on} did not start");
 }
 
 /// Ordinary office traffic from a host, forever: web pages and DNS look-ups
