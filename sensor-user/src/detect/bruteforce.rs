@@ -48,13 +48,15 @@ pub struct BruteForceConfig {
 impl Default for BruteForceConfig {
     fn default() -> Self {
         BruteForceConfig {
-            // FTP, SSH, Telnet, SMTP submission, POP3, IMAP, LDAP, SMB,
-            // LDAPS, SMTPS, VMware authd, MSSQL, MySQL, RDP, PostgreSQL, VNC,
-            // WinRM. Not Kerberos: a logon is many short connections to 88,
-            // and its refusals are read, not inferred (`tickets`).
+            // FTP, SSH, Telnet, SMTP submission, POP3, IMAP, LDAPS, SMTPS,
+            // VMware authd, MSSQL, MySQL, RDP, PostgreSQL, VNC, WinRM. Not
+            // where the protocol states its refusals in clear and they are
+            // read instead: Kerberos (a logon is many short connections to
+            // 88; `tickets`), LDAP 389 and SMB 445 (binds and session
+            // setups; `logons`). Scripted LDAP sessions and Windows' many
+            // short SMB connections are no guesses.
             ports: vec![
-                21, 22, 23, 587, 110, 143, 389, 445, 636, 465, 902, 1433, 3306, 3389, 5432, 5900,
-                5985, 5986,
+                21, 22, 23, 587, 110, 143, 636, 465, 902, 1433, 3306, 3389, 5432, 5900, 5985, 5986,
             ],
             short_connection_secs: 30,
             max_attempt_bytes: 20_000,
