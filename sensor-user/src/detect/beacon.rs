@@ -78,7 +78,7 @@ impl Default for BeaconConfig {
             min_connections: 4,
             min_score: 0.8,
             min_timing_score: 0.9,
-            ignore_udp_ports: vec![53, 67, 68, 123, 137, 138, 1900, 5353],
+            ignore_udp_ports: vec![53, 67, 68, 123, 137, 138, 1900, 5060, 5353],
             shared_by_hosts: 3,
             min_interval_secs: 0.5,
         }
