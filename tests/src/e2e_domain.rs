@@ -161,7 +161,7 @@ fn remote_execution_and_dcsync_against_the_domain_controller_isolate_the_host() 
         "office3",
         &format!(
             "for u in {users}; do timeout 10 smbclient --use-kerberos=disabled \
-             -U \"CITY\\$u%Winter2026!\" //{DC}/IPC$ -c exit; done 2>&1"
+             -W CITY -U \"$u%Winter2026!\" //{DC}/IPC$ -c exit; done 2>&1"
         ),
     );
     assert!(
@@ -171,6 +171,14 @@ fn remote_execution_and_dcsync_against_the_domain_controller_isolate_the_host() 
     assert_isolated_within(&lab, "10.10.0.13", 15, "an SMB password spray");
     let found = detectors(&lab, "10.10.0.13");
     assert!(found.contains(&"bruteforce.refused".into()), "{found:?}");
+    // Read as spraying: the refusals named many accounts.
+    let incidents = incidents_of(&lab, "10.10.0.13");
+    let spraying = incidents.iter().any(|i| {
+        i["techniques"]
+            .as_array()
+            .is_some_and(|t| t.contains(&"T1110.003".into()))
+    });
+    assert!(spraying, "{incidents:?}");
 }
 
 #[test]
