@@ -477,15 +477,15 @@ pub mod telemetry {
     /// pauses within a page load.
     pub const WAKE_GAP_NS: u64 = 2_000_000_000;
 
-    /// Whether a packet with `payload_len` bytes of transport payload,
-    /// after `idle_ns` without a packet, wakes its flow. A TCP keep-alive
+    /// Whether a packet that carries transport payload (`has_data`), after
+    /// `idle_ns` without a packet, wakes its flow. A TCP keep-alive
     /// without data [RFC 1122 4.2.3.6] is the transport's, not an
     /// application's message, and wakes nothing. (One with a garbage
     /// octet looks like a 1-byte message, which C&C servers send as their
     /// heartbeat, unless sequence numbers are followed: it wakes.)
     #[inline(always)]
-    pub fn is_wake(idle_ns: u64, payload_len: usize) -> bool {
-        idle_ns >= WAKE_GAP_NS && payload_len > 0
+    pub fn is_wake(idle_ns: u64, has_data: bool) -> bool {
+        has_data && idle_ns >= WAKE_GAP_NS
     }
 
     /// How long a flow with no packet lasts before it ends.

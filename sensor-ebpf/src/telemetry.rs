@@ -285,8 +285,8 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
                 add(&raw mut (*flow).b_bytes, len);
                 add(&raw mut (*flow).b_packets, 1);
             }
-            let idle = now.wrapping_sub((*flow).last_ns);
-            let wake = match is_wake(idle, payload_len(ctx, l4)) {
+            let data = has_payload(ctx, l4);
+            let wake = match is_wake(now.wrapping_sub((*flow).last_ns), data) {
                 false => Wake::No,
                 true if from_initiator => Wake::ByInitiator,
                 true => Wake::ByResponder,
@@ -296,7 +296,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
             if !from_initiator {
                 flags |= FLOW_ANSWERED;
             }
-            if has_payload(ctx, l4) {
+            if data {
                 flags |= if src_is_a { FLOW_DATA_A } else { FLOW_DATA_B };
             }
             let mut sample = false;

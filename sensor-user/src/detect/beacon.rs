@@ -313,7 +313,9 @@ impl BeaconDetector {
                 continue;
             };
             let n = series.starts.len();
-            // Reported early: again once confident; reported confident: done.
+            // Reported early: again once confident (a regular series then
+            // scores 80 or more, above the early 60); reported confident:
+            // done.
             let done = self
                 .reported
                 .get(&hash)
@@ -327,11 +329,7 @@ impl BeaconDetector {
             if let Some(s) = score(&series.starts, &series.sizes) {
                 let regular =
                     s.score >= self.config.min_score || s.timing >= self.config.min_timing_score;
-                let stronger = self
-                    .reported
-                    .get(&hash)
-                    .is_none_or(|at| evidence_score(s.score.max(s.timing), n) > *at);
-                if regular && stronger && s.interval_median_secs >= self.config.min_interval_secs {
+                if regular && s.interval_median_secs >= self.config.min_interval_secs {
                     found.push((
                         hash,
                         series.key,

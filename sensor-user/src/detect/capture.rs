@@ -198,9 +198,9 @@ impl FlowTracker {
             dport: resp.1,
             ..event(kind, Vec::new())
         };
-        // The payload on the wire (TCP), or as captured (UDP).
-        let payload_len = p.wire_payload.max(p.payload.len() as u32) as usize;
-        if !is_new && is_wake(p.ts.saturating_sub(flow.last), payload_len) {
+        // Payload on the wire (TCP), or as captured (UDP).
+        let has_data = p.wire_payload > 0 || !p.payload.is_empty();
+        if !is_new && is_wake(p.ts.saturating_sub(flow.last), has_data) {
             emit(flow_mark(Kind::Wake));
         }
         flow.last = p.ts;
