@@ -235,17 +235,19 @@ mod tests {
     #[test]
     fn documents_carry_ecs_fields_and_the_incident() {
         let mut book = Incidents::default();
-        let id = book.add(Evidence {
-            host: "10.10.0.11".parse().unwrap(),
-            detector: "beacon",
-            technique: "T1071",
-            score: 90,
-            ts: 1_700_000_000_000_000_000,
-            since: 1_700_000_000_000_000_000,
-            peers: vec!["203.0.113.66:443".into(), "c2.example".into()],
-            count: 20,
-            summary: "20 connections every 5s".into(),
-        });
+        let id = book
+            .add(Evidence {
+                host: "10.10.0.11".parse().unwrap(),
+                detector: "beacon",
+                technique: "T1071",
+                score: 90,
+                ts: 1_700_000_000_000_000_000,
+                since: 1_700_000_000_000_000_000,
+                peers: vec!["203.0.113.66:443".into(), "c2.example".into()],
+                count: 20,
+                summary: "20 connections every 5s".into(),
+            })
+            .unwrap();
         let doc = document(
             book.get(id).unwrap(),
             Change::Opened,

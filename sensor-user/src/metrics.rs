@@ -27,6 +27,7 @@ pub struct Metrics {
     engine_events: IntCounterVec,
     engine_evicted: IntCounterVec,
     engine_entries: IntGaugeVec,
+    known_service: IntCounterVec,
     incidents: IntCounterVec,
     incidents_open: IntGauge,
     actions: IntCounterVec,
@@ -47,6 +48,8 @@ pub struct DetectionSnapshot {
     pub evicted: Vec<(&'static str, u64)>,
     /// (table, entries now)
     pub entries: Vec<(&'static str, usize)>,
+    /// Evidence dropped because its peers are well-known services.
+    pub known_service_drops: u64,
     /// (sink, result, count)
     pub alerts: Vec<(&'static str, &'static str, u64)>,
 }
@@ -203,6 +206,12 @@ impl Metrics {
                 "Entries the detection engine dropped from a table to stay within its limit (the least recently seen first)",
                 &["table"],
             ),
+            known_service: counter_vec(
+                &registry,
+                "sensor_detection_known_service_total",
+                "Beacon and weak web evidence dropped because every peer it names is a well-known service ([detection.known_services])",
+                &[],
+            ),
             incidents: counter_vec(
                 &registry,
                 "sensor_incidents_total",
@@ -358,6 +367,7 @@ impl Metrics {
         set(&self.flows, &["insert_failed"], t.flow_insert_failed);
         self.flows_tracked.set(t.flows_tracked as i64);
         set(&self.engine_events, &[], d.counts.events);
+        set(&self.known_service, &[], d.known_service_drops);
         for (table, n) in &d.evicted {
             set(&self.engine_evicted, &[table], *n);
         }

@@ -324,17 +324,19 @@ mod tests {
 
     fn incident(detector: &'static str, score: u8, peer: &str) -> Incident {
         let mut book = Incidents::default();
-        let id = book.add(Evidence {
-            host: "10.10.0.11".parse().unwrap(),
-            detector,
-            technique: "T1071",
-            score,
-            ts: 1,
-            since: 1,
-            peers: vec![peer.into()],
-            count: 20,
-            summary: String::new(),
-        });
+        let id = book
+            .add(Evidence {
+                host: "10.10.0.11".parse().unwrap(),
+                detector,
+                technique: "T1071",
+                score,
+                ts: 1,
+                since: 1,
+                peers: vec![peer.into()],
+                count: 20,
+                summary: String::new(),
+            })
+            .expect("strong evidence opens an incident");
         book.get(id).unwrap().clone()
     }
 

@@ -7,13 +7,13 @@
 //! detector about the same peers updates the entry already there.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
 use serde::Serialize;
 
-use super::{event::Nanos, Evidence, SECOND};
+use super::{event::Nanos, window::cap_oldest, Evidence, SECOND};
 
 /// Evidence this close to a host's last evidence joins the same incident.
 pub const MERGE_GAP: Nanos = 30 * 60 * SECOND;
@@ -36,7 +36,8 @@ pub struct Action {
 pub struct Incident {
     pub id: u64,
     pub host: IpAddr,
-    /// 0 to 100: the strongest evidence, plus 5 per other detector.
+    /// 0 to 100: the strongest evidence, plus 5 per other detector, plus
+    /// the weak signals (`score`).
     pub score: u8,
     pub severity: &'static str,
     /// When the behaviour began: the first evidence packet (a beacon's
@@ -89,6 +90,86 @@ impl Incident {
     }
 }
 
+impl Incident {
+    /// Takes `e` in: the same detector about the same peers updates its
+    /// entry; the score is recomputed (`score`).
+    fn join(&mut self, e: Evidence) {
+        self.first_seen = self.first_seen.min(e.since.min(e.ts));
+        self.last_seen = self.last_seen.max(e.ts);
+        self.detectors.insert(e.detector);
+        self.techniques.insert(e.technique);
+        for p in &e.peers {
+            if self.peers.len() < 20 {
+                self.peers.insert(p.clone());
+            }
+        }
+        put(&mut self.evidence, e, MAX_EVIDENCE);
+        self.score = score(&self.evidence);
+        self.severity = severity(self.score);
+    }
+}
+
+/// Puts `e` in `list`: in place of the entry of the same detector about the
+/// same peers, else at the end, else (full) in place of the last.
+fn put(list: &mut Vec<Evidence>, e: Evidence, max: usize) {
+    match list
+        .iter()
+        .position(|x| x.detector == e.detector && x.peers == e.peers)
+    {
+        Some(at) => list[at] = e,
+        None if list.len() < max => list.push(e),
+        None => *list.last_mut().unwrap() = e,
+    }
+}
+
+/// Evidence scoring below this is a weak signal: a trait malware shows
+/// more often than ordinary software, but ordinary software shows too
+/// (TLS without a server name, a non-standard port). Alone it opens no
+/// incident; the weak signals on a host add up, the design Slips uses
+/// (evidence accumulates per host within a time window until it crosses
+/// a threshold).
+pub const WEAK_BELOW: u8 = 50;
+/// Weak signals open an incident once their sum reaches this: the lowest
+/// "medium" score, what any detector's alert scores at least.
+pub const OPEN_AT: u32 = 50;
+/// Weak signals held per host, and hosts holding some.
+const MAX_HELD: usize = 16;
+const MAX_HELD_HOSTS: usize = 1 << 16;
+
+pub fn is_weak(score: u8) -> bool {
+    score < WEAK_BELOW
+}
+
+/// The sum of a host's weak signals: each detector counts once, at its
+/// highest (one trait seen towards many peers is still one trait).
+fn weak_sum(evidence: &[Evidence]) -> u32 {
+    let mut by_detector: BTreeMap<&str, u8> = BTreeMap::new();
+    for x in evidence.iter().filter(|x| is_weak(x.score)) {
+        let s = by_detector.entry(x.detector).or_default();
+        *s = (*s).max(x.score);
+    }
+    by_detector.values().map(|s| *s as u32).sum()
+}
+
+/// An incident's score: its strongest evidence, plus 5 for each other
+/// detector that found something strong about the host, plus the sum of
+/// its weak signals; at most 100.
+fn score(evidence: &[Evidence]) -> u8 {
+    let strong: BTreeSet<&str> = evidence
+        .iter()
+        .filter(|x| !is_weak(x.score))
+        .map(|x| x.detector)
+        .collect();
+    let strongest = evidence
+        .iter()
+        .filter(|x| !is_weak(x.score))
+        .map(|x| x.score as u32)
+        .max()
+        .unwrap_or(0);
+    let others = strong.len().saturating_sub(1) as u32;
+    (strongest + 5 * others + weak_sum(evidence)).min(100) as u8
+}
+
 /// A peer as people read it: with its name, when the traffic gave one.
 pub fn peer_label(peer: &str, name: Option<&str>) -> String {
     match name {
@@ -114,6 +195,9 @@ pub struct Incidents {
     next_id: u64,
     /// Incidents opened or grown since the last `take_changed`.
     changed: BTreeSet<u64>,
+    /// Weak signals about hosts with no open incident, until they add up
+    /// (`OPEN_AT`), strong evidence comes, or they age past the merge gap.
+    held: HashMap<IpAddr, Vec<Evidence>>,
 }
 
 impl Default for Incidents {
@@ -129,64 +213,79 @@ impl Incidents {
             incidents: Vec::new(),
             next_id: 0,
             changed: BTreeSet::new(),
+            held: HashMap::new(),
         }
     }
 
-    /// Adds evidence; returns the id of the incident it went to.
-    pub fn add(&mut self, e: Evidence) -> u64 {
-        let open = self.incidents.iter_mut().rev().find(|i| {
+    /// Adds evidence; returns the id of the incident it went to, or `None`
+    /// when it is a weak signal held until more adds up (`is_weak`).
+    pub fn add(&mut self, e: Evidence) -> Option<u64> {
+        let open = self.incidents.iter().rposition(|i| {
             i.host == e.host && i.is_open() && e.ts.saturating_sub(i.last_seen) <= self.merge_gap
         });
-        let incident = match open {
-            Some(i) => i,
+        let (at, mut joining) = match open {
+            Some(at) => (at, vec![e]),
             None => {
-                self.next_id += 1;
-                self.incidents.push(Incident {
-                    id: self.next_id,
-                    host: e.host,
-                    score: 0,
-                    severity: "low",
-                    first_seen: e.since.min(e.ts),
-                    last_seen: e.ts,
-                    opened: e.ts,
-                    detectors: BTreeSet::new(),
-                    techniques: BTreeSet::new(),
-                    peers: BTreeSet::new(),
-                    names: BTreeMap::new(),
-                    evidence: Vec::new(),
-                    status: "open",
-                    false_positive: false,
-                    actions: Vec::new(),
-                });
-                self.incidents.last_mut().unwrap()
+                let mut held = self.held.remove(&e.host).unwrap_or_default();
+                held.retain(|x| e.ts.saturating_sub(x.ts) <= self.merge_gap);
+                put(&mut held, e.clone(), MAX_HELD);
+                if is_weak(e.score) && weak_sum(&held) < OPEN_AT {
+                    cap_oldest(&mut self.held, MAX_HELD_HOSTS, |h| {
+                        h.iter().map(|x| x.ts).max().unwrap_or(0)
+                    });
+                    self.held.insert(e.host, held);
+                    return None;
+                }
+                (self.open(&e), held)
             }
         };
-        incident.first_seen = incident.first_seen.min(e.since.min(e.ts));
-        incident.last_seen = incident.last_seen.max(e.ts);
-        incident.detectors.insert(e.detector);
-        incident.techniques.insert(e.technique);
-        for p in &e.peers {
-            if incident.peers.len() < 20 {
-                incident.peers.insert(p.clone());
-            }
+        joining.sort_by_key(|x| x.ts);
+        let incident = &mut self.incidents[at];
+        for e in joining {
+            incident.join(e);
         }
-        let same = incident
-            .evidence
-            .iter()
-            .position(|x| x.detector == e.detector && x.peers == e.peers);
-        match same {
-            Some(at) => incident.evidence[at] = e,
-            None if incident.evidence.len() < MAX_EVIDENCE => incident.evidence.push(e),
-            None => *incident.evidence.last_mut().unwrap() = e,
-        }
-        let strongest = incident.evidence.iter().map(|x| x.score).max().unwrap_or(0);
-        let others = incident.detectors.len().saturating_sub(1) as u32;
-        incident.score = (strongest as u32 + 5 * others).min(100) as u8;
-        incident.severity = severity(incident.score);
         let id = incident.id;
         self.changed.insert(id);
         self.trim();
-        id
+        Some(id)
+    }
+
+    /// A new open incident about `e`'s host; its index.
+    fn open(&mut self, e: &Evidence) -> usize {
+        self.next_id += 1;
+        self.incidents.push(Incident {
+            id: self.next_id,
+            host: e.host,
+            score: 0,
+            severity: "low",
+            first_seen: e.since.min(e.ts),
+            last_seen: e.ts,
+            opened: e.ts,
+            detectors: BTreeSet::new(),
+            techniques: BTreeSet::new(),
+            peers: BTreeSet::new(),
+            names: BTreeMap::new(),
+            evidence: Vec::new(),
+            status: "open",
+            false_positive: false,
+            actions: Vec::new(),
+        });
+        self.incidents.len() - 1
+    }
+
+    /// Hosts with weak signals held, for the metric.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Forgets weak signals older than the merge gap.
+    pub fn prune_held(&mut self, now: Nanos) {
+        let gap = self.merge_gap;
+        self.held.retain(|_, h| {
+            h.retain(|x| now.saturating_sub(x.ts) <= gap);
+            !h.is_empty()
+        });
+        super::window::fit(&mut self.held);
     }
 
     /// Forgets the oldest closed incidents beyond `MAX_INCIDENTS`.
@@ -289,6 +388,7 @@ mod tests {
             90,
         ));
         assert_eq!((a, b), (c, c));
+        let a = a.unwrap();
         let i = inc.get(a).unwrap();
         assert_eq!(i.evidence.len(), 2, "same detector and peer merged");
         assert_eq!(i.score, 95);
@@ -308,7 +408,57 @@ mod tests {
             "x",
             70,
         ));
-        assert!(a != b && a != c && b != c);
+        assert!(a.is_some() && a != b && a != c && b != c);
         assert_eq!(inc.list().len(), 3);
+    }
+
+    #[test]
+    fn weak_signals_add_up_and_open_an_incident_only_together() {
+        let mut inc = Incidents::default();
+        let host = "10.0.0.5";
+        assert_eq!(
+            inc.add(evidence(host, "tls.unnamed", SECOND, "a", 25)),
+            None
+        );
+        // The same trait towards another peer is still one trait.
+        assert_eq!(
+            inc.add(evidence(host, "tls.unnamed", SECOND, "b", 25)),
+            None
+        );
+        assert_eq!(inc.list().len(), 0, "one weak signal opens nothing");
+        let id = inc
+            .add(evidence(host, "tls.odd_port", 2 * SECOND, "a", 25))
+            .expect("two traits reach the alert score");
+        let i = inc.get(id).unwrap();
+        assert_eq!((i.score, i.first_seen), (50, SECOND));
+        assert_eq!(i.evidence.len(), 3);
+        // More weak signals on the open incident add to it.
+        inc.add(evidence(host, "http.headers", 3 * SECOND, "a", 20));
+        assert_eq!(inc.get(id).unwrap().score, 70);
+    }
+
+    #[test]
+    fn weak_signals_add_to_strong_evidence_but_age_out() {
+        let mut inc = Incidents::default();
+        let host = "10.0.0.5";
+        assert_eq!(
+            inc.add(evidence(host, "tls.unnamed", SECOND, "c2", 25)),
+            None
+        );
+        let id = inc
+            .add(evidence(host, "beacon", 2 * SECOND, "c2", 60))
+            .unwrap();
+        assert_eq!(inc.get(id).unwrap().score, 85, "60 and the held 25");
+        // Held longer than the merge gap, a weak signal is forgotten.
+        let other = "10.0.0.6";
+        assert_eq!(
+            inc.add(evidence(other, "tls.unnamed", SECOND, "c2", 25)),
+            None
+        );
+        let later = MERGE_GAP + 2 * SECOND;
+        let id = inc.add(evidence(other, "beacon", later, "c2", 60)).unwrap();
+        assert_eq!(inc.get(id).unwrap().score, 60);
+        inc.prune_held(later);
+        assert_eq!(inc.held(), 0);
     }
 }

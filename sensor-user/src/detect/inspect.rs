@@ -26,42 +26,144 @@ fn u16_at(p: &[u8], at: usize) -> Option<usize> {
     Some(u16::from_be_bytes([*p.get(at)?, *p.get(at + 1)?]) as usize)
 }
 
-/// The host name of a ClientHello's server_name extension, lower-cased.
-/// `None` when the sample is not a ClientHello, holds no SNI, or is cut
-/// before it.
-pub fn tls_server_name(p: &[u8]) -> Option<String> {
+/// The parts of a ClientHello that its server name and fingerprint come
+/// from [RFC 8446 4.1.2].
+struct ClientHello<'a> {
+    /// The legacy version field (0x0303 for TLS 1.2 and 1.3).
+    version: u16,
+    cipher_suites: &'a [u8],
+    /// (type, body), in the client's order, up to where the sample ends.
+    extensions: Vec<(u16, &'a [u8])>,
+    /// Whether every extension the hello declares is in the sample.
+    complete: bool,
+}
+
+/// Extensions read at most (a ClientHello declares about 10 to 20).
+const MAX_EXTENSIONS: usize = 64;
+
+fn client_hello(p: &[u8]) -> Option<ClientHello<'_>> {
     if !is_client_hello(p) {
         return None;
     }
     // Record header (5), handshake type (1) and length (3), version (2),
     // random (32), then the session id.
+    let version = u16_at(p, 9)? as u16;
     let mut at = 5 + 4 + 2 + 32;
     at += 1 + *p.get(at)? as usize;
-    at += 2 + u16_at(p, at)?; // cipher suites
+    let suites_len = u16_at(p, at)?;
+    let cipher_suites = p.get(at + 2..at + 2 + suites_len)?;
+    at += 2 + suites_len;
     at += 1 + *p.get(at)? as usize; // compression methods
-    let extensions_end = (at + 2 + u16_at(p, at)?).min(p.len());
+    let declared_end = at + 2 + u16_at(p, at)?;
+    let end = declared_end.min(p.len());
     at += 2;
-    while at + 4 <= extensions_end {
-        let kind = u16_at(p, at)?;
+    let mut extensions = Vec::new();
+    while at + 4 <= end && extensions.len() < MAX_EXTENSIONS {
+        let kind = u16_at(p, at)? as u16;
         let len = u16_at(p, at + 2)?;
-        let body = p.get(at + 4..at + 4 + len)?;
-        if kind == 0 {
-            // server_name_list: length (2), then entries of type (1),
-            // length (2), name; type 0 is a host name.
-            let mut e = 2;
-            while e + 3 <= body.len() {
-                let name_len = u16_at(body, e + 1)?;
-                let name = body.get(e + 3..e + 3 + name_len)?;
-                if body[e] == 0 {
-                    return host_name(name);
-                }
-                e += 3 + name_len;
-            }
-            return None;
-        }
+        let Some(body) = p.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        extensions.push((kind, body));
         at += 4 + len;
     }
+    Some(ClientHello {
+        version,
+        cipher_suites,
+        extensions,
+        complete: at == declared_end,
+    })
+}
+
+/// The host name of a ClientHello's server_name extension, lower-cased.
+/// `None` when the sample is not a ClientHello, holds no SNI, or is cut
+/// before it.
+pub fn tls_server_name(p: &[u8]) -> Option<String> {
+    let hello = client_hello(p)?;
+    let (_, body) = hello.extensions.iter().find(|(kind, _)| *kind == 0)?;
+    // server_name_list: length (2), then entries of type (1), length (2),
+    // name; type 0 is a host name.
+    let mut e = 2;
+    while e + 3 <= body.len() {
+        let name_len = u16_at(body, e + 1)?;
+        let name = body.get(e + 3..e + 3 + name_len)?;
+        if body[e] == 0 {
+            return host_name(name);
+        }
+        e += 3 + name_len;
+    }
     None
+}
+
+/// Whether a sample is a ClientHello that names no server (no SNI
+/// extension among extensions it holds whole).
+pub fn tls_without_server_name(p: &[u8]) -> bool {
+    client_hello(p).is_some_and(|h| h.complete && h.extensions.iter().all(|(kind, _)| *kind != 0))
+}
+
+/// GREASE values [RFC 8701], which clients pick at random and JA3 skips.
+fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
+}
+
+/// The JA3 fingerprint of a ClientHello held whole in the sample: the MD5
+/// (lower-case hex) of "version,ciphers,extensions,groups,point formats",
+/// each list of decimal values joined by '-', GREASE left out
+/// (Salesforce's JA3 specification, github.com/salesforce/ja3). A hello
+/// cut by the sample (`telemetry::PAYLOAD_MAX`, as browsers' and padded
+/// OpenSSL hellos are) gives none.
+pub fn ja3(p: &[u8]) -> Option<String> {
+    use md5::{Digest, Md5};
+    let text = ja3_text(p)?;
+    Some(
+        Md5::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
+fn ja3_text(p: &[u8]) -> Option<String> {
+    let hello = client_hello(p)?;
+    if !hello.complete {
+        return None;
+    }
+    let join = |values: &mut dyn Iterator<Item = u16>| {
+        values
+            .filter(|v| !is_grease(*v))
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    let pairs = |b: &[u8]| -> Vec<u16> {
+        b.chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect()
+    };
+    let body = |kind: u16| {
+        hello
+            .extensions
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, b)| *b)
+    };
+    // supported_groups: a 2-byte list length, then u16s; ec_point_formats:
+    // a 1-byte length, then u8s.
+    let groups = body(10)
+        .map(|b| pairs(b.get(2..).unwrap_or(&[])))
+        .unwrap_or_default();
+    let formats: Vec<u16> = body(11)
+        .and_then(|b| b.get(1..))
+        .map(|b| b.iter().map(|v| *v as u16).collect())
+        .unwrap_or_default();
+    Some(format!(
+        "{},{},{},{},{}",
+        hello.version,
+        join(&mut pairs(hello.cipher_suites).into_iter()),
+        join(&mut hello.extensions.iter().map(|(k, _)| *k)),
+        join(&mut groups.into_iter()),
+        join(&mut formats.into_iter()),
+    ))
 }
 
 /// A DNS-style host name, or nothing if the bytes are not one.
@@ -216,6 +318,43 @@ pub mod tests {
         let n = lying.len();
         lying[n - 14] = 0xff;
         let _ = tls_server_name(&lying);
+    }
+
+    #[test]
+    fn ja3_follows_the_published_example() {
+        // The JA3 README's example: TLS 1.0, twelve suites, three
+        // extensions, three groups, one point format.
+        let mut hello = client_hello(&[
+            (0, sni("x.example").1),
+            (10, vec![0, 6, 0, 23, 0, 24, 0, 25]),
+            (11, vec![1, 0]),
+        ]);
+        hello[9..11].copy_from_slice(&[0x03, 0x01]);
+        let suites: [u16; 12] = [47, 53, 5, 10, 49161, 49162, 49171, 49172, 50, 56, 19, 4];
+        let mut list: Vec<u8> = (suites.len() as u16 * 2).to_be_bytes().to_vec();
+        list.extend(suites.iter().flat_map(|s| s.to_be_bytes()));
+        // Swap the helper's two suites (at 76..82) for these.
+        let mut with: Vec<u8> = hello[..76].to_vec();
+        with.extend_from_slice(&list);
+        with.extend_from_slice(&hello[82..]);
+        let body = (with.len() - 9) as u32;
+        with[6..9].copy_from_slice(&body.to_be_bytes()[1..]);
+        let record = (with.len() - 5) as u16;
+        with[3..5].copy_from_slice(&record.to_be_bytes());
+        assert_eq!(
+            ja3_text(&with).as_deref(),
+            Some("769,47-53-5-10-49161-49162-49171-49172-50-56-19-4,0-10-11,23-24-25,0")
+        );
+        assert_eq!(
+            ja3(&with).as_deref(),
+            Some("ada70206e40642a3e4461f35503241d5")
+        );
+        // GREASE values are left out; a cut hello gives none.
+        let greased = client_hello(&[(0x1a1a, vec![]), (11, vec![1, 0])]);
+        assert_eq!(ja3_text(&greased).as_deref(), Some("771,4865-4866,11,,0"));
+        assert_eq!(ja3(&greased[..greased.len() - 1]), None);
+        assert!(tls_without_server_name(&greased));
+        assert!(!tls_without_server_name(&with));
     }
 
     #[test]

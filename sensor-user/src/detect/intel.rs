@@ -4,7 +4,17 @@
 //! Lists are text files, one entry a line, `#` starts a comment. A line is
 //! an address or CIDR (`198.51.100.7`, `198.51.100.0/24`), a domain
 //! (`evil.example`, which also matches its sub-domains), or a hosts-file line
-//! (`0.0.0.0 evil.example`, whose address part is ignored).
+//! (`0.0.0.0 evil.example`, whose address part is ignored), or a TLS
+//! client fingerprint (a JA3 hash: 32 hex digits, alone or as the first
+//! field of a CSV line, as abuse.ch's SSLBL publishes them).
+//!
+//! A listed domain counts wherever the client names it: in a DNS query, a
+//! TLS server name (SNI) or an HTTP Host header, so a host that skips DNS
+//! (a hard-coded address, DNS over HTTPS) is still caught by the name it
+//! gives the server. A listed fingerprint is a weak signal
+//! (`incident::is_weak`): JA3 names the TLS library and its settings, and
+//! lists of malware fingerprints also hold common libraries' (abuse.ch
+//! warns of false positives).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     dns,
     event::{Event, Kind, PROTO_TCP, PROTO_UDP},
-    Evidence,
+    inspect, Evidence,
 };
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -34,7 +44,9 @@ pub struct IntelConfig {
 pub struct IntelLists {
     /// Prefixes by length, so a lookup is one hash probe per length in use.
     nets: HashMap<u8, HashSet<IpNet>>,
-    domains: HashSet<String>,
+    domains: super::known::DomainSet,
+    /// JA3 fingerprints, lower-case hex.
+    ja3: HashSet<String>,
     /// Which file each entry came from is not kept; counts are, for status.
     pub entries: usize,
 }
@@ -43,6 +55,12 @@ impl IntelLists {
     pub fn parse(&mut self, text: &str) {
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
+            let field = line.split([',', ' ', '\t']).next().unwrap_or("");
+            if field.len() == 32 && field.bytes().all(|b| b.is_ascii_hexdigit()) {
+                self.ja3.insert(field.to_ascii_lowercase());
+                self.entries += 1;
+                continue;
+            }
             let mut words = line.split_whitespace();
             let (Some(first), second) = (words.next(), words.next()) else {
                 continue;
@@ -62,9 +80,7 @@ impl IntelLists {
                     continue;
                 }
             }
-            let domain = entry.trim_end_matches('.').to_ascii_lowercase();
-            if domain.contains('.') && !domain.contains('/') {
-                self.domains.insert(domain);
+            if self.domains.insert(entry) {
                 self.entries += 1;
             }
         }
@@ -92,16 +108,13 @@ impl IntelLists {
         })
     }
 
+    pub fn listed_fingerprint(&self, ja3: &str) -> bool {
+        self.ja3.contains(ja3)
+    }
+
     /// The listed domain `name` is, or lies under.
     pub fn listed_domain(&self, name: &str) -> Option<String> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let mut rest = name.as_str();
-        loop {
-            if self.domains.contains(rest) {
-                return Some(rest.to_string());
-            }
-            rest = rest.split_once('.')?.1;
-        }
+        self.domains.matching(name).map(str::to_string)
     }
 }
 
@@ -136,6 +149,7 @@ impl IntelDetector {
             (Kind::Syn, _) if e.protocol == PROTO_TCP => self.listed_contact(e, inside.0),
             (Kind::FlowStart, _) => self.listed_contact(e, inside.0),
             (Kind::Dns, Some(q)) if e.protocol == PROTO_UDP => self.listed_name(e, q, inside),
+            (Kind::Data, _) if inside.0 && e.protocol == PROTO_TCP => self.listed_opening(e),
             _ => None,
         };
         let Some(evidence) = hit else {
@@ -194,6 +208,41 @@ impl IntelDetector {
     }
 }
 
+impl IntelDetector {
+    /// A TLS or HTTP opening from an inside host that names a listed
+    /// domain as its server, or carries a listed TLS fingerprint.
+    fn listed_opening(&self, e: &Event) -> Option<Evidence> {
+        let peer = format!("{}:{}", e.dst, e.dport);
+        if let Some(name) = inspect::server_name(&e.payload) {
+            if let Some(entry) = self.lists.listed_domain(&name) {
+                let summary = format!("asked {peer} for {name}, listed as {entry}");
+                return Some(evidence(
+                    e,
+                    e.src,
+                    "intel.domain",
+                    vec![peer, name],
+                    summary,
+                ));
+            }
+        }
+        let ja3 = inspect::ja3(&e.payload).filter(|f| self.lists.listed_fingerprint(f))?;
+        let mut found = evidence(
+            e,
+            e.src,
+            "intel.tls_fingerprint",
+            vec![peer.clone()],
+            format!("TLS client fingerprint JA3 {ja3}, listed, towards {peer}"),
+        );
+        found.technique = "T1573.002";
+        found.score = FINGERPRINT_WEIGHT;
+        Some(found)
+    }
+}
+
+/// A listed JA3 fingerprint's weight: a weak signal, the strongest of them
+/// (a listed library is more telling than a missing name).
+pub const FINGERPRINT_WEIGHT: u8 = 35;
+
 fn evidence(
     e: &Event,
     host: IpAddr,
@@ -218,13 +267,14 @@ fn evidence(
 mod tests {
     use super::*;
 
-    const LIST: &str = "# a feed\n198.51.100.7\n203.0.113.0/24 # C&C range\n0.0.0.0 evil.example\nbad.example.org.\n\n::1 not-a-domain\n";
+    const LIST: &str = "# a feed\n198.51.100.7\n203.0.113.0/24 # C&C range\n0.0.0.0 evil.example\nbad.example.org.\n\n::1 not-a-domain\nADA70206E40642A3E4461F35503241D5,2017-07-14 18:08:13,2019-07-27 20:42:54,Dridex\n";
 
     #[test]
     fn parses_the_three_formats() {
         let mut l = IntelLists::default();
         l.parse(LIST);
-        assert_eq!(l.entries, 4);
+        assert_eq!(l.entries, 5);
+        assert!(l.listed_fingerprint("ada70206e40642a3e4461f35503241d5"));
         assert!(l.listed_address("198.51.100.7".parse().unwrap()).is_some());
         assert!(l.listed_address("198.51.100.8".parse().unwrap()).is_none());
         assert_eq!(
@@ -306,5 +356,34 @@ mod tests {
             "{}",
             out[0].summary
         );
+    }
+
+    #[test]
+    fn a_listed_domain_in_a_tls_server_name_or_http_host_is_a_hit() {
+        let mut l = IntelLists::default();
+        l.parse(LIST);
+        let mut d = IntelDetector::new(l);
+        let opening = |payload: Vec<u8>| Event {
+            ts: 1,
+            src: "10.0.0.5".parse().unwrap(),
+            dst: "198.18.0.9".parse().unwrap(),
+            sport: 40000,
+            dport: 443,
+            protocol: PROTO_TCP,
+            kind: Kind::Data,
+            payload,
+        };
+        let hello = inspect::tests::client_hello(&[inspect::tests::sni("cdn.evil.example")]);
+        let mut out = Vec::new();
+        d.observe(&opening(hello), None, (true, false), &mut out);
+        let http = b"GET / HTTP/1.1\r\nHost: bad.example.org\r\n\r\n".to_vec();
+        d.observe(&opening(http), None, (true, false), &mut out);
+        let quiet = b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n".to_vec();
+        d.observe(&opening(quiet), None, (true, false), &mut out);
+        let names: Vec<&str> = out.iter().map(|e| e.peers[1].as_str()).collect();
+        assert_eq!(names, ["cdn.evil.example", "bad.example.org"]);
+        assert!(out
+            .iter()
+            .all(|e| e.detector == "intel.domain" && e.score == 90));
     }
 }

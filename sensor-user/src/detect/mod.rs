@@ -19,6 +19,7 @@ pub mod incident;
 pub mod inspect;
 pub mod intel;
 pub mod kerberos;
+pub mod known;
 pub mod lateral;
 pub mod ldap;
 pub mod ldap_search;
@@ -33,6 +34,7 @@ pub mod smb;
 pub mod smb1;
 pub mod text;
 pub mod tickets;
+pub mod web;
 pub mod webscan;
 pub mod window;
 
@@ -96,6 +98,8 @@ pub struct DetectionConfig {
     pub exfiltration: exfil::ExfilConfig,
     pub intel: intel::IntelConfig,
     pub webscan: webscan::WebScanConfig,
+    /// Well-known services: spared beacon and weak web evidence.
+    pub known_services: known::KnownServicesConfig,
     /// Domain controllers, configured and learned.
     pub roles: roles::RolesConfig,
     /// Evidence these rules cover never reaches an incident.
@@ -122,6 +126,7 @@ impl Default for DetectionConfig {
             exfiltration: Default::default(),
             intel: Default::default(),
             webscan: Default::default(),
+            known_services: Default::default(),
             roles: Default::default(),
             allow: Vec::new(),
             incident_merge_secs: incident::MERGE_GAP / SECOND,
@@ -220,6 +225,10 @@ pub struct Engine {
     roles: roles::Roles,
     mail: mail::MailDetector,
     icmp_tunnel: icmp_tunnel::IcmpTunnelDetector,
+    web: web::WebSignals,
+    known_services: known::DomainSet,
+    /// Evidence dropped because its peers are well-known services.
+    pub known_service_drops: u64,
     /// Names of peers, from DNS answers, TLS and HTTP, for incidents.
     names: names::PeerNames,
     pub incidents: Incidents,
@@ -244,6 +253,7 @@ impl Engine {
     /// An engine; the intel lists named in the configuration are read here.
     pub fn new(config: &DetectionConfig) -> anyhow::Result<Engine> {
         let lists = intel::IntelLists::load(&config.intel.files)?;
+        let known_services = config.known_services.load()?;
         let internal = if config.internal.is_empty() {
             DEFAULT_INTERNAL
                 .iter()
@@ -271,6 +281,9 @@ impl Engine {
             roles: roles::Roles::new(config.roles.clone()),
             mail: mail::MailDetector::default(),
             icmp_tunnel: icmp_tunnel::IcmpTunnelDetector::default(),
+            web: web::WebSignals::default(),
+            known_services,
+            known_service_drops: 0,
             names: names::PeerNames::default(),
             incidents: Incidents::with_merge_gap(config.incident_merge_secs.max(1) * SECOND),
             allow: config.allow.clone(),
@@ -339,6 +352,17 @@ impl Engine {
             &mut found,
         );
         self.webscan.observe(event, &mut found);
+        let known = self.is_known_service(event.dst)
+            || (event.kind == Kind::Data
+                && inspect::server_name(&event.payload)
+                    .is_some_and(|n| self.known_services.matching(&n).is_some()));
+        self.web.observe(
+            event,
+            internal_src && !internal_dst,
+            &self.names,
+            known,
+            &mut found,
+        );
         self.names.observe(event, question.as_ref());
         if event.kind == Kind::Proven {
             self.verify(event.src, event.ts);
@@ -353,6 +377,10 @@ impl Engine {
             if self.allow.iter().any(|rule| rule.allows(&evidence)) {
                 continue;
             }
+            if known::spares(evidence.detector) && self.only_known_services(&evidence) {
+                self.known_service_drops += 1;
+                continue;
+            }
             let named: Vec<(String, String)> = evidence
                 .peers
                 .iter()
@@ -362,10 +390,29 @@ impl Engine {
                 })
                 .collect();
             let id = self.incidents.add(evidence);
-            if let Some(incident) = self.incidents.get_mut(id) {
+            if let Some(incident) = id.and_then(|id| self.incidents.get_mut(id)) {
                 incident.names.extend(named);
             }
         }
+    }
+
+    /// Whether the traffic named `addr` under a well-known service's domain.
+    fn is_known_service(&self, addr: IpAddr) -> bool {
+        !self.known_services.is_empty()
+            && self
+                .names
+                .get(addr)
+                .is_some_and(|n| self.known_services.matching(n).is_some())
+    }
+
+    /// Whether every peer the evidence names is a well-known service.
+    fn only_known_services(&self, e: &Evidence) -> bool {
+        let addrs: Vec<IpAddr> = e
+            .peers
+            .iter()
+            .filter_map(|p| allow::peer_address(p))
+            .collect();
+        !addrs.is_empty() && addrs.iter().all(|a| self.is_known_service(*a))
     }
 
     /// Evidence found outside the detectors (sensord's anti-spoofing).
@@ -429,6 +476,7 @@ impl Engine {
             self.roles.prune(now);
             self.mail.reported.prune(now);
             self.icmp_tunnel.reported.prune(now);
+            self.web.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
             self.ldap_logons.prune(now);
@@ -438,6 +486,7 @@ impl Engine {
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
             window::fit(&mut self.verified);
             self.names.prune(now.saturating_sub(NAMES_FOR));
+            self.incidents.prune_held(now);
         }
     }
 
@@ -479,12 +528,14 @@ impl Engine {
             ("roles", self.roles.size()),
             ("mail", self.mail.reported.pairs()),
             ("icmp_tunnel", self.icmp_tunnel.reported.pairs()),
+            ("web", self.web.size()),
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
             ("edges", self.edges.size()),
             ("ldap", self.ldap_logons.size()),
             ("smb_logons", self.smb_logons.size()),
             ("incidents", self.incidents.iter().count()),
+            ("incidents.held", self.incidents.held()),
         ]
     }
 

@@ -1,0 +1,224 @@
+//! Weak signals in how an inside host opens HTTP and TLS conversations
+//! with outside servers: traits that C&C implants show far more often
+//! than browsers and update agents, but that ordinary software shows too.
+//! Each is evidence with a low score (`incident::is_weak`): alone it opens
+//! no incident; together, or with a beacon or other evidence on the same
+//! host, they add up (the design Slips uses).
+//!
+//! - `web.unnamed` (T1071.001, 25): TLS without a server name (SNI) or
+//!   HTTP whose Host is missing or an address, to an address no DNS answer,
+//!   server name or Host header ever named. Browsers and update agents
+//!   reach servers by name; implants with a hard-coded address do not
+//!   (Zeek's and RITA's "connection to an IP never resolved" practice;
+//!   the Slips "connection without DNS resolution" evidence).
+//! - `web.odd_port` (T1571, 20): a TLS ClientHello or an HTTP request to
+//!   a port that is not the protocol's (ATT&CK T1571 Non-Standard Port;
+//!   Slips "HTTP/SSL on a non-standard port").
+//! - `web.no_user_agent` (T1071.001, 20): an HTTP request with no
+//!   User-Agent. Every browser, library and update agent sends one; a
+//!   hand-written implant often does not (Slips "missing User-Agent").
+//!
+//! Each is reported once per (host, server) within the incident merge
+//! window, so a repeated trait keeps its weight without adding more.
+//! Servers under a well-known domain (`[detection] known_services`) are
+//! not judged.
+
+use std::net::IpAddr;
+
+use super::{
+    event::{Event, Kind, Nanos, PROTO_TCP},
+    incident::MERGE_GAP,
+    inspect,
+    names::PeerNames,
+    window::OncePer,
+    Evidence,
+};
+
+/// Ports HTTP is served on: IANA's http, http-alt and the usual proxies.
+const HTTP_PORTS: [u16; 6] = [80, 591, 8000, 8008, 8080, 3128];
+/// Ports TLS is opened on directly (IANA): https and its alternate, and the
+/// TLS forms of mail, directory, DNS, FTP, SIP, XMPP, push, AMQP and MQTT.
+const TLS_PORTS: [u16; 17] = [
+    443, 8443, 465, 636, 853, 989, 990, 992, 993, 994, 995, 3269, 5061, 5223, 5228, 5671, 8883,
+];
+
+/// The signals: (detector, ATT&CK technique, weight). Weights are the
+/// project's choice: no two reach an alert (50) together, all three do,
+/// and any one adds to a beacon (docs/detection.md).
+const SIGNALS: [(&str, &str, u8); 3] = [
+    ("web.unnamed", "T1071.001", 25),
+    ("web.odd_port", "T1571", 20),
+    ("web.no_user_agent", "T1071.001", 20),
+];
+const UNNAMED: usize = 0;
+const ODD_PORT: usize = 1;
+const NO_USER_AGENT: usize = 2;
+
+/// (host, server) pairs remembered per signal.
+const PAIRS: usize = 1 << 16;
+
+pub struct WebSignals {
+    /// Per signal: pairs reported, pruned with the engine's sweep.
+    pub reported: [OncePer; SIGNALS.len()],
+}
+
+impl Default for WebSignals {
+    fn default() -> Self {
+        WebSignals {
+            reported: std::array::from_fn(|_| OncePer::new(MERGE_GAP, PAIRS)),
+        }
+    }
+}
+
+/// What an opening says about itself.
+enum Opening {
+    Tls { named: bool },
+    Http { named: bool, user_agent: bool },
+}
+
+fn opening(payload: &[u8]) -> Option<Opening> {
+    if let Some(r) = inspect::http_request(payload) {
+        let named = r
+            .host
+            .as_deref()
+            .is_some_and(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().is_err());
+        return Some(Opening::Http {
+            named,
+            user_agent: r.user_agent.is_some_and(|u| !u.is_empty()),
+        });
+    }
+    if inspect::tls_without_server_name(payload) {
+        return Some(Opening::Tls { named: false });
+    }
+    inspect::tls_server_name(payload).map(|_| Opening::Tls { named: true })
+}
+
+impl WebSignals {
+    /// `outbound`: the source is inside and the destination outside;
+    /// `known`: the server is a well-known service.
+    pub fn observe(
+        &mut self,
+        e: &Event,
+        outbound: bool,
+        names: &PeerNames,
+        known: bool,
+        out: &mut Vec<Evidence>,
+    ) {
+        if e.kind != Kind::Data || e.protocol != PROTO_TCP || !outbound || known {
+            return;
+        }
+        let Some(opening) = opening(&e.payload) else {
+            return;
+        };
+        let server = format!("{}:{}", e.dst, e.dport);
+        let (protocol, named, standard) = match opening {
+            Opening::Tls { named } => ("TLS", named, TLS_PORTS.contains(&e.dport)),
+            Opening::Http { named, user_agent } => {
+                if !user_agent {
+                    let summary = format!("HTTP request to {server} without a User-Agent");
+                    self.report(e, NO_USER_AGENT, &server, summary, out);
+                }
+                ("HTTP", named, HTTP_PORTS.contains(&e.dport))
+            }
+        };
+        if !named && names.get(e.dst).is_none() {
+            let summary = format!(
+                "{protocol} to {server} by address: no server name given, and no DNS answer named it"
+            );
+            self.report(e, UNNAMED, &server, summary, out);
+        }
+        if !standard {
+            let summary = format!("{protocol} to {server}, not a port {protocol} is served on");
+            self.report(e, ODD_PORT, &server, summary, out);
+        }
+    }
+
+    /// Reports `signal` about the host and server once per merge window.
+    fn report(
+        &mut self,
+        e: &Event,
+        signal: usize,
+        server: &str,
+        summary: String,
+        out: &mut Vec<Evidence>,
+    ) {
+        if !self.reported[signal].first((e.src, e.dst), e.ts) {
+            return;
+        }
+        let (detector, technique, score) = SIGNALS[signal];
+        out.push(Evidence {
+            host: e.src,
+            detector,
+            technique,
+            score,
+            ts: e.ts,
+            since: e.ts,
+            peers: vec![server.to_string()],
+            count: 1,
+            summary,
+        });
+    }
+
+    pub fn prune(&mut self, now: Nanos) {
+        self.reported.iter_mut().for_each(|r| r.prune(now));
+    }
+
+    pub fn size(&self) -> usize {
+        self.reported.iter().map(|r| r.pairs()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::inspect::tests::{client_hello, sni};
+
+    fn opening(dst: &str, dport: u16, payload: Vec<u8>) -> Event {
+        Event {
+            ts: 1,
+            src: "10.0.0.5".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport: 40000,
+            dport,
+            protocol: PROTO_TCP,
+            kind: Kind::Data,
+            payload,
+        }
+    }
+
+    fn signals(events: &[Event], known: bool) -> Vec<&'static str> {
+        let mut w = WebSignals::default();
+        let names = PeerNames::default();
+        let mut out = Vec::new();
+        for e in events {
+            w.observe(e, true, &names, known, &mut out);
+        }
+        out.iter().map(|e| e.detector).collect()
+    }
+
+    #[test]
+    fn an_implant_s_opening_shows_its_traits_once_per_server() {
+        let bare = client_hello(&[(10, vec![0, 2, 0, 29])]);
+        let e = opening("198.51.100.7", 4041, bare);
+        assert_eq!(
+            signals(&[e.clone(), e], false),
+            ["web.unnamed", "web.odd_port"]
+        );
+        let curl_less = b"POST /beacon HTTP/1.1\r\nHost: 198.51.100.7:8888\r\n\r\n".to_vec();
+        assert_eq!(
+            signals(&[opening("198.51.100.7", 8888, curl_less)], false),
+            ["web.no_user_agent", "web.unnamed", "web.odd_port"]
+        );
+    }
+
+    #[test]
+    fn a_browser_s_opening_and_known_services_show_nothing() {
+        let hello = client_hello(&[sni("updates.example.org")]);
+        let browser = opening("198.51.100.7", 443, hello.clone());
+        let http = b"GET / HTTP/1.1\r\nHost: example.org\r\nUser-Agent: Mozilla/5.0\r\n\r\n";
+        let page = opening("198.51.100.8", 80, http.to_vec());
+        assert!(signals(&[browser, page], false).is_empty());
+        let bare = opening("198.51.100.9", 4041, client_hello(&[]));
+        assert!(signals(&[bare], true).is_empty(), "a known service");
+    }
+}
