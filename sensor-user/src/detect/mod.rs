@@ -7,6 +7,7 @@ pub mod allow;
 pub mod arpscan;
 pub mod beacon;
 pub mod bruteforce;
+pub mod callback;
 pub mod capture;
 pub mod dcerpc;
 pub mod der;
@@ -226,6 +227,7 @@ pub struct Engine {
     mail: mail::MailDetector,
     icmp_tunnel: icmp_tunnel::IcmpTunnelDetector,
     web: web::WebSignals,
+    callback: callback::CallbackDetector,
     known_services: known::DomainSet,
     /// Evidence dropped because its peers are well-known services.
     pub known_service_drops: u64,
@@ -282,6 +284,7 @@ impl Engine {
             mail: mail::MailDetector::default(),
             icmp_tunnel: icmp_tunnel::IcmpTunnelDetector::default(),
             web: web::WebSignals::default(),
+            callback: callback::CallbackDetector::default(),
             known_services,
             known_service_drops: 0,
             names: names::PeerNames::default(),
@@ -339,6 +342,8 @@ impl Engine {
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
         self.icmp_tunnel.observe(event, internal_src, &mut found);
+        self.callback
+            .observe(event, (internal_src, internal_dst), &mut found);
         self.mail.observe(
             event,
             internal_src && !internal_dst,
@@ -477,6 +482,7 @@ impl Engine {
             self.mail.reported.prune(now);
             self.icmp_tunnel.reported.prune(now);
             self.web.prune(now);
+            self.callback.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
             self.ldap_logons.prune(now);
@@ -529,6 +535,7 @@ impl Engine {
             ("mail", self.mail.reported.pairs()),
             ("icmp_tunnel", self.icmp_tunnel.reported.pairs()),
             ("web", self.web.size()),
+            ("callback", self.callback.size()),
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
             ("edges", self.edges.size()),
@@ -556,6 +563,7 @@ impl Engine {
             ("edges", self.edges.evicted),
             ("ldap", self.ldap_logons.evicted),
             ("smb_logons", self.smb_logons.evicted),
+            ("callback", self.callback.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),
         ]
