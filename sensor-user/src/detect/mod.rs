@@ -35,6 +35,7 @@ pub mod smb;
 pub mod smb1;
 pub mod text;
 pub mod tickets;
+pub mod uploads;
 pub mod web;
 pub mod webscan;
 pub mod window;
@@ -228,6 +229,7 @@ pub struct Engine {
     icmp_tunnel: icmp_tunnel::IcmpTunnelDetector,
     web: web::WebSignals,
     callback: callback::CallbackDetector,
+    uploads: uploads::UploadDetector,
     known_services: known::DomainSet,
     /// Evidence dropped because its peers are well-known services.
     pub known_service_drops: u64,
@@ -285,6 +287,7 @@ impl Engine {
             icmp_tunnel: icmp_tunnel::IcmpTunnelDetector::default(),
             web: web::WebSignals::default(),
             callback: callback::CallbackDetector::default(),
+            uploads: uploads::UploadDetector::default(),
             known_services,
             known_service_drops: 0,
             names: names::PeerNames::default(),
@@ -344,6 +347,8 @@ impl Engine {
         self.icmp_tunnel.observe(event, internal_src, &mut found);
         self.callback
             .observe(event, (internal_src, internal_dst), &mut found);
+        self.uploads
+            .observe(event, internal_src && !internal_dst, &mut found);
         self.mail.observe(
             event,
             internal_src && !internal_dst,
@@ -483,6 +488,7 @@ impl Engine {
             self.icmp_tunnel.reported.prune(now);
             self.web.prune(now);
             self.callback.prune(now);
+            self.uploads.reported.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
             self.ldap_logons.prune(now);
@@ -536,6 +542,7 @@ impl Engine {
             ("icmp_tunnel", self.icmp_tunnel.reported.pairs()),
             ("web", self.web.size()),
             ("callback", self.callback.size()),
+            ("uploads", self.uploads.reported.pairs()),
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
             ("edges", self.edges.size()),
