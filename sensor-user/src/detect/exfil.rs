@@ -10,13 +10,20 @@
 //! per window, is evidence. The host's baseline is an exponential moving
 //! average of its outbound bytes per window; until one window has passed,
 //! only the absolute floor applies.
+//!
+//! Two scales: the hour (`window_secs`, `min_bytes`), whose evidence is
+//! acted on, and a burst of minutes (`burst_window_secs`,
+//! `burst_min_bytes`), judged against the host's own usual volume per
+//! burst window, which alerts: a quick archive upload is over before an
+//! hourly sum notices it, and a person sending one large attachment
+//! looks the same, so it alone does not isolate.
 
 use std::{collections::HashMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    event::{Event, Kind, Nanos, SECOND},
+    event::{Event, FlowSummary, Kind, Nanos, SECOND},
     limits,
     window::cap_oldest,
     Evidence,
@@ -29,6 +36,8 @@ pub struct ExfilConfig {
     pub min_bytes: u64,
     pub min_pcr: f64,
     pub baseline_factor: f64,
+    pub burst_window_secs: u64,
+    pub burst_min_bytes: u64,
 }
 
 impl Default for ExfilConfig {
@@ -38,6 +47,29 @@ impl Default for ExfilConfig {
             min_bytes: 50_000_000,
             min_pcr: 0.6,
             baseline_factor: 10.0,
+            burst_window_secs: 300,
+            burst_min_bytes: 20_000_000,
+        }
+    }
+}
+
+/// One time scale's rule: its window, floor and score.
+struct Scale {
+    window: Nanos,
+    min_bytes: u64,
+    score: u8,
+    hosts: HashMap<IpAddr, Host>,
+    reported: HashMap<(IpAddr, IpAddr), u64>,
+}
+
+impl Scale {
+    fn new(window_secs: u64, min_bytes: u64, score: u8) -> Scale {
+        Scale {
+            window: window_secs * SECOND,
+            min_bytes,
+            score,
+            hosts: HashMap::new(),
+            reported: HashMap::new(),
         }
     }
 }
@@ -65,8 +97,8 @@ struct Host {
 
 pub struct ExfilDetector {
     config: ExfilConfig,
-    hosts: HashMap<IpAddr, Host>,
-    reported: HashMap<(IpAddr, IpAddr), u64>,
+    /// The hour, then the burst.
+    scales: [Scale; 2],
     dst_hash: std::hash::RandomState,
     /// Hosts and destinations dropped to stay within `limits`.
     pub evicted: u64,
@@ -84,10 +116,13 @@ pub fn pcr(sent: u64, received: u64) -> f64 {
 
 impl ExfilDetector {
     pub fn new(config: ExfilConfig) -> ExfilDetector {
+        let scales = [
+            Scale::new(config.window_secs, config.min_bytes, 70),
+            Scale::new(config.burst_window_secs, config.burst_min_bytes, 60),
+        ];
         ExfilDetector {
             config,
-            hosts: HashMap::new(),
-            reported: HashMap::new(),
+            scales,
             dst_hash: std::hash::RandomState::new(),
             evicted: 0,
         }
@@ -95,7 +130,7 @@ impl ExfilDetector {
 
     /// Entries: hosts with outbound volumes.
     pub fn size(&self) -> usize {
-        self.hosts.len()
+        self.scales[0].hosts.len()
     }
 
     /// `outbound`: the flow's source is inside and its destination outside.
@@ -104,9 +139,22 @@ impl ExfilDetector {
         if !outbound {
             return;
         }
-        let window = self.config.window_secs * SECOND;
-        self.evicted += cap_oldest(&mut self.hosts, limits::EXFIL_HOSTS, |h| h.last);
-        let host = self.hosts.entry(e.src).or_insert_with(|| Host {
+        let dst = std::hash::BuildHasher::hash_one(&self.dst_hash, e.dst);
+        for at in 0..self.scales.len() {
+            if let Some(evidence) = self.judge(at, e, flow, dst) {
+                out.push(evidence);
+            }
+        }
+    }
+
+    /// Adds the flow to one scale's sums; evidence if they cross its rule.
+    fn judge(&mut self, at: usize, e: &Event, flow: &FlowSummary, dst: u64) -> Option<Evidence> {
+        let factor = self.config.baseline_factor;
+        let min_pcr = self.config.min_pcr;
+        let scale = &mut self.scales[at];
+        let window = scale.window;
+        self.evicted += cap_oldest(&mut scale.hosts, limits::EXFIL_HOSTS, |h| h.last);
+        let host = scale.hosts.entry(e.src).or_insert_with(|| Host {
             window_start: e.ts,
             ..Default::default()
         });
@@ -124,7 +172,6 @@ impl ExfilDetector {
         host.sent += flow.orig_bytes;
         host.last = e.ts;
         self.evicted += cap_oldest(&mut host.per_dst, limits::EXFIL_DESTINATIONS, |v| v.last);
-        let dst = std::hash::BuildHasher::hash_one(&self.dst_hash, e.dst);
         let v = host.per_dst.entry(dst).or_default();
         v.last = e.ts;
         v.sent += flow.orig_bytes;
@@ -133,21 +180,21 @@ impl ExfilDetector {
         let ratio = pcr(sent, received);
         let above_baseline = host
             .baseline
-            .is_none_or(|b| sent as f64 > self.config.baseline_factor * b.max(1.0));
-        if sent < self.config.min_bytes || ratio < self.config.min_pcr || !above_baseline {
-            return;
+            .is_none_or(|b| sent as f64 > factor * b.max(1.0));
+        if sent < scale.min_bytes || ratio < min_pcr || !above_baseline {
+            return None;
         }
-        super::window::limit_reported(&mut self.reported);
-        let last = self.reported.entry((e.src, e.dst)).or_insert(0);
+        super::window::limit_reported(&mut scale.reported);
+        let last = scale.reported.entry((e.src, e.dst)).or_insert(0);
         if sent < *last * 2 {
-            return;
+            return None;
         }
         *last = sent;
-        out.push(Evidence {
+        Some(Evidence {
             host: e.src,
             detector: "exfiltration",
             technique: "T1048",
-            score: 70,
+            score: scale.score,
             ts: e.ts,
             since: e.ts,
             peers: vec![e.dst.to_string()],
@@ -156,18 +203,18 @@ impl ExfilDetector {
                 "{:.1} MB sent to {} within {}s, {:.1} MB received (PCR {:.2})",
                 sent as f64 / 1e6,
                 e.dst,
-                self.config.window_secs,
+                window / SECOND,
                 received as f64 / 1e6,
                 ratio
             ),
-        });
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::event::{FlowSummary, PROTO_TCP};
+    use crate::detect::event::PROTO_TCP;
 
     fn flow(ts: Nanos, dst: &str, sent: u64, received: u64) -> Event {
         Event {
@@ -206,8 +253,35 @@ mod tests {
     #[test]
     fn a_bulk_upload_is_exfiltration() {
         let out = run(&[flow(SECOND, "198.51.100.7", 80_000_000, 200_000)]);
-        assert_eq!(out.len(), 1);
+        let scores: Vec<u8> = out.iter().map(|e| e.score).collect();
+        assert_eq!(scores, [70, 60], "the hour's rule and the burst's");
         assert_eq!(out[0].peers, ["198.51.100.7"]);
+    }
+
+    #[test]
+    fn a_burst_over_minutes_alerts_against_the_host_s_own_history() {
+        // A host that sends 1 MB every five minutes, then 25 MB at once.
+        let mut events: Vec<Event> = (0..12u64)
+            .map(|i| flow(i * 300 * SECOND + SECOND, "198.51.100.9", 1_000_000, 50_000))
+            .collect();
+        events.push(flow(3700 * SECOND, "198.51.100.7", 25_000_000, 100_000));
+        let out = run(&events);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].score, out[0].count), (60, 25_000_000));
+        assert!(out[0].summary.contains("within 300s"), "{}", out[0].summary);
+        // A host whose bursts are always this large is its own baseline.
+        let usual: Vec<Event> = (0..24u64)
+            .map(|i| {
+                flow(
+                    i * 300 * SECOND + SECOND,
+                    "198.51.100.9",
+                    25_000_000,
+                    50_000,
+                )
+            })
+            .collect();
+        let bursts = run(&usual).into_iter().filter(|e| e.score == 60).count();
+        assert_eq!(bursts, 1, "only before a baseline exists");
     }
 
     #[test]
@@ -229,7 +303,8 @@ mod tests {
             ));
         }
         let out = run(&events);
-        // Only the first hour, before any baseline exists, is reported.
-        assert_eq!(out.len(), 1, "{out:?}");
+        // Only the first hour, before any baseline exists, is reported (on
+        // both scales).
+        assert_eq!(out.len(), 2, "{out:?}");
     }
 }
