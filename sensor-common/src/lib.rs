@@ -257,8 +257,9 @@ pub mod telemetry {
     pub const FTP_PORT: u16 = 21;
 
     /// Flows on these ports are sampled throughout (up to `DATA_SAMPLES`):
-    /// Kerberos, DCE/RPC endpoint mapper, NetBIOS session, LDAP, SMB, FTP.
-    pub const INSPECT_PORTS: [u16; 6] = [KERBEROS_PORT, 135, 139, 389, 445, FTP_PORT];
+    /// Kerberos, DCE/RPC endpoint mapper, NetBIOS session, LDAP, SMB, and
+    /// the logons of FTP, MySQL and PostgreSQL.
+    pub const INSPECT_PORTS: [u16; 8] = [KERBEROS_PORT, 135, 139, 389, 445, FTP_PORT, 3306, 5432];
 
     #[inline(always)]
     pub fn is_inspect_port(port: u16) -> bool {
@@ -268,6 +269,8 @@ pub mod telemetry {
             || port == INSPECT_PORTS[3]
             || port == INSPECT_PORTS[4]
             || port == INSPECT_PORTS[5]
+            || port == INSPECT_PORTS[6]
+            || port == INSPECT_PORTS[7]
     }
 
     /// Whether a UDP datagram becomes a data event with its payload, as a

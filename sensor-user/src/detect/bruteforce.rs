@@ -54,7 +54,10 @@ impl Default for BruteForceConfig {
             // read instead: Kerberos (a logon is many short connections to
             // 88; `tickets`), LDAP 389 and SMB 445 (binds and session
             // setups; `logons`). Scripted LDAP sessions and Windows' many
-            // short SMB connections are no guesses.
+            // short SMB connections are no guesses. On FTP, MySQL and
+            // PostgreSQL a connection whose logon was read in clear
+            // (`logons`) is judged by its refusals; one that switched to
+            // TLS is still counted here.
             ports: vec![
                 21, 22, 23, 587, 110, 143, 636, 465, 902, 1433, 3306, 3389, 5432, 5900, 5985, 5986,
             ],
@@ -176,9 +179,11 @@ impl BruteForceDetector {
         });
     }
 
-    pub fn observe(&mut self, e: &Event, out: &mut Vec<Evidence>) {
+    /// `logon_read`: the flow's logon was read (`logons`), so its outcome
+    /// is known and it is no inferred attempt.
+    pub fn observe(&mut self, e: &Event, logon_read: bool, out: &mut Vec<Evidence>) {
         let Kind::FlowEnd(flow) = &e.kind else { return };
-        if e.protocol != PROTO_TCP || !self.config.ports.contains(&e.dport) {
+        if e.protocol != PROTO_TCP || !self.config.ports.contains(&e.dport) || logon_read {
             return;
         }
         // A guess is sent: a connection in which the client sent nothing
@@ -260,7 +265,7 @@ mod tests {
         let mut d = BruteForceDetector::new(BruteForceConfig::default());
         let mut out = Vec::new();
         for e in events {
-            d.observe(e, &mut out);
+            d.observe(e, false, &mut out);
         }
         out
     }

@@ -1,7 +1,8 @@
 //! Logons a server refused, read from the protocol rather than inferred
 //! (LDAP binds answered invalidCredentials, SMB session setups answered
 //! STATUS_LOGON_FAILURE): which account each connection last tried, so
-//! that the refusal names it. `bruteforce` counts the refusals.
+//! that the refusal names it. `bruteforce` counts the refusals, and leaves
+//! out of its connection counts the connections whose logon was read.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -97,6 +98,14 @@ impl Logons {
             port: e.sport,
             account: self.last.get(&e.connection()).and_then(|(a, _)| a.clone()),
         }
+    }
+
+    /// Whether the ended flow `e` carried a logon this follower read (a
+    /// client's attempt); forgets it. Such a connection is judged by its
+    /// refusals, not counted as an inferred attempt (`bruteforce`).
+    pub fn take_read(&mut self, e: &Event) -> bool {
+        (e.dport == self.port || e.sport == self.port)
+            && self.last.remove(&e.connection()).is_some()
     }
 
     pub fn prune(&mut self, now: Nanos) {

@@ -15,6 +15,7 @@ pub mod dns;
 pub mod edges;
 pub mod event;
 pub mod exfil;
+pub mod ftp;
 pub mod icmp_tunnel;
 pub mod incident;
 pub mod inspect;
@@ -26,9 +27,11 @@ pub mod ldap;
 pub mod ldap_search;
 pub mod logons;
 pub mod mail;
+pub mod mysql;
 pub mod names;
 pub mod ntlm;
 pub mod pcapfile;
+pub mod postgres;
 pub mod roles;
 pub mod scan;
 pub mod smb;
@@ -218,9 +221,9 @@ pub struct Engine {
     kerberos: tickets::KerberosDetector,
     smb1: smb1::Smb1Detector,
     edges: edges::EdgeDetector,
-    /// Logons refused over LDAP and SMB, read (`logons`).
-    ldap_logons: logons::Logons,
-    smb_logons: logons::Logons,
+    /// Logons read where the protocol shows them (`logons`): (table name
+    /// for the metrics, protocol, follower).
+    logons: [(&'static str, &'static str, logons::Logons); 5],
     exfil: exfil::ExfilDetector,
     pub intel: intel::IntelDetector,
     webscan: webscan::WebScanDetector,
@@ -277,8 +280,33 @@ impl Engine {
             kerberos: tickets::KerberosDetector::new(config.kerberos.clone()),
             smb1: smb1::Smb1Detector::default(),
             edges: edges::EdgeDetector::new(config.edges.clone()),
-            ldap_logons: logons::Logons::new(ldap::LDAP_PORT, ldap::logon_steps),
-            smb_logons: logons::Logons::new(smb::SMB_PORT, smb::logon_steps),
+            logons: [
+                (
+                    "ldap",
+                    "LDAP",
+                    logons::Logons::new(ldap::LDAP_PORT, ldap::logon_steps),
+                ),
+                (
+                    "smb_logons",
+                    "SMB",
+                    logons::Logons::new(smb::SMB_PORT, smb::logon_steps),
+                ),
+                (
+                    "ftp_logons",
+                    "FTP",
+                    logons::Logons::new(ftp::FTP_PORT, ftp::logon_steps),
+                ),
+                (
+                    "mysql_logons",
+                    "MySQL",
+                    logons::Logons::new(mysql::MYSQL_PORT, mysql::logon_steps),
+                ),
+                (
+                    "postgres_logons",
+                    "PostgreSQL",
+                    logons::Logons::new(postgres::POSTGRES_PORT, postgres::logon_steps),
+                ),
+            ],
             exfil: exfil::ExfilDetector::new(config.exfiltration.clone()),
             intel: intel::IntelDetector::new(lists),
             webscan: webscan::WebScanDetector::new(config.webscan.clone()),
@@ -315,7 +343,11 @@ impl Engine {
         let mut found = Vec::new();
         self.scan.observe(event, &mut found);
         self.arp.observe(event, &mut found);
-        self.bruteforce.observe(event, &mut found);
+        // A connection whose logon was read is judged by its refusals, not
+        // counted as an inferred attempt.
+        let logon_read = matches!(event.kind, Kind::FlowEnd(_))
+            && self.logons.iter_mut().any(|(_, _, l)| l.take_read(event));
+        self.bruteforce.observe(event, logon_read, &mut found);
         let internal_src = self.is_internal(event.src);
         let internal_dst = self.is_internal(event.dst);
         self.beacon
@@ -336,11 +368,10 @@ impl Engine {
             .observe(event, internal_src && internal_dst, &mut found);
         self.edges
             .observe(event, internal_src && internal_dst, &mut found);
-        for refused in self.ldap_logons.observe(event) {
-            self.bruteforce.refused(&refused, "LDAP", &mut found);
-        }
-        for refused in self.smb_logons.observe(event) {
-            self.bruteforce.refused(&refused, "SMB", &mut found);
+        for (_, protocol, follower) in self.logons.iter_mut() {
+            for refused in follower.observe(event) {
+                self.bruteforce.refused(&refused, protocol, &mut found);
+            }
         }
         self.exfil
             .observe(event, internal_src && !internal_dst, &mut found);
@@ -491,8 +522,9 @@ impl Engine {
             self.uploads.reported.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
-            self.ldap_logons.prune(now);
-            self.smb_logons.prune(now);
+            for (_, _, follower) in self.logons.iter_mut() {
+                follower.prune(now);
+            }
             self.arp.prune(now.saturating_sub(self.arp.window()));
             self.verified
                 .retain(|_, t| now.saturating_sub(*t) <= VERIFIED_FOR);
@@ -527,7 +559,8 @@ impl Engine {
     /// Entries in the engine's main tables now, for the metric.
     pub fn sizes(&self) -> Vec<(&'static str, usize)> {
         let [pending, probes, reported] = self.scan.sizes();
-        vec![
+        let logons = self.logons.iter().map(|(table, _, l)| (*table, l.size()));
+        let mut sizes = vec![
             ("scan.pending", pending),
             ("scan.probes", probes),
             ("scan.reported", reported),
@@ -546,17 +579,18 @@ impl Engine {
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
             ("edges", self.edges.size()),
-            ("ldap", self.ldap_logons.size()),
-            ("smb_logons", self.smb_logons.size()),
             ("incidents", self.incidents.iter().count()),
             ("incidents.held", self.incidents.held()),
-        ]
+        ];
+        sizes.extend(logons);
+        sizes
     }
 
     /// Entries each table dropped to stay within its limit (`limits`), for
     /// the metric.
     pub fn evicted(&self) -> Vec<(&'static str, u64)> {
-        vec![
+        let logons = self.logons.iter().map(|(table, _, l)| (*table, l.evicted));
+        let mut evicted = vec![
             ("scan.pending", self.scan.evicted[0]),
             ("scan.probes", self.scan.evicted[1]),
             ("beacon.pairs", self.beacon.evicted),
@@ -568,11 +602,11 @@ impl Engine {
             ("kerberos", self.kerberos.evicted),
             ("smb1", self.smb1.evicted),
             ("edges", self.edges.evicted),
-            ("ldap", self.ldap_logons.evicted),
-            ("smb_logons", self.smb_logons.evicted),
             ("callback", self.callback.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),
-        ]
+        ];
+        evicted.extend(logons);
+        evicted
     }
 }

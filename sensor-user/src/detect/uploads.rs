@@ -13,12 +13,10 @@
 //! evidence on the host; a site that uploads by FTP every day allowlists
 //! the server (`detectors = ["exfiltration.upload"]`).
 
-use sensor_common::telemetry::FTP_PORT;
-
 use super::{
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
+    ftp::{self, FTP_PORT},
     inspect,
-    text::printable,
     window::OncePer,
     Evidence,
 };
@@ -27,13 +25,9 @@ use super::{
 /// what a web form or an API call sends, a tenth of a day's office uploads
 /// (the project's choice, docs/detection.md).
 pub const HTTP_UPLOAD_BYTES: u64 = 10_000_000;
-/// FTP commands that store a file on the server [RFC 959 4.1.3].
-const STORE_COMMANDS: [&str; 3] = ["STOR", "APPE", "STOU"];
 const SCORE: u8 = 60;
 const REPORT_AGAIN_AFTER: Nanos = 24 * 3600 * SECOND;
 const PAIRS: usize = 1 << 14;
-/// The longest file name kept in a summary.
-const MAX_NAME: usize = 120;
 
 pub struct UploadDetector {
     pub reported: OncePer,
@@ -47,17 +41,6 @@ impl Default for UploadDetector {
     }
 }
 
-/// The file an FTP client's command stores, if the payload is one.
-fn ftp_store(payload: &[u8]) -> Option<String> {
-    let line = payload.split(|b| *b == b'\n').next()?;
-    let line = String::from_utf8_lossy(line);
-    let (command, argument) = line.trim_end().split_once(' ').unwrap_or((&line, ""));
-    STORE_COMMANDS
-        .iter()
-        .any(|c| command.trim().eq_ignore_ascii_case(c))
-        .then(|| printable(argument.trim()).chars().take(MAX_NAME).collect())
-}
-
 impl UploadDetector {
     /// `outbound`: the source is inside and the destination outside.
     pub fn observe(&mut self, e: &Event, outbound: bool, out: &mut Vec<Evidence>) {
@@ -66,7 +49,7 @@ impl UploadDetector {
         }
         let server = format!("{}:{}", e.dst, e.dport);
         let summary = if e.dport == FTP_PORT {
-            let Some(file) = ftp_store(&e.payload) else {
+            let Some(file) = ftp::stored_file(&e.payload) else {
                 return;
             };
             format!("stored {file:?} on the FTP server {server}")
