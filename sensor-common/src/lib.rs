@@ -440,6 +440,12 @@ pub mod telemetry {
         head.len() >= OPENING_HEAD && head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x01
     }
 
+    /// A TLS handshake record holding a ServerHello starts the payload.
+    #[inline(always)]
+    pub fn is_server_hello(head: &[u8]) -> bool {
+        head.len() >= OPENING_HEAD && head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x02
+    }
+
     /// A TLS ClientHello or an HTTP request line starts the payload: any
     /// other flow gets this one sample, for the names in it.
     #[inline(always)]
@@ -449,6 +455,85 @@ pub mod telemetry {
         }
         let word = u32::from_ne_bytes([head[0], head[1], head[2], head[3]]);
         is_client_hello(head) || HTTP_OPENINGS.contains(&word)
+    }
+
+    /// A TCP packet's payload as the sampling rule sees it: predicates on
+    /// its first bytes. The datapath reads them from the packet in bounded
+    /// steps, the decoder from the captured slice.
+    pub trait PayloadView {
+        fn is_dcerpc_pdu(&self) -> bool;
+        fn is_opening(&self) -> bool;
+        fn is_client_hello(&self) -> bool;
+        fn is_server_hello(&self) -> bool;
+        fn is_control_message(&self) -> bool;
+    }
+
+    impl PayloadView for [u8] {
+        fn is_dcerpc_pdu(&self) -> bool {
+            is_dcerpc_pdu(self)
+        }
+        fn is_opening(&self) -> bool {
+            is_opening(self)
+        }
+        fn is_client_hello(&self) -> bool {
+            is_client_hello(self)
+        }
+        fn is_server_hello(&self) -> bool {
+            is_server_hello(self)
+        }
+        fn is_control_message(&self) -> bool {
+            is_control_message(self)
+        }
+    }
+
+    /// Whether a TCP packet that carries payload is sampled (a data event
+    /// with its payload), updating its flow's `inspect` state and
+    /// `samples` count: a flow on an inspected port, or one whose first
+    /// payload is a DCE/RPC PDU (RPC services listen on dynamic ports), up
+    /// to `DATA_SAMPLES` packets, and past those the packets
+    /// `is_control_message` names; any other flow's TLS or HTTP opening,
+    /// and the ServerHello that answers a ClientHello (`INSPECT_HELLO`).
+    #[inline(always)]
+    pub fn wants_sample<P: PayloadView + ?Sized>(
+        inspect: &mut u8,
+        samples: &mut u8,
+        ports: (u16, u16),
+        from_initiator: bool,
+        payload: &P,
+    ) -> bool {
+        if *inspect == INSPECT_HELLO {
+            if from_initiator {
+                return false;
+            }
+            *inspect = INSPECT_NO;
+            let answered = payload.is_server_hello();
+            *samples += answered as u8;
+            return answered;
+        }
+        if *samples >= DATA_SAMPLES {
+            return *inspect == INSPECT_YES && payload.is_control_message();
+        }
+        if *inspect == INSPECT_UNKNOWN {
+            if is_inspect_port(ports.0) || is_inspect_port(ports.1) || payload.is_dcerpc_pdu() {
+                *inspect = INSPECT_YES;
+            } else {
+                *inspect = INSPECT_NO;
+                // Any other flow: one sample of a TLS or HTTP opening, for
+                // the server name and user agent in it.
+                if payload.is_opening() {
+                    if from_initiator && payload.is_client_hello() {
+                        *inspect = INSPECT_HELLO;
+                    }
+                    *samples += 1;
+                    return true;
+                }
+            }
+        }
+        if *inspect != INSPECT_YES {
+            return false;
+        }
+        *samples += 1;
+        true
     }
 
     // The packet-to-event rule: the datapath's telemetry and the capture
@@ -631,6 +716,10 @@ pub mod telemetry {
     pub const INSPECT_UNKNOWN: u8 = 0;
     pub const INSPECT_YES: u8 = 1;
     pub const INSPECT_NO: u8 = 2;
+    /// Opened by the initiator's TLS ClientHello: the responder's first
+    /// payload is sampled too when it opens with a ServerHello (its
+    /// certificate follows in TLS 1.2 and earlier), then `INSPECT_NO`.
+    pub const INSPECT_HELLO: u8 = 3;
 
     /// Indexes of `TELEMETRY_STATS` (per-CPU `u64`s).
     pub const STAT_EVENTS: u32 = 0;

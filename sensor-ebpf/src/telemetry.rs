@@ -315,7 +315,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
                 if l4.tcp_flags & TCP_FIN != 0 {
                     flags |= if src_is_a { FLOW_FIN_A } else { FLOW_FIN_B };
                 }
-                sample = wants_sample(ctx, l4, &mut *flow);
+                sample = sample_packet(ctx, l4, &mut *flow, from_initiator);
             }
             (*flow).flags = flags;
             return Tracked {
@@ -354,7 +354,7 @@ fn track(ctx: &XdpContext, key: &FlowKey, l4: &L4, src_is_a: bool, len: u64) -> 
         proof: HandshakeProof::default(),
         _pad: 0,
     };
-    let sample = l4.protocol == PROTO_TCP && wants_sample(ctx, l4, &mut stats);
+    let sample = l4.protocol == PROTO_TCP && sample_packet(ctx, l4, &mut stats, true);
     let new_flow = FLOWS.insert(key, stats, BPF_NOEXIST as u64).is_ok();
     count(if new_flow {
         STAT_FLOWS_CREATED
@@ -385,39 +385,49 @@ fn payload_len(ctx: &XdpContext, l4: &L4) -> usize {
     end.saturating_sub(l4.payload_offset)
 }
 
-/// Whether to sample this TCP packet's payload: a flow on an inspected port,
-/// or one whose first payload is a DCE/RPC PDU (RPC services listen on
-/// dynamic ports), up to `DATA_SAMPLES` packets, and past those the
-/// packets `is_control_message` names.
+/// The packet's payload, read in bounded steps for the sampling rule.
+struct PacketView<'a> {
+    ctx: &'a XdpContext,
+    l4: &'a L4,
+}
+
+impl PayloadView for PacketView<'_> {
+    #[inline(always)]
+    fn is_dcerpc_pdu(&self) -> bool {
+        payload_head::<DCERPC_HEAD>(self.ctx, self.l4).is_some_and(|h| is_dcerpc_pdu(&h))
+    }
+    #[inline(always)]
+    fn is_opening(&self) -> bool {
+        payload_head::<OPENING_HEAD>(self.ctx, self.l4).is_some_and(|h| is_opening(&h))
+    }
+    #[inline(always)]
+    fn is_client_hello(&self) -> bool {
+        payload_head::<OPENING_HEAD>(self.ctx, self.l4).is_some_and(|h| is_client_hello(&h))
+    }
+    #[inline(always)]
+    fn is_server_hello(&self) -> bool {
+        payload_head::<OPENING_HEAD>(self.ctx, self.l4).is_some_and(|h| is_server_hello(&h))
+    }
+    #[inline(always)]
+    fn is_control_message(&self) -> bool {
+        is_control_packet(self.ctx, self.l4)
+    }
+}
+
+/// Whether to sample this TCP packet's payload (`telemetry::wants_sample`,
+/// the rule the decoder follows too).
 #[inline(always)]
-fn wants_sample(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats) -> bool {
+fn sample_packet(ctx: &XdpContext, l4: &L4, flow: &mut FlowStats, from_initiator: bool) -> bool {
     if payload_len(ctx, l4) == 0 {
         return false;
     }
-    if flow.samples >= DATA_SAMPLES {
-        return flow.inspect == INSPECT_YES && is_control_packet(ctx, l4);
-    }
-    if flow.inspect == INSPECT_UNKNOWN {
-        let port = is_inspect_port(l4.sport) || is_inspect_port(l4.dport);
-        let rpc = payload_head::<DCERPC_HEAD>(ctx, l4).is_some_and(|h| is_dcerpc_pdu(&h));
-        if port || rpc {
-            flow.inspect = INSPECT_YES;
-        } else {
-            flow.inspect = INSPECT_NO;
-            // Any other flow: one sample of a TLS or HTTP opening, for the
-            // server name and user agent in it.
-            let head = payload_head::<OPENING_HEAD>(ctx, l4);
-            if head.is_some_and(|h| is_opening(&h)) {
-                flow.samples += 1;
-                return true;
-            }
-        }
-    }
-    if flow.inspect != INSPECT_YES {
-        return false;
-    }
-    flow.samples += 1;
-    true
+    wants_sample(
+        &mut flow.inspect,
+        &mut flow.samples,
+        (l4.sport, l4.dport),
+        from_initiator,
+        &PacketView { ctx, l4 },
+    )
 }
 
 /// `is_control_message` on the packet's payload, read in steps (five

@@ -348,7 +348,7 @@ fn an_icmp_tunnel_is_found_when_its_echo_flow_ends() {
     assert!(sent.contains("sent"), "the tunnel carried nothing: {sent}");
     drop(_client);
     // The echo flow ends a minute after its last request.
-    let seen = wait_for(90, || {
+    let seen = wait_for(120, || {
         detectors(&lab, "10.10.0.11").contains(&"tunnel.icmp".into())
     });
     assert!(seen.is_some(), "{:?}", incidents_of(&lab, "10.10.0.11"));

@@ -173,8 +173,12 @@ fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Packet {
 /// sequence numbers real stacks use (the responder's wrap around 2^32):
 /// the client acknowledges the response, which proves its address.
 fn conversation(src: &str, dst: &str, dport: u16, request: &[u8]) -> Vec<Vec<u8>> {
+    answered(src, dst, dport, request, b"response bytes")
+}
+
+/// `conversation` with the server's answer given.
+fn answered(src: &str, dst: &str, dport: u16, request: &[u8], response: &[u8]) -> Vec<Vec<u8>> {
     let (c, s) = (1000u32, 0xffff_fff0u32);
-    let response = b"response bytes";
     let (r, n) = (request.len() as u32, response.len() as u32);
     let syn = tcp(src, dst, 40001, dport, 0x02);
     let client =
@@ -218,6 +222,23 @@ fn every_tcp_flag_combination_gives_the_same_events() {
 #[test]
 fn conversations_retransmissions_and_resets() {
     let mut frames = conversation(A, B, 443, b"\x16\x03\x01\x00\x05\x01hello");
+    // A ClientHello answered by a ServerHello (sampled: its certificate
+    // follows), and one answered by something else (not sampled).
+    let server_hello = b"\x16\x03\x03\x00\x04\x02\x00\x00\x00";
+    frames.extend(answered(
+        A,
+        B,
+        4041,
+        b"\x16\x03\x01\x00\x05\x01hello",
+        server_hello,
+    ));
+    frames.extend(answered(
+        A,
+        B,
+        4042,
+        b"\x16\x03\x01\x00\x05\x01hello",
+        b"\x15\x03\x03alert",
+    ));
     // An HTTP request on another flow, its SYN retransmitted.
     let mut http = conversation(A, B, 8080, b"GET / HTTP/1.1\r\nHost: c2.example\r\n\r\n");
     http.insert(1, http[0].clone());
@@ -260,13 +281,28 @@ fn conversations_retransmissions_and_resets() {
     let long: Vec<u8> = (0..1600u32).map(|i| (i % 251) as u8).collect();
     frames.extend(conversation(A, B, 88, &long));
     assert_same("conversations", &frames);
-    let (_, flows) = through_datapath(&frames);
+    let (events, flows) = through_datapath(&frames);
+    let answers: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == "Data" && e.src.starts_with(B))
+        .filter(|e| {
+            [443, 4041, 4042, 8080]
+                .iter()
+                .any(|p| e.src.ends_with(&format!(":{p}")))
+        })
+        .map(|e| e.src.as_str())
+        .collect();
+    assert_eq!(
+        answers,
+        [format!("{B}:4041")],
+        "only the ServerHello is sampled"
+    );
     let proven: Vec<&String> = flows
         .iter()
         .filter(|f| f.ends_with("proven true"))
         .collect();
-    // The six conversations; neither the forger's retries nor its guess.
-    assert_eq!(proven.len(), 6, "{flows:#?}");
+    // The eight conversations; neither the forger's retries nor its guess.
+    assert_eq!(proven.len(), 8, "{flows:#?}");
     // The decoder says so at the proving packet, once per flow, naming
     // the initiator: the same flows.
     let mut tracker = FlowTracker::default();
@@ -471,6 +507,7 @@ fn capture(file: &str) -> Option<Vec<Vec<u8>>> {
 fn shared_captures_give_the_same_events() {
     for file in [
         "c2/slips_test-cc-capture-1_periodic2s.pcap",
+        "c2/corelight_asyncrat_tls_4041.pcap",
         "recon/esnet_masscan_tcp_0_1000.pcap",
         "dns_tunnel/dmachard_iodine.pcap",
         "recon/slips_test12-icmp-portscan.pcap",

@@ -11,11 +11,10 @@ use super::event::{
 };
 use super::pcapfile;
 use sensor_common::telemetry::{
-    carries_data, flow_timeout_ns, is_control_message, is_dcerpc_pdu, is_echo_request,
-    is_inspect_port, is_observed, is_opening, is_sampled_datagram, is_tiny_fragment,
-    is_unreachable, is_wake, sample_span, samples_tail, starts_flow, tcp_event, DATA_SAMPLES,
-    DNS_PORT, EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK, FLOW_ENTRIES,
-    FLOW_PROVEN, TCP_FIN, TCP_MIN_HLEN, TCP_RST,
+    carries_data, flow_timeout_ns, is_echo_request, is_observed, is_sampled_datagram,
+    is_tiny_fragment, is_unreachable, is_wake, sample_span, samples_tail, starts_flow, tcp_event,
+    wants_sample, DNS_PORT, EVENT_FIN, EVENT_PROBE, EVENT_RST, EVENT_SYN, EVENT_SYN_ACK,
+    FLOW_ENTRIES, FLOW_PROVEN, INSPECT_UNKNOWN, TCP_FIN, TCP_MIN_HLEN, TCP_RST,
 };
 use sensor_common::HandshakeProof;
 
@@ -69,9 +68,10 @@ struct Flow {
     fin_orig: bool,
     fin_resp: bool,
     closed: bool,
-    /// Payload samples sent so far, and whether the flow is sampled.
+    /// Payload samples sent so far, and whether the flow is sampled
+    /// (`INSPECT_*`, as the datapath's `FlowStats::inspect`).
     samples: u8,
-    inspect: Option<bool>,
+    inspect: u8,
     /// The originator's proof of its address, and its `FLOW_SYN_ACK` and
     /// `FLOW_PROVEN` bits, as in the datapath.
     proof: HandshakeProof,
@@ -183,7 +183,7 @@ impl FlowTracker {
             fin_resp: false,
             closed: false,
             samples: 0,
-            inspect: None,
+            inspect: INSPECT_UNKNOWN,
             proof: HandshakeProof::default(),
             proof_flags: 0,
         });
@@ -237,24 +237,16 @@ impl FlowTracker {
                 }
                 // Ended by the sweep once it has lingered (`CLOSED_LINGER_NS`).
                 flow.closed |= f & TCP_RST != 0 || (flow.fin_orig && flow.fin_resp);
-                if !p.payload.is_empty() && flow.samples >= DATA_SAMPLES {
-                    if flow.inspect == Some(true) && is_control_message(p.payload) {
-                        emit(event(Kind::Data, sample(p.payload, samples_tail(p.dport))));
-                    }
-                } else if !p.payload.is_empty() {
-                    let first = flow.inspect.is_none();
-                    let inspect = *flow.inspect.get_or_insert_with(|| {
-                        is_inspect_port(p.sport)
-                            || is_inspect_port(p.dport)
-                            || is_dcerpc_pdu(p.payload)
-                    });
-                    // Any other flow: one sample of a TLS or HTTP opening,
-                    // for the server name and user agent in it.
-                    let opening = first && !inspect && is_opening(p.payload);
-                    if inspect || opening {
-                        flow.samples += 1;
-                        emit(event(Kind::Data, sample(p.payload, samples_tail(p.dport))));
-                    }
+                let sampled = !p.payload.is_empty()
+                    && wants_sample(
+                        &mut flow.inspect,
+                        &mut flow.samples,
+                        (p.sport, p.dport),
+                        from_orig,
+                        p.payload,
+                    );
+                if sampled {
+                    emit(event(Kind::Data, sample(p.payload, samples_tail(p.dport))));
                 }
             }
             PROTO_UDP => {

@@ -39,7 +39,7 @@ pub fn logon_steps(sample: &[u8]) -> Vec<Step> {
                 return Some(Step::Refused);
             }
             let (verb, account) = command(&line);
-            (verb == "USER").then(|| Step::Tried(Some(account)))
+            (verb == "USER").then_some(Step::Tried(Some(account)))
         })
         .collect()
 }

@@ -9,6 +9,7 @@ pub mod beacon;
 pub mod bruteforce;
 pub mod callback;
 pub mod capture;
+pub mod certificate;
 pub mod dcerpc;
 pub mod der;
 pub mod dns;
@@ -402,6 +403,13 @@ impl Engine {
             internal_src && !internal_dst,
             &self.names,
             known,
+            &mut found,
+        );
+        let known_server = self.is_known_service(event.src);
+        self.web.observe_answer(
+            event,
+            !internal_src && internal_dst,
+            known_server,
             &mut found,
         );
         self.names.observe(event, question.as_ref());

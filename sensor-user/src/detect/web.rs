@@ -17,6 +17,12 @@
 //! - `web.no_user_agent` (T1071.001, 20): an HTTP request with no
 //!   User-Agent. Every browser, library and update agent sends one; a
 //!   hand-written implant often does not (Slips "missing User-Agent").
+//! - `web.self_signed` (T1573.002, 25) and `web.certificate_age`
+//!   (T1573.002, 20): the server's certificate (TLS 1.2 and earlier, from
+//!   its first flight) names itself as its issuer, or has expired, or was
+//!   issued within the hour. RATs' default certificates are self-signed
+//!   (AsyncRAT, QuasarRAT, njRAT; Zeek's `SSL::Invalid_Server_Cert`,
+//!   Slips' "self-signed certificate" evidence).
 //!
 //! Each is reported once per (host, server) within the incident merge
 //! window, so a repeated trait keeps its weight without adding more.
@@ -25,8 +31,11 @@
 
 use std::net::IpAddr;
 
+use sensor_common::telemetry::is_inspect_port;
+
 use super::{
-    event::{Event, Kind, Nanos, PROTO_TCP},
+    certificate,
+    event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
     incident::MERGE_GAP,
     inspect,
     names::PeerNames,
@@ -45,14 +54,22 @@ const TLS_PORTS: [u16; 17] = [
 /// The signals: (detector, ATT&CK technique, weight). Weights are the
 /// project's choice: no two reach an alert (50) together, all three do,
 /// and any one adds to a beacon (docs/detection.md).
-const SIGNALS: [(&str, &str, u8); 3] = [
+const SIGNALS: [(&str, &str, u8); 5] = [
     ("web.unnamed", "T1071.001", 25),
     ("web.odd_port", "T1571", 20),
     ("web.no_user_agent", "T1071.001", 20),
+    ("web.self_signed", "T1573.002", 25),
+    ("web.certificate_age", "T1573.002", 20),
 ];
 const UNNAMED: usize = 0;
 const ODD_PORT: usize = 1;
 const NO_USER_AGENT: usize = 2;
+const SELF_SIGNED: usize = 3;
+const CERTIFICATE_AGE: usize = 4;
+/// A certificate issued this recently was made for this server just now
+/// (an implant's operator setting up; ordinary sites' are days old by the
+/// time anyone connects).
+const FRESH_CERTIFICATE_SECS: i64 = 3600;
 
 /// (host, server) pairs remembered per signal.
 const PAIRS: usize = 1 << 16;
@@ -93,6 +110,13 @@ fn opening(payload: &[u8]) -> Option<Opening> {
     inspect::tls_server_name(payload).map(|_| Opening::Tls { named: true })
 }
 
+/// Flows on the inspected ports (`telemetry::INSPECT_PORTS`) are sampled
+/// throughout: TLS in them is the protocol's own upgrade (MySQL's
+/// SSLRequest, LDAP's StartTLS, FTP's AUTH TLS), not a web opening.
+fn inspected(e: &Event) -> bool {
+    is_inspect_port(e.sport) || is_inspect_port(e.dport)
+}
+
 impl WebSignals {
     /// `outbound`: the source is inside and the destination outside;
     /// `known`: the server is a well-known service.
@@ -104,7 +128,7 @@ impl WebSignals {
         known: bool,
         out: &mut Vec<Evidence>,
     ) {
-        if e.kind != Kind::Data || e.protocol != PROTO_TCP || !outbound || known {
+        if e.kind != Kind::Data || e.protocol != PROTO_TCP || !outbound || known || inspected(e) {
             return;
         }
         let Some(opening) = opening(&e.payload) else {
@@ -133,7 +157,56 @@ impl WebSignals {
         }
     }
 
-    /// Reports `signal` about the host and server once per merge window.
+    /// The first flight of an outside TLS server to an inside client
+    /// (`inbound`: the source is outside and the destination inside): its
+    /// certificate (TLS 1.2 and earlier) is self-signed, expired, or
+    /// issued within the hour.
+    pub fn observe_answer(
+        &mut self,
+        e: &Event,
+        inbound: bool,
+        known: bool,
+        out: &mut Vec<Evidence>,
+    ) {
+        if e.kind != Kind::Data || e.protocol != PROTO_TCP || !inbound || known || inspected(e) {
+            return;
+        }
+        let Some(c) = certificate::server_certificate(&e.payload) else {
+            return;
+        };
+        // The client is the suspect: swap the ends, as if it had sent this.
+        let asked = Event {
+            src: e.dst,
+            dst: e.src,
+            sport: e.dport,
+            dport: e.sport,
+            payload: Vec::new(),
+            ..e.clone()
+        };
+        let server = format!("{}:{}", e.src, e.sport);
+        let now = (e.ts / SECOND) as i64;
+        if c.self_signed {
+            let summary = format!("TLS server {server} presented a self-signed certificate");
+            self.report(&asked, SELF_SIGNED, &server, summary, out);
+        }
+        let why = if c.not_after < now {
+            Some(format!("expired {} days ago", (now - c.not_after) / 86_400))
+        } else if (0..FRESH_CERTIFICATE_SECS).contains(&(now - c.not_before)) {
+            Some(format!(
+                "issued {} minutes before",
+                (now - c.not_before) / 60
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let summary = format!("TLS server {server} presented a certificate {why}");
+            self.report(&asked, CERTIFICATE_AGE, &server, summary, out);
+        }
+    }
+
+    /// Reports `signal` about the host (`e`'s source) and server once per
+    /// merge window.
     fn report(
         &mut self,
         e: &Event,
@@ -209,6 +282,50 @@ mod tests {
             signals(&[opening("198.51.100.7", 8888, curl_less)], false),
             ["web.no_user_agent", "web.unnamed", "web.odd_port"]
         );
+    }
+
+    #[test]
+    fn a_self_signed_or_fresh_certificate_is_a_trait_of_the_client() {
+        use crate::detect::certificate::tests::first_flight;
+        let answer = |flight: Vec<u8>, secs: u64| Event {
+            ts: secs * SECOND,
+            src: "198.51.100.7".parse().unwrap(),
+            dst: "10.0.0.5".parse().unwrap(),
+            sport: 4041,
+            dport: 40000,
+            protocol: PROTO_TCP,
+            kind: Kind::Data,
+            payload: flight,
+        };
+        // 2026-06-01: the first valid since 2026-01-01, the second since
+        // 10 minutes ago (2026-06-01T00:00:00Z is 1780272000).
+        let now = 1_780_272_000 + 600;
+        let own = first_flight("rat", "260101000000Z", "360101000000Z", "rat", 0);
+        let fresh = first_flight("R11", "260601000000Z", "260830000000Z", "x.example", 0);
+        let mut w = WebSignals::default();
+        let mut out = Vec::new();
+        w.observe_answer(&answer(own, now), true, false, &mut out);
+        w.observe_answer(&answer(fresh.clone(), now), true, false, &mut out);
+        let found: Vec<_> = out
+            .iter()
+            .map(|e| (e.host.to_string(), e.detector))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("10.0.0.5".into(), "web.self_signed"),
+                ("10.0.0.5".into(), "web.certificate_age")
+            ]
+        );
+        assert!(
+            out[1].summary.contains("issued 10 minutes before"),
+            "{}",
+            out[1].summary
+        );
+        let mut quiet = WebSignals::default();
+        let mut none = Vec::new();
+        quiet.observe_answer(&answer(fresh, now + 7200), true, false, &mut none);
+        assert!(none.is_empty(), "{none:?}");
     }
 
     #[test]
