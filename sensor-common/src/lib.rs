@@ -253,13 +253,29 @@ pub mod telemetry {
     /// The Kerberos KDC's port [RFC 4120 7.2.3].
     pub const KERBEROS_PORT: u16 = 88;
 
+    /// LDAP [RFC 4511 5.2, IANA].
+    pub const LDAP_PORT: u16 = 389;
+    /// SMB over TCP [MS-SMB2 2.1].
+    pub const SMB_PORT: u16 = 445;
     /// FTP's control connection [RFC 959]: its commands name uploads.
     pub const FTP_PORT: u16 = 21;
+    /// MySQL's and PostgreSQL's servers (IANA).
+    pub const MYSQL_PORT: u16 = 3306;
+    pub const POSTGRES_PORT: u16 = 5432;
 
     /// Flows on these ports are sampled throughout (up to `DATA_SAMPLES`):
     /// Kerberos, DCE/RPC endpoint mapper, NetBIOS session, LDAP, SMB, and
     /// the logons of FTP, MySQL and PostgreSQL.
-    pub const INSPECT_PORTS: [u16; 8] = [KERBEROS_PORT, 135, 139, 389, 445, FTP_PORT, 3306, 5432];
+    pub const INSPECT_PORTS: [u16; 8] = [
+        KERBEROS_PORT,
+        135,
+        139,
+        LDAP_PORT,
+        SMB_PORT,
+        FTP_PORT,
+        MYSQL_PORT,
+        POSTGRES_PORT,
+    ];
 
     #[inline(always)]
     pub fn is_inspect_port(port: u16) -> bool {

@@ -226,17 +226,18 @@ impl Incidents {
         let (at, mut joining) = match open {
             Some(at) => (at, vec![e]),
             None => {
-                let mut held = self.held.remove(&e.host).unwrap_or_default();
-                held.retain(|x| e.ts.saturating_sub(x.ts) <= self.merge_gap);
-                put(&mut held, e.clone(), MAX_HELD);
-                if is_weak(e.score) && weak_sum(&held) < OPEN_AT {
+                let (host, ts, weak) = (e.host, e.ts, is_weak(e.score));
+                let mut held = self.held.remove(&host).unwrap_or_default();
+                held.retain(|x| ts.saturating_sub(x.ts) <= self.merge_gap);
+                put(&mut held, e, MAX_HELD);
+                if weak && weak_sum(&held) < OPEN_AT {
                     cap_oldest(&mut self.held, MAX_HELD_HOSTS, |h| {
                         h.iter().map(|x| x.ts).max().unwrap_or(0)
                     });
-                    self.held.insert(e.host, held);
+                    self.held.insert(host, held);
                     return None;
                 }
-                (self.open(&e), held)
+                (self.open(host, ts), held)
             }
         };
         joining.sort_by_key(|x| x.ts);
@@ -250,17 +251,18 @@ impl Incidents {
         Some(id)
     }
 
-    /// A new open incident about `e`'s host; its index.
-    fn open(&mut self, e: &Evidence) -> usize {
+    /// A new open incident about `host`, from evidence at `ts`; its index.
+    /// (Its first evidence joins it next, and sets its times and score.)
+    fn open(&mut self, host: IpAddr, ts: Nanos) -> usize {
         self.next_id += 1;
         self.incidents.push(Incident {
             id: self.next_id,
-            host: e.host,
+            host,
             score: 0,
             severity: "low",
-            first_seen: e.since.min(e.ts),
-            last_seen: e.ts,
-            opened: e.ts,
+            first_seen: ts,
+            last_seen: ts,
+            opened: ts,
             detectors: BTreeSet::new(),
             techniques: BTreeSet::new(),
             peers: BTreeSet::new(),

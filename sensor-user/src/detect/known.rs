@@ -13,11 +13,14 @@
 
 use std::{
     collections::HashSet,
+    net::IpAddr,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use super::names::PeerNames;
 
 /// Detectors a well-known service is spared.
 pub const SPARED: [&str; 2] = ["beacon", "web."];
@@ -62,6 +65,12 @@ impl DomainSet {
             }
             rest = rest.split_once('.')?.1;
         }
+    }
+
+    /// Whether the traffic named `addr` under one of the domains (its
+    /// last name: a DNS answer, a TLS server name, an HTTP Host).
+    pub fn covers(&self, names: &PeerNames, addr: IpAddr) -> bool {
+        !self.is_empty() && names.get(addr).is_some_and(|n| self.matching(n).is_some())
     }
 
     pub fn len(&self) -> usize {

@@ -10,8 +10,7 @@ use super::{
     ntlm::ntlm_user,
 };
 
-/// LDAP's port [RFC 4511 5.2 and IANA].
-pub const LDAP_PORT: u16 = 389;
+pub use sensor_common::telemetry::LDAP_PORT;
 
 /// invalidCredentials [RFC 4511 4.1.9].
 pub const INVALID_CREDENTIALS: i64 = 49;

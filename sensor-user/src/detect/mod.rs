@@ -394,22 +394,11 @@ impl Engine {
             &mut found,
         );
         self.webscan.observe(event, &mut found);
-        let known = self.is_known_service(event.dst)
-            || (event.kind == Kind::Data
-                && inspect::server_name(&event.payload)
-                    .is_some_and(|n| self.known_services.matching(&n).is_some()));
         self.web.observe(
             event,
-            internal_src && !internal_dst,
+            (internal_src, internal_dst),
             &self.names,
-            known,
-            &mut found,
-        );
-        let known_server = self.is_known_service(event.src);
-        self.web.observe_answer(
-            event,
-            !internal_src && internal_dst,
-            known_server,
+            &self.known_services,
             &mut found,
         );
         self.names.observe(event, question.as_ref());
@@ -445,15 +434,6 @@ impl Engine {
         }
     }
 
-    /// Whether the traffic named `addr` under a well-known service's domain.
-    fn is_known_service(&self, addr: IpAddr) -> bool {
-        !self.known_services.is_empty()
-            && self
-                .names
-                .get(addr)
-                .is_some_and(|n| self.known_services.matching(n).is_some())
-    }
-
     /// Whether every peer the evidence names is a well-known service.
     fn only_known_services(&self, e: &Evidence) -> bool {
         let addrs: Vec<IpAddr> = e
@@ -461,7 +441,10 @@ impl Engine {
             .iter()
             .filter_map(|p| allow::peer_address(p))
             .collect();
-        !addrs.is_empty() && addrs.iter().all(|a| self.is_known_service(*a))
+        !addrs.is_empty()
+            && addrs
+                .iter()
+                .all(|a| self.known_services.covers(&self.names, *a))
     }
 
     /// Evidence found outside the detectors (sensord's anti-spoofing).

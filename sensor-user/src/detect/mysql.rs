@@ -7,7 +7,7 @@
 
 use super::logons::Step;
 
-pub const MYSQL_PORT: u16 = 3306;
+pub use sensor_common::telemetry::MYSQL_PORT;
 /// ER_ACCESS_DENIED_ERROR.
 const ACCESS_DENIED: u16 = 1045;
 /// CLIENT_PROTOCOL_41: the response layout read here.

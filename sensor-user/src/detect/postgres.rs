@@ -7,7 +7,7 @@
 
 use super::logons::Step;
 
-pub const POSTGRES_PORT: u16 = 5432;
+pub use sensor_common::telemetry::POSTGRES_PORT;
 /// Protocol version 3.0 as a StartupMessage states it.
 const PROTOCOL_3: u32 = 196_608;
 const REFUSALS: [&str; 2] = ["28P01", "28000"];

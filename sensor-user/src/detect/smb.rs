@@ -198,8 +198,7 @@ fn smb1_session(m: &[u8]) -> Option<Message> {
     }
 }
 
-/// SMB's port over TCP [MS-SMB2 2.1].
-pub const SMB_PORT: u16 = 445;
+pub use sensor_common::telemetry::SMB_PORT;
 
 /// The logon steps of a sample of an SMB connection (`logons`).
 pub fn logon_steps(sample: &[u8]) -> Vec<Step> {

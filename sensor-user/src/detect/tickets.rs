@@ -61,8 +61,7 @@ impl Default for KerberosConfig {
     }
 }
 
-/// The KDC port [RFC 4120 7.2.3].
-pub const KERBEROS_PORT: u16 = 88;
+pub use sensor_common::telemetry::KERBEROS_PORT;
 
 /// Clients tracked at once by each table.
 const CLIENTS: usize = 1 << 16;

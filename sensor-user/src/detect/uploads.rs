@@ -57,8 +57,11 @@ impl UploadDetector {
             let Some(r) = inspect::http_request(&e.payload) else {
                 return;
             };
-            let big = r.content_length.filter(|n| *n >= HTTP_UPLOAD_BYTES);
-            let (true, Some(bytes)) = (matches!(r.method.as_str(), "POST" | "PUT"), big) else {
+            let upload = matches!(r.method.as_str(), "POST" | "PUT");
+            let Some(bytes) = r
+                .content_length
+                .filter(|n| upload && *n >= HTTP_UPLOAD_BYTES)
+            else {
                 return;
             };
             format!(

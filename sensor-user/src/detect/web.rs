@@ -38,6 +38,7 @@ use super::{
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
     incident::MERGE_GAP,
     inspect,
+    known::DomainSet,
     names::PeerNames,
     window::OncePer,
     Evidence,
@@ -87,27 +88,33 @@ impl Default for WebSignals {
     }
 }
 
-/// What an opening says about itself.
+/// What an opening says about itself: the server name it gives (SNI,
+/// or an HTTP Host that is no address) and, for HTTP, whether it carries a
+/// User-Agent.
 enum Opening {
-    Tls { named: bool },
-    Http { named: bool, user_agent: bool },
+    Tls {
+        name: Option<String>,
+    },
+    Http {
+        name: Option<String>,
+        user_agent: bool,
+    },
 }
 
 fn opening(payload: &[u8]) -> Option<Opening> {
     if let Some(r) = inspect::http_request(payload) {
-        let named = r
+        let name = r
             .host
-            .as_deref()
-            .is_some_and(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().is_err());
+            .filter(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().is_err());
         return Some(Opening::Http {
-            named,
+            name,
             user_agent: r.user_agent.is_some_and(|u| !u.is_empty()),
         });
     }
     if inspect::tls_without_server_name(payload) {
-        return Some(Opening::Tls { named: false });
+        return Some(Opening::Tls { name: None });
     }
-    inspect::tls_server_name(payload).map(|_| Opening::Tls { named: true })
+    inspect::tls_server_name(payload).map(|name| Opening::Tls { name: Some(name) })
 }
 
 /// Flows on the inspected ports (`telemetry::INSPECT_PORTS`) are sampled
@@ -118,76 +125,83 @@ fn inspected(e: &Event) -> bool {
 }
 
 impl WebSignals {
-    /// `outbound`: the source is inside and the destination outside;
-    /// `known`: the server is a well-known service.
+    /// `inside`: whether the source and the destination are inside hosts;
+    /// servers under a `known` domain are not judged.
     pub fn observe(
         &mut self,
         e: &Event,
-        outbound: bool,
+        inside: (bool, bool),
         names: &PeerNames,
-        known: bool,
+        known: &DomainSet,
         out: &mut Vec<Evidence>,
     ) {
-        if e.kind != Kind::Data || e.protocol != PROTO_TCP || !outbound || known || inspected(e) {
+        if e.kind != Kind::Data || e.protocol != PROTO_TCP || inspected(e) {
             return;
         }
-        let Some(opening) = opening(&e.payload) else {
-            return;
-        };
-        let server = format!("{}:{}", e.dst, e.dport);
-        let (protocol, named, standard) = match opening {
-            Opening::Tls { named } => ("TLS", named, TLS_PORTS.contains(&e.dport)),
-            Opening::Http { named, user_agent } => {
-                if !user_agent {
-                    let summary = format!("HTTP request to {server} without a User-Agent");
-                    self.report(e, NO_USER_AGENT, &server, summary, out);
-                }
-                ("HTTP", named, HTTP_PORTS.contains(&e.dport))
-            }
-        };
-        if !named && names.get(e.dst).is_none() {
-            let summary = format!(
-                "{protocol} to {server} by address: no server name given, and no DNS answer named it"
-            );
-            self.report(e, UNNAMED, &server, summary, out);
-        }
-        if !standard {
-            let summary = format!("{protocol} to {server}, not a port {protocol} is served on");
-            self.report(e, ODD_PORT, &server, summary, out);
+        match inside {
+            (true, false) => self.opening(e, names, known, out),
+            (false, true) => self.answer(e, names, known, out),
+            _ => {}
         }
     }
 
-    /// The first flight of an outside TLS server to an inside client
-    /// (`inbound`: the source is outside and the destination inside): its
-    /// certificate (TLS 1.2 and earlier) is self-signed, expired, or
-    /// issued within the hour.
-    pub fn observe_answer(
+    /// An inside client's opening to an outside server.
+    fn opening(
         &mut self,
         e: &Event,
-        inbound: bool,
-        known: bool,
+        names: &PeerNames,
+        known: &DomainSet,
         out: &mut Vec<Evidence>,
     ) {
-        if e.kind != Kind::Data || e.protocol != PROTO_TCP || !inbound || known || inspected(e) {
+        let Some(opening) = opening(&e.payload) else {
+            return;
+        };
+        let (protocol, name, standard) = match &opening {
+            Opening::Tls { name } => ("TLS", name, TLS_PORTS.contains(&e.dport)),
+            Opening::Http { name, .. } => ("HTTP", name, HTTP_PORTS.contains(&e.dport)),
+        };
+        if name.as_deref().is_some_and(|n| known.matching(n).is_some())
+            || known.covers(names, e.dst)
+        {
+            return;
+        }
+        let (host, server) = (e.src, (e.dst, e.dport));
+        let at = format!("{}:{}", e.dst, e.dport);
+        if let Opening::Http {
+            user_agent: false, ..
+        } = opening
+        {
+            let summary = format!("HTTP request to {at} without a User-Agent");
+            self.report(NO_USER_AGENT, host, server, e.ts, summary, out);
+        }
+        if name.is_none() && names.get(e.dst).is_none() {
+            let summary = format!(
+                "{protocol} to {at} by address: no server name given, and no DNS answer named it"
+            );
+            self.report(UNNAMED, host, server, e.ts, summary, out);
+        }
+        if !standard {
+            let summary = format!("{protocol} to {at}, not a port {protocol} is served on");
+            self.report(ODD_PORT, host, server, e.ts, summary, out);
+        }
+    }
+
+    /// An outside TLS server's first flight to an inside client: its
+    /// certificate (TLS 1.2 and earlier) is self-signed, expired, or
+    /// issued within the hour. The client is the suspect.
+    fn answer(&mut self, e: &Event, names: &PeerNames, known: &DomainSet, out: &mut Vec<Evidence>) {
+        if known.covers(names, e.src) {
             return;
         }
         let Some(c) = certificate::server_certificate(&e.payload) else {
             return;
         };
-        // The client is the suspect: swap the ends, as if it had sent this.
-        let asked = Event {
-            src: e.dst,
-            dst: e.src,
-            sport: e.dport,
-            dport: e.sport,
-            payload: Vec::new(),
-            ..e.clone()
-        };
-        let server = format!("{}:{}", e.src, e.sport);
+        let (host, server) = (e.dst, (e.src, e.sport));
+        let at = format!("{}:{}", e.src, e.sport);
         let now = (e.ts / SECOND) as i64;
         if c.self_signed {
-            let summary = format!("TLS server {server} presented a self-signed certificate");
-            self.report(&asked, SELF_SIGNED, &server, summary, out);
+            let summary = format!("TLS server {at} presented a self-signed certificate");
+            self.report(SELF_SIGNED, host, server, e.ts, summary, out);
         }
         let why = if c.not_after < now {
             Some(format!("expired {} days ago", (now - c.not_after) / 86_400))
@@ -200,33 +214,33 @@ impl WebSignals {
             None
         };
         if let Some(why) = why {
-            let summary = format!("TLS server {server} presented a certificate {why}");
-            self.report(&asked, CERTIFICATE_AGE, &server, summary, out);
+            let summary = format!("TLS server {at} presented a certificate {why}");
+            self.report(CERTIFICATE_AGE, host, server, e.ts, summary, out);
         }
     }
 
-    /// Reports `signal` about the host (`e`'s source) and server once per
-    /// merge window.
+    /// Reports `signal` about `host` and `server` once per merge window.
     fn report(
         &mut self,
-        e: &Event,
         signal: usize,
-        server: &str,
+        host: IpAddr,
+        server: (IpAddr, u16),
+        ts: Nanos,
         summary: String,
         out: &mut Vec<Evidence>,
     ) {
-        if !self.reported[signal].first((e.src, e.dst), e.ts) {
+        if !self.reported[signal].first((host, server.0), ts) {
             return;
         }
         let (detector, technique, score) = SIGNALS[signal];
         out.push(Evidence {
-            host: e.src,
+            host,
             detector,
             technique,
             score,
-            ts: e.ts,
-            since: e.ts,
-            peers: vec![server.to_string()],
+            ts,
+            since: ts,
+            peers: vec![format!("{}:{}", server.0, server.1)],
             count: 1,
             summary,
         });
@@ -259,12 +273,30 @@ mod tests {
         }
     }
 
+    /// The signals `events` give; with `known`, the resolver first named
+    /// 198.51.100.9 push.example.net, a listed well-known service.
     fn signals(events: &[Event], known: bool) -> Vec<&'static str> {
         let mut w = WebSignals::default();
-        let names = PeerNames::default();
+        let mut names = PeerNames::default();
+        let mut listed = DomainSet::default();
+        if known {
+            listed.insert("example.net");
+            let addr = "198.51.100.9".parse().unwrap();
+            let answer = Event {
+                ts: 0,
+                src: "198.51.100.53".parse().unwrap(),
+                dst: "10.0.0.5".parse().unwrap(),
+                sport: 53,
+                dport: 40000,
+                protocol: crate::detect::event::PROTO_UDP,
+                kind: Kind::Dns,
+                payload: crate::detect::dns::tests::response("push.example.net", &[addr]),
+            };
+            names.observe(&answer, crate::detect::dns::parse(&answer.payload).as_ref());
+        }
         let mut out = Vec::new();
         for e in events {
-            w.observe(e, true, &names, known, &mut out);
+            w.observe(e, (true, false), &names, &listed, &mut out);
         }
         out.iter().map(|e| e.detector).collect()
     }
@@ -302,10 +334,18 @@ mod tests {
         let now = 1_780_272_000 + 600;
         let own = first_flight("rat", "260101000000Z", "360101000000Z", "rat", 0);
         let fresh = first_flight("R11", "260601000000Z", "260830000000Z", "x.example", 0);
+        let (names, listed) = (PeerNames::default(), DomainSet::default());
         let mut w = WebSignals::default();
         let mut out = Vec::new();
-        w.observe_answer(&answer(own, now), true, false, &mut out);
-        w.observe_answer(&answer(fresh.clone(), now), true, false, &mut out);
+        for flight in [own, fresh.clone()] {
+            w.observe(
+                &answer(flight, now),
+                (false, true),
+                &names,
+                &listed,
+                &mut out,
+            );
+        }
         let found: Vec<_> = out
             .iter()
             .map(|e| (e.host.to_string(), e.detector))
@@ -324,7 +364,8 @@ mod tests {
         );
         let mut quiet = WebSignals::default();
         let mut none = Vec::new();
-        quiet.observe_answer(&answer(fresh, now + 7200), true, false, &mut none);
+        let later = answer(fresh, now + 7200);
+        quiet.observe(&later, (false, true), &names, &listed, &mut none);
         assert!(none.is_empty(), "{none:?}");
     }
 
