@@ -203,7 +203,7 @@ impl Detection {
             open_incidents: self.engine.incidents.iter().filter(|i| i.is_open()).count() as u64,
             evicted: self.engine.evicted(),
             entries: self.engine.sizes(),
-            known_service_drops: self.engine.known_service_drops,
+            spared: self.engine.spared(),
             alerts: vec![
                 ("file", "ok", d.file_ok),
                 ("file", "failed", d.file_failed),

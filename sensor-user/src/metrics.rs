@@ -27,7 +27,7 @@ pub struct Metrics {
     engine_events: IntCounterVec,
     engine_evicted: IntCounterVec,
     engine_entries: IntGaugeVec,
-    known_service: IntCounterVec,
+    spared: IntCounterVec,
     incidents: IntCounterVec,
     incidents_open: IntGauge,
     actions: IntCounterVec,
@@ -48,8 +48,8 @@ pub struct DetectionSnapshot {
     pub evicted: Vec<(&'static str, u64)>,
     /// (table, entries now)
     pub entries: Vec<(&'static str, usize)>,
-    /// Evidence dropped because its peers are well-known services.
-    pub known_service_drops: u64,
+    /// (reason, findings not reported as evidence for it)
+    pub spared: [(&'static str, u64); 2],
     /// (sink, result, count)
     pub alerts: Vec<(&'static str, &'static str, u64)>,
 }
@@ -206,11 +206,11 @@ impl Metrics {
                 "Entries the detection engine dropped from a table to stay within its limit (the least recently seen first)",
                 &["table"],
             ),
-            known_service: counter_vec(
+            spared: counter_vec(
                 &registry,
-                "sensor_detection_known_service_total",
-                "Beacon and weak web evidence dropped because every peer it names is a well-known service ([detection.known_services])",
-                &[],
+                "sensor_detection_spared_total",
+                "Findings not reported as evidence: known_service (beacon and weak web evidence whose peers are all well-known services), peer_retries (sweeps that were peer-to-peer clients retrying cached peers)",
+                &["reason"],
             ),
             incidents: counter_vec(
                 &registry,
@@ -367,7 +367,9 @@ impl Metrics {
         set(&self.flows, &["insert_failed"], t.flow_insert_failed);
         self.flows_tracked.set(t.flows_tracked as i64);
         set(&self.engine_events, &[], d.counts.events);
-        set(&self.known_service, &[], d.known_service_drops);
+        for (reason, n) in &d.spared {
+            set(&self.spared, &[reason], *n);
+        }
         for (table, n) in &d.evicted {
             set(&self.engine_evicted, &[table], *n);
         }

@@ -633,7 +633,11 @@ fn a_jittered_http_beacon_is_caught_within_five_callbacks_and_everyday_polls_sta
         );
     }
     let metrics = lab.metrics().unwrap();
-    let spared = lab::metric(&metrics, "sensor_detection_known_service_total", &[]);
+    let spared = lab::metric(
+        &metrics,
+        "sensor_detection_spared_total",
+        &[("reason", "known_service")],
+    );
     assert!(
         spared >= 2,
         "the keepalive and the poll were spared: {spared}"

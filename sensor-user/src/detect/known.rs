@@ -6,7 +6,7 @@
 //! traffic itself named it under a listed domain: a DNS answer the host
 //! got, the server name its TLS client asked for, the Host it sent.
 //! Beacon evidence and weak web signals towards it are dropped (counted
-//! in `sensor_detection_known_service_total`); every other detector still
+//! in `sensor_detection_spared_total{reason="known_service"}`); every other detector still
 //! judges it (exfiltration to a listed cloud is still exfiltration).
 //!
 //! Empty by default: which services are everyday is the site's to say.

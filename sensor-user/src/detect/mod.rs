@@ -236,7 +236,7 @@ pub struct Engine {
     uploads: uploads::UploadDetector,
     known_services: known::DomainSet,
     /// Evidence dropped because its peers are well-known services.
-    pub known_service_drops: u64,
+    known_service_drops: u64,
     /// Names of peers, from DNS answers, TLS and HTTP, for incidents.
     names: names::PeerNames,
     pub incidents: Incidents,
@@ -435,6 +435,15 @@ impl Engine {
     }
 
     /// Whether every peer the evidence names is a well-known service.
+    /// Findings not reported as evidence, by why: peers that are all
+    /// well-known services, sweeps that were peer-to-peer retries.
+    pub fn spared(&self) -> [(&'static str, u64); 2] {
+        [
+            ("known_service", self.known_service_drops),
+            ("peer_retries", self.scan.peer_retries),
+        ]
+    }
+
     fn only_known_services(&self, e: &Evidence) -> bool {
         let addrs: Vec<IpAddr> = e
             .peers

@@ -8,6 +8,16 @@
 //! `port_scan_threshold` (15 ports) and `addr_scan_threshold` (25 hosts) in
 //! 5 minutes; ICMP sweeps at 10 hosts in 5 minutes, between Slips'
 //! `pingscan_minimum_scanned_ips` (5) and Zeek's address threshold.
+//!
+//! A peer-to-peer client retrying its cached peers also fails on one port
+//! across many hosts, but it tries each peer over both transports on that
+//! port (BitTorrent's uTP runs on the TCP listening port and clients try it
+//! first, falling back to TCP), which a scan does not do. That is the
+//! TCP/UDP-pair heuristic of Karagiannis et al., "Transport layer
+//! identification of P2P traffic" (IMC 2004), which BLINC builds on. A
+//! sweep of a port from 1024 up whose failed targets were mostly tried
+//! over both is peer retries: not reported, counted. Service ports under
+//! 1024 are never spared: a scan of DNS over TCP and UDP stays a scan.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -22,6 +32,9 @@ use super::{
 
 /// The DCE/RPC endpoint mapper's port.
 const EPMAP: u16 = 135;
+/// Peer-to-peer ports are registered or dynamic ones; below this, a sweep
+/// is never taken for peer retries.
+const PEER_PORTS_FROM: u16 = 1024;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -66,7 +79,14 @@ struct Probes {
     hosts: HashMap<(IpAddr, u16), TimedSet<IpAddr>>,
     /// src -> hosts sent an echo request.
     icmp: HashMap<IpAddr, TimedSet<IpAddr>>,
+    /// (src, port) -> hosts tried on that port (from `PEER_PORTS_FROM`),
+    /// over TCP and over UDP: peers tried over both are peer retries.
+    tried: [HashMap<(IpAddr, u16), TimedSet<IpAddr>>; 2],
 }
+
+/// Index into `Probes::tried`.
+const TRIED_TCP: usize = 0;
+const TRIED_UDP: usize = 1;
 
 pub struct ScanDetector {
     config: ScanConfig,
@@ -81,6 +101,9 @@ pub struct ScanDetector {
     sweep: MinuteSweep,
     /// Entries dropped to stay within `limits` (pending, probes).
     pub evicted: [u64; 2],
+    /// Sweeps not reported because they were peer retries, counted as
+    /// they would have been reported.
+    pub peer_retries: u64,
 }
 
 impl ScanDetector {
@@ -93,6 +116,7 @@ impl ScanDetector {
             last_expiry: 0,
             sweep: MinuteSweep::default(),
             evicted: [0; 2],
+            peer_retries: 0,
         }
     }
 
@@ -102,6 +126,7 @@ impl ScanDetector {
             // A connection attempt; a tiny first fragment (`nmap -f`) is
             // one too, reassembled by the target, which answers it.
             (Kind::Syn, PROTO_TCP) | (Kind::Fragment, PROTO_TCP) if e.dport != 0 => {
+                self.tried(TRIED_TCP, e);
                 self.attempt(e);
             }
             // A probe outside any connection (FIN, NULL, Xmas, Maimon, ACK,
@@ -156,6 +181,7 @@ impl ScanDetector {
                     }
                 }
             }
+            (Kind::FlowStart, PROTO_UDP) => self.tried(TRIED_UDP, e),
             (Kind::FlowStart, PROTO_ICMP | PROTO_ICMPV6) => {
                 self.evicted[1] +=
                     cap_oldest(&mut self.probes.icmp, limits::PROBE_SETS, |s| s.latest());
@@ -170,6 +196,41 @@ impl ScanDetector {
         }
     }
 
+    /// A peer tried on a port where peer-to-peer clients listen.
+    fn tried(&mut self, transport: usize, e: &Event) {
+        if e.dport < PEER_PORTS_FROM {
+            return;
+        }
+        let tried = &mut self.probes.tried[transport];
+        self.evicted[1] += cap_oldest(tried, limits::PROBE_SETS, |s| s.latest());
+        tried
+            .entry((e.src, e.dport))
+            .or_default()
+            .insert(e.dst, e.ts);
+    }
+
+    /// Whether most hosts `src` failed on `port` were tried over both TCP
+    /// and UDP there within the slow window: a peer-to-peer client's
+    /// retries of its cached peers, not a sweep.
+    fn peer_retries(&self, src: IpAddr, port: u16, ts: Nanos) -> bool {
+        if port < PEER_PORTS_FROM {
+            return false;
+        }
+        let since = ts.saturating_sub(self.config.slow_window_secs * SECOND);
+        let (Some(failed), Some(tcp), Some(udp)) = (
+            self.probes.hosts.get(&(src, port)),
+            self.probes.tried[TRIED_TCP].get(&(src, port)),
+            self.probes.tried[TRIED_UDP].get(&(src, port)),
+        ) else {
+            return false;
+        };
+        let both = failed
+            .keys()
+            .filter(|h| tcp.seen_since(h, since) && udp.seen_since(h, since))
+            .count();
+        both * 2 >= failed.len()
+    }
+
     /// An attempt that fails if refused (RST) or unanswered in time.
     fn attempt(&mut self, e: &Event) {
         self.evicted[0] += cap_oldest(&mut self.pending, limits::PENDING_ATTEMPTS, |t| *t);
@@ -181,7 +242,10 @@ impl ScanDetector {
         let p = &self.probes;
         [
             self.pending.len(),
-            p.ports.len() + p.hosts.len() + p.icmp.len(),
+            p.ports.len()
+                + p.hosts.len()
+                + p.icmp.len()
+                + p.tried.iter().map(HashMap::len).sum::<usize>(),
             self.reported.len(),
         ]
     }
@@ -223,6 +287,10 @@ impl ScanDetector {
         self.probes
             .icmp
             .retain(|_, s| keep_probes(s, horizon, fast));
+        for tried in &mut self.probes.tried {
+            tried.retain(|_, s| keep_probes(s, horizon, fast));
+            fit(tried);
+        }
         fit(&mut self.pending);
         fit(&mut self.probes.ports);
         fit(&mut self.probes.hosts);
@@ -272,6 +340,12 @@ impl ScanDetector {
         let (fast, slow) = counts(&self.config, hosts, ts);
         let threshold = self.config.hosts;
         if let Some((detector, n)) = pick(fast, slow, threshold) {
+            if self.peer_retries(src, port, ts) {
+                if self.report_due("scan.peer_retries", src, format!("port {port}"), n) {
+                    self.peer_retries += 1;
+                }
+                return;
+            }
             let kind = if detector == "fast" {
                 "scan.horizontal"
             } else {
@@ -314,6 +388,24 @@ impl ScanDetector {
         }
     }
 
+    /// Whether a finding at `count` is reported: the first time, and again
+    /// each time its count doubles.
+    fn report_due(
+        &mut self,
+        detector: &'static str,
+        host: IpAddr,
+        peer: String,
+        count: usize,
+    ) -> bool {
+        limit_reported(&mut self.reported);
+        let last = self.reported.entry((detector, host, peer)).or_insert(0);
+        if count < *last * 2 {
+            return false;
+        }
+        *last = count;
+        true
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn report(
         &mut self,
@@ -326,15 +418,9 @@ impl ScanDetector {
         score: u8,
         summary: String,
     ) {
-        limit_reported(&mut self.reported);
-        let last = self
-            .reported
-            .entry((detector, host, peer.clone()))
-            .or_insert(0);
-        if count < *last * 2 {
+        if !self.report_due(detector, host, peer.clone(), count) {
             return;
         }
-        *last = count;
         out.push(Evidence {
             host,
             detector,
@@ -668,6 +754,70 @@ mod tests {
                 .any(|e| e.detector == "scan.horizontal" && e.peers == ["port 445"]),
             "{out:?}"
         );
+    }
+
+    /// A client trying 30 unreachable hosts on `port`, each over UDP first
+    /// (when `udp_first`), then over TCP, as a BitTorrent client tries a
+    /// cached peer with uTP and falls back to TCP. Events in time order.
+    fn tries(port: u16, udp_first: bool) -> (Vec<Evidence>, u64) {
+        let mut events = Vec::new();
+        for i in 1..=30u64 {
+            let t = i * 5 * SECOND;
+            let peer = format!("198.51.{}.{}", i * 7 % 250, i + 10);
+            let at = |ts: Nanos, kind: Kind, protocol: u8| {
+                ev(
+                    ts,
+                    "10.0.0.5",
+                    &peer,
+                    40000 + i as u16,
+                    port,
+                    protocol,
+                    kind,
+                )
+            };
+            if udp_first {
+                events.push(at(t, Kind::FlowStart, PROTO_UDP));
+            }
+            events.push(at(t + 2 * SECOND, Kind::Syn, PROTO_TCP));
+            if udp_first {
+                // Unanswered: the flow ends at the datapath's UDP idle.
+                events.push(at(
+                    t + 60 * SECOND,
+                    Kind::FlowEnd(FlowSummary::default()),
+                    PROTO_UDP,
+                ));
+            }
+        }
+        events.sort_by_key(|e| e.ts);
+        let mut d = ScanDetector::new(ScanConfig::default());
+        let mut out = Vec::new();
+        for e in &events {
+            d.observe(e, &mut out);
+        }
+        d.flush(events.last().map_or(0, |e| e.ts), &mut out);
+        (out, d.peer_retries)
+    }
+
+    #[test]
+    fn cached_peers_tried_over_both_transports_are_peer_retries_not_a_scan() {
+        let (out, spared) = tries(51413, true);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(spared, 1);
+        // The same sweep over TCP alone is a scan.
+        let (out, spared) = tries(51413, false);
+        assert!(
+            out.iter().any(|e| e.detector == "scan.horizontal"),
+            "{out:?}"
+        );
+        assert_eq!(spared, 0);
+        // Below 1024 both transports make no difference: DNS probed over
+        // TCP and UDP on 30 hosts is a scan.
+        let (out, spared) = tries(53, true);
+        assert!(
+            out.iter().any(|e| e.detector == "scan.horizontal"),
+            "{out:?}"
+        );
+        assert_eq!(spared, 0);
     }
 
     #[test]

@@ -346,6 +346,14 @@ impl<K: Hash + Eq + Clone> TimedSet<K> {
         }
     }
 
+    /// Whether `key` was seen at or after `since`.
+    pub fn seen_since(&self, key: &K, since: Nanos) -> bool {
+        match &self.large {
+            Some(large) => large.times.get(key).is_some_and(|(t, _)| *t >= since),
+            None => self.small.iter().any(|(k, t)| k == key && *t >= since),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         match &self.large {
             Some(large) => large.times.is_empty(),
