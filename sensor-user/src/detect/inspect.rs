@@ -190,6 +190,11 @@ pub struct HttpRequest {
     pub user_agent: Option<String>,
     /// The body's declared length (Content-Length).
     pub content_length: Option<u64>,
+    /// Whether the request line names HTTP/1.1 (which requires a Host).
+    pub http11: bool,
+    /// Whether the headers ended within the sample: only then is a header
+    /// not read a header not sent.
+    pub complete: bool,
 }
 
 /// Longest header value kept (user agents run long; tools' are short).
@@ -221,6 +226,8 @@ pub fn http_request(p: &[u8]) -> Option<HttpRequest> {
         host: None,
         user_agent: None,
         content_length: None,
+        http11: request_line.ends_with(" HTTP/1.1"),
+        complete: text.contains("\r\n\r\n"),
     };
     for line in lines.take(64) {
         if line.is_empty() {

@@ -3,6 +3,7 @@
 //! own that turns events into `Evidence`; `incident` aggregates evidence per
 //! host into scored incidents. docs/detection.md describes each detector.
 
+pub mod agents;
 pub mod allow;
 pub mod arpscan;
 pub mod beacon;
@@ -603,6 +604,7 @@ impl Engine {
             ("smb1", self.smb1.evicted),
             ("edges", self.edges.evicted),
             ("callback", self.callback.evicted),
+            ("user_agents", self.web.agents.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),
         ];

@@ -17,6 +17,12 @@
 //! - `web.no_user_agent` (T1071.001, 20): an HTTP request with no
 //!   User-Agent. Every browser, library and update agent sends one; a
 //!   hand-written implant often does not (Slips "missing User-Agent").
+//! - `web.no_host` (T1071.001, 20): an HTTP/1.1 request with no Host
+//!   header, which RFC 9112 (3.2) requires of every client (RITA's
+//!   "missing host header" threat modifier).
+//! - `web.rare_user_agent` (T1071.001, 15): a User-Agent no other inside
+//!   host sent within a day, on a site where at least 20 did send one
+//!   (`agents`; RITA's "rare signature" threat modifier).
 //! - `web.self_signed` (T1573.002, 25) and `web.certificate_age`
 //!   (T1573.002, 20): the server's certificate (TLS 1.2 and earlier, from
 //!   its first flight) names itself as its issuer, or has expired, or was
@@ -34,6 +40,7 @@ use std::net::IpAddr;
 use sensor_common::telemetry::is_inspect_port;
 
 use super::{
+    agents::UserAgentCensus,
     certificate,
     event::{Event, Kind, Nanos, PROTO_TCP, SECOND},
     incident::MERGE_GAP,
@@ -53,20 +60,24 @@ const TLS_PORTS: [u16; 17] = [
 ];
 
 /// The signals: (detector, ATT&CK technique, weight). Weights are the
-/// project's choice: no two reach an alert (50) together, all three do,
-/// and any one adds to a beacon (docs/detection.md).
-const SIGNALS: [(&str, &str, u8); 5] = [
+/// project's choice: one trait alone never alerts, an implant's usual
+/// three do, and any one adds to a beacon (docs/detection.md).
+const SIGNALS: [(&str, &str, u8); 7] = [
     ("web.unnamed", "T1071.001", 25),
     ("web.odd_port", "T1571", 20),
     ("web.no_user_agent", "T1071.001", 20),
     ("web.self_signed", "T1573.002", 25),
     ("web.certificate_age", "T1573.002", 20),
+    ("web.no_host", "T1071.001", 20),
+    ("web.rare_user_agent", "T1071.001", 15),
 ];
 const UNNAMED: usize = 0;
 const ODD_PORT: usize = 1;
 const NO_USER_AGENT: usize = 2;
 const SELF_SIGNED: usize = 3;
 const CERTIFICATE_AGE: usize = 4;
+const NO_HOST: usize = 5;
+const RARE_USER_AGENT: usize = 6;
 /// A certificate issued this recently was made for this server just now
 /// (an implant's operator setting up; ordinary sites' are days old by the
 /// time anyone connects).
@@ -78,37 +89,45 @@ const PAIRS: usize = 1 << 16;
 pub struct WebSignals {
     /// Per signal: pairs reported, pruned with the engine's sweep.
     pub reported: [OncePer; SIGNALS.len()],
+    /// Which hosts send which User-Agent.
+    pub agents: UserAgentCensus,
 }
 
 impl Default for WebSignals {
     fn default() -> Self {
         WebSignals {
             reported: std::array::from_fn(|_| OncePer::new(MERGE_GAP, PAIRS)),
+            agents: UserAgentCensus::default(),
         }
     }
 }
 
 /// What an opening says about itself: the server name it gives (SNI,
-/// or an HTTP Host that is no address) and, for HTTP, whether it carries a
-/// User-Agent.
+/// or an HTTP Host that is no address) and, for HTTP, its User-Agent and
+/// which headers it is known to lack (its headers ended in the sample).
 enum Opening {
     Tls {
         name: Option<String>,
     },
     Http {
         name: Option<String>,
-        user_agent: bool,
+        user_agent: Option<String>,
+        lacks_user_agent: bool,
+        lacks_host: bool,
     },
 }
 
 fn opening(payload: &[u8]) -> Option<Opening> {
     if let Some(r) = inspect::http_request(payload) {
-        let name = r
-            .host
-            .filter(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().is_err());
+        let user_agent = r.user_agent.filter(|u| !u.is_empty());
         return Some(Opening::Http {
-            name,
-            user_agent: r.user_agent.is_some_and(|u| !u.is_empty()),
+            lacks_user_agent: r.complete && user_agent.is_none(),
+            // HTTP/1.0 may leave it out; HTTP/1.1 may not (RFC 9112 3.2).
+            lacks_host: r.complete && r.http11 && r.host.is_none(),
+            name: r
+                .host
+                .filter(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().is_err()),
+            user_agent,
         });
     }
     if inspect::tls_without_server_name(payload) {
@@ -156,6 +175,14 @@ impl WebSignals {
         let Some(opening) = opening(&e.payload) else {
             return;
         };
+        // Every agent counts in the census, to well-known services too.
+        let rare_agent = match &opening {
+            Opening::Http {
+                user_agent: Some(agent),
+                ..
+            } => self.agents.rare(e.src, agent, e.ts).then(|| agent.clone()),
+            _ => None,
+        };
         let (protocol, name, standard) = match &opening {
             Opening::Tls { name } => ("TLS", name, TLS_PORTS.contains(&e.dport)),
             Opening::Http { name, .. } => ("HTTP", name, HTTP_PORTS.contains(&e.dport)),
@@ -168,11 +195,25 @@ impl WebSignals {
         let (host, server) = (e.src, (e.dst, e.dport));
         let at = format!("{}:{}", e.dst, e.dport);
         if let Opening::Http {
-            user_agent: false, ..
+            lacks_user_agent: true,
+            ..
         } = opening
         {
             let summary = format!("HTTP request to {at} without a User-Agent");
             self.report(NO_USER_AGENT, host, server, e.ts, summary, out);
+        }
+        if let Opening::Http {
+            lacks_host: true, ..
+        } = opening
+        {
+            let summary = format!("HTTP request to {at} without a Host header");
+            self.report(NO_HOST, host, server, e.ts, summary, out);
+        }
+        if let Some(agent) = rare_agent {
+            let summary = format!(
+                "HTTP request to {at} with a User-Agent no other inside host sent within a day: {agent}"
+            );
+            self.report(RARE_USER_AGENT, host, server, e.ts, summary, out);
         }
         if name.is_none() && names.get(e.dst).is_none() {
             let summary = format!(
@@ -248,10 +289,11 @@ impl WebSignals {
 
     pub fn prune(&mut self, now: Nanos) {
         self.reported.iter_mut().for_each(|r| r.prune(now));
+        self.agents.prune(now);
     }
 
     pub fn size(&self) -> usize {
-        self.reported.iter().map(|r| r.pairs()).sum()
+        self.reported.iter().map(|r| r.pairs()).sum::<usize>() + self.agents.size()
     }
 }
 
@@ -378,5 +420,65 @@ mod tests {
         assert!(signals(&[browser, page], false).is_empty());
         let bare = opening("198.51.100.9", 4041, client_hello(&[]));
         assert!(signals(&[bare], true).is_empty(), "a known service");
+    }
+
+    #[test]
+    fn a_request_without_host_or_with_an_agent_no_other_host_sends() {
+        let bare = opening("198.51.100.7", 80, b"GET /a HTTP/1.1\r\n\r\n".to_vec());
+        assert_eq!(
+            signals(&[bare], false),
+            ["web.no_user_agent", "web.no_host", "web.unnamed"]
+        );
+        // HTTP/1.0 may leave out Host; a sample cut inside the headers
+        // says nothing about those past the cut.
+        let old = opening(
+            "198.51.100.7",
+            80,
+            b"GET /a HTTP/1.0\r\nUser-Agent: x\r\n\r\n".to_vec(),
+        );
+        let cut = opening(
+            "198.51.100.7",
+            80,
+            b"GET /a HTTP/1.1\r\nAccept: */*\r\n".to_vec(),
+        );
+        assert_eq!(signals(&[old, cut], false), ["web.unnamed"]);
+        // Twenty-five workstations browse with the same agent by name;
+        // one then sends an agent no other does.
+        let mut w = WebSignals::default();
+        let (names, listed) = (PeerNames::default(), DomainSet::default());
+        let mut out = Vec::new();
+        let request = |host: u8, agent: &str| Event {
+            src: IpAddr::from([10, 0, 1, host]),
+            ..opening(
+                "198.51.100.8",
+                80,
+                format!("GET / HTTP/1.1\r\nHost: example.org\r\nUser-Agent: {agent}\r\n\r\n")
+                    .into_bytes(),
+            )
+        };
+        for host in 1..=25 {
+            w.observe(
+                &request(host, "Mozilla/5.0 Firefox/133.0"),
+                (true, false),
+                &names,
+                &listed,
+                &mut out,
+            );
+        }
+        assert!(out.is_empty(), "{out:?}");
+        w.observe(
+            &request(26, "Updater 0.1"),
+            (true, false),
+            &names,
+            &listed,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].detector, out[0].score), ("web.rare_user_agent", 15));
+        assert!(
+            out[0].summary.ends_with("Updater 0.1"),
+            "{}",
+            out[0].summary
+        );
     }
 }
