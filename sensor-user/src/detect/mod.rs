@@ -36,6 +36,7 @@ pub mod pcapfile;
 pub mod postgres;
 pub mod roles;
 pub mod scan;
+pub mod shell;
 pub mod smb;
 pub mod smb1;
 pub mod text;
@@ -234,6 +235,7 @@ pub struct Engine {
     icmp_tunnel: icmp_tunnel::IcmpTunnelDetector,
     web: web::WebSignals,
     callback: callback::CallbackDetector,
+    shells: shell::InteractiveShells,
     uploads: uploads::UploadDetector,
     known_services: known::DomainSet,
     /// Evidence dropped because its peers are well-known services.
@@ -317,6 +319,7 @@ impl Engine {
             icmp_tunnel: icmp_tunnel::IcmpTunnelDetector::default(),
             web: web::WebSignals::default(),
             callback: callback::CallbackDetector::default(),
+            shells: shell::InteractiveShells::default(),
             uploads: uploads::UploadDetector::default(),
             known_services,
             known_service_drops: 0,
@@ -379,6 +382,8 @@ impl Engine {
             .observe(event, internal_src && !internal_dst, &mut found);
         self.icmp_tunnel.observe(event, internal_src, &mut found);
         self.callback
+            .observe(event, (internal_src, internal_dst), &mut found);
+        self.shells
             .observe(event, (internal_src, internal_dst), &mut found);
         self.uploads
             .observe(event, internal_src && !internal_dst, &mut found);
@@ -520,6 +525,7 @@ impl Engine {
             self.icmp_tunnel.reported.prune(now);
             self.web.prune(now);
             self.callback.prune(now);
+            self.shells.prune(now);
             self.uploads.reported.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
@@ -576,6 +582,7 @@ impl Engine {
             ("icmp_tunnel", self.icmp_tunnel.reported.pairs()),
             ("web", self.web.size()),
             ("callback", self.callback.size()),
+            ("shell", self.shells.size()),
             ("uploads", self.uploads.reported.pairs()),
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
@@ -604,6 +611,7 @@ impl Engine {
             ("smb1", self.smb1.evicted),
             ("edges", self.edges.evicted),
             ("callback", self.callback.evicted),
+            ("shell", self.shells.evicted),
             ("user_agents", self.web.agents.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),

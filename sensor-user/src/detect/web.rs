@@ -52,10 +52,10 @@ use super::{
 };
 
 /// Ports HTTP is served on: IANA's http, http-alt and the usual proxies.
-const HTTP_PORTS: [u16; 6] = [80, 591, 8000, 8008, 8080, 3128];
+pub const HTTP_PORTS: [u16; 6] = [80, 591, 8000, 8008, 8080, 3128];
 /// Ports TLS is opened on directly (IANA): https and its alternate, and the
 /// TLS forms of mail, directory, DNS, FTP, SIP, XMPP, push, AMQP and MQTT.
-const TLS_PORTS: [u16; 17] = [
+pub const TLS_PORTS: [u16; 17] = [
     443, 8443, 465, 636, 853, 989, 990, 992, 993, 994, 995, 3269, 5061, 5223, 5228, 5671, 8883,
 ];
 
