@@ -437,8 +437,10 @@ pub mod telemetry {
     /// Bytes of a payload's start `is_opening` needs.
     pub const OPENING_HEAD: usize = 6;
 
-    /// HTTP request lines by their first four bytes.
-    const HTTP_OPENINGS: [u32; 9] = [
+    /// HTTP request lines, and the SSH identification string both ends
+    /// send first [RFC 4253 4.2], by their first four bytes.
+    const OPENINGS: [u32; 10] = [
+        u32::from_ne_bytes(*b"SSH-"),
         u32::from_ne_bytes(*b"GET "),
         u32::from_ne_bytes(*b"POST"),
         u32::from_ne_bytes(*b"HEAD"),
@@ -462,15 +464,16 @@ pub mod telemetry {
         head.len() >= OPENING_HEAD && head[0] == 0x16 && head[1] == 0x03 && head[5] == 0x02
     }
 
-    /// A TLS ClientHello or an HTTP request line starts the payload: any
-    /// other flow gets this one sample, for the names in it.
+    /// A TLS ClientHello, an HTTP request line or an SSH identification
+    /// string starts the payload: any other flow gets this one sample, for
+    /// the names and the protocol in it.
     #[inline(always)]
     pub fn is_opening(head: &[u8]) -> bool {
         if head.len() < OPENING_HEAD {
             return false;
         }
         let word = u32::from_ne_bytes([head[0], head[1], head[2], head[3]]);
-        is_client_hello(head) || HTTP_OPENINGS.contains(&word)
+        is_client_hello(head) || OPENINGS.contains(&word)
     }
 
     /// A TCP packet's payload as the sampling rule sees it: predicates on
@@ -507,8 +510,9 @@ pub mod telemetry {
     /// `samples` count: a flow on an inspected port, or one whose first
     /// payload is a DCE/RPC PDU (RPC services listen on dynamic ports), up
     /// to `DATA_SAMPLES` packets, and past those the packets
-    /// `is_control_message` names; any other flow's TLS or HTTP opening,
-    /// and the ServerHello that answers a ClientHello (`INSPECT_HELLO`).
+    /// `is_control_message` names; any other flow's opening by its
+    /// initiator (TLS, HTTP, SSH), and the ServerHello that answers a
+    /// ClientHello (`INSPECT_HELLO`).
     #[inline(always)]
     pub fn wants_sample<P: PayloadView + ?Sized>(
         inspect: &mut u8,
@@ -534,10 +538,16 @@ pub mod telemetry {
                 *inspect = INSPECT_YES;
             } else {
                 *inspect = INSPECT_NO;
-                // Any other flow: one sample of a TLS or HTTP opening, for
-                // the server name and user agent in it.
+                // Any other flow: one sample of the initiator's opening,
+                // for the server name, user agent and protocol in it. An
+                // opening from the responder (an SSH server speaks first)
+                // leaves the choice to the initiator's first payload.
                 if payload.is_opening() {
-                    if from_initiator && payload.is_client_hello() {
+                    if !from_initiator {
+                        *inspect = INSPECT_UNKNOWN;
+                        return false;
+                    }
+                    if payload.is_client_hello() {
                         *inspect = INSPECT_HELLO;
                     }
                     *samples += 1;

@@ -239,6 +239,11 @@ fn conversations_retransmissions_and_resets() {
         b"\x16\x03\x01\x00\x05\x01hello",
         b"\x15\x03\x03alert",
     ));
+    // SSH: the server's identification string comes first and is not
+    // sampled; the client's, which follows, is.
+    let mut ssh = answered(A, B, 2222, b"SSH-2.0-client\r\n", b"SSH-2.0-server\r\n");
+    ssh.swap(3, 4);
+    frames.extend(ssh);
     // An HTTP request on another flow, its SYN retransmitted.
     let mut http = conversation(A, B, 8080, b"GET / HTTP/1.1\r\nHost: c2.example\r\n\r\n");
     http.insert(1, http[0].clone());
@@ -297,12 +302,22 @@ fn conversations_retransmissions_and_resets() {
         [format!("{B}:4041")],
         "only the ServerHello is sampled"
     );
+    let ssh: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == "Data" && (e.src.ends_with(":2222") || e.dst.ends_with(":2222")))
+        .map(|e| e.src.as_str())
+        .collect();
+    assert_eq!(
+        ssh,
+        [format!("{A}:40001")],
+        "only the client's SSH banner is sampled"
+    );
     let proven: Vec<&String> = flows
         .iter()
         .filter(|f| f.ends_with("proven true"))
         .collect();
-    // The eight conversations; neither the forger's retries nor its guess.
-    assert_eq!(proven.len(), 8, "{flows:#?}");
+    // The nine conversations; neither the forger's retries nor its guess.
+    assert_eq!(proven.len(), 9, "{flows:#?}");
     // The decoder says so at the proving packet, once per flow, naming
     // the initiator: the same flows.
     let mut tracker = FlowTracker::default();

@@ -382,7 +382,8 @@ pub mod tests {
         assert_eq!(put.content_length, Some(31_457_280));
         assert!(sensor_common::telemetry::is_opening(req));
         assert_eq!(http_request(b"HTTP/1.1 200 OK\r\n"), None);
-        assert!(!sensor_common::telemetry::is_opening(
+        assert!(!sensor_common::telemetry::is_opening(b"220 ftp ready\r\n"));
+        assert!(sensor_common::telemetry::is_opening(
             b"SSH-2.0-OpenSSH_9.2\r\n"
         ));
         let v6 = http_request(b"GET / HTTP/1.1\r\nhost: [fd00:10::12]:80\r\n").unwrap();

@@ -11,9 +11,10 @@
 //!   reach servers by name; implants with a hard-coded address do not
 //!   (Zeek's and RITA's "connection to an IP never resolved" practice;
 //!   the Slips "connection without DNS resolution" evidence).
-//! - `web.odd_port` (T1571, 20): a TLS ClientHello or an HTTP request to
-//!   a port that is not the protocol's (ATT&CK T1571 Non-Standard Port;
-//!   Slips "HTTP/SSL on a non-standard port").
+//! - `web.odd_port` (T1571, 20): a TLS ClientHello, an HTTP request or an
+//!   SSH client's identification string to a port that is not the
+//!   protocol's (ATT&CK T1571 Non-Standard Port; Slips "HTTP/SSL on a
+//!   non-standard port").
 //! - `web.no_user_agent` (T1071.001, 20): an HTTP request with no
 //!   User-Agent. Every browser, library and update agent sends one; a
 //!   hand-written implant often does not (Slips "missing User-Agent").
@@ -53,6 +54,8 @@ use super::{
 
 /// Ports HTTP is served on: IANA's http, http-alt and the usual proxies.
 pub const HTTP_PORTS: [u16; 6] = [80, 591, 8000, 8008, 8080, 3128];
+/// SSH's port (IANA).
+const SSH_PORT: u16 = 22;
 /// Ports TLS is opened on directly (IANA): https and its alternate, and the
 /// TLS forms of mail, directory, DNS, FTP, SIP, XMPP, push, AMQP and MQTT.
 pub const TLS_PORTS: [u16; 17] = [
@@ -115,9 +118,14 @@ enum Opening {
         lacks_user_agent: bool,
         lacks_host: bool,
     },
+    /// An SSH client's identification string: no name in it.
+    Ssh,
 }
 
 fn opening(payload: &[u8]) -> Option<Opening> {
+    if payload.starts_with(b"SSH-") {
+        return Some(Opening::Ssh);
+    }
     if let Some(r) = inspect::http_request(payload) {
         let user_agent = r.user_agent.filter(|u| !u.is_empty());
         return Some(Opening::Http {
@@ -186,6 +194,7 @@ impl WebSignals {
         let (protocol, name, standard) = match &opening {
             Opening::Tls { name } => ("TLS", name, TLS_PORTS.contains(&e.dport)),
             Opening::Http { name, .. } => ("HTTP", name, HTTP_PORTS.contains(&e.dport)),
+            Opening::Ssh => ("SSH", &None, e.dport == SSH_PORT),
         };
         if name.as_deref().is_some_and(|n| known.matching(n).is_some())
             || known.covers(names, e.dst)
@@ -215,7 +224,9 @@ impl WebSignals {
             );
             self.report(RARE_USER_AGENT, host, server, e.ts, summary, out);
         }
-        if name.is_none() && names.get(e.dst).is_none() {
+        // Administrators reach SSH servers by address every day.
+        let unnamed = !matches!(opening, Opening::Ssh) && name.is_none();
+        if unnamed && names.get(e.dst).is_none() {
             let summary = format!(
                 "{protocol} to {at} by address: no server name given, and no DNS answer named it"
             );
@@ -356,6 +367,14 @@ mod tests {
             signals(&[opening("198.51.100.7", 8888, curl_less)], false),
             ["web.no_user_agent", "web.unnamed", "web.odd_port"]
         );
+        // SSH off its port: only the port is a trait (administrators
+        // reach servers by address).
+        let ssh = b"SSH-2.0-Go\r\n".to_vec();
+        assert_eq!(
+            signals(&[opening("198.51.100.7", 2222, ssh.clone())], false),
+            ["web.odd_port"]
+        );
+        assert!(signals(&[opening("198.51.100.7", 22, ssh)], false).is_empty());
     }
 
     #[test]
