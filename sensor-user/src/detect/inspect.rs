@@ -41,6 +41,23 @@ struct ClientHello<'a> {
 /// Extensions read at most (a ClientHello declares about 10 to 20).
 const MAX_EXTENSIONS: usize = 64;
 
+impl<'a> ClientHello<'a> {
+    /// The body of the extension of type `kind`.
+    fn extension(&self, kind: u16) -> Option<&'a [u8]> {
+        self.extensions
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, b)| *b)
+    }
+}
+
+/// Big-endian u16s, in order (an odd last byte is left out).
+fn u16s(b: &[u8]) -> Vec<u16> {
+    b.chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
 fn client_hello(p: &[u8]) -> Option<ClientHello<'_>> {
     if !is_client_hello(p) {
         return None;
@@ -135,34 +152,122 @@ fn ja3_text(p: &[u8]) -> Option<String> {
             .collect::<Vec<_>>()
             .join("-")
     };
-    let pairs = |b: &[u8]| -> Vec<u16> {
-        b.chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]))
-            .collect()
-    };
-    let body = |kind: u16| {
-        hello
-            .extensions
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, b)| *b)
-    };
     // supported_groups: a 2-byte list length, then u16s; ec_point_formats:
     // a 1-byte length, then u8s.
-    let groups = body(10)
-        .map(|b| pairs(b.get(2..).unwrap_or(&[])))
+    let groups = hello
+        .extension(10)
+        .map(|b| u16s(b.get(2..).unwrap_or(&[])))
         .unwrap_or_default();
-    let formats: Vec<u16> = body(11)
+    let formats: Vec<u16> = hello
+        .extension(11)
         .and_then(|b| b.get(1..))
         .map(|b| b.iter().map(|v| *v as u16).collect())
         .unwrap_or_default();
     Some(format!(
         "{},{},{},{},{}",
         hello.version,
-        join(&mut pairs(hello.cipher_suites).into_iter()),
+        join(&mut u16s(hello.cipher_suites).into_iter()),
         join(&mut hello.extensions.iter().map(|(k, _)| *k)),
         join(&mut groups.into_iter()),
         join(&mut formats.into_iter()),
+    ))
+}
+
+/// The JA4 fingerprint of a ClientHello held whole in the sample (FoxIO's
+/// JA4 specification, github.com/FoxIO-LLC/ja4): "a_b_c" where `a` is
+/// the transport (`t`, TCP), the highest TLS version offered, `d` or `i`
+/// for a server name given or not, the counts of cipher suites and of
+/// extensions, and the first and last characters of the first ALPN
+/// value; `b` the first 12 hex digits of the SHA-256 of the sorted cipher
+/// suites; `c` the same of the sorted extensions (without SNI and ALPN),
+/// then the signature algorithms in the client's order. GREASE values are
+/// left out throughout. Sorting makes it stable where browsers shuffle
+/// their extensions, which JA3 is not.
+pub fn ja4(p: &[u8]) -> Option<String> {
+    let hello = client_hello(p)?;
+    if !hello.complete {
+        return None;
+    }
+    let kept =
+        |values: Vec<u16>| -> Vec<u16> { values.into_iter().filter(|v| !is_grease(*v)).collect() };
+    // supported_versions: a 1-byte list length, then u16s.
+    let offered = hello
+        .extension(43)
+        .and_then(|b| b.get(1..))
+        .map(|b| kept(u16s(b)))
+        .unwrap_or_default();
+    let version = match offered.into_iter().max().unwrap_or(hello.version) {
+        0x0304 => "13",
+        0x0303 => "12",
+        0x0302 => "11",
+        0x0301 => "10",
+        0x0300 => "s3",
+        0x0002 => "s2",
+        _ => "00",
+    };
+    let named = if hello.extension(0).is_some() {
+        'd'
+    } else {
+        'i'
+    };
+    let ciphers = kept(u16s(hello.cipher_suites));
+    let extensions = kept(hello.extensions.iter().map(|(k, _)| *k).collect());
+    // ALPN: a 2-byte list length, then (1-byte length, value) entries.
+    let alpn = hello
+        .extension(16)
+        .and_then(|b| b.get(3..3 + *b.get(2)? as usize))
+        .filter(|v| !v.is_empty())
+        .map_or("00".to_string(), |v| {
+            let (first, last) = (v[0], v[v.len() - 1]);
+            if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
+                format!("{}{}", first as char, last as char)
+            } else {
+                let hex = format!("{first:02x}{last:02x}");
+                format!("{}{}", &hex[..1], &hex[3..])
+            }
+        });
+    let hex = |values: &[u16]| {
+        values
+            .iter()
+            .map(|v| format!("{v:04x}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let digest = |text: &str| -> String {
+        use sha2::{Digest, Sha256};
+        if text.is_empty() {
+            return "000000000000".into();
+        }
+        Sha256::digest(text.as_bytes())
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut sorted_ciphers = ciphers.clone();
+    sorted_ciphers.sort_unstable();
+    let mut sorted_extensions: Vec<u16> = extensions
+        .iter()
+        .copied()
+        .filter(|k| !matches!(k, 0x0000 | 0x0010))
+        .collect();
+    sorted_extensions.sort_unstable();
+    // signature_algorithms: a 2-byte list length, then u16s.
+    let signatures = hello
+        .extension(13)
+        .and_then(|b| b.get(2..))
+        .map(|b| kept(u16s(b)))
+        .unwrap_or_default();
+    let mut c = hex(&sorted_extensions);
+    if !c.is_empty() && !signatures.is_empty() {
+        c = format!("{c}_{}", hex(&signatures));
+    }
+    Some(format!(
+        "t{version}{named}{:02}{:02}{alpn}_{}_{}",
+        ciphers.len().min(99),
+        extensions.len().min(99),
+        digest(&hex(&sorted_ciphers)),
+        digest(&c),
     ))
 }
 
@@ -332,6 +437,73 @@ pub mod tests {
         let _ = tls_server_name(&lying);
     }
 
+    /// `hello` (from `client_hello`) with these cipher suites for the
+    /// helper's two (at 76..82), its lengths set to match.
+    fn with_suites(hello: &[u8], suites: &[u16]) -> Vec<u8> {
+        let mut list: Vec<u8> = (suites.len() as u16 * 2).to_be_bytes().to_vec();
+        list.extend(suites.iter().flat_map(|s| s.to_be_bytes()));
+        let mut with: Vec<u8> = hello[..76].to_vec();
+        with.extend_from_slice(&list);
+        with.extend_from_slice(&hello[82..]);
+        let body = (with.len() - 9) as u32;
+        with[6..9].copy_from_slice(&body.to_be_bytes()[1..]);
+        let record = (with.len() - 5) as u16;
+        with[3..5].copy_from_slice(&record.to_be_bytes());
+        with
+    }
+
+    #[test]
+    fn ja4_follows_the_published_example() {
+        // The JA4 specification's example (Chrome): fifteen suites and
+        // sixteen extensions besides GREASE, in the client's shuffled
+        // order; ALPN h2 then http/1.1; TLS 1.3 offered.
+        let u16s = |v: &[u16]| -> Vec<u8> { v.iter().flat_map(|x| x.to_be_bytes()).collect() };
+        let list = |v: &[u16]| -> Vec<u8> {
+            let mut b = ((v.len() * 2) as u16).to_be_bytes().to_vec();
+            b.extend(u16s(v));
+            b
+        };
+        let signatures = [
+            0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
+        ];
+        let alpn = b"\x00\x0c\x02h2\x08http/1.1".to_vec();
+        let hello = client_hello(&[
+            (0x3a3a, vec![]),
+            (0x0033, vec![0, 0]),
+            (0x002d, vec![1, 1]),
+            (0x000d, list(&signatures)),
+            (0x0010, alpn),
+            (0x0000, sni("example.com").1),
+            (0x002b, [vec![6], u16s(&[0x2a2a, 0x0304, 0x0303])].concat()),
+            (0xff01, vec![0]),
+            (0x0005, vec![1, 0, 0, 0, 0]),
+            (0x0017, vec![]),
+            (0x000b, vec![1, 0]),
+            (0x000a, list(&[0x001d, 0x0017])),
+            (0x001b, vec![2, 0, 2]),
+            (0x4469, vec![0, 3, 2, b'h', b'2']),
+            (0x0023, vec![]),
+            (0x0012, vec![]),
+            (0x0015, vec![0; 4]),
+            (0x0a0a, vec![0]),
+        ]);
+        let suites = [
+            0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+            0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+        ];
+        let chrome = with_suites(&hello, &suites);
+        assert_eq!(
+            ja4(&chrome).as_deref(),
+            Some("t13d1516h2_8daaf6152771_e5627efa2ab1")
+        );
+        // No server name, no ALPN, no extensions at all.
+        let bare = client_hello(&[]);
+        assert_eq!(
+            ja4(&bare).as_deref(),
+            Some("t12i020000_62ed6f6ca7ad_000000000000")
+        );
+    }
+
     #[test]
     fn ja3_follows_the_published_example() {
         // The JA3 README's example: TLS 1.0, twelve suites, three
@@ -342,17 +514,10 @@ pub mod tests {
             (11, vec![1, 0]),
         ]);
         hello[9..11].copy_from_slice(&[0x03, 0x01]);
-        let suites: [u16; 12] = [47, 53, 5, 10, 49161, 49162, 49171, 49172, 50, 56, 19, 4];
-        let mut list: Vec<u8> = (suites.len() as u16 * 2).to_be_bytes().to_vec();
-        list.extend(suites.iter().flat_map(|s| s.to_be_bytes()));
-        // Swap the helper's two suites (at 76..82) for these.
-        let mut with: Vec<u8> = hello[..76].to_vec();
-        with.extend_from_slice(&list);
-        with.extend_from_slice(&hello[82..]);
-        let body = (with.len() - 9) as u32;
-        with[6..9].copy_from_slice(&body.to_be_bytes()[1..]);
-        let record = (with.len() - 5) as u16;
-        with[3..5].copy_from_slice(&record.to_be_bytes());
+        let with = with_suites(
+            &hello,
+            &[47, 53, 5, 10, 49161, 49162, 49171, 49172, 50, 56, 19, 4],
+        );
         assert_eq!(
             ja3_text(&with).as_deref(),
             Some("769,47-53-5-10-49161-49162-49171-49172-50-56-19-4,0-10-11,23-24-25,0")

@@ -5,14 +5,16 @@
 //! an address or CIDR (`198.51.100.7`, `198.51.100.0/24`), a domain
 //! (`evil.example`, which also matches its sub-domains), or a hosts-file line
 //! (`0.0.0.0 evil.example`, whose address part is ignored), or a TLS
-//! client fingerprint (a JA3 hash: 32 hex digits, alone or as the first
-//! field of a CSV line, as abuse.ch's SSLBL publishes them).
+//! client fingerprint, alone or as the first field of a CSV line: a JA3
+//! hash (32 hex digits, as abuse.ch's SSLBL publishes them) or a JA4
+//! (`t13d1516h2_8daaf6152771_e5627efa2ab1`, as FoxIO's JA4+ database
+//! does).
 //!
 //! A listed domain counts wherever the client names it: in a DNS query, a
 //! TLS server name (SNI) or an HTTP Host header, so a host that skips DNS
 //! (a hard-coded address, DNS over HTTPS) is still caught by the name it
 //! gives the server. A listed fingerprint is a weak signal
-//! (`incident::is_weak`): JA3 names the TLS library and its settings, and
+//! (`incident::is_weak`): JA3 and JA4 name the TLS library and its settings, and
 //! lists of malware fingerprints also hold common libraries' (abuse.ch
 //! warns of false positives).
 
@@ -45,8 +47,8 @@ pub struct IntelLists {
     /// Prefixes by length, so a lookup is one hash probe per length in use.
     nets: HashMap<u8, HashSet<IpNet>>,
     domains: super::known::DomainSet,
-    /// JA3 fingerprints, lower-case hex.
-    ja3: HashSet<String>,
+    /// JA3 and JA4 fingerprints, lower-case.
+    fingerprints: HashSet<String>,
     /// Which file each entry came from is not kept; counts are, for status.
     pub entries: usize,
 }
@@ -56,8 +58,9 @@ impl IntelLists {
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
             let field = line.split([',', ' ', '\t']).next().unwrap_or("");
-            if field.len() == 32 && field.bytes().all(|b| b.is_ascii_hexdigit()) {
-                self.ja3.insert(field.to_ascii_lowercase());
+            let ja3 = field.len() == 32 && field.bytes().all(|b| b.is_ascii_hexdigit());
+            if ja3 || is_ja4(field) {
+                self.fingerprints.insert(field.to_ascii_lowercase());
                 self.entries += 1;
                 continue;
             }
@@ -108,8 +111,8 @@ impl IntelLists {
         })
     }
 
-    pub fn listed_fingerprint(&self, ja3: &str) -> bool {
-        self.ja3.contains(ja3)
+    pub fn listed_fingerprint(&self, fingerprint: &str) -> bool {
+        self.fingerprints.contains(fingerprint)
     }
 
     /// The listed domain `name` is, or lies under.
@@ -225,13 +228,18 @@ impl IntelDetector {
                 ));
             }
         }
-        let ja3 = inspect::ja3(&e.payload).filter(|f| self.lists.listed_fingerprint(f))?;
+        let (kind, fingerprint) = [
+            ("JA4", inspect::ja4(&e.payload)),
+            ("JA3", inspect::ja3(&e.payload)),
+        ]
+        .into_iter()
+        .find_map(|(kind, f)| Some((kind, f.filter(|f| self.lists.listed_fingerprint(f))?)))?;
         let mut found = evidence(
             e,
             e.src,
             "intel.tls_fingerprint",
             vec![peer.clone()],
-            format!("TLS client fingerprint JA3 {ja3}, listed, towards {peer}"),
+            format!("TLS client fingerprint {kind} {fingerprint}, listed, towards {peer}"),
         );
         found.technique = "T1573.002";
         found.score = FINGERPRINT_WEIGHT;
@@ -239,7 +247,21 @@ impl IntelDetector {
     }
 }
 
-/// A listed JA3 fingerprint's weight: a weak signal, the strongest of them
+/// A JA4 TLS client fingerprint: `t13d1516h2_8daaf6152771_e5627efa2ab1`,
+/// the transport, version, SNI, counts and ALPN, then two 12-digit
+/// hashes.
+fn is_ja4(field: &str) -> bool {
+    let b = field.as_bytes();
+    b.len() == 36
+        && matches!(b[0], b't' | b'q' | b'd')
+        && matches!(b[3], b'd' | b'i')
+        && b[4..8].iter().all(u8::is_ascii_digit)
+        && b[10] == b'_'
+        && b[23] == b'_'
+        && b[11..23].iter().chain(&b[24..]).all(u8::is_ascii_hexdigit)
+}
+
+/// A listed TLS client fingerprint's weight: a weak signal, the strongest of them
 /// (a listed library is more telling than a missing name).
 pub const FINGERPRINT_WEIGHT: u8 = 35;
 
@@ -267,14 +289,15 @@ fn evidence(
 mod tests {
     use super::*;
 
-    const LIST: &str = "# a feed\n198.51.100.7\n203.0.113.0/24 # C&C range\n0.0.0.0 evil.example\nbad.example.org.\n\n::1 not-a-domain\nADA70206E40642A3E4461F35503241D5,2017-07-14 18:08:13,2019-07-27 20:42:54,Dridex\n";
+    const LIST: &str = "# a feed\n198.51.100.7\n203.0.113.0/24 # C&C range\n0.0.0.0 evil.example\nbad.example.org.\n\n::1 not-a-domain\nADA70206E40642A3E4461F35503241D5,2017-07-14 18:08:13,2019-07-27 20:42:54,Dridex\nt13d1516h2_8daaf6152771_e5627efa2ab1,Chrome\n";
 
     #[test]
     fn parses_the_three_formats() {
         let mut l = IntelLists::default();
         l.parse(LIST);
-        assert_eq!(l.entries, 5);
+        assert_eq!(l.entries, 6);
         assert!(l.listed_fingerprint("ada70206e40642a3e4461f35503241d5"));
+        assert!(l.listed_fingerprint("t13d1516h2_8daaf6152771_e5627efa2ab1"));
         assert!(l.listed_address("198.51.100.7".parse().unwrap()).is_some());
         assert!(l.listed_address("198.51.100.8".parse().unwrap()).is_none());
         assert_eq!(
@@ -385,5 +408,40 @@ mod tests {
         assert!(out
             .iter()
             .all(|e| e.detector == "intel.domain" && e.score == 90));
+    }
+
+    #[test]
+    fn a_listed_client_fingerprint_is_a_weak_signal() {
+        let hello = inspect::tests::client_hello(&[(11, vec![1, 0])]);
+        let (ja3, ja4) = (inspect::ja3(&hello).unwrap(), inspect::ja4(&hello).unwrap());
+        let opening = Event {
+            ts: 1,
+            src: "10.0.0.5".parse().unwrap(),
+            dst: "198.51.100.7".parse().unwrap(),
+            sport: 40000,
+            dport: 443,
+            protocol: PROTO_TCP,
+            kind: Kind::Data,
+            payload: hello,
+        };
+        for (listed, kind) in [(ja4, "JA4"), (ja3, "JA3")] {
+            let mut l = IntelLists::default();
+            l.parse(&format!("{listed},a RAT's library\n"));
+            let mut out = Vec::new();
+            IntelDetector::new(l).observe(&opening, None, (true, false), &mut out);
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert_eq!(
+                (out[0].detector, out[0].score),
+                ("intel.tls_fingerprint", FINGERPRINT_WEIGHT)
+            );
+            assert!(
+                out[0].summary.contains(&format!("{kind} {listed}")),
+                "{}",
+                out[0].summary
+            );
+        }
+        let mut none = Vec::new();
+        IntelDetector::new(IntelLists::default()).observe(&opening, None, (true, false), &mut none);
+        assert!(none.is_empty());
     }
 }
