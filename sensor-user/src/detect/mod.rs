@@ -31,6 +31,7 @@ pub mod logons;
 pub mod mail;
 pub mod mysql;
 pub mod names;
+pub mod novelty;
 pub mod ntlm;
 pub mod pcapfile;
 pub mod postgres;
@@ -236,6 +237,7 @@ pub struct Engine {
     web: web::WebSignals,
     callback: callback::CallbackDetector,
     shells: shell::InteractiveShells,
+    destinations: novelty::Destinations,
     uploads: uploads::UploadDetector,
     known_services: known::DomainSet,
     /// Evidence dropped because its peers are well-known services.
@@ -320,6 +322,7 @@ impl Engine {
             web: web::WebSignals::default(),
             callback: callback::CallbackDetector::default(),
             shells: shell::InteractiveShells::default(),
+            destinations: novelty::Destinations::default(),
             uploads: uploads::UploadDetector::default(),
             known_services,
             known_service_drops: 0,
@@ -408,6 +411,8 @@ impl Engine {
             &mut found,
         );
         self.names.observe(event, question.as_ref());
+        self.destinations
+            .observe(event, internal_src && !internal_dst);
         if event.kind == Kind::Proven {
             self.verify(event.src, event.ts);
         }
@@ -417,7 +422,8 @@ impl Engine {
     /// Evidence to incidents, past the allowlists; addresses among the
     /// peers get the names they were last seen under.
     fn record(&mut self, found: Vec<Evidence>) {
-        for evidence in found {
+        let mut queue = std::collections::VecDeque::from(found);
+        while let Some(evidence) = queue.pop_front() {
             if self.allow.iter().any(|rule| rule.allows(&evidence)) {
                 continue;
             }
@@ -425,6 +431,9 @@ impl Engine {
                 self.known_service_drops += 1;
                 continue;
             }
+            // A destination new to the site and its host alone weighs on
+            // C&C-like evidence about it.
+            queue.extend(self.destinations.modifier(&evidence, self.now));
             let named: Vec<(String, String)> = evidence
                 .peers
                 .iter()
@@ -526,6 +535,7 @@ impl Engine {
             self.web.prune(now);
             self.callback.prune(now);
             self.shells.prune(now);
+            self.destinations.prune(now);
             self.uploads.reported.prune(now);
             self.kerberos.prune(now);
             self.smb1.prune(now);
@@ -583,6 +593,7 @@ impl Engine {
             ("web", self.web.size()),
             ("callback", self.callback.size()),
             ("shell", self.shells.size()),
+            ("destinations", self.destinations.size()),
             ("uploads", self.uploads.reported.pairs()),
             ("kerberos", self.kerberos.size()),
             ("smb1", self.smb1.size()),
@@ -612,6 +623,7 @@ impl Engine {
             ("edges", self.edges.evicted),
             ("callback", self.callback.evicted),
             ("shell", self.shells.evicted),
+            ("destinations", self.destinations.evicted),
             ("user_agents", self.web.agents.evicted),
             ("names", self.names.evicted),
             ("verified", self.verified_evicted),
