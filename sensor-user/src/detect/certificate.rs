@@ -4,7 +4,9 @@
 //! 7.4.2] (TLS 1.3 encrypts it). Only the start of the certificate fits in
 //! a sample (`telemetry::PAYLOAD_MAX`): its issuer, validity and subject
 //! [RFC 5280 4.1], which come first, are what is read; anything cut short
-//! gives nothing.
+//! gives nothing. The names it was issued for (the subjectAltName
+//! extension, past the public key) are read only when the sample holds
+//! them whole: a short certificate with an elliptic-curve key.
 
 use super::der::{elements, tlv, Tlv};
 
@@ -16,6 +18,9 @@ pub struct ServerCertificate {
     /// Validity, in seconds since the Unix epoch.
     pub not_before: i64,
     pub not_after: i64,
+    /// The DNS names of its subjectAltName, lower-cased, when the sample
+    /// holds that extension whole.
+    pub names: Option<Vec<String>>,
 }
 
 /// TLS record content type and handshake message types [RFC 5246].
@@ -83,7 +88,50 @@ fn parse(der: &[u8]) -> Option<ServerCertificate> {
         self_signed: issuer.value == subject.value,
         not_before,
         not_after,
+        names: fields
+            .iter()
+            .skip(skip + 5)
+            .find(|t| t.tag == 0xa3)
+            .and_then(|extensions| alt_names(extensions.value)),
     })
+}
+
+/// The subjectAltName extension (2.5.29.17) of an extensions field
+/// [RFC 5280 4.2.1.6]: its dNSName entries ([2] IA5String), if the
+/// extension is whole.
+fn alt_names(extensions: &[u8]) -> Option<Vec<String>> {
+    const SUBJECT_ALT_NAME: [u8; 3] = [0x55, 0x1d, 0x11];
+    let list = tlv(extensions).filter(|t| t.tag == 0x30)?;
+    let san = elements(list.value).into_iter().find_map(|ext| {
+        let parts = elements(ext.value);
+        (ext.tag == 0x30 && parts.first()?.value == SUBJECT_ALT_NAME).then_some((ext, parts))
+    })?;
+    let (ext, parts) = san;
+    if !ext.complete {
+        return None;
+    }
+    // extnValue is the last part (after an optional critical flag).
+    let value = parts.last().filter(|t| t.tag == 0x04)?;
+    let names = tlv(value.value).filter(|t| t.tag == 0x30 && t.complete)?;
+    Some(
+        elements(names.value)
+            .iter()
+            .filter(|n| n.tag == 0x82 && n.complete)
+            .map(|n| String::from_utf8_lossy(n.value).to_ascii_lowercase())
+            .collect(),
+    )
+}
+
+/// Whether a certificate issued for `pattern` (a name, or a wildcard
+/// `*.example.com` standing for exactly one left-most label [RFC 6125
+/// 6.4.3]) covers `name`.
+pub fn covers(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(parent) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => pattern == name,
+    }
 }
 
 /// UTCTime (YYMMDDHHMMSSZ, years 1950 to 2049) or GeneralizedTime
@@ -137,6 +185,38 @@ pub mod tests {
     /// record whose certificate is `issuer`, valid `from` to `to`
     /// (UTCTime), for `subject`, followed by `tail` bytes of the rest.
     pub fn first_flight(issuer: &str, from: &str, to: &str, subject: &str, tail: usize) -> Vec<u8> {
+        // An RSA key's SubjectPublicKeyInfo header (290 bytes declared).
+        let rest = [vec![0x30, 0x82, 0x01, 0x22], vec![0; tail]].concat();
+        flight(issuer, from, to, subject, rest)
+    }
+
+    /// A first flight whose self-signed certificate, with a P-256 key,
+    /// names `names` in its subjectAltName.
+    pub fn named_flight(names: &[&str]) -> Vec<u8> {
+        let spki = der(
+            0x30,
+            &[
+                der(0x30, &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 2, 1])),
+                der(0x03, &[4; 66]),
+            ]
+            .concat(),
+        );
+        let dns: Vec<u8> = names.iter().flat_map(|n| der(0x82, n.as_bytes())).collect();
+        let san = der(
+            0x30,
+            &[der(0x06, &[0x55, 0x1d, 0x11]), der(0x04, &der(0x30, &dns))].concat(),
+        );
+        let extensions = der(0xa3, &der(0x30, &san));
+        flight(
+            "c2",
+            "260101000000Z",
+            "360101000000Z",
+            "c2",
+            [spki, extensions].concat(),
+        )
+    }
+
+    fn flight(issuer: &str, from: &str, to: &str, subject: &str, rest: Vec<u8>) -> Vec<u8> {
         let validity = der(
             0x30,
             &[der(0x17, from.as_bytes()), der(0x17, to.as_bytes())].concat(),
@@ -151,8 +231,7 @@ pub mod tests {
             name(issuer),
             validity,
             name(subject),
-            vec![0x30, 0x82, 0x01, 0x22],
-            vec![0; tail],
+            rest,
         ]
         .concat();
         let certificate = der(0x30, &der(0x30, &tbs));
@@ -197,5 +276,27 @@ pub mod tests {
         let mut client = flight.clone();
         client[5] = 1;
         assert_eq!(server_certificate(&client), None);
+    }
+
+    #[test]
+    fn the_names_are_read_when_the_sample_holds_them_whole() {
+        let flight = named_flight(&["c2.example", "*.cdn.example"]);
+        assert!(flight.len() < 512, "{}", flight.len());
+        let c = server_certificate(&flight).unwrap();
+        assert_eq!(
+            c.names.as_deref(),
+            Some(&["c2.example".to_string(), "*.cdn.example".to_string()][..])
+        );
+        // Cut inside the extension: the rest of the certificate is read,
+        // the names are not.
+        let cut = server_certificate(&flight[..flight.len() - 3]).unwrap();
+        assert_eq!(cut.names, None);
+        // An RSA certificate's names lie past the sample.
+        let long = first_flight("R11", "260101000000Z", "270101000000Z", "x.example", 600);
+        assert_eq!(server_certificate(&long[..512]).unwrap().names, None);
+        assert!(covers("*.cdn.example", "a.cdn.example"));
+        assert!(!covers("*.cdn.example", "a.b.cdn.example"));
+        assert!(!covers("*.cdn.example", "cdn.example"));
+        assert!(covers("c2.example", "c2.example"));
     }
 }

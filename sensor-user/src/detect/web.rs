@@ -30,13 +30,17 @@
 //!   issued within the hour. RATs' default certificates are self-signed
 //!   (AsyncRAT, QuasarRAT, njRAT; Zeek's `SSL::Invalid_Server_Cert`,
 //!   Slips' "self-signed certificate" evidence).
+//! - `web.certificate_name` (T1573.002, 20): the certificate's names,
+//!   when the sample holds them, cover nothing the client asked for in
+//!   its SNI (RFC 6125; Zeek's `SSL::Invalid_Server_Cert` with "hostname
+//!   mismatch").
 //!
 //! Each is reported once per (host, server) within the incident merge
 //! window, so a repeated trait keeps its weight without adding more.
 //! Servers under a well-known domain (`[detection] known_services`) are
 //! not judged.
 
-use std::net::IpAddr;
+use std::{collections::HashMap, net::IpAddr};
 
 use sensor_common::telemetry::is_inspect_port;
 
@@ -48,7 +52,7 @@ use super::{
     inspect,
     known::DomainSet,
     names::PeerNames,
-    window::OncePer,
+    window::{cap_oldest, fit, OncePer},
     Evidence,
 };
 
@@ -65,7 +69,7 @@ pub const TLS_PORTS: [u16; 17] = [
 /// The signals: (detector, ATT&CK technique, weight). Weights are the
 /// project's choice: one trait alone never alerts, an implant's usual
 /// three do, and any one adds to a beacon (docs/detection.md).
-const SIGNALS: [(&str, &str, u8); 7] = [
+const SIGNALS: [(&str, &str, u8); 8] = [
     ("web.unnamed", "T1071.001", 25),
     ("web.odd_port", "T1571", 20),
     ("web.no_user_agent", "T1071.001", 20),
@@ -73,6 +77,7 @@ const SIGNALS: [(&str, &str, u8); 7] = [
     ("web.certificate_age", "T1573.002", 20),
     ("web.no_host", "T1071.001", 20),
     ("web.rare_user_agent", "T1071.001", 15),
+    ("web.certificate_name", "T1573.002", 20),
 ];
 const UNNAMED: usize = 0;
 const ODD_PORT: usize = 1;
@@ -81,6 +86,11 @@ const SELF_SIGNED: usize = 3;
 const CERTIFICATE_AGE: usize = 4;
 const NO_HOST: usize = 5;
 const RARE_USER_AGENT: usize = 6;
+const CERTIFICATE_NAME: usize = 7;
+/// Connections whose ClientHello named a server, awaiting its answer.
+const ASKED: usize = 1 << 16;
+/// A connection: (client, server, client's port, server's port).
+type Connection = (IpAddr, IpAddr, u16, u16);
 /// A certificate issued this recently was made for this server just now
 /// (an implant's operator setting up; ordinary sites' are days old by the
 /// time anyone connects).
@@ -94,6 +104,8 @@ pub struct WebSignals {
     pub reported: [OncePer; SIGNALS.len()],
     /// Which hosts send which User-Agent.
     pub agents: UserAgentCensus,
+    /// The server name each recent ClientHello asked for, and when.
+    asked: HashMap<Connection, (String, Nanos)>,
 }
 
 impl Default for WebSignals {
@@ -101,6 +113,7 @@ impl Default for WebSignals {
         WebSignals {
             reported: std::array::from_fn(|_| OncePer::new(MERGE_GAP, PAIRS)),
             agents: UserAgentCensus::default(),
+            asked: HashMap::new(),
         }
     }
 }
@@ -203,6 +216,11 @@ impl WebSignals {
         }
         let (host, server) = (e.src, (e.dst, e.dport));
         let at = format!("{}:{}", e.dst, e.dport);
+        if let Opening::Tls { name: Some(name) } = &opening {
+            cap_oldest(&mut self.asked, ASKED, |a| a.1);
+            self.asked
+                .insert((e.src, e.dst, e.sport, e.dport), (name.clone(), e.ts));
+        }
         if let Opening::Http {
             lacks_user_agent: true,
             ..
@@ -242,6 +260,7 @@ impl WebSignals {
     /// certificate (TLS 1.2 and earlier) is self-signed, expired, or
     /// issued within the hour. The client is the suspect.
     fn answer(&mut self, e: &Event, names: &PeerNames, known: &DomainSet, out: &mut Vec<Evidence>) {
+        let asked = self.asked.remove(&(e.dst, e.src, e.dport, e.sport));
         if known.covers(names, e.src) {
             return;
         }
@@ -268,6 +287,20 @@ impl WebSignals {
         if let Some(why) = why {
             let summary = format!("TLS server {at} presented a certificate {why}");
             self.report(CERTIFICATE_AGE, host, server, e.ts, summary, out);
+        }
+        if let (Some(names), Some((asked, _))) = (&c.names, asked) {
+            if !names.iter().any(|n| certificate::covers(n, &asked)) {
+                let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+                let summary = format!(
+                    "TLS server {at} was asked for {asked} and presented a certificate for {}",
+                    if shown.is_empty() {
+                        "no DNS name".to_string()
+                    } else {
+                        shown.join(", ")
+                    }
+                );
+                self.report(CERTIFICATE_NAME, host, server, e.ts, summary, out);
+            }
         }
     }
 
@@ -301,10 +334,16 @@ impl WebSignals {
     pub fn prune(&mut self, now: Nanos) {
         self.reported.iter_mut().for_each(|r| r.prune(now));
         self.agents.prune(now);
+        // An answer comes within seconds of its hello, or not at all.
+        self.asked
+            .retain(|_, (_, at)| now.saturating_sub(*at) <= 60 * SECOND);
+        fit(&mut self.asked);
     }
 
     pub fn size(&self) -> usize {
-        self.reported.iter().map(|r| r.pairs()).sum::<usize>() + self.agents.size()
+        self.reported.iter().map(|r| r.pairs()).sum::<usize>()
+            + self.agents.size()
+            + self.asked.len()
     }
 }
 
@@ -499,5 +538,36 @@ mod tests {
             "{}",
             out[0].summary
         );
+    }
+
+    #[test]
+    fn a_certificate_for_other_names_than_the_one_asked_is_a_trait() {
+        use crate::detect::certificate::tests::named_flight;
+        let (names, listed) = (PeerNames::default(), DomainSet::default());
+        let run = |asked: &str, named: &[&str]| -> Vec<&'static str> {
+            let mut w = WebSignals::default();
+            let mut out = Vec::new();
+            let hello = opening("198.51.100.7", 443, client_hello(&[sni(asked)]));
+            w.observe(&hello, (true, false), &names, &listed, &mut out);
+            let answer = Event {
+                src: hello.dst,
+                dst: hello.src,
+                sport: hello.dport,
+                dport: hello.sport,
+                payload: named_flight(named),
+                ..hello.clone()
+            };
+            w.observe(&answer, (false, true), &names, &listed, &mut out);
+            out.iter()
+                .map(|e| e.detector)
+                .filter(|d| *d == "web.certificate_name")
+                .collect()
+        };
+        assert_eq!(
+            run("www.bank.example", &["c2.example"]),
+            ["web.certificate_name"]
+        );
+        assert!(run("a.cdn.example", &["c2.example", "*.cdn.example"]).is_empty());
+        assert!(run("c2.example", &["c2.example"]).is_empty());
     }
 }
