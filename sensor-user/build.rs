@@ -8,6 +8,13 @@ fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let default_dir = manifest.join("../target/ebpf/bpfel-unknown-none/release");
     println!("cargo:rerun-if-env-changed=SENSOR_EBPF_DIR");
+    println!("cargo:rerun-if-env-changed=SENSOR_BUILD_COMMIT");
+    let release = env::var("CARGO_PKG_VERSION").unwrap();
+    let version = match env::var("SENSOR_BUILD_COMMIT") {
+        Ok(commit) if !commit.is_empty() => format!("{release} (commit {commit})"),
+        _ => release,
+    };
+    println!("cargo:rustc-env=SENSOR_VERSION={version}");
     let dir = env::var_os("SENSOR_EBPF_DIR")
         .map(PathBuf::from)
         .unwrap_or(default_dir);

@@ -2,6 +2,11 @@
 //! the control API and metrics. `sensord` and `sensorctl` are thin binaries
 //! over it.
 
+/// What `--version` prints after the program's name: the release, and the
+/// commit it was built from when the build knew it (`cargo xtask build`
+/// passes `SENSOR_BUILD_COMMIT`; build.rs).
+pub const VERSION: &str = env!("SENSOR_VERSION");
+
 pub mod alerts;
 pub mod bindings;
 pub mod cli;

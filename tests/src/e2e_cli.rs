@@ -72,6 +72,26 @@ fn check_config_catches_what_a_start_would_refuse() {
 }
 
 #[test]
+fn versions_name_their_program_and_completions_are_printed() {
+    for program in ["sensord", "sensorctl"] {
+        let out = Command::new(bin_dir().join(program))
+            .arg("--version")
+            .output()
+            .expect("running --version");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let expected = format!("{program} {}", env!("CARGO_PKG_VERSION"));
+        assert!(text.starts_with(&expected), "{text}");
+    }
+    let nowhere = std::path::Path::new("/run/no-such-sensord.sock");
+    let (code, script, _) = sensorctl(nowhere, &["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(script.contains("complete -F"), "{script}");
+    assert!(script.contains("isolate"), "{script}");
+    let (code, _, err) = sensorctl(nowhere, &["completions", "tcsh"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
 fn no_daemon_is_a_clear_error_with_its_own_exit_code() {
     let (code, _, err) = sensorctl(
         std::path::Path::new("/run/no-such-sensord.sock"),

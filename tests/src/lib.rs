@@ -26,4 +26,6 @@ mod e2e_spoofing;
 #[cfg(test)]
 mod e2e_tap;
 #[cfg(test)]
+mod package;
+#[cfg(test)]
 mod telemetry_parity;

@@ -68,6 +68,27 @@ pub fn build_ebpf(toolchain: EbpfToolchain) -> Result<()> {
     Ok(())
 }
 
+/// The commit being built, for `--version` ("" outside a git checkout);
+/// "-modified" marks a tree with uncommitted changes.
+pub fn build_commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(workspace_root())
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return String::new();
+    };
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if !changes.is_empty() => format!("{commit}-modified"),
+        _ => commit,
+    }
+}
+
 pub fn build_user() -> Result<()> {
     println!("building sensord and sensorctl");
     let status = Command::new("cargo")

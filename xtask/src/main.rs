@@ -8,6 +8,7 @@ mod eval;
 mod fuzz;
 mod lab;
 mod lint;
+mod package;
 mod setup;
 mod test;
 
@@ -41,11 +42,20 @@ enum Command {
     /// Detection quality on the shared captures: a table, target/eval/results.json
     /// and docs/detection-quality.md; fails on a regression.
     Eval(eval::Options),
+    /// The Debian package (target/package/sensor_VERSION_amd64.deb): both
+    /// binaries, the hardened systemd unit, configuration, logrotate rules,
+    /// manual pages, completions, documentation and licences.
+    ///
+    /// Example: cargo xtask package && apt install ./target/package/sensor_0.1.0_amd64.deb
+    Package(package::Options),
     /// rustfmt and clippy (warnings denied) on every crate, the eBPF one included.
     Lint,
 }
 
 fn main() -> Result<()> {
+    // Every cargo run below builds sensor-user with the same commit in its
+    // version (`sensord --version`), so none rebuilds it for another.
+    std::env::set_var("SENSOR_BUILD_COMMIT", build::build_commit());
     match Cli::parse().command {
         Command::Setup(o) => setup::run(&o),
         Command::Build(o) => build::run(&o).map(|_| ()),
@@ -53,6 +63,7 @@ fn main() -> Result<()> {
         Command::Lab(o) => lab::run(&o),
         Command::Bench(o) => bench::run(&o),
         Command::Eval(o) => eval::run(&o),
+        Command::Package(o) => package::run(&o).map(|_| ()),
         Command::Lint => lint::run(),
     }
 }

@@ -73,6 +73,13 @@ const TOOL_PACKAGES: &[&str] = &[
     "swaks",
     "ptunnel-ng",
     "iodine",
+    // The package: built with dpkg-deb, installed in a Debian 12
+    // container (debootstrap, systemd-nspawn), its unit rated by
+    // systemd-analyze.
+    "dpkg-dev",
+    "debootstrap",
+    "systemd-container",
+    "systemd",
     "python3-pyftpdlib",
     // The lab's Active Directory domain controller and its clients.
     "samba",

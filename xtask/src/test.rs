@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{ensure, Result};
 
-use crate::{build, fuzz, setup};
+use crate::{build, fuzz, package, setup};
 
 #[derive(clap::Args, Default)]
 pub struct Options {
@@ -78,6 +78,7 @@ pub fn run(options: &Options) -> Result<()> {
     require_root("cargo xtask test")?;
     setup::tools()?;
     let bin_dir = build::run(&build::Options::default())?;
+    let deb = package::run(&package::Options { no_build: true })?;
 
     let mut tally = Tally::default();
     println!("== unit tests");
@@ -94,7 +95,12 @@ pub fn run(options: &Options) -> Result<()> {
     }
     args.push("--test-threads=1");
     let bin_dir = bin_dir.to_string_lossy().into_owned();
-    let e2e = cargo_test(&args, &[("SENSOR_BIN_DIR", bin_dir)], &mut tally);
+    let deb = deb.to_string_lossy().into_owned();
+    let e2e = cargo_test(
+        &args,
+        &[("SENSOR_BIN_DIR", bin_dir), ("SENSOR_DEB", deb)],
+        &mut tally,
+    );
 
     let fuzz = if options.filter.is_none() {
         println!(

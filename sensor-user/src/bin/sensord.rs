@@ -11,7 +11,7 @@ use sensor_user::{config::Config, daemon, datapath, paths};
 ///
 /// Example: sensord --config /etc/sensor/sensord.toml
 #[derive(Parser)]
-#[command(version)]
+#[command(name = "sensord", version = sensor_user::VERSION)]
 struct Args {
     /// Configuration file (TOML).
     #[arg(long, short, default_value = paths::DEFAULT_CONFIG_FILE)]
@@ -23,11 +23,18 @@ struct Args {
     /// Enforcement stops; the state file is kept.
     #[arg(long, conflicts_with = "check_config")]
     remove: bool,
+    /// Write the manual page (sensord.8) to this directory, then exit: the
+    /// package build's, not an operator's.
+    #[arg(long, hide = true)]
+    man: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    if let Some(dir) = &args.man {
+        return sensor_user::cli::write_manual(<Args as clap::CommandFactory>::command(), dir, "8");
+    }
     let config = Config::load(&args.config).context("invalid configuration")?;
     let problems = if args.remove {
         Vec::new()

@@ -20,7 +20,7 @@ use crate::paths;
 ///
 /// Example: sensorctl isolate 10.10.0.11 --ttl 1h --reason "beaconing to 203.0.113.66"
 #[derive(Parser, Debug)]
-#[command(name = "sensorctl", version)]
+#[command(name = "sensorctl", version = crate::VERSION)]
 pub struct Cli {
     /// sensord's control socket.
     #[arg(long, global = true, default_value = paths::DEFAULT_CONTROL_SOCKET)]
@@ -102,6 +102,17 @@ pub enum Command {
     ///
     /// Example: sensorctl analyze last-week.pcap --internal 10.0.0.0/8
     Analyze(analyze::Options),
+    /// Print a shell completion script.
+    ///
+    /// Example: sensorctl completions bash > /etc/bash_completion.d/sensorctl
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (sensorctl.1 and one per command) to a
+    /// directory: the package build's, not an operator's.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
@@ -126,6 +137,12 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Incidents(filter) => incidents::list(cli, filter),
         Command::Incident { id } => incidents::show(cli, *id),
         Command::ReloadIntel => incidents::reload_intel(cli),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "sensorctl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => write_manual(<Cli as clap::CommandFactory>::command(), dir, "1"),
         Command::Block {
             file: Some(path),
             ttl,
@@ -134,6 +151,30 @@ pub fn run(cli: &Cli) -> Result<()> {
         } => block_file::run(cli, path, *ttl, reason.clone()),
         command => entries::change(cli, command),
     }
+}
+
+/// Writes `command`'s manual page, and one for each visible subcommand
+/// (`name-sub.section`), into `dir`.
+pub fn write_manual(command: clap::Command, dir: &std::path::Path, section: &str) -> Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = command.get_name().to_string();
+    let write = |page: clap::Command, file: String| -> Result<()> {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(page)
+            .section(section)
+            .render(&mut roff)?;
+        let path = dir.join(file);
+        std::fs::write(&path, roff).with_context(|| format!("writing {}", path.display()))
+    };
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let sub_name = format!("{name}-{}", sub.get_name());
+        write(
+            sub.clone().name(sub_name.clone()),
+            format!("{sub_name}.{section}"),
+        )?;
+    }
+    write(command, format!("{name}.{section}"))
 }
 
 /// Exit codes: 1 the daemon refused or failed the request, 3 the daemon

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests.
 
 pub mod bpffs;
+pub mod container;
 pub mod fixture;
 pub mod lab;
 pub mod packet;
