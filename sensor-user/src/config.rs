@@ -168,6 +168,105 @@ pub struct Config {
     pub alerts: crate::alerts::AlertConfig,
 }
 
+impl Config {
+    /// What this configuration means, for `sensord --check-config`: where
+    /// it attaches, which segments may talk, what is exempt, what detection
+    /// does about what it finds, and where alerts go.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        let list = |items: &[String]| match items.is_empty() {
+            true => "none".to_string(),
+            false => items.join(", "),
+        };
+        line(format!(
+            "mode: {} (on exit: {})",
+            match self.mode {
+                Mode::Enforce => "enforce: drops what the policy forbids",
+                Mode::Monitor => "monitor: counts what it would drop, passes it",
+            },
+            match self.on_exit {
+                OnExit::Keep => "enforcement stays",
+                OnExit::Remove => "detach and remove the maps",
+            }
+        ));
+        line(format!("interfaces: {}", list(&self.interfaces)));
+        line(format!("taps: {}", list(&self.taps)));
+        for s in &self.segments {
+            let cidrs: Vec<String> = s.cidrs.iter().map(|c| c.to_string()).collect();
+            line(format!(
+                "segment {} (id {}): {}",
+                s.name,
+                s.id,
+                cidrs.join(", ")
+            ));
+        }
+        for (i, a) in self.segments.iter().enumerate() {
+            for b in &self.segments[i + 1..] {
+                let verdict = match self.policy.allows(a.id, b.id) {
+                    true => "allowed",
+                    false => "separated",
+                };
+                line(format!("policy: {} <-> {}: {verdict}", a.name, b.name));
+            }
+        }
+        let exempt: Vec<String> = self.exempt.iter().map(|n| n.to_string()).collect();
+        line(format!("exempt from isolation: {}", list(&exempt)));
+        if !self.detection.enabled {
+            line("detection: off".into());
+        } else {
+            line(format!(
+                "detection: on; {} allowlist rule(s); incidents merge within {} s",
+                self.detection.allow.len(),
+                self.detection.incident_merge_secs
+            ));
+            let response = &self.response;
+            line(format!(
+                "response: {}{}",
+                match response.mode {
+                    crate::response::ResponseMode::Act => "acts",
+                    crate::response::ResponseMode::AlertOnly => "alerts only (changes nothing)",
+                },
+                match response.require_verified {
+                    true => ", only on hosts that proved their address",
+                    false => "",
+                }
+            ));
+            for (i, r) in response.rules.iter().enumerate() {
+                let segments = match r.segments.is_empty() {
+                    true => "any segment".to_string(),
+                    false => r.segments.join(", "),
+                };
+                let action = serde_json::to_value(r.action).unwrap_or_default();
+                line(format!(
+                    "response rule {i}: {} at score {}+ in {segments}: {} for {}",
+                    r.detectors.join(", "),
+                    r.min_score,
+                    action.as_str().unwrap_or("?"),
+                    r.ttl
+                ));
+            }
+        }
+        let file = self
+            .alerts
+            .file
+            .clone()
+            .unwrap_or_else(|| self.state_file.with_file_name("alerts.jsonl"));
+        line(format!(
+            "alerts: {}{}",
+            file.display(),
+            match &self.alerts.webhook {
+                Some(_) => ", and a webhook",
+                None => "",
+            }
+        ));
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
     /// 1-based: 0 is "in no segment" in the datapath.
@@ -247,21 +346,7 @@ impl Config {
 }
 
 fn parse_cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
-    let net: IpNet = match text.parse() {
-        Ok(net) => net,
-        // A bare address means the host itself.
-        Err(_) => match text.parse::<std::net::IpAddr>() {
-            Ok(addr) => IpNet::from(addr),
-            Err(_) => return Err(invalid(key, format!("{text:?} is not an address or CIDR"))),
-        },
-    };
-    if net.trunc() != net {
-        return Err(invalid(
-            key,
-            format!("{text:?} has host bits set; did you mean {}?", net.trunc()),
-        ));
-    }
-    Ok(net)
+    crate::nets::parse(text).map_err(|problem| invalid(key, problem))
 }
 
 /// Deserializes a list of addresses or CIDRs as `parse_cidr` reads them
@@ -697,6 +782,32 @@ mod tests {
     fn bad_enum_and_address_values_are_refused() {
         assert!(err("mode = \"block\"").contains("mode"));
         assert!(err("metrics_address = \"localhost\"").starts_with("metrics_address:"));
+    }
+
+    #[test]
+    fn a_rule_naming_no_detector_is_refused_with_the_closest_name() {
+        let e = err("[response]\n[[response.rule]]\ndetectors = [\"beecon\"]\n");
+        assert!(e.starts_with("response.rule[0].detectors[0]:"), "{e}");
+        assert!(e.contains("did you mean \"beacon\""), "{e}");
+        let e = err("[detection]\n[[detection.allow]]\ndetectors = [\"scna.*\"]\n");
+        assert!(e.starts_with("detection.allow[0].detectors[0]:"), "{e}");
+    }
+
+    #[test]
+    fn check_config_describes_the_policy_in_force() {
+        let text = "interfaces = []\nmode = \"monitor\"\n[[segment]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n[[segment]]\nname = \"b\"\ncidrs = [\"11.0.0.0/8\"]\n[policy]\nallow = [[\"a\", \"b\"]]\n[response]\n[[response.rule]]\ndetectors = [\"scan.*\"]\naction = \"alert\"\n";
+        let described = Config::from_toml(text).unwrap().describe();
+        for expected in [
+            "mode: monitor",
+            "policy: a <-> b: allowed",
+            "response rule 0: scan.* at score 70+ in any segment: alert for 1h",
+            "alerts: /var/lib/sensor/alerts.jsonl",
+        ] {
+            assert!(
+                described.contains(expected),
+                "{expected:?} in:\n{described}"
+            );
+        }
     }
 
     #[test]

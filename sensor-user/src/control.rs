@@ -109,18 +109,27 @@ const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Ranges per `block_many` request sent by `sensorctl block --file`.
 pub const BLOCK_CHUNK: usize = 100_000;
 
+/// sensord could not be reached: `sensorctl` exits 3 for it, whatever
+/// context the command adds.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreachable {
+    #[error("sensord is not running (no control socket at {0})")]
+    NotRunning(String),
+    #[error("permission denied on {0}: the control socket is for root only")]
+    PermissionDenied(String),
+    #[error("cannot connect to {0}: {1}")]
+    Other(String, std::io::Error),
+}
+
 /// Sends one request and waits for its response.
 pub fn call(socket: &Path, request: &Request) -> Result<Value> {
+    let at = socket.display().to_string();
     let mut stream = StdUnixStream::connect(socket).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => anyhow::anyhow!(
-            "sensord is not running (no control socket at {})",
-            socket.display()
-        ),
-        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
-            "permission denied on {}: the control socket is for root only",
-            socket.display()
-        ),
-        _ => anyhow::anyhow!("cannot connect to {}: {e}", socket.display()),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            Unreachable::NotRunning(at)
+        }
+        std::io::ErrorKind::PermissionDenied => Unreachable::PermissionDenied(at),
+        _ => Unreachable::Other(at, e),
     })?;
     // A large `block_many` chunk takes seconds to apply; nothing else does.
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;

@@ -116,8 +116,8 @@ fn check_host(host: IpAddr) -> Result<(), EnforceError> {
 /// range ("10.1.2.3/8 has host bits set; ..."). sensorctl checks a feed
 /// file with it before sending anything; the daemon checks every request.
 pub fn range_problem(net: IpNet) -> Option<String> {
-    if net.trunc() != net {
-        Some(format!("has host bits set; did you mean {}?", net.trunc()))
+    if let Some(problem) = crate::nets::host_bits(net) {
+        Some(problem)
     } else if net.prefix_len() == 0 {
         Some("would block every address and cut the gateway off; use the segment policy".into())
     } else {

@@ -20,6 +20,7 @@ pub mod detection;
 pub mod enforcer;
 pub mod listen;
 pub mod metrics;
+pub mod nets;
 pub mod offline;
 pub mod paths;
 pub mod response;

@@ -122,6 +122,10 @@ impl ResponseConfig {
                     "name at least one detector, or \"*\"".into(),
                 ));
             }
+            for (j, pattern) in rule.detectors.iter().enumerate() {
+                crate::detect::registry::check_pattern(pattern)
+                    .map_err(|problem| (key(&format!("detectors[{j}]")), problem))?;
+            }
         }
         Ok(())
     }

@@ -100,6 +100,16 @@ fn no_daemon_is_a_clear_error_with_its_own_exit_code() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("sensord is not running"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
+    // The same from a command that adds context of its own.
+    let feed = std::env::temp_dir().join(crate::support::unique_name("feed.txt"));
+    std::fs::write(&feed, "198.51.100.0/24\n").unwrap();
+    let (code, _, err) = sensorctl(
+        std::path::Path::new("/run/no-such-sensord.sock"),
+        &["block", "--file", &feed.to_string_lossy()],
+    );
+    let _ = std::fs::remove_file(&feed);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("sensord is not running"), "{err}");
 }
 
 #[test]

@@ -53,11 +53,7 @@ fn main() -> Result<()> {
     }
     if args.check_config {
         println!("{} is valid", args.config.display());
-        println!("interfaces: {}", config.interfaces.join(", "));
-        for s in &config.segments {
-            let cidrs: Vec<String> = s.cidrs.iter().map(|c| c.to_string()).collect();
-            println!("segment {} (id {}): {}", s.name, s.id, cidrs.join(", "));
-        }
+        print!("{}", config.describe());
         return Ok(());
     }
     if args.remove {

@@ -125,9 +125,14 @@ mod tests {
     fn bad_lines_are_named_and_fail_the_whole_file() {
         let e = parse_feed("198.51.100.0/24\nnot-an-ip\n198.51.100.7/24\n0.0.0.0/0\n").unwrap_err();
         assert!(e.starts_with("3 bad line(s), nothing was blocked"), "{e}");
-        assert!(e.contains("line 2: \"not-an-ip\" is not a CIDR"), "{e}");
         assert!(
-            e.contains("line 3: 198.51.100.7/24 has host bits set; did you mean 198.51.100.0/24?"),
+            e.contains("line 2: \"not-an-ip\" is not an address or a CIDR"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "line 3: \"198.51.100.7/24\" has host bits set; did you mean 198.51.100.0/24?"
+            ),
             "{e}"
         );
         assert!(

@@ -40,10 +40,12 @@ pub enum Command {
     ///
     /// Example: sensorctl isolate 10.10.0.11 --ttl 30m --reason "scan"
     Isolate {
+        /// The host to cut off: an IPv4 or IPv6 address, e.g. 10.10.0.11.
         ip: IpAddr,
         /// How long, e.g. 90s, 30m, 12h, 7d; permanent if not given.
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<Duration>,
+        /// Why: kept with the entry, shown by list and in the state file.
         #[arg(long)]
         reason: Option<String>,
     },
@@ -51,6 +53,7 @@ pub enum Command {
     ///
     /// Example: sensorctl release 10.10.0.11 --false-positive
     Release {
+        /// The isolated host to let back: its IPv4 or IPv6 address.
         ip: IpAddr,
         /// Mark the host's open incidents as false positives: their
         /// detectors no longer isolate it.
@@ -66,13 +69,17 @@ pub enum Command {
     /// One incident with its timeline of evidence and actions.
     ///
     /// Example: sensorctl incident 3
-    Incident { id: u64 },
+    Incident {
+        /// The incident's number (sensorctl incidents lists them).
+        id: u64,
+    },
     /// Drop all traffic to and from a range, or every range in a file.
     ///
     /// Example: sensorctl block 198.51.100.0/24 --reason "C&C range"
     ///
     /// Example: sensorctl block --file feed.txt --ttl 1d --reason "intel feed"
     Block {
+        /// The range to drop: a CIDR such as 198.51.100.0/24, or one address.
         #[arg(value_parser = parse_cidr, required_unless_present = "file")]
         cidr: Option<IpNet>,
         /// One CIDR or address per line ('#' starts a comment). The whole
@@ -83,6 +90,7 @@ pub enum Command {
         /// How long, e.g. 90s, 30m, 12h, 7d; permanent if not given.
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<Duration>,
+        /// Why: kept with the entry, shown by list and in the state file.
         #[arg(long)]
         reason: Option<String>,
     },
@@ -90,6 +98,7 @@ pub enum Command {
     ///
     /// Example: sensorctl unblock 198.51.100.0/24
     Unblock {
+        /// The blocked range to lift, as it was blocked (sensorctl list shows them).
         #[arg(value_parser = parse_cidr)]
         cidr: IpNet,
     },
@@ -121,11 +130,9 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     crate::clock::check_ttl(ttl)
 }
 
-/// A CIDR, or a bare address meaning that one host.
+/// A CIDR, or a bare address meaning that one host (`nets::parse`).
 pub(crate) fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{text:?} is not a CIDR such as 198.51.100.0/24"))
+    crate::nets::parse(text)
 }
 
 pub fn run(cli: &Cli) -> Result<()> {
@@ -178,13 +185,13 @@ pub fn write_manual(command: clap::Command, dir: &std::path::Path, section: &str
 }
 
 /// Exit codes: 1 the daemon refused or failed the request, 3 the daemon
-/// could not be reached. (clap uses 2 for usage errors.)
+/// could not be reached (`control::Unreachable`, wherever it sits in the
+/// error's chain). (clap uses 2 for usage errors.)
 pub fn exit_code(error: &anyhow::Error) -> u8 {
-    let text = error.to_string();
-    if text.contains("sensord is not running")
-        || text.contains("cannot connect")
-        || text.contains("permission denied")
-    {
+    let unreachable = error
+        .chain()
+        .any(|cause| cause.is::<crate::control::Unreachable>());
+    if unreachable {
         3
     } else {
         1
@@ -203,6 +210,28 @@ mod tests {
         assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
         assert_eq!(parse_cidr("10.0.0.7").unwrap().to_string(), "10.0.0.7/32");
         assert!(parse_cidr("10.0.0.0/40").is_err());
+    }
+
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && !arg.is_hide_set() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<Cli as clap::CommandFactory>::command(),
+            "sensorctl",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
     }
 
     #[test]

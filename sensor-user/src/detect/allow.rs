@@ -48,7 +48,7 @@ pub fn peer_address(peer: &str) -> Option<IpAddr> {
 }
 
 fn peer_matches(pattern: &str, peer: &str) -> bool {
-    match (pattern.parse::<IpNet>(), peer_address(peer)) {
+    match (crate::nets::parse(pattern), peer_address(peer)) {
         (Ok(net), Some(addr)) => net.contains(&addr),
         (Ok(_), None) => false,
         (Err(_), _) => {
@@ -63,6 +63,30 @@ fn peer_matches(pattern: &str, peer: &str) -> bool {
 }
 
 impl AllowRule {
+    /// Checks that each detector pattern names a detector and each peer is
+    /// a range (`nets::parse`) or a domain; the problem names the key.
+    pub fn validate(&self, key: &str) -> Result<(), (String, String)> {
+        for (i, pattern) in self.detectors.iter().enumerate() {
+            super::registry::check_pattern(pattern)
+                .map_err(|problem| (format!("{key}.detectors[{i}]"), problem))?;
+        }
+        for (i, peer) in self.peers.iter().enumerate() {
+            let looks_numeric = peer.contains('/')
+                || peer.contains(':')
+                || peer.chars().all(|c| c.is_ascii_digit() || c == '.');
+            let domain = !looks_numeric
+                && peer
+                    .trim_start_matches("*.")
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            if !domain {
+                crate::nets::parse(peer)
+                    .map_err(|problem| (format!("{key}.peers[{i}]"), problem))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn allows(&self, e: &Evidence) -> bool {
         (self.hosts.is_empty() || self.hosts.iter().any(|n| n.contains(&e.host)))
             && (self.detectors.is_empty()
@@ -139,5 +163,39 @@ mod tests {
         assert!(detector_matches("*", "beacon"));
         assert!(detector_matches("scan.*", "scan.slow_vertical"));
         assert!(!detector_matches("scan.*", "scanner"));
+    }
+
+    #[test]
+    fn a_bare_address_among_the_peers_is_that_host() {
+        let rule = AllowRule {
+            peers: vec!["198.51.100.7".into()],
+            ..Default::default()
+        };
+        assert!(rule.allows(&evidence("10.0.0.5", "beacon", &["198.51.100.7:443"])));
+        assert!(!rule.allows(&evidence("10.0.0.5", "beacon", &["198.51.100.8:443"])));
+    }
+
+    #[test]
+    fn rules_naming_no_detector_or_a_bad_range_are_refused() {
+        let rule = |detectors: &[&str], peers: &[&str]| AllowRule {
+            detectors: detectors.iter().map(|d| d.to_string()).collect(),
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(rule(
+            &["scan.*", "beacon"],
+            &["updates.example.org", "198.51.100.7", "10.0.0.0/8"]
+        )
+        .validate("detection.allow[0]")
+        .is_ok());
+        let (key, problem) = rule(&["beecon"], &[])
+            .validate("detection.allow[0]")
+            .unwrap_err();
+        assert_eq!(key, "detection.allow[0].detectors[0]");
+        assert!(problem.contains("did you mean \"beacon\""), "{problem}");
+        let (key, _) = rule(&[], &["10.0.0.5/8"])
+            .validate("detection.allow[1]")
+            .unwrap_err();
+        assert_eq!(key, "detection.allow[1].peers[0]");
     }
 }

@@ -35,6 +35,7 @@ pub mod novelty;
 pub mod ntlm;
 pub mod pcapfile;
 pub mod postgres;
+pub mod registry;
 pub mod roles;
 pub mod scan;
 pub mod shell;
@@ -148,6 +149,9 @@ impl DetectionConfig {
     /// ratio) would make a detector fire on everything or on nothing.
     /// Errors name the key, e.g. `detection.scan.ports`.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        for (i, rule) in self.allow.iter().enumerate() {
+            rule.validate(&format!("detection.allow[{i}]"))?;
+        }
         let tree = serde_json::to_value(self).expect("the configuration serializes");
         check_positive("detection", &tree)
     }

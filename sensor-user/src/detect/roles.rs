@@ -149,7 +149,7 @@ mod tests {
         assert!(!roles.is_domain_controller("10.10.0.11".parse().unwrap(), SECOND));
         let bad = toml::from_str::<RolesConfig>(r#"domain_controllers = ["dc1.city.lab"]"#);
         let message = bad.expect_err("a name is refused").to_string();
-        assert!(message.contains("not an address or CIDR"), "{message}");
+        assert!(message.contains("not an address or a CIDR"), "{message}");
     }
 
     fn served(client: &str, server: &str, port: u16, proven: bool) -> Event {
