@@ -102,8 +102,15 @@ impl Metrics {
         registry
             .register(Box::new(build.clone()))
             .expect("registered once");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        Metrics {
+        build.with_label_values(&[crate::VERSION]).set(1);
+        // process_cpu_seconds_total, process_resident_memory_bytes,
+        // process_open_fds and the rest, read from /proc.
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("registered once");
+        let metrics = Metrics {
             links_repinned: counter_vec(
                 &registry,
                 "sensor_links_repinned_total",
@@ -268,6 +275,41 @@ impl Metrics {
             },
             monitor_mode,
             registry,
+        };
+        metrics.start_at_zero();
+        metrics
+    }
+
+    /// Creates every counter whose labels are known in advance at 0, so a
+    /// quiet month shows 0 rather than no data, and `rate()` and alert
+    /// rules see the first event.
+    fn start_at_zero(&self) {
+        let zero = |vec: &IntCounterVec, labels: &[&str]| {
+            vec.with_label_values(labels);
+        };
+        for severity in ["high", "medium", "low"] {
+            zero(&self.incidents, &[severity]);
+        }
+        for action in ["isolate", "block", "failed", "withheld"] {
+            zero(&self.actions, &[action]);
+        }
+        for sink in ["file", "webhook"] {
+            for result in ["ok", "failed"] {
+                zero(&self.alerts, &[sink, result]);
+            }
+        }
+        for reason in ["known_service", "peer_retries"] {
+            zero(&self.spared, &[reason]);
+        }
+        for result in ["delivered", "lost"] {
+            zero(&self.telemetry_events, &[result]);
+        }
+        for event in ["created", "ended", "evicted", "insert_failed"] {
+            zero(&self.flows, &[event]);
+        }
+        zero(&self.engine_events, &[]);
+        for kind in [crate::state::Kind::Isolation, crate::state::Kind::Block] {
+            zero(&self.expired_entries, &[kind.label()]);
         }
     }
 
@@ -458,6 +500,30 @@ mod tests {
         // A second scrape shows the same absolute values, not doubled ones.
         let again = metrics.render(&snapshot);
         assert!(again.contains(r#"verdict="drop"} 7"#), "{again}");
+    }
+
+    #[test]
+    fn counters_start_at_zero_and_the_process_is_described() {
+        let metrics = Metrics::new();
+        let snapshot = Snapshot {
+            counters: Vec::new(),
+            counts: Counts::default(),
+            monitor: false,
+            attachments: &[],
+            detection: None,
+            taps: &crate::tap::TapStatus::default(),
+        };
+        let text = metrics.render(&snapshot);
+        for line in [
+            r#"sensor_incidents_total{severity="high"} 0"#,
+            r#"sensor_response_actions_total{action="failed"} 0"#,
+            r#"sensor_alerts_total{result="failed",sink="webhook"} 0"#,
+            r#"sensor_expired_entries_total{kind="isolation"} 0"#,
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]
