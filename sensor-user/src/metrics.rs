@@ -502,18 +502,21 @@ mod tests {
         assert!(again.contains(r#"verdict="drop"} 7"#), "{again}");
     }
 
-    #[test]
-    fn counters_start_at_zero_and_the_process_is_described() {
-        let metrics = Metrics::new();
-        let snapshot = Snapshot {
+    /// A scrape of a fresh sensord with these taps and nothing else.
+    fn render_taps(taps: &crate::tap::TapStatus) -> String {
+        Metrics::new().render(&Snapshot {
             counters: Vec::new(),
             counts: Counts::default(),
             monitor: false,
             attachments: &[],
             detection: None,
-            taps: &crate::tap::TapStatus::default(),
-        };
-        let text = metrics.render(&snapshot);
+            taps,
+        })
+    }
+
+    #[test]
+    fn counters_start_at_zero_and_the_process_is_described() {
+        let text = render_taps(&crate::tap::TapStatus::default());
         for line in [
             r#"sensor_incidents_total{severity="high"} 0"#,
             r#"sensor_response_actions_total{action="failed"} 0"#,
@@ -528,7 +531,6 @@ mod tests {
 
     #[test]
     fn renders_tap_queues_and_losses() {
-        let metrics = Metrics::new();
         let taps = crate::tap::TapStatus {
             queues: vec![crate::tap::QueueStatus {
                 interface: "span0".into(),
@@ -542,15 +544,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let snapshot = Snapshot {
-            counters: Vec::new(),
-            counts: Counts::default(),
-            monitor: false,
-            attachments: &[],
-            detection: None,
-            taps: &taps,
-        };
-        let text = metrics.render(&snapshot);
+        let text = render_taps(&taps);
         for line in [
             r#"sensor_tap_frames_total{interface="span0",queue="0",stage="seen"} 10"#,
             r#"sensor_tap_frames_total{interface="span0",queue="0",stage="read"} 6"#,
