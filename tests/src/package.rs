@@ -24,9 +24,7 @@ fn deb() -> PathBuf {
 }
 
 fn output(command: &mut Command) -> String {
-    let out = command.output().expect("running a command");
-    assert!(out.status.success(), "{command:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    labnet::cmd::run(command).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[test]

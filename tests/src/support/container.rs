@@ -14,7 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
+use labnet::cmd::run;
 
 pub struct Container {
     /// Holds `rootfs/` and the console log.
@@ -34,19 +35,6 @@ fn mirror() -> String {
                 .and_then(|uris| uris.split_whitespace().next().map(str::to_string))
         })
         .unwrap_or_else(|| "http://deb.debian.org/debian".into())
-}
-
-fn run(command: &mut Command) -> Result<String> {
-    let out = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{command:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl Container {
@@ -121,12 +109,20 @@ impl Container {
                     .ok()
                     .and_then(|c| c.split_whitespace().next()?.parse().ok());
             }
-            if self.init.is_some() {
-                let state = self.exec(&["systemctl", "is-system-running"]);
-                match state.as_deref().map(str::trim) {
-                    Ok("running") | Ok("degraded") => return Ok(()),
-                    Err(e) if e.to_string().contains("degraded") => return Ok(()),
-                    _ => {}
+            if let Some(init) = self.init {
+                // It prints the state, and fails unless that is "running".
+                let state = Command::new("nsenter")
+                    .args([
+                        "-t",
+                        &init.to_string(),
+                        "-a",
+                        "systemctl",
+                        "is-system-running",
+                    ])
+                    .output()?;
+                let state = String::from_utf8_lossy(&state.stdout);
+                if matches!(state.trim(), "running" | "degraded") {
+                    return Ok(());
                 }
             }
             sleep(Duration::from_millis(500));
