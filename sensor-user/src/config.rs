@@ -93,6 +93,8 @@ pub struct RawConfig {
     pub mode: Mode,
     pub metrics_address: Option<String>,
     pub control_socket: Option<PathBuf>,
+    pub readonly_socket: Option<PathBuf>,
+    pub readonly_group: Option<String>,
     pub state_file: Option<PathBuf>,
     pub pin_dir: Option<PathBuf>,
     pub on_exit: OnExit,
@@ -103,6 +105,7 @@ pub struct RawConfig {
     pub detection: crate::detect::DetectionConfig,
     pub response: crate::response::ResponseConfig,
     pub alerts: crate::alerts::AlertConfig,
+    pub incidents: crate::store::StoreConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -156,6 +159,11 @@ pub struct Config {
     pub mode: Mode,
     pub metrics_address: SocketAddr,
     pub control_socket: PathBuf,
+    /// The socket that serves only requests that read (status, lists,
+    /// incidents, the audit log), to members of `readonly_group`: the
+    /// SOC's access. Bound only when a group is named.
+    pub readonly_socket: PathBuf,
+    pub readonly_group: Option<String>,
     pub state_file: PathBuf,
     pub pin_dir: PathBuf,
     pub on_exit: OnExit,
@@ -166,6 +174,7 @@ pub struct Config {
     pub detection: crate::detect::DetectionConfig,
     pub response: crate::response::ResponseConfig,
     pub alerts: crate::alerts::AlertConfig,
+    pub incidents: crate::store::StoreConfig,
 }
 
 impl Config {
@@ -255,6 +264,18 @@ impl Config {
             .file
             .clone()
             .unwrap_or_else(|| self.state_file.with_file_name("alerts.jsonl"));
+        line(format!(
+            "incidents: {}, closed ones kept {} days",
+            self.incident_database().display(),
+            self.incidents.retention_days
+        ));
+        line(format!(
+            "read-only control socket: {}",
+            match &self.readonly_group {
+                Some(group) => format!("{} for group {group}", self.readonly_socket.display()),
+                None => "none (no readonly_group)".into(),
+            }
+        ));
         line(format!(
             "alerts: {}{}",
             file.display(),
@@ -430,6 +451,29 @@ impl RawConfig {
                 ));
             }
         }
+        if self.incidents.retention_days == 0 {
+            return Err(invalid(
+                "incidents.retention_days",
+                String::from("0 would forget every closed incident at once; it must be 1 or more"),
+            ));
+        }
+        if self.readonly_group.as_deref() == Some("") {
+            return Err(invalid(
+                "readonly_group",
+                String::from("empty: name a group, or leave the key out"),
+            ));
+        }
+        let state_file: PathBuf = self
+            .state_file
+            .unwrap_or_else(|| paths::DEFAULT_STATE_FILE.into());
+        let incidents = crate::store::StoreConfig {
+            database: Some(
+                self.incidents
+                    .database
+                    .unwrap_or_else(|| state_file.with_file_name("incidents.db")),
+            ),
+            ..self.incidents
+        };
         Ok(Config {
             tap_traffic: self.tap_traffic.resolve(!self.interfaces.is_empty()),
             interfaces: self.interfaces,
@@ -440,9 +484,12 @@ impl RawConfig {
             control_socket: self
                 .control_socket
                 .unwrap_or_else(|| paths::DEFAULT_CONTROL_SOCKET.into()),
-            state_file: self
-                .state_file
-                .unwrap_or_else(|| paths::DEFAULT_STATE_FILE.into()),
+            readonly_socket: self
+                .readonly_socket
+                .unwrap_or_else(|| paths::DEFAULT_READONLY_SOCKET.into()),
+            readonly_group: self.readonly_group,
+            state_file,
+            incidents,
             pin_dir: self
                 .pin_dir
                 .unwrap_or_else(|| paths::DEFAULT_PIN_DIR.into()),
@@ -459,6 +506,14 @@ impl RawConfig {
 }
 
 impl Config {
+    /// The incident store's file (resolved by `RawConfig::resolve`).
+    pub fn incident_database(&self) -> PathBuf {
+        self.incidents
+            .database
+            .clone()
+            .unwrap_or_else(|| self.state_file.with_file_name("incidents.db"))
+    }
+
     /// What a start would refuse that only the machine can tell: interfaces
     /// that do not exist, intel lists that do not load, directories sensord
     /// could not write. One line each; empty when a start can go ahead.
@@ -481,7 +536,14 @@ impl Config {
         let mut places = vec![
             ("state_file", self.state_file.clone()),
             ("control_socket", self.control_socket.clone()),
+            ("incidents.database", self.incident_database()),
         ];
+        if let Some(group) = &self.readonly_group {
+            if let Err(e) = crate::control::group_id(group) {
+                problems.push(format!("readonly_group: {e}"));
+            }
+            places.push(("readonly_socket", self.readonly_socket.clone()));
+        }
         if let Some(file) = &self.alerts.file {
             places.push(("alerts.file", file.clone()));
         }

@@ -44,17 +44,90 @@ pub enum Request {
     Unblock {
         cidr: IpNet,
     },
-    List,
+    List {
+        #[serde(default)]
+        filter: ListFilter,
+    },
     Stats,
     Incidents {
         #[serde(default)]
-        filter: crate::detection::IncidentFilter,
+        filter: crate::store::IncidentFilter,
     },
     Incident {
         id: u64,
     },
+    /// An operator's step in an incident's triage.
+    Triage {
+        id: u64,
+        step: TriageStep,
+        /// Why (closing), or what was found: kept in the timeline.
+        note: Option<String>,
+    },
+    /// A note on an incident's timeline.
+    Note {
+        id: u64,
+        text: String,
+    },
+    /// The false-positive marks.
+    FalsePositives,
+    /// Removes a host's marks (only one detector's, if given).
+    UndoFalsePositive {
+        host: IpAddr,
+        detector: Option<String>,
+    },
+    /// The audit log: records since `since_secs` (Unix seconds), at most
+    /// `limit`, the newest.
+    Audit {
+        since_secs: Option<u64>,
+        limit: Option<usize>,
+    },
     /// Re-reads the threat-intelligence list files.
     ReloadIntel,
+}
+
+/// What `list` shows: entries of this kind, made by this origin (`auto:*`
+/// for every detector), whose reason holds this text (any case).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListFilter {
+    pub kind: Option<crate::state::Kind>,
+    pub origin: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl ListFilter {
+    pub fn matches(&self, entry: &crate::state::Entry) -> bool {
+        let origin = self
+            .origin
+            .as_deref()
+            .is_none_or(|o| match o.strip_suffix('*') {
+                Some(prefix) => entry.origin.starts_with(prefix),
+                None => entry.origin == o,
+            });
+        let reason = self
+            .reason
+            .as_deref()
+            .is_none_or(|r| entry.reason.to_lowercase().contains(&r.to_lowercase()));
+        origin && reason && self.kind.is_none_or(|k| k == entry.kind)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriageStep {
+    Acknowledge,
+    Close,
+    Reopen,
+}
+
+impl TriageStep {
+    pub fn label(self) -> &'static str {
+        match self {
+            TriageStep::Acknowledge => "acknowledge",
+            TriageStep::Close => "close",
+            TriageStep::Reopen => "reopen",
+        }
+    }
 }
 
 impl Request {
@@ -66,12 +139,101 @@ impl Request {
             Request::Block { .. } => "block",
             Request::BlockMany { .. } => "block_many",
             Request::Unblock { .. } => "unblock",
-            Request::List => "list",
+            Request::List { .. } => "list",
             Request::Stats => "stats",
             Request::Incidents { .. } => "incidents",
             Request::Incident { .. } => "incident",
+            Request::Triage { step, .. } => step.label(),
+            Request::Note { .. } => "note",
+            Request::FalsePositives => "false_positives",
+            Request::UndoFalsePositive { .. } => "undo_false_positive",
+            Request::Audit { .. } => "audit",
             Request::ReloadIntel => "reload_intel",
         }
+    }
+
+    /// What the audit log says the request was about: (target, detail).
+    pub fn audit_subject(&self) -> (String, String) {
+        let ttl = |t: &Option<u64>| match t {
+            Some(secs) => format!(
+                "for {}",
+                humantime::format_duration(Duration::from_secs(*secs))
+            ),
+            None => "permanent".into(),
+        };
+        let why = |r: &Option<String>| r.clone().unwrap_or_else(|| "no reason given".into());
+        let timed = |t: &Option<u64>, r: &Option<String>| format!("{}, {}", ttl(t), why(r));
+        let incident = |id: &u64| format!("incident {id}");
+        match self {
+            Request::Isolate {
+                ip,
+                ttl_secs,
+                reason,
+            } => (ip.to_string(), timed(ttl_secs, reason)),
+            Request::Release { ip, false_positive } => (
+                ip.to_string(),
+                if *false_positive {
+                    "as a false positive".into()
+                } else {
+                    String::new()
+                },
+            ),
+            Request::Block {
+                cidr,
+                ttl_secs,
+                reason,
+            } => (cidr.to_string(), timed(ttl_secs, reason)),
+            Request::BlockMany {
+                cidrs,
+                ttl_secs,
+                reason,
+            } => (format!("{} ranges", cidrs.len()), timed(ttl_secs, reason)),
+            Request::Unblock { cidr } => (cidr.to_string(), String::new()),
+            Request::Triage { id, note, .. } => (incident(id), note.clone().unwrap_or_default()),
+            Request::Note { id, text } => (incident(id), text.clone()),
+            Request::UndoFalsePositive { host, detector } => (
+                host.to_string(),
+                detector.clone().unwrap_or_else(|| "every detector".into()),
+            ),
+            Request::ReloadIntel => ("intel lists".into(), String::new()),
+            // Requests that only read (`is_read_only`) are not audited.
+            _ => (String::new(), String::new()),
+        }
+    }
+
+    /// Whether the request only reads: all the read-only socket serves.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Request::Status
+                | Request::List { .. }
+                | Request::Stats
+                | Request::Incidents { .. }
+                | Request::Incident { .. }
+                | Request::FalsePositives
+                | Request::Audit { .. }
+        )
+    }
+}
+
+/// Who is on the other end of a control connection, as the audit log
+/// names them: "alice (uid 1000)".
+pub fn actor(uid: u32) -> String {
+    // SAFETY: getpwuid_r writes into the buffers given, sized as passed.
+    let name = unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found);
+        (rc == 0 && !found.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned()
+        })
+    };
+    match name {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
     }
 }
 
@@ -152,10 +314,19 @@ pub fn call(socket: &Path, request: &Request) -> Result<Value> {
     }
 }
 
-/// Binds the control socket: refuses if a live daemon already owns it,
-/// replaces a stale one, and restricts it to root (mode 0600; the server also
-/// checks the peer's uid).
-pub fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
+/// Who may open a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Root only: mode 0600 (the server also checks the peer's uid).
+    Root,
+    /// Root and this group: mode 0660, owned by root and the group. The
+    /// read-only socket, whose server takes only requests that read.
+    Group(u32),
+}
+
+/// Binds a control socket: refuses if a live daemon already owns it,
+/// replaces a stale one, and sets who may open it.
+pub fn bind(socket: &Path, access: Access) -> Result<tokio::net::UnixListener> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -171,8 +342,39 @@ pub fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
     }
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("binding {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    let mode = match access {
+        Access::Root => 0o600,
+        Access::Group(gid) => {
+            std::os::unix::fs::chown(socket, Some(0), Some(gid))
+                .with_context(|| format!("giving {} to group {gid}", socket.display()))?;
+            0o660
+        }
+    };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))?;
     Ok(listener)
+}
+
+/// The id of the group called `name`.
+pub fn group_id(name: &str) -> std::result::Result<u32, String> {
+    let c_name =
+        std::ffi::CString::new(name).map_err(|_| format!("{name:?} is not a group name"))?;
+    // SAFETY: getgrnam_r writes into the buffers given, sized as passed.
+    let gid = unsafe {
+        let mut group: libc::group = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16384];
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            c_name.as_ptr(),
+            &mut group,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        (rc == 0 && !found.is_null()).then_some(group.gr_gid)
+    };
+    gid.ok_or_else(|| {
+        format!("there is no group {name:?} on this machine (groupadd --system {name})")
+    })
 }
 
 /// Reads one request line from a connection.

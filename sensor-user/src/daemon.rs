@@ -19,14 +19,16 @@ use crate::{
     bindings::{self, Bindings, Learnt},
     clock,
     config::{Config, Mode, OnExit},
-    control::{self, Request, Response},
+    control::{self, Access, Request, Response},
     datapath::{self, Datapath},
-    detection::Detection,
+    detection::{self, Detection},
     enforcer::{Enforcer, Origin},
     listen,
     metrics::{Metrics, Snapshot},
+    store::{retention_cutoff, AuditRecord, Store},
     tap::{Tap, TapFeed, TapReader, TapStatus},
     telemetry::{self, Clocks, TelemetryCounts, TelemetryMaps},
+    triage::Step,
 };
 
 /// Everything the tasks share, behind one lock. Operations are short map
@@ -43,6 +45,8 @@ pub struct Sensor {
     pub taps: TapStatus,
     /// Layer-2 bindings of the switched segments' addresses.
     pub bindings: Bindings,
+    /// Incidents, false-positive marks and the audit log.
+    pub store: Store,
     started: Instant,
 }
 
@@ -88,9 +92,10 @@ impl Sensor {
             .context("settings map")?;
         let enforcer = Enforcer::open(&mut datapath.maps, &config.state_file)?;
         let bindings = load_bindings(&mut datapath.maps, &config)?;
+        let mut store = Store::open(&config.incident_database())?;
         let (detection, telemetry) = if config.detection.enabled {
             let maps = datapath.take_telemetry()?;
-            (Some(Detection::new(&config)?), Some(maps))
+            (Some(Detection::new(&config, &mut store)?), Some(maps))
         } else {
             (None, None)
         };
@@ -109,12 +114,92 @@ impl Sensor {
             telemetry: TelemetryCounts::default(),
             taps: taps.as_ref().map(TapReader::status).unwrap_or_default(),
             bindings,
+            store,
             started: Instant::now(),
         };
         Ok((sensor, Readers { telemetry, taps }))
     }
 
-    pub fn handle(&mut self, request: Request) -> Result<Value, String> {
+    /// Serves one control request from `actor`: a request that changes
+    /// anything is logged and goes into the audit log with its outcome.
+    pub fn serve(&mut self, request: Request, actor: &str) -> Result<Value, String> {
+        let audited = (!request.is_read_only()).then(|| request.audit_subject());
+        let command = request.name();
+        let result = self.handle(request, actor);
+        if let Some((target, detail)) = audited {
+            let outcome = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.clone(),
+            };
+            info!("{actor}: {command} {target} ({detail}): {outcome}");
+            let record = AuditRecord {
+                ts: clock::unix_now_ns(),
+                actor: actor.to_string(),
+                action: command.to_string(),
+                target,
+                detail,
+                outcome,
+            };
+            let written = self.store.audit(&record);
+            self.count_store_write(written.is_ok());
+            if let Err(e) = written {
+                warn!("the audit log missed {command} by {actor}: {e}");
+            }
+        }
+        self.persist();
+        result
+    }
+
+    /// Writes detection's pending incidents and audit records.
+    fn persist(&mut self) {
+        if let Some(ok) = self
+            .detection
+            .as_mut()
+            .and_then(|d| d.persist(&mut self.store))
+        {
+            self.count_store_write(ok);
+        }
+    }
+
+    fn count_store_write(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.metrics.store_writes.with_label_values(&[result]).inc();
+    }
+
+    /// An operator's step on incident `id`: on the engine's copy when it
+    /// still holds the incident, else on the stored one.
+    fn change_incident(&mut self, id: u64, step: Step, actor: &str) -> Result<Value, String> {
+        let now = clock::unix_now_ns();
+        if let Some(d) = &mut self.detection {
+            if let Some(live) = d.engine.incidents.get(id) {
+                step.check(live)?;
+                if step.closes() {
+                    d.close(id);
+                }
+                d.record(id, now, |i| step.apply(i, actor, now));
+                let view = d.engine.incidents.get(id).map(detection::incident_view);
+                self.persist();
+                return view.ok_or_else(|| format!("there is no incident {id}"));
+            }
+        }
+        let mut incident = self
+            .store
+            .incident(id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("there is no incident {id}"))?;
+        step.check(&incident)?;
+        let action = step.apply(&mut incident, actor, now);
+        incident.actions.push(action);
+        let written = self.store.save_incidents([&incident]);
+        self.count_store_write(written.is_ok());
+        written.map_err(|e| e.to_string())?;
+        if let Some(d) = &mut self.detection {
+            d.alert_stored(&incident, now);
+        }
+        Ok(detection::incident_view(&incident))
+    }
+
+    fn handle(&mut self, request: Request, actor: &str) -> Result<Value, String> {
         let maps = &mut self.datapath.maps;
         // The socket's input is checked as sensorctl's is.
         let ttl = |secs: Option<u64>| -> Result<Option<Duration>, String> {
@@ -124,7 +209,7 @@ impl Sensor {
         let reason = |r: Option<String>| r.unwrap_or_else(|| "no reason given".into());
         let entry = match request {
             Request::Status => return Ok(self.status()),
-            Request::List => return Ok(json!(self.enforcer.list(maps))),
+            Request::List { filter } => return Ok(json!(self.enforcer.list(maps, &filter))),
             Request::Stats => return Ok(self.stats()),
             Request::Isolate {
                 ip,
@@ -138,21 +223,64 @@ impl Sensor {
                     .isolate(maps, ip, mac, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR)
             }
             Request::Release { ip, false_positive } => {
-                return self.release(ip, false_positive);
+                return self.release(ip, false_positive, actor);
             }
             Request::Incidents { filter } => {
-                return Ok(self
-                    .detection
-                    .as_ref()
-                    .map_or(json!([]), |d| d.incidents(&filter)))
+                let found = self.store.incidents(&filter).map_err(|e| e.to_string())?;
+                return Ok(detection::incident_list(&found));
             }
             Request::ReloadIntel => return self.reload_intel(),
             Request::Incident { id } => {
-                return self
+                // The engine's copy is the latest; the store has the rest.
+                let live = self
                     .detection
                     .as_ref()
-                    .and_then(|d| d.incident(id))
-                    .ok_or_else(|| format!("there is no incident {id}"))
+                    .and_then(|d| d.engine.incidents.get(id));
+                if let Some(i) = live {
+                    return Ok(detection::incident_view(i));
+                }
+                return self
+                    .store
+                    .incident(id)
+                    .map_err(|e| e.to_string())?
+                    .map(|i| detection::incident_view(&i))
+                    .ok_or_else(|| format!("there is no incident {id}"));
+            }
+            Request::Triage { id, step, note } => {
+                return self.change_incident(id, Step::Triage(step, note), actor)
+            }
+            Request::Note { id, text } => return self.change_incident(id, Step::Note(text), actor),
+            Request::FalsePositives => {
+                return self
+                    .store
+                    .false_positives()
+                    .map(|marks| json!(marks))
+                    .map_err(|e| e.to_string())
+            }
+            Request::UndoFalsePositive { host, detector } => {
+                let removed = self
+                    .store
+                    .undo_false_positive(host, detector.as_deref())
+                    .map_err(|e| e.to_string())?;
+                if removed == 0 {
+                    return Err(match detector {
+                        Some(d) => format!("{host} has no false-positive mark for {d}"),
+                        None => format!("{host} has no false-positive marks"),
+                    });
+                }
+                if let Some(d) = &mut self.detection {
+                    d.reload_false_positives(&self.store)?;
+                }
+                return Ok(json!({"host": host, "removed": removed}));
+            }
+            Request::Audit { since_secs, limit } => {
+                let since = since_secs.unwrap_or(0).saturating_mul(1_000_000_000);
+                let limit = limit.unwrap_or(100).min(100_000);
+                return self
+                    .store
+                    .audit_log(since, limit)
+                    .map(|records| json!(records))
+                    .map_err(|e| e.to_string());
             }
             Request::Block {
                 cidr,
@@ -183,14 +311,19 @@ impl Sensor {
 
     /// Releases `ip`; as a false positive, also marks its open incidents so
     /// the same detectors no longer act on it.
-    fn release(&mut self, ip: std::net::IpAddr, false_positive: bool) -> Result<Value, String> {
+    fn release(
+        &mut self,
+        ip: std::net::IpAddr,
+        false_positive: bool,
+        actor: &str,
+    ) -> Result<Value, String> {
         let now = crate::telemetry::Clocks::now().unix_now();
         let released = self.enforcer.release(&mut self.datapath.maps, ip);
         let marked = match (&mut self.detection, false_positive) {
-            (Some(d), true) => d.mark_false_positive(ip, now)?,
+            (Some(d), true) => d.mark_false_positive(ip, now, actor, &mut self.store)?,
             (Some(d), false) => {
                 if released.is_ok() {
-                    d.note_release(ip, now);
+                    d.note_release(ip, now, actor);
                 }
                 Vec::new()
             }
@@ -308,12 +441,19 @@ impl Sensor {
         if let Some(detection) = &mut self.detection {
             detection.bindings_learnt(&learnt, &self.bindings, now);
             // An incident waiting for its host's proof is decided now.
-            detection.respond(
-                &mut self.enforcer,
-                &mut self.datapath.maps,
-                &self.bindings,
-                now,
-            );
+            self.respond(now);
+        }
+    }
+
+    /// Forgets closed incidents and audit records past the retention.
+    fn prune_store(&mut self) {
+        let days = self.config.incidents.retention_days;
+        match self.store.prune(retention_cutoff(clock::unix_now_ns(), days)) {
+            Ok((0, 0)) => {}
+            Ok((incidents, audit)) => info!(
+                "forgot {incidents} closed incident(s) and {audit} audit record(s) older than {days} days"
+            ),
+            Err(e) => warn!("pruning the incident store: {e}"),
         }
     }
 
@@ -329,6 +469,24 @@ impl Sensor {
                         .expired_entries
                         .with_label_values(&[entry.kind.label()])
                         .inc();
+                    let record = AuditRecord {
+                        ts: clock::unix_now_ns(),
+                        actor: "sensord".into(),
+                        action: "expire".into(),
+                        target: entry.target.to_string(),
+                        detail: format!(
+                            "{} by {}: {}",
+                            entry.kind.label(),
+                            entry.origin,
+                            entry.reason
+                        ),
+                        outcome: "ok".into(),
+                    };
+                    let written = self.store.audit(&record);
+                    self.count_store_write(written.is_ok());
+                    if let Err(e) = written {
+                        warn!("the audit log missed an expiry: {e}");
+                    }
                 }
             }
             Err(e) => warn!("expiry sweep: {e}"),
@@ -343,7 +501,17 @@ pub async fn run(config: Config) -> Result<()> {
     let on_exit = config.on_exit;
     let pin_dir = config.pin_dir.clone();
 
-    let control_listener = control::bind(&socket_path)?;
+    let control_listener = control::bind(&socket_path, Access::Root)?;
+    let readonly_listener = match &config.readonly_group {
+        Some(group) => {
+            let gid =
+                control::group_id(group).map_err(|e| anyhow::anyhow!("readonly_group: {e}"))?;
+            let access = Access::Group(gid);
+            Some((control::bind(&config.readonly_socket, access)?, access))
+        }
+        None => None,
+    };
+    let readonly_path = config.readonly_socket.clone();
     let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
         .await
         .with_context(|| format!("binding metrics_address {metrics_address}"))?;
@@ -360,7 +528,16 @@ pub async fn run(config: Config) -> Result<()> {
         control_listener,
         sensor.clone(),
         stop_rx.clone(),
+        Access::Root,
     ));
+    let readonly_task = readonly_listener.map(|(listener, access)| {
+        tokio::spawn(serve_control(
+            listener,
+            sensor.clone(),
+            stop_rx.clone(),
+            access,
+        ))
+    });
     let metrics_task = tokio::spawn(serve_metrics(
         metrics_listener,
         sensor.clone(),
@@ -388,6 +565,10 @@ pub async fn run(config: Config) -> Result<()> {
         hup_task,
         binding_task
     );
+    if let Some(task) = readonly_task {
+        let _ = task.await;
+        let _ = std::fs::remove_file(&readonly_path);
+    }
     if let Some(thread) = tap_thread {
         if thread.join().is_err() {
             error!("the tap reader panicked");
@@ -455,31 +636,39 @@ async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
+/// Serves a control socket. `access` says which: the root socket serves
+/// every request; the group's serves only requests that read.
 async fn serve_control(
     listener: tokio::net::UnixListener,
     sensor: Shared,
     stop: watch::Receiver<bool>,
+    access: Access,
 ) {
     let accept = || listener.accept();
-    listen::serve("control socket", accept, stop, move |(stream, _)| {
-        handle_connection(stream, sensor.clone())
+    let name = match access {
+        Access::Root => "control socket",
+        Access::Group(_) => "read-only control socket",
+    };
+    listen::serve(name, accept, stop, move |(stream, _)| {
+        handle_connection(stream, sensor.clone(), access)
     })
     .await;
 }
 
-async fn handle_connection(mut stream: UnixStream, sensor: Shared) {
-    // Defence in depth beside the socket's 0600 mode.
-    match stream.peer_cred() {
-        Ok(cred) if cred.uid() == 0 => {}
-        _ => {
-            control::write_response(
-                &mut stream,
-                &Response::error("only root may use the control API"),
-            )
-            .await;
-            return;
-        }
+async fn handle_connection(mut stream: UnixStream, sensor: Shared, access: Access) {
+    // Defence in depth beside the socket's mode: root on the root socket;
+    // on the group's, whoever the mode let in, for reading only.
+    let uid = stream.peer_cred().map(|cred| cred.uid()).ok();
+    let refused = match (access, uid) {
+        (_, None) => Some("the peer's credentials are unknown"),
+        (Access::Root, Some(uid)) if uid != 0 => Some("only root may use the control API"),
+        _ => None,
+    };
+    if let Some(message) = refused {
+        control::write_response(&mut stream, &Response::error(message)).await;
+        return;
     }
+    let actor = control::actor(uid.unwrap_or(u32::MAX));
     let request = tokio::time::timeout(listen::REQUEST_TIMEOUT, control::read_request(&mut stream));
     let response = match request.await {
         Err(_) => Response::error(format!(
@@ -487,10 +676,16 @@ async fn handle_connection(mut stream: UnixStream, sensor: Shared) {
             listen::REQUEST_TIMEOUT.as_secs()
         )),
         Ok(Err(message)) => Response::error(message),
+        Ok(Ok(request)) if access != Access::Root && !request.is_read_only() => {
+            Response::error(format!(
+                "{} changes things: this socket is read-only (use the root control socket)",
+                request.name()
+            ))
+        }
         Ok(Ok(request)) => {
             let command = request.name();
             let mut sensor = sensor.lock().expect("sensor lock");
-            let result = sensor.handle(request);
+            let result = sensor.serve(request, &actor);
             let label = if result.is_ok() { "ok" } else { "error" };
             sensor
                 .metrics
@@ -598,6 +793,9 @@ async fn sweep_loop(sensor: Shared, mut stop: watch::Receiver<bool>) {
                         s.metrics.links_repinned.with_label_values(&[&interface]).inc();
                     }
                 }
+                if ticks % 3600 == 1 {
+                    s.prune_store();
+                }
                 drop(s);
                 if ticks.is_multiple_of(60) {
                     // What a flood made the engine allocate, and its tables
@@ -681,12 +879,20 @@ impl Sensor {
         for (event, decision) in batch {
             detection.observe(event, decision, &self.bindings);
         }
-        detection.respond(
-            &mut self.enforcer,
-            &mut self.datapath.maps,
-            &self.bindings,
-            now,
-        );
+        self.respond(now);
+    }
+
+    /// The response policy on what changed, then the changes to the store.
+    fn respond(&mut self, now: u64) {
+        if let Some(detection) = &mut self.detection {
+            detection.respond(
+                &mut self.enforcer,
+                &mut self.datapath.maps,
+                &self.bindings,
+                now,
+            );
+        }
+        self.persist();
     }
 
     /// Ended flows and proven hosts from the flow table; the engine's
@@ -703,12 +909,7 @@ impl Sensor {
         }
         detection.engine.tick(now);
         detection.save_edges(now, false);
-        detection.respond(
-            &mut self.enforcer,
-            &mut self.datapath.maps,
-            &self.bindings,
-            now,
-        );
+        self.respond(now);
     }
 }
 

@@ -11,7 +11,7 @@ use std::{
 use anyhow::Result;
 use ipnet::IpNet;
 use log::{info, warn};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{
@@ -19,10 +19,14 @@ use crate::{
     bindings::{self, Bindings, Learnt},
     config::{Config, Segment},
     datapath::Maps,
-    detect::{incident::Action, Engine, Event, Evidence, Incident, Nanos},
+    detect::{
+        incident::{Action, Triage},
+        Engine, Event, Evidence, Incident, Nanos,
+    },
     enforcer::{Enforcer, Origin},
     response::{self, Decision, HostFacts, ResponseConfig},
     state::{self, Kind},
+    store::{AuditRecord, FalsePositive, Store},
     telemetry::Decision as DatapathDecision,
 };
 
@@ -36,11 +40,9 @@ pub struct DetectionCounts {
     pub actions: BTreeMap<String, u64>,
 }
 
-/// What an operator marked false positive: detectors, per host.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct FalsePositives {
-    hosts: BTreeMap<IpAddr, BTreeSet<String>>,
-}
+/// What operators marked false positive: detectors, per host (the store
+/// keeps the marks; this is the response policy's copy).
+type FalsePositives = BTreeMap<IpAddr, BTreeSet<String>>;
 
 /// What the last alert about an incident said, to report only changes.
 #[derive(PartialEq)]
@@ -49,6 +51,19 @@ struct Reported {
     detectors: usize,
     actions: usize,
     status: &'static str,
+    triage: Triage,
+}
+
+impl Reported {
+    fn of(i: &Incident) -> Reported {
+        Reported {
+            score: i.score,
+            detectors: i.detectors.len(),
+            actions: i.actions.len(),
+            status: i.status,
+            triage: i.triage,
+        }
+    }
 }
 
 pub struct Detection {
@@ -57,7 +72,12 @@ pub struct Detection {
     alerts: Alerts,
     segments: Vec<Segment>,
     false_positives: FalsePositives,
-    false_positive_file: PathBuf,
+    /// Incidents changed since they were last written to the store, and
+    /// automatic actions not yet in its audit log (`persist`).
+    unsaved: BTreeSet<u64>,
+    unaudited: Vec<AuditRecord>,
+    /// Whether the last write to the store failed.
+    store_failing: bool,
     /// The admin-edge baseline's file, and when it was last written.
     edges_file: PathBuf,
     edges_saved: Nanos,
@@ -84,16 +104,6 @@ const MAX_SENDERS: usize = 1 << 16;
 
 /// Sending MACs of forged packets tracked at once.
 const MAX_SPOOFERS: usize = 4096;
-
-/// Filters of `sensorctl incidents`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IncidentFilter {
-    pub host: Option<IpAddr>,
-    pub min_score: Option<u8>,
-    pub status: Option<String>,
-    pub detector: Option<String>,
-}
 
 /// The admin-edge baseline saved earlier. A file that cannot be read as
 /// one is set aside (`edges.json.bad`) with a warning, and learning starts
@@ -150,19 +160,22 @@ impl Detection {
         }
     }
 
-    pub fn new(config: &Config) -> Result<Detection> {
+    /// Live detection, with the incidents still open and the
+    /// false-positive marks of earlier runs taken back from `store`.
+    pub fn new(config: &Config, store: &mut Store) -> Result<Detection> {
         let state_dir = config
             .state_file
             .parent()
             .map(PathBuf::from)
             .unwrap_or_default();
-        let false_positive_file = state_dir.join("false_positives.json");
-        let false_positives = match std::fs::read(&false_positive_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                anyhow::anyhow!("{} is not valid: {e}", false_positive_file.display())
-            })?,
-            Err(_) => FalsePositives::default(),
-        };
+        import_false_positives(&state_dir.join("false_positives.json"), store)?;
+        let mut false_positives = FalsePositives::new();
+        for mark in store.false_positives()? {
+            false_positives
+                .entry(mark.host)
+                .or_default()
+                .insert(mark.detector);
+        }
         let alert_file = config
             .alerts
             .file
@@ -173,21 +186,71 @@ impl Detection {
         if let Some(baseline) = load_edges(&edges_file) {
             engine.restore_edges(baseline);
         }
+        let open = store.open_incidents()?;
+        let mut reported = HashMap::new();
+        for i in &open {
+            // What the last run alerted about them: no second "opened".
+            reported.insert(i.id, Reported::of(i));
+        }
+        if !open.is_empty() {
+            info!("{} open incident(s) taken back from the store", open.len());
+        }
+        engine.incidents.restore(open, store.last_incident_id()?);
         Ok(Detection {
             engine,
             response: config.response.clone(),
             alerts: Alerts::new(Some(alert_file), config.alerts.webhook.clone()),
             segments: config.segments.clone(),
             false_positives,
-            false_positive_file,
+            unsaved: BTreeSet::new(),
+            unaudited: Vec::new(),
+            store_failing: false,
             edges_file,
             edges_saved: 0,
-            reported: HashMap::new(),
+            reported,
             counts: DetectionCounts::default(),
             spoofers: HashMap::new(),
             senders: HashMap::new(),
             switched: crate::config::switched_ranges(&config.segments),
         })
+    }
+
+    /// Writes what changed since the last call to the store: incidents and
+    /// audit records. On a failure (a full disk) they stay pending, are
+    /// retried at the next call, and the failure is said once. Returns
+    /// whether it wrote, or `None` when there was nothing to write.
+    pub fn persist(&mut self, store: &mut Store) -> Option<bool> {
+        if self.unsaved.is_empty() && self.unaudited.is_empty() {
+            return None;
+        }
+        let incidents = self
+            .unsaved
+            .iter()
+            .filter_map(|id| self.engine.incidents.get(*id));
+        let written = store.save_incidents(incidents).and_then(|_| {
+            for record in &self.unaudited {
+                store.audit(record)?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                if self.store_failing {
+                    info!("the incident store is written again");
+                }
+                self.store_failing = false;
+                self.unsaved.clear();
+                self.unaudited.clear();
+                Some(true)
+            }
+            Err(e) => {
+                if !self.store_failing {
+                    warn!("{e}; retried every second until it succeeds");
+                }
+                self.store_failing = true;
+                Some(false)
+            }
+        }
     }
 
     pub fn snapshot(
@@ -413,9 +476,11 @@ impl Detection {
         for id in ids {
             self.act_on(id, enforcer, maps, bindings, now);
             self.report(id, now);
+            self.unsaved.insert(id);
         }
         for id in self.engine.incidents.close_idle(now) {
             self.report(id, now);
+            self.unsaved.insert(id);
         }
     }
 
@@ -436,11 +501,7 @@ impl Detection {
         let facts = HostFacts {
             segment: self.segment_of(incident.host, true),
             verified: self.proven(incident.host, bindings, now),
-            false_positive_detectors: self
-                .false_positives
-                .hosts
-                .get(&incident.host)
-                .unwrap_or(&none),
+            false_positive_detectors: self.false_positives.get(&incident.host).unwrap_or(&none),
             is_internal: &is_internal,
         };
         let decisions = response::decide(&self.response, incident, &facts);
@@ -522,6 +583,25 @@ impl Detection {
                 "withheld" => {}
                 _ => info!("incident {id}: {action} {target}: {detail}"),
             }
+            if action != "withheld" {
+                self.unaudited.push(AuditRecord {
+                    ts: now,
+                    actor: by.clone(),
+                    action: if action == "failed" {
+                        "isolate_or_block"
+                    } else {
+                        action
+                    }
+                    .into(),
+                    target: target.clone(),
+                    detail: format!("incident {id}: {detail}"),
+                    outcome: if action == "failed" {
+                        "failed".into()
+                    } else {
+                        "ok".into()
+                    },
+                });
+            }
             actions.push(Action {
                 ts: now,
                 action: action.into(),
@@ -539,19 +619,14 @@ impl Detection {
         let Some(incident) = self.engine.incidents.get(id) else {
             return;
         };
-        let state = Reported {
-            score: incident.score,
-            detectors: incident.detectors.len(),
-            actions: incident.actions.len(),
-            status: incident.status,
-        };
+        let state = Reported::of(incident);
         let change = match self.reported.get(&id) {
             None => {
                 *self.counts.incidents.entry(incident.severity).or_default() += 1;
                 Change::Opened
             }
             Some(r) if *r == state => return,
-            Some(_) if !incident.is_open() => Change::Closed,
+            Some(r) if r.status == "open" && !incident.is_open() => Change::Closed,
             Some(_) => Change::Updated,
         };
         let doc = alerts::document(incident, change, now, incident.actions.last());
@@ -560,47 +635,72 @@ impl Detection {
         }
         self.alerts.emit(doc);
         self.reported.insert(id, state);
-        // Closed incidents no longer change.
-        if change == Change::Closed {
-            self.reported.retain(|k, _| *k != id);
+        // Kept while the engine holds the incident (an operator may still
+        // change a closed one); those it forgot go.
+        if self.reported.len() > 2 * crate::detect::incident::MAX_INCIDENTS {
+            let incidents = &self.engine.incidents;
+            self.reported.retain(|k, _| incidents.get(*k).is_some());
         }
     }
 
     /// The operator released `host` as a false positive: its open incidents
     /// are marked, and their detectors no longer act on it.
-    pub fn mark_false_positive(&mut self, host: IpAddr, now: Nanos) -> Result<Vec<u64>, String> {
+    pub fn mark_false_positive(
+        &mut self,
+        host: IpAddr,
+        now: Nanos,
+        actor: &str,
+        store: &mut Store,
+    ) -> Result<Vec<u64>, String> {
+        let mut marks = Vec::new();
         let mut marked = Vec::new();
-        let mut detectors = BTreeSet::new();
-        for i in self.engine.incidents.list() {
+        for i in self.engine.incidents.iter() {
             if i.host == host && i.is_open() && !i.false_positive {
-                detectors.extend(i.detectors.iter().map(|d| d.to_string()));
                 marked.push(i.id);
+                marks.extend(i.detectors.iter().map(|d| FalsePositive {
+                    host,
+                    detector: d.to_string(),
+                    created: now,
+                    actor: actor.to_string(),
+                    incident: Some(i.id),
+                }));
             }
         }
-        self.false_positives
-            .hosts
-            .entry(host)
-            .or_default()
-            .extend(detectors);
-        let bytes = serde_json::to_vec_pretty(&self.false_positives).expect("serialises");
-        state::write_atomic(&self.false_positive_file, &bytes).map_err(|e| e.to_string())?;
+        store
+            .mark_false_positive(&marks)
+            .map_err(|e| e.to_string())?;
+        for mark in marks {
+            self.false_positives
+                .entry(host)
+                .or_default()
+                .insert(mark.detector);
+        }
         for id in &marked {
-            if let Some(i) = self.engine.incidents.get_mut(*id) {
+            self.record(*id, now, |i| {
                 i.false_positive = true;
-                i.actions.push(Action {
+                Action {
                     ts: now,
                     action: "false_positive".into(),
                     target: host.to_string(),
-                    detail: "released by an operator as a false positive".into(),
-                });
-            }
-            self.report(*id, now);
+                    detail: format!("released by {actor} as a false positive"),
+                }
+            });
         }
         Ok(marked)
     }
 
+    /// Takes back the false-positive marks from the store (after an undo).
+    pub fn reload_false_positives(&mut self, store: &Store) -> Result<(), String> {
+        let mut marks = FalsePositives::new();
+        for mark in store.false_positives().map_err(|e| e.to_string())? {
+            marks.entry(mark.host).or_default().insert(mark.detector);
+        }
+        self.false_positives = marks;
+        Ok(())
+    }
+
     /// Records an operator's release on the host's open incidents.
-    pub fn note_release(&mut self, host: IpAddr, now: Nanos) {
+    pub fn note_release(&mut self, host: IpAddr, now: Nanos, actor: &str) {
         let ids: Vec<u64> = self
             .engine
             .incidents
@@ -609,64 +709,114 @@ impl Detection {
             .map(|i| i.id)
             .collect();
         for id in ids {
-            if let Some(i) = self.engine.incidents.get_mut(id) {
-                i.actions.push(Action {
-                    ts: now,
-                    action: "release".into(),
-                    target: host.to_string(),
-                    detail: "released by an operator".into(),
-                });
-            }
-            self.report(id, now);
+            self.record(id, now, |_| Action {
+                ts: now,
+                action: "release".into(),
+                target: host.to_string(),
+                detail: format!("released by {actor}"),
+            });
         }
     }
 
-    pub fn incidents(&self, filter: &IncidentFilter) -> Value {
-        let list: Vec<Value> = self
-            .engine
-            .incidents
-            .iter()
-            .filter(|i| filter.host.is_none_or(|h| h == i.host))
-            .filter(|i| filter.min_score.is_none_or(|s| i.score >= s))
-            .filter(|i| filter.status.as_deref().is_none_or(|s| s == i.status))
-            .filter(|i| {
-                filter.detector.as_deref().is_none_or(|d| {
-                    i.detectors
-                        .iter()
-                        .any(|x| crate::detect::allow::detector_matches(d, x))
-                })
-            })
-            .map(summary)
-            .collect();
-        json!(list)
+    /// Changes a live incident with `change` (which returns the action
+    /// for its timeline), alerts, and queues it for the store. `false`
+    /// when the engine no longer holds it.
+    pub fn record(
+        &mut self,
+        id: u64,
+        now: Nanos,
+        change: impl FnOnce(&mut Incident) -> Action,
+    ) -> bool {
+        let Some(i) = self.engine.incidents.get_mut(id) else {
+            return false;
+        };
+        let action = change(i);
+        i.actions.push(action);
+        self.report(id, now);
+        self.unsaved.insert(id);
+        true
     }
 
-    pub fn incident(&self, id: u64) -> Option<Value> {
-        let i = self.engine.incidents.get(id)?;
-        let mut timeline: Vec<(Nanos, Value)> = i
-            .evidence
-            .iter()
-            .map(|e| {
-                (
-                    e.ts,
-                    json!({"time": rfc3339(e.ts), "time_ns": e.ts, "type": "evidence", "detector": e.detector,
-                           "technique": e.technique, "score": e.score, "peers": e.peers,
-                           "count": e.count, "summary": e.summary}),
-                )
-            })
-            .chain(i.actions.iter().map(|a| {
-                (
-                    a.ts,
-                    json!({"time": rfc3339(a.ts), "time_ns": a.ts, "type": "action", "action": a.action,
-                           "target": a.target, "detail": a.detail}),
-                )
-            }))
-            .collect();
-        timeline.sort_by_key(|(ts, _)| *ts);
-        let mut v = summary(i);
-        v["timeline"] = json!(timeline.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
-        Some(v)
+    /// Ends a live incident's activity: evidence opens a new one.
+    pub fn close(&mut self, id: u64) {
+        self.engine.incidents.close(id);
     }
+
+    /// Alerts about an incident the engine no longer holds (closed and
+    /// forgotten), changed by an operator.
+    pub fn alert_stored(&mut self, incident: &Incident, now: Nanos) {
+        let doc = alerts::document(incident, Change::Updated, now, incident.actions.last());
+        self.alerts.emit(doc);
+    }
+}
+
+/// An incident with its timeline of evidence and actions, for
+/// `sensorctl incident ID`.
+pub fn incident_view(i: &Incident) -> Value {
+    let mut timeline: Vec<(Nanos, Value)> = i
+        .evidence
+        .iter()
+        .map(|e| {
+            (
+                e.ts,
+                json!({"time": rfc3339(e.ts), "time_ns": e.ts, "type": "evidence", "detector": e.detector,
+                       "technique": e.technique, "score": e.score, "peers": e.peers,
+                       "count": e.count, "summary": e.summary}),
+            )
+        })
+        .chain(i.actions.iter().map(|a| {
+            (
+                a.ts,
+                json!({"time": rfc3339(a.ts), "time_ns": a.ts, "type": "action", "action": a.action,
+                       "target": a.target, "detail": a.detail}),
+            )
+        }))
+        .collect();
+    timeline.sort_by_key(|(ts, _)| *ts);
+    let mut v = summary(i);
+    v["timeline"] = json!(timeline.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
+    v
+}
+
+/// Incidents as `sensorctl incidents` lists them.
+pub fn incident_list(incidents: &[Incident]) -> Value {
+    json!(incidents.iter().map(summary).collect::<Vec<_>>())
+}
+
+/// Moves the false-positive marks of a release before the incident store
+/// (false_positives.json) into it, once: the file is renamed `.imported`.
+fn import_false_positives(path: &std::path::Path, store: &mut Store) -> Result<()> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(());
+    };
+    #[derive(Deserialize)]
+    struct Old {
+        hosts: BTreeMap<IpAddr, BTreeSet<String>>,
+    }
+    let old: Old = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))?;
+    let marks: Vec<FalsePositive> = old
+        .hosts
+        .into_iter()
+        .flat_map(|(host, detectors)| {
+            detectors.into_iter().map(move |detector| FalsePositive {
+                host,
+                detector,
+                created: crate::clock::unix_now_ns(),
+                actor: "imported".into(),
+                incident: None,
+            })
+        })
+        .collect();
+    store.mark_false_positive(&marks)?;
+    let aside = path.with_extension("json.imported");
+    std::fs::rename(path, &aside)?;
+    info!(
+        "{} false-positive mark(s) moved from {} into the incident store",
+        marks.len(),
+        path.display()
+    );
+    Ok(())
 }
 
 fn ttl_text(ttl: Option<std::time::Duration>) -> String {
@@ -679,7 +829,7 @@ fn ttl_text(ttl: Option<std::time::Duration>) -> String {
 fn summary(i: &Incident) -> Value {
     json!({
         "id": i.id, "host": i.host, "score": i.score, "severity": i.severity,
-        "status": i.status, "false_positive": i.false_positive,
+        "status": i.status, "triage": i.triage, "false_positive": i.false_positive,
         "first_seen": rfc3339(i.first_seen), "last_seen": rfc3339(i.last_seen),
         "detectors": i.detectors, "techniques": i.techniques, "peers": i.peers,
         "names": i.names,

@@ -540,9 +540,10 @@ impl Enforcer {
         Ok(removed)
     }
 
-    pub fn list(&self, maps: &Maps) -> Vec<Listed> {
+    pub fn list(&self, maps: &Maps, filter: &crate::control::ListFilter) -> Vec<Listed> {
         self.entries
             .values()
+            .filter(|entry| filter.matches(entry))
             .map(|entry| {
                 let value = match entry.kind {
                     Kind::Isolation => maps.get_isolated(entry.target.addr()),

@@ -25,5 +25,7 @@ pub mod offline;
 pub mod paths;
 pub mod response;
 pub mod state;
+pub mod store;
 pub mod tap;
 pub mod telemetry;
+pub mod triage;

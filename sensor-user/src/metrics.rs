@@ -17,6 +17,8 @@ pub struct Metrics {
     /// Links attached again because their pin had gone.
     pub links_repinned: IntCounterVec,
     state_unsaved: IntGaugeVec,
+    /// Writes to the incident store, by result.
+    pub store_writes: IntCounterVec,
     adopted_entries: IntGaugeVec,
     attached: IntGaugeVec,
     pub control_requests: IntCounterVec,
@@ -128,6 +130,12 @@ impl Metrics {
                 "sensor_state_unsaved",
                 "1 while isolations or blocks in force are not all in the state file (its last write failed)",
                 &[],
+            ),
+            store_writes: counter_vec(
+                &registry,
+                "sensor_store_writes_total",
+                "Writes to the incident store (incidents, false-positive marks, audit records), by result; a failed write is said once in the log and retried every second",
+                &["result"],
             ),
             adopted_entries: gauge_vec(
                 &registry,
@@ -308,6 +316,9 @@ impl Metrics {
             zero(&self.flows, &[event]);
         }
         zero(&self.engine_events, &[]);
+        for result in ["ok", "failed"] {
+            zero(&self.store_writes, &[result]);
+        }
         for kind in [crate::state::Kind::Isolation, crate::state::Kind::Block] {
             zero(&self.expired_entries, &[kind.label()]);
         }

@@ -6,6 +6,8 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sensor";
 pub const DEFAULT_STATE_FILE: &str = "/var/lib/sensor/state.json";
 /// The control API's Unix socket (mode 0600, root only).
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sensor/control.sock";
+/// The read-only control socket (mode 0660, group `readonly_group`).
+pub const DEFAULT_READONLY_SOCKET: &str = "/run/sensor/readonly.sock";
 /// Where Prometheus scrapes `/metrics`.
 pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:9464";
 /// Where sensord looks for its configuration when not told.

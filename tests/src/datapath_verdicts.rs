@@ -223,7 +223,7 @@ fn isolated_macs_are_cut_off_on_switched_ports_whatever_address_they_send() {
     assert_eq!(f.counted(Verdict::Drop, Reason::IsolatedSource), 3);
     // Hits count every frame the entry matched (the exempt one too, as
     // for an isolated address).
-    let listed = enforcer.list(&f.dp.maps);
+    let listed = enforcer.list(&f.dp.maps, &Default::default());
     assert_eq!(listed[0].mac_hits, Some(4));
     // On a routed port the source MAC is a router's: not looked at.
     f.dp.maps

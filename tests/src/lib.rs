@@ -26,6 +26,8 @@ mod e2e_spoofing;
 #[cfg(test)]
 mod e2e_tap;
 #[cfg(test)]
+mod e2e_triage;
+#[cfg(test)]
 mod package;
 #[cfg(test)]
 mod telemetry_parity;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{parse_cidr, Cli};
 use crate::{
-    control::{self, Request, BLOCK_CHUNK},
+    control::{Request, BLOCK_CHUNK},
     enforcer::range_problem,
 };
 
@@ -73,20 +73,18 @@ pub fn run(cli: &Cli, path: &Path, ttl: Option<Duration>, reason: Option<String>
     let mut done = 0;
     let mut total = 0;
     for chunk in nets.chunks(BLOCK_CHUNK) {
-        let result = control::call(
-            &cli.socket,
-            &Request::BlockMany {
+        let result = cli
+            .call(&Request::BlockMany {
                 cidrs: chunk.to_vec(),
                 ttl_secs: ttl.map(|t| t.as_secs()),
                 reason: reason.clone(),
-            },
-        )
-        .with_context(|| {
-            format!(
+            })
+            .with_context(|| {
+                format!(
                 "after {done} of {} ranges were blocked (those stay; re-running the file is safe)",
                 nets.len()
             )
-        })?;
+            })?;
         done += chunk.len();
         total = result["blocked_total"].as_u64().unwrap_or(0);
         if nets.len() > BLOCK_CHUNK {

@@ -39,7 +39,7 @@ pub fn change(cli: &Cli, command: &Command) -> Result<()> {
         Command::Block { .. } => "blocked",
         _ => "unblocked",
     };
-    let entry = control::call(&cli.socket, &request)?;
+    let entry = cli.call(&request)?;
     if cli.json {
         println!("{entry}");
     } else {
@@ -75,20 +75,37 @@ pub fn change(cli: &Cli, command: &Command) -> Result<()> {
     Ok(())
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
+use super::table::cell as text;
 
 fn time(v: &Value) -> String {
     v.as_u64().map_or("never".into(), clock::format_unix)
 }
 
-pub fn list(cli: &Cli) -> Result<()> {
-    let entries = control::call(&cli.socket, &Request::List)?;
+/// Filters of `list`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Only isolations or only blocks.
+    #[arg(long, value_parser = ["isolation", "block"])]
+    kind: Option<String>,
+    /// Only entries made by this origin: operator, adopted, auto:beacon, or
+    /// auto:* for every automatic one.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Only entries whose reason holds this text (any case).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
+    let filter = control::ListFilter {
+        kind: args.kind.as_deref().map(|k| match k {
+            "isolation" => crate::state::Kind::Isolation,
+            _ => crate::state::Kind::Block,
+        }),
+        origin: args.origin.clone(),
+        reason: args.reason.clone(),
+    };
+    let entries = cli.call(&Request::List { filter })?;
     if cli.json {
         println!("{entries}");
         return Ok(());
@@ -114,7 +131,13 @@ pub fn list(cli: &Cli) -> Result<()> {
         })
         .collect();
     if rows.is_empty() {
-        println!("no isolations or blocks");
+        println!(
+            "no isolations or blocks{}",
+            match (&args.kind, &args.origin, &args.reason) {
+                (None, None, None) => "",
+                _ => " match",
+            }
+        );
         return Ok(());
     }
     table::print(

@@ -6,11 +6,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::{table, Cli};
-use crate::{
-    control::{self, Request},
-    detect::incident::peer_label,
-    detection::IncidentFilter,
-};
+use crate::{control::Request, detect::incident::peer_label, store::IncidentFilter};
 
 #[derive(clap::Args, Debug)]
 pub struct Filter {
@@ -26,16 +22,18 @@ pub struct Filter {
     /// Only incidents with this detector ("scan.*" for every scan detector).
     #[arg(long)]
     detector: Option<String>,
+    /// new, acknowledged or closed: where the operators' work stands.
+    #[arg(long, value_parser = ["new", "acknowledged", "closed"])]
+    triage: Option<String>,
+    /// Only incidents with evidence this recent, e.g. 30m, 24h, 7d.
+    #[arg(long, value_parser = super::parse_ttl)]
+    since: Option<std::time::Duration>,
+    /// At most this many incidents, the newest.
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
+use super::table::cell as text;
 
 pub fn list(cli: &Cli, f: &Filter) -> Result<()> {
     let filter = IncidentFilter {
@@ -43,8 +41,13 @@ pub fn list(cli: &Cli, f: &Filter) -> Result<()> {
         min_score: f.min_score,
         status: f.status.clone(),
         detector: f.detector.clone(),
+        triage: f.triage.clone(),
+        since: f
+            .since
+            .map(|d| crate::clock::unix_now_ns().saturating_sub(d.as_nanos() as u64)),
+        limit: f.limit,
     };
-    let incidents = control::call(&cli.socket, &Request::Incidents { filter })?;
+    let incidents = cli.call(&Request::Incidents { filter })?;
     if cli.json {
         println!("{incidents}");
         return Ok(());
@@ -54,7 +57,7 @@ pub fn list(cli: &Cli, f: &Filter) -> Result<()> {
         .into_iter()
         .flatten()
         .map(|i| {
-            let mut status = text(&i["status"]);
+            let mut status = format!("{}, {}", text(&i["status"]), text(&i["triage"]));
             if i["false_positive"] == true {
                 status.push_str(" (false positive)");
             }
@@ -91,18 +94,19 @@ pub fn list(cli: &Cli, f: &Filter) -> Result<()> {
 }
 
 pub fn show(cli: &Cli, id: u64) -> Result<()> {
-    let i = control::call(&cli.socket, &Request::Incident { id })?;
+    let i = cli.call(&Request::Incident { id })?;
     if cli.json {
         println!("{i}");
         return Ok(());
     }
     println!(
-        "incident {} on {}: score {} ({}), {}{}",
+        "incident {} on {}: score {} ({}), {}, triage {}{}",
         text(&i["id"]),
         text(&i["host"]),
         text(&i["score"]),
         text(&i["severity"]),
         text(&i["status"]),
+        text(&i["triage"]),
         if i["false_positive"] == true {
             ", false positive"
         } else {
@@ -152,7 +156,7 @@ pub fn show(cli: &Cli, id: u64) -> Result<()> {
 }
 
 pub fn reload_intel(cli: &Cli) -> Result<()> {
-    let r = control::call(&cli.socket, &Request::ReloadIntel)?;
+    let r = cli.call(&Request::ReloadIntel)?;
     if cli.json {
         println!("{r}");
     } else {

@@ -7,6 +7,7 @@ mod entries;
 mod incidents;
 mod status;
 mod table;
+mod triage;
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
@@ -22,9 +23,11 @@ use crate::paths;
 #[derive(Parser, Debug)]
 #[command(name = "sensorctl", version = crate::VERSION)]
 pub struct Cli {
-    /// sensord's control socket.
-    #[arg(long, global = true, default_value = paths::DEFAULT_CONTROL_SOCKET)]
-    pub socket: PathBuf,
+    /// sensord's control socket. Default: the root socket, or for a user
+    /// other than root and a command that only reads, the read-only one
+    /// (/run/sensor/readonly.sock, for members of sensord's readonly_group).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -102,8 +105,69 @@ pub enum Command {
         #[arg(value_parser = parse_cidr)]
         cidr: IpNet,
     },
-    /// Every isolation and block with origin, reason, times and hits.
-    List,
+    /// Isolations and blocks with origin, reason, times and hits.
+    ///
+    /// Example: sensorctl list --origin 'auto:*' --kind isolation
+    List(entries::ListArgs),
+    /// Acknowledge an incident: someone is on it.
+    ///
+    /// Example: sensorctl ack 12 --note "calling the user"
+    Ack {
+        /// The incident's number.
+        id: u64,
+        /// What was found or is being done, for the timeline.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Add a note to an incident's timeline.
+    ///
+    /// Example: sensorctl note 12 "user confirms opening invoice.pdf.exe"
+    Note {
+        /// The incident's number.
+        id: u64,
+        /// The note: printable text, up to 2000 characters.
+        text: String,
+    },
+    /// Close an incident: dealt with. Later evidence opens a new one.
+    ///
+    /// Example: sensorctl close 12 --reason "host reimaged"
+    Close {
+        /// The incident's number.
+        id: u64,
+        /// Why, for the timeline.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reopen a closed incident.
+    ///
+    /// Example: sensorctl reopen 12 --note "the beacon is back"
+    Reopen {
+        /// The incident's number.
+        id: u64,
+        /// Why, for the timeline.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// The false-positive marks (release --false-positive makes them), or
+    /// undo some.
+    ///
+    /// Example: sensorctl false-positives undo 10.10.0.11 --detector beacon
+    FalsePositives {
+        #[command(subcommand)]
+        action: Option<triage::MarkAction>,
+    },
+    /// The audit log: who isolated, released, blocked, triaged what, and
+    /// every automatic action, oldest first.
+    ///
+    /// Example: sensorctl audit --since 24h
+    Audit {
+        /// Only records this recent, e.g. 30m, 24h, 7d.
+        #[arg(long, value_parser = parse_ttl)]
+        since: Option<Duration>,
+        /// At most this many records, the newest.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Packet counters per interface, verdict and reason.
     Stats,
     /// Run the detection engine on a capture file and print its incidents
@@ -124,6 +188,26 @@ pub enum Command {
     Man { dir: PathBuf },
 }
 
+impl Cli {
+    /// Sends `request` to sensord over the right socket (`socket`).
+    pub fn call(&self, request: &crate::control::Request) -> Result<serde_json::Value> {
+        crate::control::call(&self.socket_for(request), request)
+    }
+
+    fn socket_for(&self, request: &crate::control::Request) -> PathBuf {
+        if let Some(socket) = &self.socket {
+            return socket.clone();
+        }
+        // SAFETY: geteuid has no failure mode.
+        let root = unsafe { libc::geteuid() } == 0;
+        if request.is_read_only() && !root {
+            paths::DEFAULT_READONLY_SOCKET.into()
+        } else {
+            paths::DEFAULT_CONTROL_SOCKET.into()
+        }
+    }
+}
+
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(text)
         .map_err(|e| format!("{text:?}: {e} (try 90s, 30m, 12h or 7d)"))?;
@@ -139,7 +223,13 @@ pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Status => status::status(cli),
         Command::Stats => status::stats(cli),
-        Command::List => entries::list(cli),
+        Command::List(args) => entries::list(cli, args),
+        Command::Ack { .. }
+        | Command::Note { .. }
+        | Command::Close { .. }
+        | Command::Reopen { .. } => triage::step(cli, &cli.command),
+        Command::FalsePositives { action } => triage::marks(cli, action.as_ref()),
+        Command::Audit { since, limit } => triage::audit(cli, *since, *limit),
         Command::Analyze(options) => analyze::run(options, cli.json),
         Command::Incidents(filter) => incidents::list(cli, filter),
         Command::Incident { id } => incidents::show(cli, *id),

@@ -3,10 +3,10 @@
 use anyhow::Result;
 
 use super::{table, Cli};
-use crate::control::{self, Request};
+use crate::control::Request;
 
 pub fn status(cli: &Cli) -> Result<()> {
-    let s = control::call(&cli.socket, &Request::Status)?;
+    let s = cli.call(&Request::Status)?;
     if cli.json {
         println!("{s}");
         return Ok(());
@@ -69,7 +69,7 @@ pub fn status(cli: &Cli) -> Result<()> {
 }
 
 pub fn stats(cli: &Cli) -> Result<()> {
-    let s = control::call(&cli.socket, &Request::Stats)?;
+    let s = cli.call(&Request::Stats)?;
     if cli.json {
         println!("{s}");
         return Ok(());

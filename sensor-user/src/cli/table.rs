@@ -20,3 +20,23 @@ pub fn print(headers: &[&str], rows: &[Vec<String>]) {
         line(row.iter().map(String::as_str).collect());
     }
 }
+
+/// A JSON value as a table cell: strings bare, lists joined, null "-".
+pub fn cell(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints the table, or `empty` when there are no rows.
+pub fn print_or(headers: &[&str], rows: &[Vec<String>], empty: &str) {
+    if rows.is_empty() {
+        println!("{empty}");
+    } else {
+        print(headers, rows);
+    }
+}

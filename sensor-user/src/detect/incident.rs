@@ -20,7 +20,7 @@ pub const MERGE_GAP: Nanos = 30 * 60 * SECOND;
 /// Evidence entries kept per incident (the first ones, and the latest).
 const MAX_EVIDENCE: usize = 50;
 /// Incidents kept (the oldest closed ones go first).
-const MAX_INCIDENTS: usize = 10_000;
+pub const MAX_INCIDENTS: usize = 10_000;
 
 /// Something done about an incident, for its timeline.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -53,10 +53,43 @@ pub struct Incident {
     /// server names, HTTP Host headers).
     pub names: BTreeMap<String, String>,
     pub evidence: Vec<Evidence>,
-    /// "open" until `MERGE_GAP` passes without new evidence, then "closed".
+    /// "open" until `MERGE_GAP` passes without new evidence (or an
+    /// operator closes it), then "closed".
     pub status: &'static str,
+    /// Where the operators' work on it stands.
+    pub triage: Triage,
     pub false_positive: bool,
     pub actions: Vec<Action>,
+}
+
+/// An incident's triage state, as SOC tools keep it (Elastic's alert
+/// workflow status: open, acknowledged, closed). Independent of `status`,
+/// which says whether evidence still comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Triage {
+    /// Nobody has looked at it yet.
+    #[default]
+    New,
+    Acknowledged,
+    /// Dealt with: an operator closed it.
+    Closed,
+}
+
+impl Triage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Triage::New => "new",
+            Triage::Acknowledged => "acknowledged",
+            Triage::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Triage> {
+        [Triage::New, Triage::Acknowledged, Triage::Closed]
+            .into_iter()
+            .find(|t| t.label() == text)
+    }
 }
 
 impl Incident {
@@ -178,7 +211,7 @@ pub fn peer_label(peer: &str, name: Option<&str>) -> String {
     }
 }
 
-fn severity(score: u8) -> &'static str {
+pub fn severity(score: u8) -> &'static str {
     match score {
         80.. => "high",
         50..=79 => "medium",
@@ -269,6 +302,7 @@ impl Incidents {
             names: BTreeMap::new(),
             evidence: Vec::new(),
             status: "open",
+            triage: Triage::New,
             false_positive: false,
             actions: Vec::new(),
         });
@@ -344,6 +378,31 @@ impl Incidents {
 
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Incident> {
         self.incidents.iter_mut().find(|i| i.id == id)
+    }
+
+    /// Takes back the open incidents of an earlier run (from the incident
+    /// store): new evidence joins them, and new ids follow `last_id`.
+    pub fn restore(&mut self, open: Vec<Incident>, last_id: u64) {
+        self.next_id = self.next_id.max(last_id);
+        for incident in open {
+            if self.get(incident.id).is_none() {
+                self.incidents.push(incident);
+            }
+        }
+        self.incidents.sort_by_key(|i| i.id);
+        self.trim();
+    }
+
+    /// Ends an incident's activity (an operator closed it): evidence about
+    /// its host opens a new one. Returns whether it was open.
+    pub fn close(&mut self, id: u64) -> bool {
+        match self.get_mut(id) {
+            Some(i) if i.is_open() => {
+                i.status = "closed";
+                true
+            }
+            _ => false,
+        }
     }
 }
 

@@ -89,6 +89,31 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     ))
 }
 
+/// The `&'static` name for a detector or technique read back from the
+/// incident store. Detector names come from the list; anything else (an
+/// ATT&CK technique id) is kept once for the life of the process, so the
+/// set grows only with the distinct names stored, a few dozen.
+pub fn intern(name: &str) -> &'static str {
+    use std::{
+        collections::HashSet,
+        sync::{Mutex, OnceLock},
+    };
+    if let Some(known) = DETECTORS.iter().find(|d| **d == name) {
+        return known;
+    }
+    static OTHERS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut others = OTHERS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("interner lock");
+    if let Some(kept) = others.get(name) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    others.insert(kept);
+    kept
+}
+
 /// Levenshtein distance, for "did you mean".
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
