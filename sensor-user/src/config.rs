@@ -175,6 +175,8 @@ pub struct Config {
     pub response: crate::response::ResponseConfig,
     pub alerts: crate::alerts::AlertConfig,
     pub incidents: crate::store::StoreConfig,
+    /// The file it was read from (`load`), which a reload reads again.
+    pub source: Option<PathBuf>,
 }
 
 impl Config {
@@ -348,13 +350,63 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
+        let config = Self::from_toml(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
+        })?;
+        Ok(Config {
+            source: Some(path.to_owned()),
+            ..config
         })
+    }
+
+    /// The settings that differ in `new` and take a restart to change:
+    /// everything but detection's (thresholds, allowlists, lists), the
+    /// response rules and the retention, which a reload applies.
+    pub fn needs_restart(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut differ = |key: &'static str, same: bool| {
+            if !same {
+                keys.push(key);
+            }
+        };
+        differ("interfaces", self.interfaces == new.interfaces);
+        differ(
+            "taps",
+            self.taps == new.taps && self.tap_traffic == new.tap_traffic,
+        );
+        differ("xdp_mode", self.xdp_mode == new.xdp_mode);
+        differ("mode", self.mode == new.mode);
+        differ(
+            "metrics_address",
+            self.metrics_address == new.metrics_address,
+        );
+        differ(
+            "control_socket",
+            self.control_socket == new.control_socket
+                && self.readonly_socket == new.readonly_socket
+                && self.readonly_group == new.readonly_group,
+        );
+        differ("state_file", self.state_file == new.state_file);
+        differ("pin_dir", self.pin_dir == new.pin_dir);
+        differ("on_exit", self.on_exit == new.on_exit);
+        differ("exempt", self.exempt == new.exempt);
+        differ("segment", self.segments == new.segments);
+        differ("policy", self.policy == new.policy);
+        differ("anti_spoofing", self.anti_spoofing == new.anti_spoofing);
+        differ("alerts", self.alerts == new.alerts);
+        differ(
+            "incidents.database",
+            self.incident_database() == new.incident_database(),
+        );
+        differ(
+            "detection.enabled",
+            self.detection.enabled == new.detection.enabled,
+        );
+        keys
     }
 
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
@@ -501,6 +553,7 @@ impl RawConfig {
             segments,
             policy,
             anti_spoofing: self.anti_spoofing,
+            source: None,
         })
     }
 }
@@ -796,6 +849,31 @@ mod tests {
         let cfg = Config::from_toml("exempt = [\"10.0.0.53\", \"2001:db8::53\"]").unwrap();
         assert_eq!(cfg.exempt[0].to_string(), "10.0.0.53/32");
         assert_eq!(cfg.exempt[1].to_string(), "2001:db8::53/128");
+        // Every list of addresses reads them so (nets::parse).
+        let cfg = Config::from_toml(
+            "[detection]\ninternal = [\"10.0.0.0/8\", \"192.0.2.7\"]\n\
+             [[detection.allow]]\nhosts = [\"10.0.0.9\"]\n\
+             [detection.roles]\ndomain_controllers = [\"10.0.0.2\"]\n\
+             [response]\nnever_isolate = [\"10.0.0.1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.detection.internal[1].to_string(), "192.0.2.7/32");
+        assert_eq!(cfg.detection.allow[0].hosts[0].to_string(), "10.0.0.9/32");
+        assert_eq!(cfg.response.never_isolate[0].to_string(), "10.0.0.1/32");
+        let e = err("[response]\nnever_isolate = [\"10.0.0.1/24\"]");
+        assert!(e.contains("host bits"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_names_what_takes_a_restart() {
+        let old = Config::from_toml("interfaces = []\n").unwrap();
+        let new = Config::from_toml(
+            "mode = \"monitor\"\non_exit = \"remove\"\n[detection.scan]\nports = 30\n\
+             [response]\nmode = \"alert_only\"\n",
+        )
+        .unwrap();
+        assert_eq!(old.needs_restart(&new), vec!["mode", "on_exit"]);
+        assert!(old.needs_restart(&old.clone()).is_empty());
     }
 
     #[test]

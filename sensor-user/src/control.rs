@@ -83,6 +83,9 @@ pub enum Request {
     },
     /// Re-reads the threat-intelligence list files.
     ReloadIntel,
+    /// Re-reads the configuration file: detection settings, allowlists,
+    /// intel lists, response rules and retention take effect at once.
+    Reload,
 }
 
 /// What `list` shows: entries of this kind, made by this origin (`auto:*`
@@ -149,6 +152,7 @@ impl Request {
             Request::UndoFalsePositive { .. } => "undo_false_positive",
             Request::Audit { .. } => "audit",
             Request::ReloadIntel => "reload_intel",
+            Request::Reload => "reload",
         }
     }
 
@@ -196,6 +200,7 @@ impl Request {
                 detector.clone().unwrap_or_else(|| "every detector".into()),
             ),
             Request::ReloadIntel => ("intel lists".into(), String::new()),
+            Request::Reload => ("configuration".into(), String::new()),
             // Requests that only read (`is_read_only`) are not audited.
             _ => (String::new(), String::new()),
         }

@@ -230,6 +230,7 @@ impl Sensor {
                 return Ok(detection::incident_list(&found));
             }
             Request::ReloadIntel => return self.reload_intel(),
+            Request::Reload => return self.reload(),
             Request::Incident { id } => {
                 // The engine's copy is the latest; the store has the rest.
                 let live = self
@@ -340,6 +341,45 @@ impl Sensor {
             result["false_positive_incidents"] = json!(marked);
         }
         Ok(result)
+    }
+
+    /// Re-reads the configuration file. Detection's settings (thresholds,
+    /// allowlists, intel lists, well-known services), the response rules
+    /// and the retention take effect at once; settings that take a restart
+    /// are named and keep their running values. An invalid file changes
+    /// nothing.
+    pub fn reload(&mut self) -> Result<Value, String> {
+        let path = self
+            .config
+            .source
+            .clone()
+            .ok_or("this sensord was not started from a file")?;
+        let new =
+            Config::load(&path).map_err(|e| format!("{e} (the running configuration stays)"))?;
+        let needs_restart = self.config.needs_restart(&new);
+        if let Some(d) = &mut self.detection {
+            d.engine
+                .reconfigure(&new.detection)
+                .map_err(|e| format!("{e:#} (the running configuration stays)"))?;
+            d.set_response(new.response.clone());
+        }
+        self.config.detection = new.detection;
+        self.config.response = new.response;
+        self.config.incidents.retention_days = new.incidents.retention_days;
+        if needs_restart.is_empty() {
+            info!("reloaded {}", path.display());
+        } else {
+            warn!(
+                "reloaded {}; changes to {} take a restart and are not in force",
+                path.display(),
+                needs_restart.join(", ")
+            );
+        }
+        Ok(json!({
+            "file": path,
+            "applied": ["detection", "response", "incidents.retention_days"],
+            "needs_restart": needs_restart,
+        }))
     }
 
     /// Re-reads the intel lists; on an error the old lists stay in force.
@@ -607,7 +647,7 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// SIGHUP re-reads the threat-intelligence lists (as `sensorctl reload-intel`).
+/// SIGHUP re-reads the configuration (as `sensorctl reload`).
 async fn reload_on_hangup(sensor: Shared, mut stop: watch::Receiver<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -616,7 +656,9 @@ async fn reload_on_hangup(sensor: Shared, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Err(e) = sensor.lock().expect("sensor lock").reload_intel() {
+                let mut sensor = sensor.lock().expect("sensor lock");
+                let reloaded = sensor.serve(Request::Reload, "SIGHUP");
+                if let Err(e) = reloaded {
                     warn!("SIGHUP: {e}");
                 }
             }

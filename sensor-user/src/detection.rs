@@ -689,6 +689,12 @@ impl Detection {
         Ok(marked)
     }
 
+    /// Takes reloaded response rules: incidents are decided by them from
+    /// their next change.
+    pub fn set_response(&mut self, response: ResponseConfig) {
+        self.response = response;
+    }
+
     /// Takes back the false-positive marks from the store (after an undo).
     pub fn reload_false_positives(&mut self, store: &Store) -> Result<(), String> {
         let mut marks = FalsePositives::new();

@@ -72,6 +72,7 @@ pub struct ResponseConfig {
     pub mode: ResponseMode,
     /// Hosts never isolated and peers never blocked automatically: gateways,
     /// resolvers, domain controllers. Incidents about them alert only.
+    #[serde(deserialize_with = "crate::config::nets")]
     pub never_isolate: Vec<IpNet>,
     /// Act on a host only once it has completed a TCP handshake it started
     /// (within a day), so a forged source address cannot get an innocent

@@ -176,3 +176,69 @@ fn a_removed_link_pin_is_attached_again() {
         1
     );
 }
+
+#[test]
+fn a_reload_applies_allowlists_and_response_rules_without_a_restart() {
+    use crate::support::lab::{assert_isolated_within, incidents_of, run, wait_for};
+    let lab = lab::start("reload", lab::ISOLATE_POLICY);
+    let pid = std::fs::read_to_string(lab.dir.join("sensord.pid")).unwrap();
+    let scan = |host: &str| {
+        assert!(http(&lab, host, "http://203.0.113.80/"), "{host} browses");
+        run(
+            &lab,
+            host,
+            "nmap -sS -n -Pn -p 1-200 --max-retries 1 10.20.0.21",
+        );
+    };
+    let write_config = |extra: &str| {
+        std::fs::write(lab.config_path(), lab.sensord_config(extra)).unwrap();
+    };
+
+    // office1 becomes the allowlisted vulnerability scanner.
+    write_config(&format!(
+        "{}\n[[detection.allow]]\nhosts = [\"10.10.0.11\"]\ndetectors = [\"scan.*\"]\n",
+        lab::ISOLATE_POLICY
+    ));
+    let reloaded = sensorctl_json(&lab, &["reload"]);
+    assert_eq!(
+        reloaded["needs_restart"],
+        serde_json::json!([]),
+        "{reloaded}"
+    );
+    scan("office1");
+    // The other hosts' scans are still found: the allowlist is office1's.
+    scan("office2");
+    assert_isolated_within(&lab, "10.10.0.12", 10, "office2's scan");
+    assert!(
+        incidents_of(&lab, "10.10.0.11").is_empty(),
+        "the allowlisted scanner raised nothing"
+    );
+
+    // In alert-only mode, a scan is an incident and isolates nothing; a
+    // change that takes a restart is named and not applied.
+    write_config("[response]\nmode = \"alert_only\"\n");
+    let config = std::fs::read_to_string(lab.config_path()).unwrap();
+    std::fs::write(
+        lab.config_path(),
+        config.replace("metrics_address", "on_exit = \"remove\"\nmetrics_address"),
+    )
+    .unwrap();
+    let reloaded = sensorctl_json(&lab, &["reload"]);
+    assert_eq!(reloaded["needs_restart"], serde_json::json!(["on_exit"]));
+    scan("office3");
+    assert!(
+        wait_for(10, || !incidents_of(&lab, "10.10.0.13").is_empty()).is_some(),
+        "office3's scan is an incident"
+    );
+    assert!(
+        !lab::isolated(&lab).contains(&"10.10.0.13/32".to_string()),
+        "and no rule isolates it"
+    );
+
+    // An invalid file changes nothing, and says why.
+    std::fs::write(lab.config_path(), "interfaces = [").unwrap();
+    let e = lab.sensorctl(&["reload"]).unwrap_err().to_string();
+    assert!(e.contains("the running configuration stays"), "{e}");
+    let now = std::fs::read_to_string(lab.dir.join("sensord.pid")).unwrap();
+    assert_eq!(pid, now, "one sensord all along");
+}

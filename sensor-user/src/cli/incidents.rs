@@ -168,3 +168,23 @@ pub fn reload_intel(cli: &Cli) -> Result<()> {
     }
     Ok(())
 }
+
+pub fn reload(cli: &Cli) -> Result<()> {
+    let r = cli.call(&Request::Reload)?;
+    if cli.json {
+        println!("{r}");
+        return Ok(());
+    }
+    println!(
+        "reloaded {}: {} in force",
+        text(&r["file"]),
+        text(&r["applied"])
+    );
+    if r["needs_restart"].as_array().is_some_and(|k| !k.is_empty()) {
+        println!(
+            "changed but not in force until a restart: {}",
+            text(&r["needs_restart"])
+        );
+    }
+    Ok(())
+}

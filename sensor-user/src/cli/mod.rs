@@ -67,8 +67,13 @@ pub enum Command {
     ///
     /// Example: sensorctl incidents --min-score 80 --status open
     Incidents(incidents::Filter),
-    /// Re-read the threat-intelligence list files (as SIGHUP does).
+    /// Re-read the threat-intelligence list files only.
     ReloadIntel,
+    /// Re-read sensord's configuration file (as SIGHUP and systemctl
+    /// reload do): detection thresholds, allowlists, intel lists, response
+    /// rules and retention take effect at once; other changes are named and
+    /// wait for a restart.
+    Reload,
     /// One incident with its timeline of evidence and actions.
     ///
     /// Example: sensorctl incident 3
@@ -234,6 +239,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Incidents(filter) => incidents::list(cli, filter),
         Command::Incident { id } => incidents::show(cli, *id),
         Command::ReloadIntel => incidents::reload_intel(cli),
+        Command::Reload => incidents::reload(cli),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "sensorctl", &mut std::io::stdout());

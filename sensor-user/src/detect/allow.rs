@@ -14,6 +14,7 @@ use super::Evidence;
 #[serde(default, deny_unknown_fields)]
 pub struct AllowRule {
     /// Suspects this rule covers (CIDRs). Empty: any host.
+    #[serde(deserialize_with = "crate::config::nets")]
     pub hosts: Vec<IpNet>,
     /// Peers this rule covers: CIDRs, or domains (a domain covers its
     /// sub-domains). Empty: any peer. Evidence is allowed only when every

@@ -40,6 +40,12 @@ pub struct ArpScanDetector {
 }
 
 impl ArpScanDetector {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: ArpScanConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: ArpScanConfig) -> ArpScanDetector {
         ArpScanDetector {
             config,

@@ -239,6 +239,12 @@ fn mode(sorted: &[f64]) -> f64 {
 }
 
 impl BeaconDetector {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: BeaconConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: BeaconConfig) -> BeaconDetector {
         BeaconDetector {
             config,

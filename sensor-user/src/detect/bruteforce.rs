@@ -108,6 +108,12 @@ pub struct BruteForceDetector {
 }
 
 impl BruteForceDetector {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: BruteForceConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: BruteForceConfig) -> BruteForceDetector {
         BruteForceDetector {
             config,

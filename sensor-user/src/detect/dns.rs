@@ -239,6 +239,12 @@ pub struct DnsDetector {
 }
 
 impl DnsDetector {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: DnsConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: DnsConfig) -> DnsDetector {
         DnsDetector {
             config,

@@ -119,6 +119,12 @@ pub struct EdgeDetector {
 }
 
 impl EdgeDetector {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: EdgesConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: EdgesConfig) -> EdgeDetector {
         EdgeDetector {
             config,

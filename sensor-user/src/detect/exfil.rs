@@ -115,6 +115,10 @@ pub fn pcr(sent: u64, received: u64) -> f64 {
 }
 
 impl ExfilDetector {
+    pub fn config(&self) -> &ExfilConfig {
+        &self.config
+    }
+
     pub fn new(config: ExfilConfig) -> ExfilDetector {
         let scales = [
             Scale::new(config.window_secs, config.min_bytes, 70),

@@ -380,6 +380,11 @@ impl Incidents {
         self.incidents.iter_mut().find(|i| i.id == id)
     }
 
+    /// A reloaded merge gap, for evidence from now on.
+    pub fn set_merge_gap(&mut self, merge_gap: Nanos) {
+        self.merge_gap = merge_gap;
+    }
+
     /// Takes back the open incidents of an earlier run (from the incident
     /// store): new evidence joins them, and new ids follow `last_id`.
     pub fn restore(&mut self, open: Vec<Incident>, last_id: u64) {

@@ -457,6 +457,12 @@ pub struct LateralDetector {
 }
 
 impl LateralDetector {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: LateralConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: LateralConfig) -> LateralDetector {
         LateralDetector {
             config,

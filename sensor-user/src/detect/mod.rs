@@ -96,6 +96,7 @@ pub struct DetectionConfig {
     pub enabled: bool,
     /// The networks that are "inside" (sources of lateral movement, beacons
     /// and exfiltration). Default: RFC 1918, RFC 6598, ULA.
+    #[serde(deserialize_with = "crate::config::nets")]
     pub internal: Vec<IpNet>,
     pub scan: scan::ScanConfig,
     pub arp: arpscan::ArpScanConfig,
@@ -271,16 +272,8 @@ impl Engine {
     pub fn new(config: &DetectionConfig) -> anyhow::Result<Engine> {
         let lists = intel::IntelLists::load(&config.intel.files)?;
         let known_services = config.known_services.load()?;
-        let internal = if config.internal.is_empty() {
-            DEFAULT_INTERNAL
-                .iter()
-                .map(|n| n.parse().unwrap())
-                .collect()
-        } else {
-            config.internal.clone()
-        };
         Ok(Engine {
-            internal,
+            internal: Engine::internal_of(config),
             scan: scan::ScanDetector::new(config.scan.clone()),
             arp: arpscan::ArpScanDetector::new(config.arp.clone()),
             bruteforce: bruteforce::BruteForceDetector::new(config.bruteforce.clone()),
@@ -338,6 +331,46 @@ impl Engine {
             now: 0,
             sweep: window::MinuteSweep::default(),
         })
+    }
+
+    /// Takes a reloaded configuration: thresholds, allowlists, inside
+    /// networks, intel lists and well-known services apply from the next
+    /// event, and what the detectors learnt stays. The lists are read
+    /// first: if one fails, nothing changes. Exfiltration and web-scanner
+    /// settings, when changed, start those detectors' windows afresh.
+    pub fn reconfigure(&mut self, config: &DetectionConfig) -> anyhow::Result<()> {
+        let lists = intel::IntelLists::load(&config.intel.files)?;
+        self.known_services = config.known_services.load()?;
+        self.intel.set_lists(lists);
+        self.internal = Engine::internal_of(config);
+        self.scan.reconfigure(config.scan.clone());
+        self.arp.reconfigure(config.arp.clone());
+        self.bruteforce.reconfigure(config.bruteforce.clone());
+        self.beacon.reconfigure(config.beacon.clone());
+        self.dns.reconfigure(config.dns.clone());
+        self.lateral.reconfigure(config.lateral.clone());
+        self.kerberos.reconfigure(config.kerberos.clone());
+        self.edges.reconfigure(config.edges.clone());
+        self.roles.reconfigure(config.roles.clone());
+        if self.exfil.config() != &config.exfiltration {
+            self.exfil = exfil::ExfilDetector::new(config.exfiltration.clone());
+        }
+        self.webscan = webscan::WebScanDetector::new(config.webscan.clone());
+        self.allow = config.allow.clone();
+        self.incidents
+            .set_merge_gap(config.incident_merge_secs.max(1) * SECOND);
+        Ok(())
+    }
+
+    fn internal_of(config: &DetectionConfig) -> Vec<IpNet> {
+        if config.internal.is_empty() {
+            DEFAULT_INTERNAL
+                .iter()
+                .map(|n| n.parse().unwrap())
+                .collect()
+        } else {
+            config.internal.clone()
+        }
     }
 
     /// The networks that are inside.

@@ -66,6 +66,12 @@ pub struct Roles {
 }
 
 impl Roles {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: RolesConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: RolesConfig) -> Roles {
         Roles {
             config,

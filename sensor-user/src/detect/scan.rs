@@ -107,6 +107,12 @@ pub struct ScanDetector {
 }
 
 impl ScanDetector {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: ScanConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: ScanConfig) -> ScanDetector {
         ScanDetector {
             config,

@@ -99,6 +99,12 @@ pub struct KerberosDetector {
 }
 
 impl KerberosDetector {
+    /// New settings from a reload: they apply from the next event, and
+    /// what was learnt so far stays.
+    pub fn reconfigure(&mut self, config: KerberosConfig) {
+        self.config = config;
+    }
+
     pub fn new(config: KerberosConfig) -> KerberosDetector {
         KerberosDetector {
             config,
