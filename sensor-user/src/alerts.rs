@@ -100,6 +100,7 @@ pub fn document(incident: &Incident, change: Change, now: Nanos, action: Option<
             "incident": {
                 "id": incident.id,
                 "status": incident.status,
+                "triage": incident.triage,
                 "severity": incident.severity,
                 "score": incident.score,
                 "false_positive": incident.false_positive,

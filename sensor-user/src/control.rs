@@ -350,8 +350,15 @@ pub fn bind(socket: &Path, access: Access) -> Result<tokio::net::UnixListener> {
     let mode = match access {
         Access::Root => 0o600,
         Access::Group(gid) => {
-            std::os::unix::fs::chown(socket, Some(0), Some(gid))
-                .with_context(|| format!("giving {} to group {gid}", socket.display()))?;
+            // Without CAP_CHOWN, root may still give a file it owns to a
+            // group it is a member of (the unit's SupplementaryGroups=).
+            std::os::unix::fs::chown(socket, None, Some(gid)).with_context(|| {
+                format!(
+                    "giving {} to group {gid} (sensord must be a member of it, \
+                     SupplementaryGroups= in its unit, or hold CAP_CHOWN)",
+                    socket.display()
+                )
+            })?;
             0o660
         }
     };

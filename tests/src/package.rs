@@ -108,7 +108,9 @@ fn sensord_installed_from_the_package_guards_the_lab_under_its_unit() {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    let config = format!("{config}\n[alerts]\nfile = \"/var/log/sensor/alerts.jsonl\"\n");
+    let config = format!(
+        "readonly_group = \"sensor\"\n{config}\n[alerts]\nfile = \"/var/log/sensor/alerts.jsonl\"\n"
+    );
     debian.write("/etc/sensor/sensord.toml", &config).unwrap();
     debian
         .boot(lab.gateway.name(), &lab.dir.join("bpf"))
@@ -183,13 +185,49 @@ fn sensord_installed_from_the_package_guards_the_lab_under_its_unit() {
     assert!(!ping(&lab, "office1", "203.0.113.80"), "isolated");
     assert!(ping(&lab, "office2", "203.0.113.80"), "others pass");
 
-    // A restart keeps the isolation (the state file in StateDirectory).
+    // A restart keeps the isolation (the state file in StateDirectory) and
+    // the incidents (their store), ids and timelines alike.
+    let incidents = || -> Vec<(u64, usize)> {
+        let list: serde_json::Value =
+            serde_json::from_str(&sensorctl(&["incidents"]).unwrap()).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_u64().unwrap(),
+                    i["actions"].as_array().unwrap().len(),
+                )
+            })
+            .collect()
+    };
+    let before = incidents();
+    assert!(!before.is_empty());
     debian
         .exec(&["systemctl", "restart", "sensord"])
         .expect("restart");
     assert!(wait_for(30, || sensorctl(&["status"]).is_ok()).is_some());
     assert!(isolated(), "after a restart: {:?}", sensorctl(&["list"]));
     assert!(!ping(&lab, "office1", "203.0.113.80"), "still isolated");
+    assert_eq!(incidents(), before, "incidents survive the restart");
+
+    // The SOC's read-only socket: the package's group may look, not act.
+    let socket = debian
+        .exec(&["stat", "-c", "%G %a", "/run/sensor/readonly.sock"])
+        .unwrap();
+    assert_eq!(socket.trim(), "sensor 660");
+    debian
+        .exec(&["useradd", "--no-create-home", "-G", "sensor", "analyst"])
+        .unwrap();
+    let analyst = |args: &[&str]| {
+        let mut all = vec!["runuser", "-u", "analyst", "--", "sensorctl"];
+        all.extend_from_slice(args);
+        debian.exec(&all)
+    };
+    let seen = analyst(&["incidents"]).expect("the analyst lists incidents");
+    assert!(seen.contains("10.10.0.11"), "{seen}");
+    let e = analyst(&["isolate", "10.10.0.13"]).unwrap_err().to_string();
+    assert!(e.contains("root only"), "{e}");
     // Reload re-reads what it can; the alert went where the package says.
     debian
         .exec(&["systemctl", "reload", "sensord"])

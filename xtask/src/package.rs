@@ -185,7 +185,7 @@ fn write_control(root: &Path, stage: &Path, version: &str) -> Result<()> {
          Architecture: amd64\n\
          Maintainer: The sensor contributors <sensor@localhost>\n\
          Installed-Size: {size_kib}\n\
-         Depends: libc6 (>= 2.34), libgcc-s1 (>= 4.2), iproute2\n\
+         Depends: libc6 (>= 2.34), libgcc-s1 (>= 4.2), iproute2, passwd\n\
          Recommends: logrotate\n\
          Section: net\n\
          Priority: optional\n\
