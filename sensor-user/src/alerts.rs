@@ -25,6 +25,9 @@ pub struct AlertConfig {
     pub file: Option<PathBuf>,
     /// URL that receives each alert as an HTTP POST of the same JSON.
     pub webhook: Option<String>,
+    /// The gateway's name in alerts (`observer.name`). Default: the host
+    /// name.
+    pub observer_name: Option<String>,
 }
 
 /// What happened to the incident that this alert reports.
@@ -33,6 +36,8 @@ pub enum Change {
     Opened,
     Updated,
     Closed,
+    /// Not an alert: the incident as it stands, for `sensorctl --json`.
+    Snapshot,
 }
 
 impl Change {
@@ -41,16 +46,86 @@ impl Change {
             Change::Opened => "incident-opened",
             Change::Updated => "incident-updated",
             Change::Closed => "incident-closed",
+            Change::Snapshot => "incident-snapshot",
         }
     }
 }
 
-fn rfc3339(ns: Nanos) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+/// The gateway the alerts come from (ECS `observer.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observer {
+    /// The machine's host name.
+    pub hostname: String,
+    /// The name operators know the gateway by (`[alerts] observer_name`;
+    /// default the host name).
+    pub name: String,
 }
 
-/// The alert document for `incident` (schema: docs/alerts.md).
-pub fn document(incident: &Incident, change: Change, now: Nanos, action: Option<&Action>) -> Value {
+impl Observer {
+    pub fn local(name: Option<&str>) -> Observer {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        Observer {
+            name: name.unwrap_or(&hostname).to_string(),
+            hostname,
+        }
+    }
+}
+
+impl Observer {
+    /// An incident as it stands, for sensorctl's `--json` output: the
+    /// alert document, `event.action` "incident-snapshot".
+    pub fn view(&self, incident: &Incident) -> Value {
+        document(
+            incident,
+            Change::Snapshot,
+            crate::clock::unix_now_ns(),
+            self,
+        )
+    }
+}
+
+/// Times to the microsecond: evidence and actions within one millisecond
+/// keep their order.
+fn rfc3339(ns: Nanos) -> String {
+    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+}
+
+/// The ATT&CK technique ids of `techniques` (a sub-technique's parent
+/// included), and the sub-technique ids, as ECS files them.
+fn attack_ids<'a>(techniques: impl Iterator<Item = &'a &'a str>) -> (Vec<String>, Vec<String>) {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut subs = std::collections::BTreeSet::new();
+    for t in techniques {
+        match t.split_once('.') {
+            Some((parent, _)) => {
+                ids.insert(parent.to_string());
+                subs.insert(t.to_string());
+            }
+            None => {
+                ids.insert(t.to_string());
+            }
+        }
+    }
+    (ids.into_iter().collect(), subs.into_iter().collect())
+}
+
+fn attack_reference(id: &str) -> String {
+    format!(
+        "https://attack.mitre.org/techniques/{}/",
+        id.replace('.', "/")
+    )
+}
+
+/// The one document for an incident (schema: docs/alert.schema.json,
+/// explained in docs/alerts.md): alerts in the file, the webhook and
+/// syslog, and sensorctl's `--json` output. ECS fields where ECS has one:
+/// the suspect is `source.*` (never `host.*`, which shippers fill with
+/// their own machine), the main peer `destination.*`, the gateway
+/// `observer.*`; `event.id` is new for every document, and
+/// `sensor.incident.uid` the same for every document about one incident.
+pub fn document(incident: &Incident, change: Change, now: Nanos, observer: &Observer) -> Value {
     let mut ips: Vec<String> = vec![incident.host.to_string()];
     let mut domains: Vec<String> = Vec::new();
     for p in &incident.peers {
@@ -62,8 +137,10 @@ pub fn document(incident: &Incident, change: Change, now: Nanos, action: Option<
     domains.extend(incident.names.values().cloned());
     domains.sort();
     domains.dedup();
+    ips.sort();
     ips.dedup();
     let latest = incident.evidence.iter().max_by_key(|e| e.ts);
+    let strongest = incident.evidence.iter().max_by_key(|e| (e.score, e.ts));
     let message = format!(
         "{} {} incident {} on {}: {}",
         incident.severity,
@@ -72,41 +149,62 @@ pub fn document(incident: &Incident, change: Change, now: Nanos, action: Option<
         incident.host,
         latest.map(|e| e.summary.as_str()).unwrap_or(""),
     );
-    json!({
+    let acted = incident
+        .actions
+        .iter()
+        .any(|a| a.action == "isolate" || a.action == "block");
+    let (technique_ids, subtechnique_ids) = attack_ids(incident.techniques.iter());
+    let mut doc = json!({
         "@timestamp": rfc3339(now),
         "ecs": {"version": "8.11.0"},
         "message": message,
         "event": {
             "kind": "alert",
             "category": ["intrusion_detection", "network"],
-            "type": ["info"],
+            "type": if acted { json!(["info", "denied"]) } else { json!(["info"]) },
             "action": change.label(),
-            "id": format!("incident-{}", incident.id),
+            "id": uuid::Uuid::new_v4().to_string(),
+            "dataset": "sensor.incident",
+            "module": "sensor",
             "severity": incident.score,
             "risk_score": incident.score,
             "start": rfc3339(incident.first_seen),
             "end": rfc3339(incident.last_seen),
-            "outcome": if incident.actions.iter().any(|a| a.action == "isolate" || a.action == "block") { "success" } else { "unknown" },
+            "outcome": if acted { "success" } else { "unknown" },
         },
-        "observer": {"vendor": "sensor", "product": "sensord", "type": "ids",
-                      "version": env!("CARGO_PKG_VERSION")},
-        "host": {"ip": [incident.host.to_string()]},
-        "source": {"ip": incident.host.to_string()},
+        "observer": {
+            "vendor": "sensor", "product": "sensord", "type": "ids",
+            "version": env!("CARGO_PKG_VERSION"),
+            "hostname": observer.hostname, "name": observer.name,
+        },
+        "source": {"ip": incident.host.to_string(), "address": incident.host.to_string()},
         "related": {"ip": ips, "hosts": domains},
         "rule": {"name": incident.detectors.iter().collect::<Vec<_>>()},
-        "threat": {"framework": "MITRE ATT&CK",
-                   "technique": {"id": incident.techniques.iter().collect::<Vec<_>>()}},
+        "threat": {
+            "framework": "MITRE ATT&CK",
+            "technique": {
+                "id": technique_ids,
+                "reference": technique_ids.iter().map(|t| attack_reference(t)).collect::<Vec<_>>(),
+                "subtechnique": {
+                    "id": subtechnique_ids,
+                    "reference": subtechnique_ids.iter().map(|t| attack_reference(t)).collect::<Vec<_>>(),
+                },
+            },
+        },
         "sensor": {
             "incident": {
                 "id": incident.id,
+                "uid": incident.uid,
                 "status": incident.status,
                 "triage": incident.triage,
                 "severity": incident.severity,
                 "score": incident.score,
                 "false_positive": incident.false_positive,
+                "opened": rfc3339(incident.opened),
                 "detectors": incident.detectors,
+                "techniques": incident.techniques,
                 "peers": incident.peers,
-                "names": incident.names,
+                "names": incident.names.iter().map(|(peer, name)| json!({"peer": peer, "name": name})).collect::<Vec<_>>(),
                 "evidence": incident.evidence.iter().map(|e| json!({
                     "detector": e.detector, "technique": e.technique, "score": e.score,
                     "time": rfc3339(e.ts), "since": rfc3339(e.since), "peers": e.peers, "count": e.count,
@@ -114,9 +212,46 @@ pub fn document(incident: &Incident, change: Change, now: Nanos, action: Option<
                 })).collect::<Vec<_>>(),
                 "actions": incident.actions.iter().map(action_json).collect::<Vec<_>>(),
             },
-            "action": action.map(action_json),
         },
-    })
+    });
+    // The main peer: the strongest evidence's first address (with the
+    // name the traffic gave it), else its first domain.
+    let main_peer = strongest.and_then(|e| {
+        let mut peers = e.peers.iter();
+        peers
+            .clone()
+            .find(|p| peer_address(p).is_some())
+            .or_else(|| peers.next())
+    });
+    if let Some(peer) = main_peer {
+        doc["destination"] = destination(peer, &incident.names);
+    }
+    if change != Change::Snapshot {
+        if let Some(action) = incident.actions.last() {
+            doc["sensor"]["action"] = action_json(action);
+        }
+    }
+    doc
+}
+
+/// `destination.*` for a peer as evidence names it: an address (with its
+/// port, and the name the traffic gave it) or a domain.
+fn destination(peer: &str, names: &std::collections::BTreeMap<String, String>) -> Value {
+    let Some(ip) = peer_address(peer) else {
+        return json!({"address": peer, "domain": peer});
+    };
+    let mut d = json!({"ip": ip.to_string(), "address": ip.to_string()});
+    let port = peer
+        .rsplit_once(':')
+        .filter(|_| peer.parse::<std::net::IpAddr>().is_err())
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    if let Some(port) = port {
+        d["port"] = json!(port);
+    }
+    if let Some(name) = names.get(&ip.to_string()).or_else(|| names.get(peer)) {
+        d["domain"] = json!(name);
+    }
+    d
 }
 
 fn action_json(a: &Action) -> Value {
@@ -233,36 +368,136 @@ mod tests {
     use super::*;
     use crate::detect::{Evidence, Incidents};
 
+    fn observer() -> Observer {
+        Observer {
+            hostname: "gw1".into(),
+            name: "city-hall".into(),
+        }
+    }
+
+    fn incident(
+        book: &mut Incidents,
+        detector: &'static str,
+        technique: &'static str,
+        peers: &[&str],
+    ) -> u64 {
+        book.add(Evidence {
+            host: "10.10.0.11".parse().unwrap(),
+            detector,
+            technique,
+            score: 90,
+            ts: 1_700_000_000_000_000_000,
+            since: 1_699_999_000_000_000_000,
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            count: 20,
+            summary: "20 connections every 5s".into(),
+        })
+        .unwrap()
+    }
+
+    /// Every document must be valid against the published schema.
+    pub(crate) fn schema_errors(doc: &Value) -> Vec<String> {
+        let text = include_str!("../../docs/alert.schema.json");
+        let schema: Value = serde_json::from_str(text).unwrap();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        validator
+            .iter_errors(doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+
     #[test]
     fn documents_carry_ecs_fields_and_the_incident() {
         let mut book = Incidents::default();
-        let id = book
-            .add(Evidence {
-                host: "10.10.0.11".parse().unwrap(),
-                detector: "beacon",
-                technique: "T1071",
-                score: 90,
-                ts: 1_700_000_000_000_000_000,
-                since: 1_700_000_000_000_000_000,
-                peers: vec!["203.0.113.66:443".into(), "c2.example".into()],
-                count: 20,
-                summary: "20 connections every 5s".into(),
-            })
-            .unwrap();
+        let id = incident(
+            &mut book,
+            "beacon",
+            "T1071.001",
+            &["203.0.113.66:443", "c2.example"],
+        );
+        let i = book.get_mut(id).unwrap();
+        i.names.insert("203.0.113.66".into(), "c2.example".into());
+        i.actions.push(Action {
+            ts: 1_700_000_000_500_000_000,
+            action: "isolate".into(),
+            target: "10.10.0.11".into(),
+            detail: "rule 0".into(),
+        });
         let doc = document(
             book.get(id).unwrap(),
             Change::Opened,
             1_700_000_001_000_000_000,
-            None,
+            &observer(),
         );
+        assert_eq!(schema_errors(&doc), Vec::<String>::new(), "{doc}");
         assert_eq!(doc["event"]["kind"], "alert");
         assert_eq!(doc["event"]["action"], "incident-opened");
+        assert_eq!(doc["event"]["type"], json!(["info", "denied"]));
         assert_eq!(doc["source"]["ip"], "10.10.0.11");
+        assert!(doc.get("host").is_none(), "the suspect is not host.*");
+        assert_eq!(
+            doc["destination"],
+            json!({"ip": "203.0.113.66", "address": "203.0.113.66", "port": 443, "domain": "c2.example"})
+        );
+        assert_eq!(doc["observer"]["name"], "city-hall");
+        assert_eq!(doc["observer"]["hostname"], "gw1");
         assert_eq!(doc["related"]["ip"], json!(["10.10.0.11", "203.0.113.66"]));
         assert_eq!(doc["related"]["hosts"], json!(["c2.example"]));
         assert_eq!(doc["threat"]["technique"]["id"], json!(["T1071"]));
-        assert_eq!(doc["@timestamp"], "2023-11-14T22:13:21.000Z");
+        assert_eq!(
+            doc["threat"]["technique"]["subtechnique"]["id"],
+            json!(["T1071.001"])
+        );
+        assert_eq!(
+            doc["threat"]["technique"]["subtechnique"]["reference"],
+            json!(["https://attack.mitre.org/techniques/T1071/001/"])
+        );
+        assert_eq!(
+            doc["sensor"]["incident"]["names"],
+            json!([{"peer": "203.0.113.66", "name": "c2.example"}])
+        );
+        assert_eq!(doc["sensor"]["action"]["action"], "isolate");
+        assert_eq!(doc["@timestamp"], "2023-11-14T22:13:21.000000Z");
         assert_eq!(doc["sensor"]["incident"]["score"], 90);
+    }
+
+    #[test]
+    fn every_document_is_new_and_every_incident_keeps_its_uid() {
+        let mut book = Incidents::default();
+        let id = incident(&mut book, "scan.vertical", "T1046", &["10.20.0.21"]);
+        let i = book.get(id).unwrap();
+        let a = document(i, Change::Opened, 1, &observer());
+        let b = document(i, Change::Updated, 2, &observer());
+        assert_ne!(a["event"]["id"], b["event"]["id"]);
+        assert_eq!(
+            a["sensor"]["incident"]["uid"],
+            b["sensor"]["incident"]["uid"]
+        );
+        // A peer without a port; a domain as the main peer.
+        assert_eq!(a["destination"]["ip"], "10.20.0.21");
+        assert!(a["destination"].get("port").is_none());
+        let mut book = Incidents::default();
+        let id = incident(&mut book, "dns.tunnel", "T1071.004", &["t.example.org"]);
+        let snapshot = document(book.get(id).unwrap(), Change::Snapshot, 3, &observer());
+        assert_eq!(
+            snapshot["destination"],
+            json!({"address": "t.example.org", "domain": "t.example.org"})
+        );
+        assert_eq!(snapshot["event"]["action"], "incident-snapshot");
+        assert!(snapshot["sensor"].get("action").is_none());
+        for doc in [&a, &b, &snapshot] {
+            assert_eq!(schema_errors(doc), Vec::<String>::new(), "{doc}");
+        }
+        // The schema is strict: a stray field or a wrong value is refused.
+        let mut bad = a.clone();
+        bad["host"] = json!({"ip": ["10.10.0.11"]});
+        assert!(!schema_errors(&bad).is_empty());
+        let mut bad = a.clone();
+        bad["threat"]["technique"]["id"] = json!(["T1071.001"]);
+        assert!(!schema_errors(&bad).is_empty());
     }
 
     #[test]

@@ -16,12 +16,13 @@ use serde_json::{json, Value};
 use tokio::{net::UnixStream, sync::watch};
 
 use crate::{
+    alerts::Observer,
     bindings::{self, Bindings, Learnt},
     clock,
     config::{Config, Mode, OnExit},
     control::{self, Access, Request, Response},
     datapath::{self, Datapath},
-    detection::{self, Detection},
+    detection::Detection,
     enforcer::{Enforcer, Origin},
     listen,
     metrics::{Metrics, Snapshot},
@@ -47,6 +48,8 @@ pub struct Sensor {
     pub bindings: Bindings,
     /// Incidents, false-positive marks and the audit log.
     pub store: Store,
+    /// The gateway, as incident documents name it.
+    observer: Observer,
     started: Instant,
 }
 
@@ -93,6 +96,7 @@ impl Sensor {
         let enforcer = Enforcer::open(&mut datapath.maps, &config.state_file)?;
         let bindings = load_bindings(&mut datapath.maps, &config)?;
         let mut store = Store::open(&config.incident_database())?;
+        let config_observer = config.alerts.observer_name.clone();
         let (detection, telemetry) = if config.detection.enabled {
             let maps = datapath.take_telemetry()?;
             (Some(Detection::new(&config, &mut store)?), Some(maps))
@@ -115,6 +119,7 @@ impl Sensor {
             taps: taps.as_ref().map(TapReader::status).unwrap_or_default(),
             bindings,
             store,
+            observer: Observer::local(config_observer.as_deref()),
             started: Instant::now(),
         };
         Ok((sensor, Readers { telemetry, taps }))
@@ -177,7 +182,7 @@ impl Sensor {
                     d.close(id);
                 }
                 d.record(id, now, |i| step.apply(i, actor, now));
-                let view = d.engine.incidents.get(id).map(detection::incident_view);
+                let view = d.engine.incidents.get(id).map(|i| self.observer.view(i));
                 self.persist();
                 return view.ok_or_else(|| format!("there is no incident {id}"));
             }
@@ -196,7 +201,7 @@ impl Sensor {
         if let Some(d) = &mut self.detection {
             d.alert_stored(&incident, now);
         }
-        Ok(detection::incident_view(&incident))
+        Ok(self.observer.view(&incident))
     }
 
     fn handle(&mut self, request: Request, actor: &str) -> Result<Value, String> {
@@ -227,7 +232,10 @@ impl Sensor {
             }
             Request::Incidents { filter } => {
                 let found = self.store.incidents(&filter).map_err(|e| e.to_string())?;
-                return Ok(detection::incident_list(&found));
+                return Ok(json!(found
+                    .iter()
+                    .map(|i| self.observer.view(i))
+                    .collect::<Vec<_>>()));
             }
             Request::ReloadIntel => return self.reload_intel(),
             Request::Reload => return self.reload(),
@@ -238,13 +246,13 @@ impl Sensor {
                     .as_ref()
                     .and_then(|d| d.engine.incidents.get(id));
                 if let Some(i) = live {
-                    return Ok(detection::incident_view(i));
+                    return Ok(self.observer.view(i));
                 }
                 return self
                     .store
                     .incident(id)
                     .map_err(|e| e.to_string())?
-                    .map(|i| detection::incident_view(&i))
+                    .map(|i| self.observer.view(&i))
                     .ok_or_else(|| format!("there is no incident {id}"));
             }
             Request::Triage { id, step, note } => {

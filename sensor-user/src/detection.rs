@@ -12,10 +12,9 @@ use anyhow::Result;
 use ipnet::IpNet;
 use log::{info, warn};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::{
-    alerts::{self, Alerts, Change},
+    alerts::{self, Alerts, Change, Observer},
     bindings::{self, Bindings, Learnt},
     config::{Config, Segment},
     datapath::Maps,
@@ -70,6 +69,8 @@ pub struct Detection {
     pub engine: Engine,
     response: ResponseConfig,
     alerts: Alerts,
+    /// The gateway, as alerts name it.
+    observer: Observer,
     segments: Vec<Segment>,
     false_positives: FalsePositives,
     /// Incidents changed since they were last written to the store, and
@@ -128,11 +129,6 @@ fn load_edges(path: &std::path::Path) -> Option<crate::detect::edges::Baseline> 
 
 /// How often at most the admin-edge baseline is written.
 const EDGES_SAVE_EVERY: Nanos = 60 * 1_000_000_000;
-
-fn rfc3339(ns: Nanos) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns))
-        .to_string()
-}
 
 impl Detection {
     /// Writes the admin-edge baseline when it changed, at most once a
@@ -200,6 +196,7 @@ impl Detection {
             engine,
             response: config.response.clone(),
             alerts: Alerts::new(Some(alert_file), config.alerts.webhook.clone()),
+            observer: Observer::local(config.alerts.observer_name.as_deref()),
             segments: config.segments.clone(),
             false_positives,
             unsaved: BTreeSet::new(),
@@ -629,7 +626,7 @@ impl Detection {
             Some(r) if r.status == "open" && !incident.is_open() => Change::Closed,
             Some(_) => Change::Updated,
         };
-        let doc = alerts::document(incident, change, now, incident.actions.last());
+        let doc = alerts::document(incident, change, now, &self.observer);
         if change == Change::Opened {
             warn!("{}", doc["message"].as_str().unwrap_or_default());
         }
@@ -751,42 +748,9 @@ impl Detection {
     /// Alerts about an incident the engine no longer holds (closed and
     /// forgotten), changed by an operator.
     pub fn alert_stored(&mut self, incident: &Incident, now: Nanos) {
-        let doc = alerts::document(incident, Change::Updated, now, incident.actions.last());
+        let doc = alerts::document(incident, Change::Updated, now, &self.observer);
         self.alerts.emit(doc);
     }
-}
-
-/// An incident with its timeline of evidence and actions, for
-/// `sensorctl incident ID`.
-pub fn incident_view(i: &Incident) -> Value {
-    let mut timeline: Vec<(Nanos, Value)> = i
-        .evidence
-        .iter()
-        .map(|e| {
-            (
-                e.ts,
-                json!({"time": rfc3339(e.ts), "time_ns": e.ts, "type": "evidence", "detector": e.detector,
-                       "technique": e.technique, "score": e.score, "peers": e.peers,
-                       "count": e.count, "summary": e.summary}),
-            )
-        })
-        .chain(i.actions.iter().map(|a| {
-            (
-                a.ts,
-                json!({"time": rfc3339(a.ts), "time_ns": a.ts, "type": "action", "action": a.action,
-                       "target": a.target, "detail": a.detail}),
-            )
-        }))
-        .collect();
-    timeline.sort_by_key(|(ts, _)| *ts);
-    let mut v = summary(i);
-    v["timeline"] = json!(timeline.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
-    v
-}
-
-/// Incidents as `sensorctl incidents` lists them.
-pub fn incident_list(incidents: &[Incident]) -> Value {
-    json!(incidents.iter().map(summary).collect::<Vec<_>>())
 }
 
 /// Moves the false-positive marks of a release before the incident store
@@ -830,15 +794,4 @@ fn ttl_text(ttl: Option<std::time::Duration>) -> String {
         Some(d) => humantime::format_duration(d).to_string(),
         None => "good (permanent)".into(),
     }
-}
-
-fn summary(i: &Incident) -> Value {
-    json!({
-        "id": i.id, "host": i.host, "score": i.score, "severity": i.severity,
-        "status": i.status, "triage": i.triage, "false_positive": i.false_positive,
-        "first_seen": rfc3339(i.first_seen), "last_seen": rfc3339(i.last_seen),
-        "detectors": i.detectors, "techniques": i.techniques, "peers": i.peers,
-        "names": i.names,
-        "actions": i.actions.iter().map(|a| format!("{} {}", a.action, a.target)).collect::<Vec<_>>(),
-    })
 }

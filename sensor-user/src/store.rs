@@ -66,6 +66,7 @@ const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_V1: &str = "
 CREATE TABLE incidents (
     id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL,
     host TEXT NOT NULL,
     score INTEGER NOT NULL,
     status TEXT NOT NULL,
@@ -274,11 +275,12 @@ impl Store {
             let mut row = tx
                 .prepare_cached(
                     "INSERT INTO incidents (id, host, score, status, triage, false_positive, \
-                     first_seen, last_seen, opened, detectors, techniques, peers, names) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                     first_seen, last_seen, opened, detectors, techniques, peers, names, uid) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
                      ON CONFLICT(id) DO UPDATE SET host = ?2, score = ?3, status = ?4, \
                      triage = ?5, false_positive = ?6, first_seen = ?7, last_seen = ?8, \
-                     opened = ?9, detectors = ?10, techniques = ?11, peers = ?12, names = ?13",
+                     opened = ?9, detectors = ?10, techniques = ?11, peers = ?12, names = ?13, \
+                     uid = ?14",
                 )
                 .map_err(err)?;
             let mut clear_evidence = tx
@@ -313,6 +315,7 @@ impl Store {
                     json_text(&i.techniques),
                     json_text(&i.peers),
                     json_text(&i.names),
+                    i.uid,
                 ])
                 .map_err(err)?;
                 clear_evidence.execute([id]).map_err(err)?;
@@ -616,7 +619,7 @@ impl Store {
 }
 
 const SELECT_INCIDENT: &str = "SELECT id, host, score, status, triage, false_positive, \
-    first_seen, last_seen, opened, detectors, techniques, peers, names FROM incidents";
+    first_seen, last_seen, opened, detectors, techniques, peers, names, uid FROM incidents";
 
 /// An incident from its row, without evidence and actions (`fill`).
 fn incident_row(r: &rusqlite::Row) -> rusqlite::Result<Incident> {
@@ -633,6 +636,7 @@ fn incident_row(r: &rusqlite::Row) -> rusqlite::Result<Incident> {
     let techniques: Vec<String> = from_json(&r.get::<_, String>(10)?);
     Ok(Incident {
         id: r.get::<_, i64>(0)? as u64,
+        uid: r.get(13)?,
         host: host.parse().map_err(|_| bad("host"))?,
         score,
         severity: severity(score),

@@ -214,8 +214,10 @@ fn sensorctl_analyze_prints_incidents_as_json_lines() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(incidents.len(), 1, "{stdout}");
-    assert_eq!(incidents[0]["host"], "192.168.1.17");
-    assert_eq!(incidents[0]["techniques"][0], "T1071.004");
+    assert_eq!(incidents[0]["source"]["ip"], "192.168.1.17");
+    let technique = &incidents[0]["threat"]["technique"];
+    assert_eq!(technique["id"][0], "T1071");
+    assert_eq!(technique["subtechnique"]["id"][0], "T1071.004");
 }
 
 #[test]

@@ -21,12 +21,11 @@ fn browse(lab: &labnet::Lab, host: &str) {
     assert!(http(lab, host, "http://203.0.113.80/"), "{host} browses");
 }
 
-/// The entry `detector` made in the timeline of `host`'s first incident.
+/// The evidence `detector` gave in `host`'s first incident.
 fn timeline_entry(lab: &labnet::Lab, host: &str, detector: &str) -> serde_json::Value {
-    let id = incidents_of(lab, host)[0]["id"].to_string();
-    let incident = sensorctl_json(lab, &["incident", &id]);
-    let timeline = incident["timeline"].as_array().unwrap();
-    let entry = timeline.iter().find(|t| t["detector"] == detector);
+    let incident = lab::incident(lab, &incidents_of(lab, host)[0]["id"]);
+    let evidence = incident["evidence"].as_array().unwrap();
+    let entry = evidence.iter().find(|t| t["detector"] == detector);
     entry
         .cloned()
         .unwrap_or_else(|| panic!("no {detector} in {incident}"))
@@ -100,11 +99,10 @@ fn syn_and_connect_scans_isolate_the_scanner_and_a_false_positive_sticks() {
     let isolated = isolated(&lab);
     assert_eq!(isolated, vec!["10.10.0.12".to_string()], "{isolated:?}");
     // The incident's timeline names the action taken.
-    let id = incidents_of(&lab, "10.10.0.12")[0]["id"].to_string();
-    let incident = sensorctl_json(&lab, &["incident", &id]);
-    let timeline = incident["timeline"].as_array().unwrap();
+    let incident = lab::incident(&lab, &incidents_of(&lab, "10.10.0.12")[0]["id"]);
+    let actions = incident["actions"].as_array().unwrap();
     assert!(
-        timeline.iter().any(|t| t["action"] == "isolate"),
+        actions.iter().any(|t| t["action"] == "isolate"),
         "{incident}"
     );
 }
@@ -149,12 +147,11 @@ fn udp_slow_and_hping3_scans_are_detected() {
     drop((udp, slow, hping));
 }
 
-/// The peers of `host`'s scan evidence, from its incidents' timelines.
+/// The peers of `host`'s scan evidence, from its incidents.
 fn scanned_peers(lab: &labnet::Lab, host: &str) -> Vec<String> {
     incidents_of(lab, host)
         .iter()
-        .map(|i| sensorctl_json(lab, &["incident", &i["id"].to_string()]))
-        .flat_map(|i| i["timeline"].as_array().cloned().unwrap_or_default())
+        .flat_map(|i| i["evidence"].as_array().cloned().unwrap_or_default())
         .filter(|t| {
             t["detector"]
                 .as_str()
@@ -503,7 +500,20 @@ fn a_listed_domain_blocks_the_addresses_it_resolves_to() {
             .contains(&"intel.domain".into()),
         "{incident}"
     );
-    assert_eq!(incident["names"]["203.0.113.66"], "c2.lab", "{incident}");
+    assert_eq!(
+        lab::name_of(incident, "203.0.113.66").as_deref(),
+        Some("c2.lab"),
+        "{incident}"
+    );
+    // The alerts name the C&C as their destination, with its name.
+    let alerts = lab::alerts(&lab);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["destination"]["ip"] == "203.0.113.66"
+                && a["destination"]["domain"] == "c2.lab"),
+        "{alerts:?}"
+    );
     let _ = std::fs::remove_file(&intel);
 }
 

@@ -71,7 +71,8 @@ fn east_west_scan_and_smb_fanout_are_caught_on_the_tap_and_isolated_at_the_gatew
     assert!(detectors(&lab, "10.10.0.11").contains(&"scan.vertical".into()));
     let incident = &incidents_of(&lab, "10.10.0.11")[0];
     assert_eq!(
-        incident["names"]["10.10.0.12"], "files.office.lab",
+        lab::name_of(incident, "10.10.0.12").as_deref(),
+        Some("files.office.lab"),
         "the scanned host is named by the TLS server name office1 used: {incident}"
     );
 

@@ -61,11 +61,10 @@ impl Drop for SocUser {
 }
 
 fn actions_of(incident: &serde_json::Value) -> Vec<String> {
-    incident["timeline"]
+    incident["sensor"]["incident"]["actions"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|t| t["type"] == "action")
         .map(|t| {
             format!(
                 "{} {}",
@@ -111,8 +110,10 @@ fn incidents_survive_a_restart_with_their_triage_and_the_audit_log_names_who() {
     lab.stop_sensord(libc::SIGTERM).unwrap();
     lab.start_sensord().unwrap();
     let after = sensorctl_json(&lab, &["incident", &id_text]);
-    assert_eq!(after["triage"], "acknowledged", "{after}");
-    assert_eq!(after["detectors"], before["detectors"]);
+    let (before_i, after_i) = (&before["sensor"]["incident"], &after["sensor"]["incident"]);
+    assert_eq!(after_i["triage"], "acknowledged", "{after}");
+    assert_eq!(after_i["detectors"], before_i["detectors"]);
+    assert_eq!(after_i["uid"], before_i["uid"]);
     assert_eq!(actions_of(&after), actions_of(&before));
     let actions = actions_of(&after);
     assert!(
@@ -151,7 +152,7 @@ fn incidents_survive_a_restart_with_their_triage_and_the_audit_log_names_who() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["id"].as_u64().unwrap())
+        .map(|i| i["sensor"]["incident"]["id"].as_u64().unwrap())
         .collect();
     assert_eq!(closed, vec![id]);
     let again = lab.sensorctl(&["close", &id_text]).unwrap_err().to_string();
@@ -191,6 +192,30 @@ fn incidents_survive_a_restart_with_their_triage_and_the_audit_log_names_who() {
             .any(|r| r.1 == "close" && r.3.contains("already closed")),
         "a refused step is audited with its error: {records:?}"
     );
+
+    // Each change went out as an alert, valid against the schema, with
+    // the incident's uid and the gateway named.
+    let alerts: Vec<_> = lab::alerts(&lab)
+        .into_iter()
+        .filter(|a| a["sensor"]["incident"]["id"] == id)
+        .collect();
+    let steps: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| a["sensor"]["action"]["action"].as_str())
+        .collect();
+    for step in ["isolate", "acknowledge", "note", "close", "reopen"] {
+        assert!(steps.contains(&step), "{step}: {steps:?}");
+    }
+    let uids: std::collections::BTreeSet<_> = alerts
+        .iter()
+        .map(|a| a["sensor"]["incident"]["uid"].to_string())
+        .collect();
+    assert_eq!(uids.len(), 1, "one uid per incident, restart or not");
+    let ids: std::collections::BTreeSet<_> = alerts
+        .iter()
+        .map(|a| a["event"]["id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), alerts.len(), "every alert has its own event.id");
 
     // The read-only socket: its group's members look, and cannot act.
     let socket = readonly.to_str().unwrap();

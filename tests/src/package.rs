@@ -193,6 +193,7 @@ fn sensord_installed_from_the_package_guards_the_lab_under_its_unit() {
         list.as_array()
             .unwrap()
             .iter()
+            .map(|doc| &doc["sensor"]["incident"])
             .map(|i| {
                 (
                     i["id"].as_u64().unwrap(),

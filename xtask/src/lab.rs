@@ -391,7 +391,7 @@ fn domain_attack(lab: &Lab, s: &mut Story) -> Result<()> {
 fn first_incident(lab: &Lab, host: &str) -> Result<serde_json::Value> {
     let all: serde_json::Value =
         serde_json::from_str(&lab.sensorctl(&["--json", "incidents", "--host", host])?)?;
-    Ok(all[0].clone())
+    Ok(all[0]["sensor"]["incident"].clone())
 }
 
 /// Prints `sensorctl incident ID` for an incident.
@@ -497,8 +497,8 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
     s.expect(
         "office2's incident names its C&C as the traffic did: c2.lab",
         incident["names"]
-            .as_object()
-            .is_some_and(|names| names.values().any(|n| n == "c2.lab")),
+            .as_array()
+            .is_some_and(|names| names.iter().any(|n| n["name"] == "c2.lab")),
     );
     show_incident(lab, &incident)?;
     println!(

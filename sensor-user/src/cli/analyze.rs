@@ -71,8 +71,16 @@ pub fn run(options: &Options, json: bool) -> Result<()> {
         eprintln!("warning: {name}: none of its {} packets is IP or ARP on a link type sensorctl reads (Ethernet, Linux cooked v1/v2, raw IP, loopback)", stats.packets);
     }
     if json {
+        // The alert document, dated by the capture's clock.
+        let observer = crate::alerts::Observer::local(None);
         for incident in &incidents {
-            println!("{}", serde_json::to_string(incident)?);
+            let doc = crate::alerts::document(
+                incident,
+                crate::alerts::Change::Snapshot,
+                incident.last_seen,
+                &observer,
+            );
+            println!("{doc}");
         }
         return Ok(());
     }

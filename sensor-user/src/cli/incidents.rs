@@ -56,28 +56,31 @@ pub fn list(cli: &Cli, f: &Filter) -> Result<()> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|i| {
+        .map(|doc| {
+            let i = &doc["sensor"]["incident"];
             let mut status = format!("{}, {}", text(&i["status"]), text(&i["triage"]));
             if i["false_positive"] == true {
                 status.push_str(" (false positive)");
             }
+            let actions: Vec<String> = i["actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| format!("{} {}", text(&a["action"]), text(&a["target"])))
+                .collect();
             vec![
                 text(&i["id"]),
-                text(&i["host"]),
+                text(&doc["source"]["ip"]),
                 format!("{} {}", text(&i["score"]), text(&i["severity"])),
                 status,
-                text(&i["first_seen"]),
-                text(&i["last_seen"]),
+                text(&doc["event"]["start"]),
+                text(&doc["event"]["end"]),
                 text(&i["detectors"]),
-                text(&i["actions"]),
+                actions.join(", "),
             ]
         })
         .collect();
-    if rows.is_empty() {
-        println!("no incidents");
-        return Ok(());
-    }
-    table::print(
+    table::print_or(
         &[
             "ID",
             "HOST",
@@ -89,20 +92,31 @@ pub fn list(cli: &Cli, f: &Filter) -> Result<()> {
             "ACTIONS",
         ],
         &rows,
+        "no incidents",
     );
     Ok(())
 }
 
+/// An incident's evidence and actions, in time order (RFC 3339 times sort
+/// as text).
+fn timeline(i: &Value) -> Vec<&Value> {
+    let list = |key: &str| i[key].as_array().into_iter().flatten();
+    let mut all: Vec<&Value> = list("evidence").chain(list("actions")).collect();
+    all.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+    all
+}
+
 pub fn show(cli: &Cli, id: u64) -> Result<()> {
-    let i = cli.call(&Request::Incident { id })?;
+    let doc = cli.call(&Request::Incident { id })?;
     if cli.json {
-        println!("{i}");
+        println!("{doc}");
         return Ok(());
     }
+    let i = &doc["sensor"]["incident"];
     println!(
         "incident {} on {}: score {} ({}), {}, triage {}{}",
         text(&i["id"]),
-        text(&i["host"]),
+        text(&doc["source"]["ip"]),
         text(&i["score"]),
         text(&i["severity"]),
         text(&i["status"]),
@@ -115,14 +129,19 @@ pub fn show(cli: &Cli, id: u64) -> Result<()> {
     );
     println!(
         "  first seen {}, last seen {}",
-        text(&i["first_seen"]),
-        text(&i["last_seen"])
+        text(&doc["event"]["start"]),
+        text(&doc["event"]["end"])
     );
     println!("  detectors  {}", text(&i["detectors"]));
     println!("  techniques {}", text(&i["techniques"]));
     let named = |p: &Value| {
         let peer = text(p);
-        let name = i["names"].get(&peer).and_then(Value::as_str);
+        let name = i["names"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["peer"].as_str() == Some(peer.as_str()))
+            .and_then(|n| n["name"].as_str());
         peer_label(&peer, name)
     };
     let peers: Vec<String> = i["peers"]
@@ -133,8 +152,8 @@ pub fn show(cli: &Cli, id: u64) -> Result<()> {
         .collect();
     println!("  peers      {}", peers.join(", "));
     println!("timeline:");
-    for t in i["timeline"].as_array().into_iter().flatten() {
-        if t["type"] == "evidence" {
+    for t in timeline(i) {
+        if t.get("detector").is_some() {
             println!(
                 "  {}  {:<20} score {:>3}  {}",
                 text(&t["time"]),

@@ -52,9 +52,10 @@ pub fn step(cli: &Cli, command: &Command) -> Result<()> {
         ),
         _ => unreachable!("run() sends only triage steps here"),
     };
-    let incident = cli.call(&request)?;
+    let doc = cli.call(&request)?;
+    let incident = &doc["sensor"]["incident"];
     if cli.json {
-        println!("{incident}");
+        println!("{doc}");
     } else {
         println!(
             "incident {} {done}: status {}, triage {}",

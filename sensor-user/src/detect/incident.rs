@@ -34,7 +34,11 @@ pub struct Action {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Incident {
+    /// This gateway's number for it, stable across restarts.
     pub id: u64,
+    /// A random UUID: names it across gateways and reinstalls (alerts'
+    /// `sensor.incident.uid`).
+    pub uid: String,
     pub host: IpAddr,
     /// 0 to 100: the strongest evidence, plus 5 per other detector, plus
     /// the weak signals (`score`).
@@ -290,6 +294,7 @@ impl Incidents {
         self.next_id += 1;
         self.incidents.push(Incident {
             id: self.next_id,
+            uid: uuid::Uuid::new_v4().to_string(),
             host,
             score: 0,
             severity: "low",

@@ -89,13 +89,17 @@ fn last_arrival(lab: &Lab, host: &str) -> (u64, u64) {
 /// The time of the incident's isolate action, from the timeline.
 fn isolate_decision_ns(lab: &Lab, host: &str) -> Option<u64> {
     let incidents = sensorctl_json(lab, &["incidents", "--host", host]);
-    let id = incidents[0]["id"].as_u64()?.to_string();
+    let id = incidents[0]["sensor"]["incident"]["id"]
+        .as_u64()?
+        .to_string();
     let incident = sensorctl_json(lab, &["incident", &id]);
-    incident["timeline"]
+    let time = incident["sensor"]["incident"]["actions"]
         .as_array()?
         .iter()
-        .find(|t| t["action"] == "isolate")?["time_ns"]
-        .as_u64()
+        .find(|t| t["action"] == "isolate")?["time"]
+        .as_str()?;
+    let at = humantime::parse_rfc3339(time).ok()?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
 }
 
 struct Round {

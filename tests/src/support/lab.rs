@@ -115,15 +115,41 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
         .sum()
 }
 
-/// `sensorctl --json ARGS` parsed.
+/// `sensorctl --json ARGS` parsed. Incident documents (from `incidents`,
+/// `incident` and the triage steps) are checked against the published
+/// schema, docs/alert.schema.json.
 pub fn sensorctl_json(lab: &Lab, args: &[&str]) -> serde_json::Value {
     let mut full = vec!["--json"];
     full.extend_from_slice(args);
     let out = lab
         .sensorctl(&full)
         .unwrap_or_else(|e| panic!("sensorctl {args:?} failed: {e:#}"));
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("sensorctl {args:?} printed no JSON ({e}): {out}"))
+    let value: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("sensorctl {args:?} printed no JSON ({e}): {out}"));
+    match args.first().copied() {
+        Some("incidents") => value
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(super::schema::check),
+        Some("incident" | "ack" | "note" | "close" | "reopen") => super::schema::check(&value),
+        _ => {}
+    }
+    value
+}
+
+/// The alerts sensord wrote to its alert file, each checked against the
+/// published schema.
+pub fn alerts(lab: &Lab) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(lab.dir.join("alerts.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let doc: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("an alert line is not JSON ({e}): {line}"));
+            super::schema::check(&doc);
+            doc
+        })
+        .collect()
 }
 
 /// Runs a shell script in a host's namespace in the background (killed with
@@ -197,12 +223,29 @@ pub fn wait_for(secs: u64, mut done: impl FnMut() -> bool) -> Option<std::time::
     None
 }
 
-/// The live incidents about `host`.
+/// The incidents about `host`: each document's `sensor.incident` (id,
+/// detectors, evidence, actions, ...).
 pub fn incidents_of(lab: &Lab, host: &str) -> Vec<serde_json::Value> {
     sensorctl_json(lab, &["incidents", "--host", host])
         .as_array()
-        .cloned()
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(|doc| doc["sensor"]["incident"].clone())
+        .collect()
+}
+
+/// One incident's `sensor.incident`.
+pub fn incident(lab: &Lab, id: &serde_json::Value) -> serde_json::Value {
+    sensorctl_json(lab, &["incident", &id.to_string()])["sensor"]["incident"].clone()
+}
+
+/// The name the traffic gave `peer`, in an incident's `names`.
+pub fn name_of(incident: &serde_json::Value, peer: &str) -> Option<String> {
+    incident["names"]
+        .as_array()?
+        .iter()
+        .find(|n| n["peer"] == peer)
+        .and_then(|n| n["name"].as_str().map(String::from))
 }
 
 /// Starts sshd (password authentication on, no account to log in to) on a

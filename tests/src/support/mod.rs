@@ -5,6 +5,7 @@ pub mod container;
 pub mod fixture;
 pub mod lab;
 pub mod packet;
+pub mod schema;
 
 use std::path::PathBuf;
 
