@@ -281,9 +281,11 @@ impl Config {
         line(format!(
             "alerts: {}{}",
             file.display(),
-            match &self.alerts.webhook {
-                Some(_) => ", and a webhook",
-                None => "",
+            match (&self.alerts.webhook, &self.alerts.syslog) {
+                (Some(_), Some(_)) => ", a webhook and syslog",
+                (Some(_), None) => ", and a webhook",
+                (None, Some(_)) => ", and syslog",
+                (None, None) => "",
             }
         ));
         out
@@ -585,6 +587,12 @@ impl Config {
         }
         if let Err(e) = crate::detect::intel::IntelLists::load(&self.detection.intel.files) {
             problems.push(format!("detection.intel.files: {e:#}"));
+        }
+        if let Err(e) = self.alerts.webhook_secret() {
+            problems.push(e);
+        }
+        if let Some(Err(e)) = self.alerts.syslog.as_ref().map(|s| s.validate()) {
+            problems.push(format!("alerts.syslog: {e}"));
         }
         let mut places = vec![
             ("state_file", self.state_file.clone()),

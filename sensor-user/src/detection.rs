@@ -195,7 +195,7 @@ impl Detection {
         Ok(Detection {
             engine,
             response: config.response.clone(),
-            alerts: Alerts::new(Some(alert_file), config.alerts.webhook.clone()),
+            alerts: Alerts::new(Some(alert_file), &config.alerts, &state_dir.join("spool"))?,
             observer: Observer::local(config.alerts.observer_name.as_deref()),
             segments: config.segments.clone(),
             false_positives,
@@ -254,9 +254,18 @@ impl Detection {
         &self,
         telemetry: crate::telemetry::TelemetryCounts,
     ) -> crate::metrics::DetectionSnapshot {
-        use std::sync::atomic::Ordering::Relaxed;
         let d = self.alerts.delivered;
-        let w = &self.alerts.webhook_results;
+        let mut alerts = vec![("file", "ok", d.file_ok), ("file", "failed", d.file_failed)];
+        let mut waiting = Vec::new();
+        for (sink, [sent, retried, refused, dropped], queued) in self.alerts.outlet_figures() {
+            alerts.extend([
+                (sink, "ok", sent),
+                (sink, "retried", retried),
+                (sink, "refused", refused),
+                (sink, "dropped", dropped),
+            ]);
+            waiting.push((sink, queued));
+        }
         crate::metrics::DetectionSnapshot {
             telemetry,
             counts: self.counts.clone(),
@@ -264,13 +273,8 @@ impl Detection {
             evicted: self.engine.evicted(),
             entries: self.engine.sizes(),
             spared: self.engine.spared(),
-            alerts: vec![
-                ("file", "ok", d.file_ok),
-                ("file", "failed", d.file_failed),
-                ("webhook", "ok", w.ok.load(Relaxed)),
-                ("webhook", "failed", w.failed.load(Relaxed)),
-                ("webhook", "dropped", d.webhook_dropped),
-            ],
+            alerts,
+            alerts_waiting: waiting,
         }
     }
 

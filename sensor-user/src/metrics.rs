@@ -34,6 +34,7 @@ pub struct Metrics {
     incidents_open: IntGauge,
     actions: IntCounterVec,
     alerts: IntCounterVec,
+    alerts_waiting: IntGaugeVec,
     tap_frames: IntCounterVec,
     tap_lost: IntCounterVec,
     tap_zero_copy: IntGaugeVec,
@@ -54,6 +55,8 @@ pub struct DetectionSnapshot {
     pub spared: [(&'static str, u64); 2],
     /// (sink, result, count)
     pub alerts: Vec<(&'static str, &'static str, u64)>,
+    /// (sink, alerts waiting in its spool)
+    pub alerts_waiting: Vec<(&'static str, usize)>,
 }
 
 /// What a scrape shows, read from the datapath under the sensor's lock.
@@ -248,8 +251,14 @@ impl Metrics {
             alerts: counter_vec(
                 &registry,
                 "sensor_alerts_total",
-                "Alerts written or sent, by sink (file, webhook) and result",
+                "Alerts written or sent, by sink (file, webhook, syslog) and result: ok; failed (file); retried (a send failed and is retried with back-off), refused (the receiver refused it for good), dropped (the spool was full)",
                 &["sink", "result"],
+            ),
+            alerts_waiting: gauge_vec(
+                &registry,
+                "sensor_alerts_waiting",
+                "Alerts waiting in a sink's spool on disk for their receiver (webhook, syslog)",
+                &["sink"],
             ),
             tap_frames: counter_vec(
                 &registry,
@@ -301,8 +310,11 @@ impl Metrics {
         for action in ["isolate", "block", "failed", "withheld"] {
             zero(&self.actions, &[action]);
         }
-        for sink in ["file", "webhook"] {
-            for result in ["ok", "failed"] {
+        for result in ["ok", "failed"] {
+            zero(&self.alerts, &["file", result]);
+        }
+        for sink in ["webhook", "syslog"] {
+            for result in ["ok", "retried", "refused", "dropped"] {
                 zero(&self.alerts, &[sink, result]);
             }
         }
@@ -441,6 +453,11 @@ impl Metrics {
         for (sink, result, n) in &d.alerts {
             set(&self.alerts, &[sink, result], *n);
         }
+        for (sink, n) in &d.alerts_waiting {
+            self.alerts_waiting
+                .with_label_values(&[sink])
+                .set(*n as i64);
+        }
     }
 }
 
@@ -531,7 +548,7 @@ mod tests {
         for line in [
             r#"sensor_incidents_total{severity="high"} 0"#,
             r#"sensor_response_actions_total{action="failed"} 0"#,
-            r#"sensor_alerts_total{result="failed",sink="webhook"} 0"#,
+            r#"sensor_alerts_total{result="retried",sink="webhook"} 0"#,
             r#"sensor_expired_entries_total{kind="isolation"} 0"#,
             "process_resident_memory_bytes ",
             "process_open_fds ",

@@ -10,6 +10,8 @@ mod datapath_robustness;
 #[cfg(test)]
 mod datapath_verdicts;
 #[cfg(test)]
+mod e2e_alerts;
+#[cfg(test)]
 mod e2e_cli;
 #[cfg(test)]
 mod e2e_detection;

@@ -152,7 +152,7 @@ fn lay_out(root: &Path, stage: &Path) -> Result<()> {
     }
     for entry in fs::read_dir(root.join("docs"))? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "md") {
+        if path.extension().is_some_and(|e| e == "md" || e == "json") {
             let name = path
                 .file_name()
                 .expect("a file")
@@ -161,12 +161,15 @@ fn lay_out(root: &Path, stage: &Path) -> Result<()> {
             install(&path, stage, &format!("{doc}/{name}"), 0o644)?;
         }
     }
-    install(
-        &root.join("docs/examples/sensord.toml"),
-        stage,
-        &format!("{doc}/examples/sensord.toml"),
-        0o644,
-    )?;
+    for entry in fs::read_dir(root.join("docs/examples"))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .expect("a file")
+            .to_string_lossy()
+            .into_owned();
+        install(&path, stage, &format!("{doc}/examples/{name}"), 0o644)?;
+    }
     Ok(())
 }
 

@@ -73,6 +73,11 @@ const TOOL_PACKAGES: &[&str] = &[
     "swaks",
     "ptunnel-ng",
     "iodine",
+    // A syslog collector for the alerts' syslog output (UDP, TCP, TLS).
+    "rsyslog",
+    "rsyslog-openssl",
+    // Reads the example Filebeat configuration in the tests.
+    "python3-yaml",
     // The package: built with dpkg-deb, installed in a Debian 12
     // container (debootstrap, systemd-nspawn), its unit rated by
     // systemd-analyze.

@@ -7,8 +7,11 @@
 use std::{
     fs::OpenOptions,
     io::Write,
-    path::PathBuf,
-    sync::mpsc::{sync_channel, SyncSender, TrySendError},
+    path::{Path, PathBuf},
+    sync::{
+        mpsc::{sync_channel, SyncSender},
+        Arc,
+    },
     time::{Duration, UNIX_EPOCH},
 };
 
@@ -18,6 +21,14 @@ use serde_json::{json, Value};
 
 use crate::detect::{allow::peer_address, incident::Action, Incident, Nanos};
 
+mod outlet;
+mod spool;
+pub mod syslog;
+pub mod webhook;
+
+use outlet::OutletStats;
+use spool::Spool;
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertConfig {
@@ -25,9 +36,40 @@ pub struct AlertConfig {
     pub file: Option<PathBuf>,
     /// URL that receives each alert as an HTTP POST of the same JSON.
     pub webhook: Option<String>,
+    /// A file holding the key that signs each webhook POST (HMAC-SHA256,
+    /// `X-Sensor-Signature-256`). Kept out of the configuration so the
+    /// configuration may be shown.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Extra headers on each webhook POST (an `Authorization`, say).
+    pub webhook_headers: std::collections::BTreeMap<String, String>,
+    /// Alerts sent by syslog (RFC 5424).
+    pub syslog: Option<syslog::SyslogConfig>,
+    /// Alerts that may wait on disk for each of the webhook and syslog
+    /// while their receiver is unreachable (default 100,000; beyond, the
+    /// newest are dropped and counted).
+    pub spool_max: Option<usize>,
     /// The gateway's name in alerts (`observer.name`). Default: the host
     /// name.
     pub observer_name: Option<String>,
+}
+
+impl AlertConfig {
+    /// The webhook's signing key, read from `webhook_secret_file`.
+    pub fn webhook_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(path) = &self.webhook_secret_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read(path)
+            .map_err(|e| format!("alerts.webhook_secret_file {}: {e}", path.display()))?;
+        let key = text.trim_ascii().to_vec();
+        if key.len() < 16 {
+            return Err(format!(
+                "alerts.webhook_secret_file {}: the key is shorter than 16 bytes",
+                path.display()
+            ));
+        }
+        Ok(Some(key))
+    }
 }
 
 /// What happened to the incident that this alert reports.
@@ -263,50 +305,67 @@ fn action_json(a: &Action) -> Value {
 pub struct Delivered {
     pub file_ok: u64,
     pub file_failed: u64,
-    pub webhook_queued: u64,
-    /// Webhook alerts dropped because the sender thread was backed up.
-    pub webhook_dropped: u64,
+}
+
+/// A network sink with its spool and sender thread.
+struct Outlet {
+    name: &'static str,
+    spool: Arc<Spool>,
+    wake: SyncSender<()>,
+    stats: Arc<OutletStats>,
+    /// Whether the last spool write failed (said once).
+    failing: bool,
 }
 
 pub struct Alerts {
     file: Option<PathBuf>,
-    webhook: Option<SyncSender<Value>>,
+    outlets: Vec<Outlet>,
     pub delivered: Delivered,
-    pub webhook_results: std::sync::Arc<WebhookResults>,
 }
 
-#[derive(Debug, Default)]
-pub struct WebhookResults {
-    pub ok: std::sync::atomic::AtomicU64,
-    pub failed: std::sync::atomic::AtomicU64,
-}
-
-/// Alerts waiting for the webhook sender; more are dropped and counted.
-const WEBHOOK_QUEUE: usize = 1024;
+/// Alerts that may wait on disk per outlet, by default.
+const SPOOL_MAX: usize = 100_000;
 
 impl Alerts {
-    pub fn new(file: Option<PathBuf>, webhook: Option<String>) -> Alerts {
-        let results = std::sync::Arc::new(WebhookResults::default());
-        let webhook = webhook.map(|url| {
-            let (tx, rx) = sync_channel::<Value>(WEBHOOK_QUEUE);
-            let results = results.clone();
-            std::thread::Builder::new()
-                .name("webhook".into())
-                .spawn(move || send_loop(&url, rx, &results))
-                .expect("spawn the webhook thread");
-            tx
-        });
-        Alerts {
-            file,
-            webhook,
-            delivered: Delivered::default(),
-            webhook_results: results,
+    /// The sinks `config` names; the webhook's and syslog's spools live in
+    /// `spool_dir`, and what an earlier run left there is sent first.
+    pub fn new(
+        file: Option<PathBuf>,
+        config: &AlertConfig,
+        spool_dir: &Path,
+    ) -> anyhow::Result<Alerts> {
+        let mut outlets = Vec::new();
+        let max = config.spool_max.unwrap_or(SPOOL_MAX);
+        if let Some(url) = &config.webhook {
+            let secret = config.webhook_secret().map_err(anyhow::Error::msg)?;
+            let sink = webhook::Webhook::new(url.clone(), secret, config.webhook_headers.clone());
+            outlets.push(Outlet::start(
+                "webhook",
+                Box::new(sink),
+                &spool_dir.join("webhook"),
+                max,
+            )?);
         }
+        if let Some(syslog) = &config.syslog {
+            let sink = syslog::Syslog::new(syslog.clone())
+                .map_err(|e| anyhow::anyhow!("alerts.syslog: {e}"))?;
+            outlets.push(Outlet::start(
+                "syslog",
+                Box::new(sink),
+                &spool_dir.join("syslog"),
+                max,
+            )?);
+        }
+        Ok(Alerts {
+            file,
+            outlets,
+            delivered: Delivered::default(),
+        })
     }
 
     pub fn emit(&mut self, doc: Value) {
+        let line = format!("{doc}\n");
         if let Some(path) = &self.file {
-            let line = format!("{doc}\n");
             let written = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -320,45 +379,80 @@ impl Alerts {
                 }
             }
         }
-        if let Some(tx) = &self.webhook {
-            match tx.try_send(doc) {
-                Ok(()) => self.delivered.webhook_queued += 1,
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.delivered.webhook_dropped += 1;
-                }
-            }
+        for outlet in &mut self.outlets {
+            outlet.push(line.trim_end().as_bytes());
         }
+    }
+
+    /// Per outlet: (name, sent, retried, refused, dropped, waiting).
+    pub fn outlet_figures(&self) -> Vec<(&'static str, [u64; 4], usize)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.outlets
+            .iter()
+            .map(|o| {
+                let s = &o.stats;
+                (
+                    o.name,
+                    [
+                        s.sent.load(Relaxed),
+                        s.retried.load(Relaxed),
+                        s.refused.load(Relaxed),
+                        s.dropped.load(Relaxed),
+                    ],
+                    o.spool.len(),
+                )
+            })
+            .collect()
     }
 }
 
-/// Posts each alert, retrying a failed one twice with a short back-off.
-fn send_loop(url: &str, rx: std::sync::mpsc::Receiver<Value>, results: &WebhookResults) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .build();
-    for doc in rx {
-        let mut sent = false;
-        for attempt in 0..3 {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(500 * attempt));
-            }
-            match agent
-                .post(url)
-                .set("content-type", "application/json")
-                .send_string(&doc.to_string())
-            {
-                Ok(_) => {
-                    sent = true;
-                    break;
-                }
-                Err(e) => warn!("webhook {url}: {e}"),
-            }
+impl Outlet {
+    fn start(
+        name: &'static str,
+        sink: Box<dyn outlet::Sink>,
+        dir: &Path,
+        max: usize,
+    ) -> anyhow::Result<Outlet> {
+        let spool = Arc::new(Spool::open(dir, max)?);
+        if !spool.is_empty() {
+            log::info!(
+                "{name}: {} alert(s) from before the restart wait in {}",
+                spool.len(),
+                dir.display()
+            );
         }
-        if sent {
-            results.ok.fetch_add(1, Relaxed);
-        } else {
-            results.failed.fetch_add(1, Relaxed);
+        let stats = Arc::new(OutletStats::default());
+        let (wake, woken) = sync_channel(1);
+        let (thread_spool, thread_stats) = (spool.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || outlet::run(name, sink, thread_spool, woken, thread_stats))?;
+        Ok(Outlet {
+            name,
+            spool,
+            wake,
+            stats,
+            failing: false,
+        })
+    }
+
+    /// Spools an alert and wakes the sender; a full or failing spool drops
+    /// it, counted and said once.
+    fn push(&mut self, alert: &[u8]) {
+        match self.spool.push(alert) {
+            Ok(()) => {
+                self.failing = false;
+                let _ = self.wake.try_send(());
+            }
+            Err(e) => {
+                self.stats
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !self.failing {
+                    warn!("{}: {e}", self.name);
+                }
+                self.failing = true;
+            }
         }
     }
 }
@@ -397,7 +491,7 @@ mod tests {
 
     /// Every document must be valid against the published schema.
     pub(crate) fn schema_errors(doc: &Value) -> Vec<String> {
-        let text = include_str!("../../docs/alert.schema.json");
+        let text = include_str!("../../../docs/alert.schema.json");
         let schema: Value = serde_json::from_str(text).unwrap();
         let validator = jsonschema::options()
             .should_validate_formats(true)
@@ -500,13 +594,10 @@ mod tests {
         assert!(!schema_errors(&bad).is_empty());
     }
 
-    #[test]
-    fn the_webhook_gets_each_alert_as_a_json_post() {
+    /// A one-request HTTP server: the request's head and body, answered
+    /// with `status`.
+    fn serve_once(listener: &std::net::TcpListener, status: &str) -> (String, Vec<u8>) {
         use std::io::{BufRead, BufReader, Read};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let mut alerts = Alerts::new(None, Some(url));
-        alerts.emit(json!({"event": {"action": "incident-opened"}}));
         let (stream, _) = listener.accept().unwrap();
         let mut reader = BufReader::new(stream);
         let mut head = String::new();
@@ -524,31 +615,109 @@ mod tests {
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
-        std::io::Write::write_all(
-            reader.get_mut(),
-            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
-        )
-        .unwrap();
-        assert!(head.starts_with("POST /hook "), "{head}");
-        assert!(head
-            .to_ascii_lowercase()
-            .contains("content-type: application/json"));
+        let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+        std::io::Write::write_all(reader.get_mut(), answer.as_bytes()).unwrap();
+        (head, body)
+    }
+
+    #[test]
+    fn the_webhook_gets_each_alert_signed_and_retries_until_it_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "0123456789abcdef-secret\n").unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = AlertConfig {
+            webhook: Some(format!(
+                "http://{}/hook/T0K3N",
+                listener.local_addr().unwrap()
+            )),
+            webhook_secret_file: Some(key),
+            webhook_headers: [("Authorization".to_string(), "Bearer abc".to_string())].into(),
+            ..Default::default()
+        };
+        let mut alerts = Alerts::new(None, &config, &dir.path().join("spool")).unwrap();
+        alerts.emit(json!({"event": {"action": "incident-opened"}}));
+        // Down for the first try: the alert waits and comes again.
+        let (_, first) = serve_once(&listener, "503 Service Unavailable");
+        let (head, body) = serve_once(&listener, "204 No Content");
+        assert_eq!(first, body, "the same alert, again");
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("post /hook/t0k3n "), "{head}");
+        assert!(head.contains("content-type: application/json"));
+        assert!(head.contains("authorization: bearer abc"));
+        let signature = webhook::signature(b"0123456789abcdef-secret", &body);
+        assert!(
+            head.contains(&format!("x-sensor-signature-256: {signature}")),
+            "{head}"
+        );
         let doc: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(doc["event"]["action"], "incident-opened");
-        // The sender counts the delivery once the answer is in.
-        let results = alerts.webhook_results.clone();
-        let delivered = (0..50).any(|_| {
+        let delivered = (0..100).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
-            results.ok.load(std::sync::atomic::Ordering::Relaxed) == 1
+            alerts.outlet_figures()[0].1 == [1, 1, 0, 0]
         });
-        assert!(delivered);
+        assert!(delivered, "{:?}", alerts.outlet_figures());
+        assert_eq!(alerts.outlet_figures()[0].2, 0, "the spool is empty");
+    }
+
+    /// The shipped Filebeat and Vector examples parse, and read the alert
+    /// file where the package's configuration puts it.
+    #[test]
+    fn the_shipping_examples_parse_and_read_the_package_alert_file() {
+        let package: toml::Value =
+            toml::from_str(include_str!("../../../packaging/sensord.toml")).unwrap();
+        let alert_file = package["alerts"]["file"].as_str().unwrap();
+        let vector: toml::Value =
+            toml::from_str(include_str!("../../../docs/examples/vector.toml")).unwrap();
+        assert_eq!(
+            vector["sources"]["sensor_alerts"]["include"][0].as_str(),
+            Some(alert_file)
+        );
+        assert_eq!(
+            vector["sinks"]["siem"]["inputs"][0].as_str(),
+            Some("sensor_documents")
+        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/filebeat.yml");
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+                path,
+            ])
+            .output()
+            .expect("python3 (with PyYAML, which cargo xtask setup installs)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let filebeat: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let input = &filebeat["filebeat.inputs"][0];
+        assert_eq!(input["paths"][0], alert_file);
+        assert_eq!(input["parsers"][0]["ndjson"]["target"], "");
+    }
+
+    #[test]
+    fn a_short_webhook_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "short").unwrap();
+        let config = AlertConfig {
+            webhook_secret_file: Some(key),
+            ..Default::default()
+        };
+        assert!(config
+            .webhook_secret()
+            .unwrap_err()
+            .contains("shorter than 16"));
     }
 
     #[test]
     fn the_file_gets_one_line_per_alert() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alerts.jsonl");
-        let mut alerts = Alerts::new(Some(path.clone()), None);
+        let mut alerts =
+            Alerts::new(Some(path.clone()), &AlertConfig::default(), dir.path()).unwrap();
         alerts.emit(json!({"a": 1}));
         alerts.emit(json!({"a": 2}));
         let text = std::fs::read_to_string(&path).unwrap();
