@@ -366,9 +366,13 @@ impl Sensor {
             Config::load(&path).map_err(|e| format!("{e} (the running configuration stays)"))?;
         let needs_restart = self.config.needs_restart(&new);
         if let Some(d) = &mut self.detection {
-            d.engine
-                .reconfigure(&new.detection)
-                .map_err(|e| format!("{e:#} (the running configuration stays)"))?;
+            let reconfigured = d.engine.reconfigure(&new.detection);
+            let result = if reconfigured.is_ok() { "ok" } else { "failed" };
+            self.metrics
+                .intel_reloads
+                .with_label_values(&[result])
+                .inc();
+            reconfigured.map_err(|e| format!("{e:#} (the running configuration stays)"))?;
             d.set_response(new.response.clone());
         }
         self.config.detection = new.detection;
@@ -397,8 +401,13 @@ impl Sensor {
             .detection
             .as_mut()
             .ok_or("detection is off: no intel lists are in use")?;
-        let lists = crate::detect::intel::IntelLists::load(files)
-            .map_err(|e| format!("{e:#} (the previous lists stay in force)"))?;
+        let loaded = crate::detect::intel::IntelLists::load(files);
+        let result = if loaded.is_ok() { "ok" } else { "failed" };
+        self.metrics
+            .intel_reloads
+            .with_label_values(&[result])
+            .inc();
+        let lists = loaded.map_err(|e| format!("{e:#} (the previous lists stay in force)"))?;
         let entries = lists.entries;
         detection.engine.intel.set_lists(lists);
         info!("reloaded {} intel list(s): {entries} entries", files.len());
@@ -926,8 +935,14 @@ impl Sensor {
         let Some(detection) = &mut self.detection else {
             return;
         };
+        let mut newest = 0;
         for (event, decision) in batch {
+            newest = newest.max(event.ts);
             detection.observe(event, decision, &self.bindings);
+        }
+        if newest > 0 {
+            let lag = now.saturating_sub(newest) as f64 / 1e9;
+            self.metrics.engine_lag.set(lag);
         }
         self.respond(now);
     }
@@ -941,6 +956,9 @@ impl Sensor {
                 &self.bindings,
                 now,
             );
+            for seconds in detection.take_latencies() {
+                self.metrics.response_latency.observe(seconds);
+            }
         }
         self.persist();
     }

@@ -79,6 +79,9 @@ pub struct Detection {
     unaudited: Vec<AuditRecord>,
     /// Whether the last write to the store failed.
     store_failing: bool,
+    /// Seconds from deciding evidence to action, for the metrics' histogram
+    /// (`take_latencies`).
+    latencies: Vec<f64>,
     /// The admin-edge baseline's file, and when it was last written.
     edges_file: PathBuf,
     edges_saved: Nanos,
@@ -202,6 +205,7 @@ impl Detection {
             unsaved: BTreeSet::new(),
             unaudited: Vec::new(),
             store_failing: false,
+            latencies: Vec::new(),
             edges_file,
             edges_saved: 0,
             reported,
@@ -275,6 +279,7 @@ impl Detection {
             spared: self.engine.spared(),
             alerts,
             alerts_waiting: waiting,
+            intel_entries: self.engine.intel.entries(),
         }
     }
 
@@ -584,6 +589,12 @@ impl Detection {
                 "withheld" => {}
                 _ => info!("incident {id}: {action} {target}: {detail}"),
             }
+            if action == "isolate" || action == "block" {
+                // From the newest evidence, the packet that tipped it.
+                let decided = incident_latest_evidence(&self.engine, id).unwrap_or(now);
+                self.latencies
+                    .push(now.saturating_sub(decided) as f64 / 1e9);
+            }
             if action != "withheld" {
                 self.unaudited.push(AuditRecord {
                     ts: now,
@@ -690,6 +701,11 @@ impl Detection {
         Ok(marked)
     }
 
+    /// Response latencies observed since the last call.
+    pub fn take_latencies(&mut self) -> Vec<f64> {
+        std::mem::take(&mut self.latencies)
+    }
+
     /// Takes reloaded response rules: incidents are decided by them from
     /// their next change.
     pub fn set_response(&mut self, response: ResponseConfig) {
@@ -755,6 +771,14 @@ impl Detection {
         let doc = alerts::document(incident, Change::Updated, now, &self.observer);
         self.alerts.emit(doc);
     }
+}
+
+/// When the newest evidence of incident `id` was concluded.
+fn incident_latest_evidence(engine: &Engine, id: u64) -> Option<Nanos> {
+    engine
+        .incidents
+        .get(id)
+        .and_then(|i| i.evidence.iter().map(|e| e.ts).max())
 }
 
 /// Moves the false-positive marks of a release before the incident store

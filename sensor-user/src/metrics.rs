@@ -1,7 +1,10 @@
 //! Prometheus metrics (docs/metrics.md lists each). Datapath counters live in
 //! per-CPU maps; each scrape reads them and renders the text format.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use sensor_common::{counter_index, IfaceCounters, Reason, Verdict};
 
 use crate::{datapath, enforcer::Counts};
@@ -35,6 +38,13 @@ pub struct Metrics {
     actions: IntCounterVec,
     alerts: IntCounterVec,
     alerts_waiting: IntGaugeVec,
+    /// From the evidence that decided it to the isolation or block.
+    pub response_latency: Histogram,
+    /// How old the newest event was when the engine judged it.
+    pub engine_lag: Gauge,
+    intel_entries: IntGauge,
+    /// Intel list reloads, by result.
+    pub intel_reloads: IntCounterVec,
     tap_frames: IntCounterVec,
     tap_lost: IntCounterVec,
     tap_zero_copy: IntGaugeVec,
@@ -57,6 +67,8 @@ pub struct DetectionSnapshot {
     pub alerts: Vec<(&'static str, &'static str, u64)>,
     /// (sink, alerts waiting in its spool)
     pub alerts_waiting: Vec<(&'static str, usize)>,
+    /// Entries in the threat-intelligence lists.
+    pub intel_entries: usize,
 }
 
 /// What a scrape shows, read from the datapath under the sensor's lock.
@@ -254,6 +266,46 @@ impl Metrics {
                 "Alerts written or sent, by sink (file, webhook, syslog) and result: ok; failed (file); retried (a send failed and is retried with back-off), refused (the receiver refused it for good), dropped (the spool was full)",
                 &["sink", "result"],
             ),
+            response_latency: {
+                // From 10 ms (an intel hit acted on at once) to 10 minutes
+                // (an action withheld until the host proved its address).
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sensor_response_latency_seconds",
+                        "From the evidence that decided an automatic isolation or block (its packet) to the action",
+                    )
+                    .buckets(vec![
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
+                    ]),
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("registered once");
+                h
+            },
+            engine_lag: {
+                let g = Gauge::new(
+                    "sensor_engine_lag_seconds",
+                    "How old the newest event of the last batch was when the detection engine judged it",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            intel_entries: {
+                let g = IntGauge::new(
+                    "sensor_intel_entries",
+                    "Entries (addresses, ranges, domains, fingerprints) in the threat-intelligence lists",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            intel_reloads: counter_vec(
+                &registry,
+                "sensor_intel_reloads_total",
+                "Reloads of the threat-intelligence lists (reload, reload-intel, SIGHUP), by result; a failed one leaves the previous lists in force",
+                &["result"],
+            ),
             alerts_waiting: gauge_vec(
                 &registry,
                 "sensor_alerts_waiting",
@@ -317,6 +369,11 @@ impl Metrics {
             for result in ["ok", "retried", "refused", "dropped"] {
                 zero(&self.alerts, &[sink, result]);
             }
+            // Nothing waits for a sink that is not configured.
+            self.alerts_waiting.with_label_values(&[sink]).set(0);
+        }
+        for result in ["ok", "failed"] {
+            zero(&self.intel_reloads, &[result]);
         }
         for reason in ["known_service", "peer_retries"] {
             zero(&self.spared, &[reason]);
@@ -450,6 +507,7 @@ impl Metrics {
             set(&self.actions, &[action], *n);
         }
         self.incidents_open.set(d.open_incidents as i64);
+        self.intel_entries.set(d.intel_entries as i64);
         for (sink, result, n) in &d.alerts {
             set(&self.alerts, &[sink, result], *n);
         }

@@ -30,6 +30,8 @@ mod e2e_tap;
 #[cfg(test)]
 mod e2e_triage;
 #[cfg(test)]
+mod monitoring;
+#[cfg(test)]
 mod package;
 #[cfg(test)]
 mod telemetry_parity;

@@ -47,6 +47,12 @@ fn the_package_holds_what_an_operator_needs_and_its_unit_is_rated_safe() {
         "./usr/share/doc/sensor/LICENSE-MIT",
         "./usr/share/doc/sensor/LICENSE-APACHE",
         "./usr/share/doc/sensor/deployment.md",
+        "./usr/share/doc/sensor/alert.schema.json",
+        "./usr/share/doc/sensor/examples/filebeat.yml",
+        "./usr/share/doc/sensor/examples/vector.toml",
+        "./usr/share/sensor/monitoring/sensor-rules.yml",
+        "./usr/share/sensor/monitoring/sensor-rules.test.yml",
+        "./usr/share/sensor/monitoring/grafana-dashboard.json",
     ] {
         assert!(
             listing.lines().any(|l| l.ends_with(path)),

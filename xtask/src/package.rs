@@ -64,6 +64,20 @@ fn install(from: &Path, stage: &Path, to: &str, mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Installs every file of `from` into `to` (mode 0644).
+fn install_dir(from: &Path, stage: &Path, to: &str) -> Result<()> {
+    for entry in fs::read_dir(from)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .expect("a file")
+            .to_string_lossy()
+            .into_owned();
+        install(&path, stage, &format!("{to}/{name}"), 0o644)?;
+    }
+    Ok(())
+}
+
 /// Runs a built binary to write what it generates about itself (manual
 /// pages, completions).
 fn generate(binary: &Path, args: &[&str]) -> Result<Vec<u8>> {
@@ -104,6 +118,13 @@ fn lay_out(root: &Path, stage: &Path) -> Result<()> {
         stage,
         "/etc/logrotate.d/sensord",
         0o644,
+    )?;
+    // The monitoring pack: Prometheus rules (with their unit tests) and
+    // the Grafana dashboard.
+    install_dir(
+        &packaging.join("monitoring"),
+        stage,
+        "/usr/share/sensor/monitoring",
     )?;
     // Manual pages, compressed as Debian keeps them.
     let pages = stage.join("tmp-man");
@@ -161,15 +182,11 @@ fn lay_out(root: &Path, stage: &Path) -> Result<()> {
             install(&path, stage, &format!("{doc}/{name}"), 0o644)?;
         }
     }
-    for entry in fs::read_dir(root.join("docs/examples"))? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .expect("a file")
-            .to_string_lossy()
-            .into_owned();
-        install(&path, stage, &format!("{doc}/examples/{name}"), 0o644)?;
-    }
+    install_dir(
+        &root.join("docs/examples"),
+        stage,
+        &format!("{doc}/examples"),
+    )?;
     Ok(())
 }
 

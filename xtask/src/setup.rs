@@ -76,8 +76,11 @@ const TOOL_PACKAGES: &[&str] = &[
     // A syslog collector for the alerts' syslog output (UDP, TCP, TLS).
     "rsyslog",
     "rsyslog-openssl",
-    // Reads the example Filebeat configuration in the tests.
+    // Reads the example Filebeat configuration and the Prometheus rules in
+    // the tests.
     "python3-yaml",
+    // The monitoring pack's test: a real Prometheus server, and promtool.
+    "prometheus",
     // The package: built with dpkg-deb, installed in a Debian 12
     // container (debootstrap, systemd-nspawn), its unit rated by
     // systemd-analyze.

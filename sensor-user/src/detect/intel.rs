@@ -134,6 +134,11 @@ impl IntelDetector {
         }
     }
 
+    /// Entries in the lists now.
+    pub fn entries(&self) -> usize {
+        self.lists.entries
+    }
+
     /// Replaces the lists (a reload).
     pub fn set_lists(&mut self, lists: IntelLists) {
         self.lists = lists;
