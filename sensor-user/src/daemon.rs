@@ -50,6 +50,8 @@ pub struct Sensor {
     pub store: Store,
     /// The gateway, as incident documents name it.
     observer: Observer,
+    /// When detection's changes were last written to the store.
+    persisted: Instant,
     started: Instant,
 }
 
@@ -65,6 +67,9 @@ type Shared = Arc<Mutex<Sensor>>;
 /// never-seen host on a switched segment is proven within this long of the
 /// gateway resolving it.
 const BINDING_REFRESH: Duration = Duration::from_millis(250);
+
+/// How often at most detection's changes are written to the incident store.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 /// How often expired entries are swept from the maps and the state file.
 /// (The datapath ignores an expired entry at once; this only tidies.)
@@ -120,6 +125,7 @@ impl Sensor {
             bindings,
             store,
             observer: Observer::local(config_observer.as_deref()),
+            persisted: Instant::now(),
             started: Instant::now(),
         };
         Ok((sensor, Readers { telemetry, taps }))
@@ -130,6 +136,9 @@ impl Sensor {
     pub fn serve(&mut self, request: Request, actor: &str) -> Result<Value, String> {
         let audited = (!request.is_read_only()).then(|| request.audit_subject());
         let command = request.name();
+        // What detection changed in the last second is written first, so
+        // listings (read from the store) are up to date.
+        self.persist();
         let result = self.handle(request, actor);
         if let Some((target, detail)) = audited {
             let outcome = match &result {
@@ -145,7 +154,7 @@ impl Sensor {
                 detail,
                 outcome,
             };
-            let written = self.store.audit(&record);
+            let written = self.store.audit(&[record]);
             self.count_store_write(written.is_ok());
             if let Err(e) = written {
                 warn!("the audit log missed {command} by {actor}: {e}");
@@ -157,6 +166,7 @@ impl Sensor {
 
     /// Writes detection's pending incidents and audit records.
     fn persist(&mut self) {
+        self.persisted = Instant::now();
         if let Some(ok) = self
             .detection
             .as_mut()
@@ -520,14 +530,17 @@ impl Sensor {
             .enforcer
             .expire(&mut self.datapath.maps, clock::unix_now())
         {
+            Ok(removed) if removed.is_empty() => {}
             Ok(removed) => {
+                let now = clock::unix_now_ns();
+                let mut records = Vec::with_capacity(removed.len());
                 for entry in removed {
                     self.metrics
                         .expired_entries
                         .with_label_values(&[entry.kind.label()])
                         .inc();
-                    let record = AuditRecord {
-                        ts: clock::unix_now_ns(),
+                    records.push(AuditRecord {
+                        ts: now,
                         actor: "sensord".into(),
                         action: "expire".into(),
                         target: entry.target.to_string(),
@@ -538,12 +551,12 @@ impl Sensor {
                             entry.reason
                         ),
                         outcome: "ok".into(),
-                    };
-                    let written = self.store.audit(&record);
-                    self.count_store_write(written.is_ok());
-                    if let Err(e) = written {
-                        warn!("the audit log missed an expiry: {e}");
-                    }
+                    });
+                }
+                let written = self.store.audit(&records);
+                self.count_store_write(written.is_ok());
+                if let Err(e) = written {
+                    warn!("the audit log missed {} expiries: {e}", records.len());
                 }
             }
             Err(e) => warn!("expiry sweep: {e}"),
@@ -647,6 +660,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(detection) = &mut sensor.detection {
         detection.save_edges(crate::clock::unix_now_ns(), true);
     }
+    sensor.persist();
     drop(sensor);
     match on_exit {
         OnExit::Keep => info!(
@@ -960,7 +974,12 @@ impl Sensor {
                 self.metrics.response_latency.observe(seconds);
             }
         }
-        self.persist();
+        // Once a second at most: a flood of evidence is one write per
+        // second, not one per batch; a crash loses at most that second
+        // (the actions themselves are in the state file at once).
+        if self.persisted.elapsed() >= PERSIST_EVERY {
+            self.persist();
+        }
     }
 
     /// Ended flows and proven hosts from the flow table; the engine's

@@ -228,12 +228,9 @@ impl Detection {
             .unsaved
             .iter()
             .filter_map(|id| self.engine.incidents.get(*id));
-        let written = store.save_incidents(incidents).and_then(|_| {
-            for record in &self.unaudited {
-                store.audit(record)?;
-            }
-            Ok(())
-        });
+        let written = store
+            .save_incidents(incidents)
+            .and_then(|_| store.audit(&self.unaudited));
         match written {
             Ok(()) => {
                 if self.store_failing {

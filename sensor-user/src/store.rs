@@ -6,8 +6,8 @@
 //!
 //! The database is sensord's alone (it runs as root, in its state
 //! directory); sensorctl reads it through the control API. Writes are
-//! grouped per detection round in one transaction, in WAL mode, so a crash
-//! loses at most that round and never leaves a half-written incident.
+//! grouped in one transaction at most once a second, in WAL mode, so a crash
+//! loses at most that second and never leaves a half-written incident.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -481,25 +481,36 @@ impl Store {
         Ok(i)
     }
 
-    /// Appends to the audit log.
-    pub fn audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO audit (ts, actor, action, target, detail, outcome) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    ns(record.ts),
-                    record.actor,
-                    record.action,
-                    record.target,
-                    record.detail,
-                    record.outcome
-                ])
-            })
-            .map(|_| ())
-            .map_err(self.err())
+    /// Appends `records` to the audit log, in one transaction (a feed's
+    /// million entries expiring at once is one write).
+    pub fn audit(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO audit (ts, actor, action, target, detail, outcome) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(err)?;
+            for r in records {
+                insert
+                    .execute(params![
+                        ns(r.ts),
+                        r.actor,
+                        r.action,
+                        r.target,
+                        r.detail,
+                        r.outcome
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     /// Audit records at or after `since` (Unix nanoseconds), oldest first,
@@ -819,12 +830,14 @@ mod tests {
             detail: "ttl 1h".into(),
             outcome: "ok".into(),
         };
-        store.audit(&record).unwrap();
         store
-            .audit(&AuditRecord {
-                ts: 20,
-                ..record.clone()
-            })
+            .audit(&[
+                record.clone(),
+                AuditRecord {
+                    ts: 20,
+                    ..record.clone()
+                },
+            ])
             .unwrap();
         assert_eq!(store.audit_log(0, 10).unwrap().len(), 2);
         assert_eq!(store.audit_log(15, 10).unwrap()[0].ts, 20);
