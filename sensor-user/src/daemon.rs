@@ -188,9 +188,6 @@ impl Sensor {
         if let Some(d) = &mut self.detection {
             if let Some(live) = d.engine.incidents.get(id) {
                 step.check(live)?;
-                if step.closes() {
-                    d.close(id);
-                }
                 d.record(id, now, |i| step.apply(i, actor, now));
                 let view = d.engine.incidents.get(id).map(|i| self.observer.view(i));
                 self.persist();

@@ -757,11 +757,6 @@ impl Detection {
         true
     }
 
-    /// Ends a live incident's activity: evidence opens a new one.
-    pub fn close(&mut self, id: u64) {
-        self.engine.incidents.close(id);
-    }
-
     /// Alerts about an incident the engine no longer holds (closed and
     /// forgotten), changed by an operator.
     pub fn alert_stored(&mut self, incident: &Incident, now: Nanos) {

@@ -742,7 +742,7 @@ mod tests {
         assert_eq!(open[0].detectors.iter().next(), Some(&"scan.vertical"));
         let mut restored = Incidents::default();
         restored.restore(open, store.last_incident_id().unwrap());
-        restored.close(id);
+        restored.get_mut(id).unwrap().status = "closed";
         let next = restored
             .add(Evidence {
                 host: "10.10.0.11".parse().unwrap(),

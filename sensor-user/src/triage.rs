@@ -73,11 +73,6 @@ impl Step {
             },
         }
     }
-
-    /// Whether the step ends the incident's activity.
-    pub fn closes(&self) -> bool {
-        matches!(self, Step::Triage(TriageStep::Close, _))
-    }
 }
 
 /// A note goes into alerts and terminals: printable text only, bounded.

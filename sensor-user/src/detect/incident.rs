@@ -402,18 +402,6 @@ impl Incidents {
         self.incidents.sort_by_key(|i| i.id);
         self.trim();
     }
-
-    /// Ends an incident's activity (an operator closed it): evidence about
-    /// its host opens a new one. Returns whether it was open.
-    pub fn close(&mut self, id: u64) -> bool {
-        match self.get_mut(id) {
-            Some(i) if i.is_open() => {
-                i.status = "closed";
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
 #[cfg(test)]
