@@ -18,6 +18,7 @@ pub mod datapath;
 pub mod detect;
 pub mod detection;
 pub mod enforcer;
+pub mod feeds;
 pub mod listen;
 pub mod metrics;
 pub mod nets;

@@ -8,58 +8,50 @@ use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use serde_json::json;
 
-use super::{parse_cidr, Cli};
+use super::Cli;
 use crate::{
     control::{Request, BLOCK_CHUNK},
     enforcer::range_problem,
+    feeds::format::{self, Format},
 };
 
 /// Bad lines reported before giving up on a file.
 const MAX_REPORTED: usize = 10;
 
-/// The ranges in a feed: one CIDR or address per line, blank lines and
-/// `#` comments ignored, duplicates dropped. Any bad line fails the whole
-/// file, with the first `MAX_REPORTED` named by line number.
+/// The ranges in a feed, in any format `feeds::format` reads (plain and
+/// CIDR lists, Spamhaus DROP, DShield, FireHOL, abuse.ch CSV and JSON).
+/// Any entry that cannot be blocked fails the whole file, with the first
+/// few named: an operator's file is checked whole before anything changes.
 pub fn parse_feed(text: &str) -> Result<Vec<IpNet>, String> {
-    let mut nets = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut bad = Vec::new();
-    let mut bad_count = 0;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let problem = match parse_cidr(line) {
-            Err(e) => Some(e),
-            Ok(net) => match range_problem(net) {
-                Some(problem) => Some(format!("{net} {problem}")),
-                None => {
-                    if seen.insert(net) {
-                        nets.push(net);
-                    }
-                    None
-                }
-            },
-        };
-        if let Some(problem) = problem {
+    let entries = format::parse(text, Format::Auto).map_err(|e| e.to_string())?;
+    let mut bad = entries.skipped.first.clone();
+    let mut bad_count = entries.skipped.count;
+    for net in &entries.nets {
+        if let Some(problem) = range_problem(*net) {
             bad_count += 1;
             if bad.len() < MAX_REPORTED {
-                bad.push(format!("line {}: {problem}", n + 1));
+                bad.push(format!("{net} {problem}"));
             }
         }
     }
-    if bad_count > 0 {
-        let more = bad_count - bad.len();
-        let mut message = bad.join("\n");
-        if more > 0 {
-            message.push_str(&format!("\n... and {more} more bad lines"));
-        }
-        return Err(format!(
-            "{bad_count} bad line(s), nothing was blocked:\n{message}"
+    let names = entries.domains.len() + entries.fingerprints.len();
+    if names > 0 {
+        bad_count += names;
+        bad.push(format!(
+            "{names} domain(s) or fingerprint(s), which the datapath cannot block (a feed with action = \"alert\" watches for them)"
         ));
     }
-    Ok(nets)
+    if bad_count > 0 {
+        let more = bad_count.saturating_sub(bad.len());
+        let mut message = bad.join("\n");
+        if more > 0 {
+            message.push_str(&format!("\n... and {more} more bad entries"));
+        }
+        return Err(format!(
+            "{bad_count} bad entries, nothing was blocked:\n{message}"
+        ));
+    }
+    Ok(entries.nets)
 }
 
 pub fn run(cli: &Cli, path: &Path, ttl: Option<Duration>, reason: Option<String>) -> Result<()> {
@@ -120,26 +112,30 @@ mod tests {
     }
 
     #[test]
-    fn bad_lines_are_named_and_fail_the_whole_file() {
+    fn bad_entries_are_named_and_fail_the_whole_file() {
         let e = parse_feed("198.51.100.0/24\nnot-an-ip\n198.51.100.7/24\n0.0.0.0/0\n").unwrap_err();
-        assert!(e.starts_with("3 bad line(s), nothing was blocked"), "{e}");
-        assert!(
-            e.contains("line 2: \"not-an-ip\" is not an address or a CIDR"),
-            "{e}"
-        );
+        assert!(e.starts_with("3 bad entries, nothing was blocked"), "{e}");
+        assert!(e.contains("line 2: \"not-an-ip\" is not an address"), "{e}");
         assert!(
             e.contains(
                 "line 3: \"198.51.100.7/24\" has host bits set; did you mean 198.51.100.0/24?"
             ),
             "{e}"
         );
-        assert!(
-            e.contains("line 4: 0.0.0.0/0 would block every address"),
-            "{e}"
-        );
+        assert!(e.contains("0.0.0.0/0 would block every address"), "{e}");
+        let e = parse_feed("evil.example\n198.51.100.0/24\n").unwrap_err();
+        assert!(e.contains("1 domain(s)"), "{e}");
         let many: String = (0..25).map(|i| format!("bad{i}\n")).collect();
         assert!(parse_feed(&many)
             .unwrap_err()
-            .ends_with("... and 15 more bad lines"));
+            .ends_with("... and 20 more bad entries"));
+    }
+
+    #[test]
+    fn published_formats_load() {
+        let drop = "; Spamhaus DROP List\n198.51.100.0/24 ; SBL1\n";
+        assert_eq!(parse_feed(drop).unwrap().len(), 1);
+        let feodo = "# \"first_seen_utc\",\"dst_ip\",\"dst_port\",\"c2_status\",\"last_online\",\"malware\"\n\"2026-01-17 07:30:05\",\"198.51.100.32\",\"4643\",\"online\",\"2026-11-29\",\"Dridex\"\n";
+        assert_eq!(parse_feed(feodo).unwrap().len(), 1);
     }
 }

@@ -14,28 +14,40 @@
 //!
 //! A prefix inside several blocked ranges is blocked while any of them is
 //! active, so its expiry is the latest of theirs (0, never, wins).
+//!
+//! The trie's entries are not mirrored here: what the trie holds for a
+//! prefix is `entry(prefix)`, so a change computes the entries it touches
+//! before and after, and reports those that differ. A million-range feed
+//! then costs one small key per range, not a copy of every entry.
 
-use std::collections::{BTreeMap, BTreeSet};
+#[cfg(test)]
+use std::collections::BTreeMap;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use sensor_common::{
     AddressInfo, BlockValue, SummaryV4, ADDRESS_BLOCKED, ADDRESS_ISOLATED, ADDRESS_IS_BLOCK,
     ADDRESS_IS_SEGMENT,
 };
 
-use super::summary::{self, Summaries};
+use super::{
+    prefix_map::PrefixMap,
+    summary::{self, Summaries},
+};
 
 #[derive(Debug, Default, Clone)]
 pub struct AddressTable {
-    segments: BTreeMap<IpNet, u32>,
+    segments: PrefixMap<u32>,
     /// Blocked range -> its own expiry (`CLOCK_BOOTTIME` ns, 0 = never).
-    blocks: BTreeMap<IpNet, u64>,
+    blocks: PrefixMap<u64>,
     /// Isolated host (a whole-length prefix) -> its expiry.
-    isolated: BTreeMap<IpNet, u64>,
-    /// What the trie holds (hits aside): one entry per prefix of any kind.
-    entries: BTreeMap<IpNet, AddressInfo>,
+    isolated: PrefixMap<u64>,
+    /// Entries in the trie: prefixes of any kind, each counted once.
+    len: usize,
     /// The IPv4 fast path's per-/16 summaries of all of the above.
     summaries: Summaries,
+    /// The trie as the reported changes leave it, for the tests to read.
+    #[cfg(test)]
+    trie: BTreeMap<IpNet, AddressInfo>,
 }
 
 /// A prefix whose trie entry must be rewritten (or removed when `want` is
@@ -49,29 +61,6 @@ pub struct Change {
     pub existed: bool,
 }
 
-/// Every prefix of `net`'s family that contains it, longest first.
-fn supernets(net: IpNet) -> impl Iterator<Item = IpNet> {
-    (0..=net.prefix_len()).rev().map(move |len| {
-        IpNet::new(net.network(), len)
-            .expect("shorter prefix")
-            .trunc()
-    })
-}
-
-/// The range of keys a BTreeMap holds for the prefixes inside `net`.
-fn within_bounds(net: IpNet) -> (IpNet, IpNet) {
-    match net {
-        IpNet::V4(n) => (
-            IpNet::V4(Ipv4Net::new(n.network(), 0).unwrap()),
-            IpNet::V4(Ipv4Net::new(n.broadcast(), 32).unwrap()),
-        ),
-        IpNet::V6(n) => (
-            IpNet::V6(Ipv6Net::new(n.network(), 0).unwrap()),
-            IpNet::V6(Ipv6Net::new(n.broadcast(), 128).unwrap()),
-        ),
-    }
-}
-
 /// Two expiries of blocks that both cover a prefix: it stays blocked until
 /// the later one (0, never, wins).
 fn later(a: u64, b: u64) -> u64 {
@@ -82,32 +71,43 @@ fn later(a: u64, b: u64) -> u64 {
     }
 }
 
+/// Ranges merged into the table per pass of a bulk change (`insert_blocks`):
+/// bounds what the pass holds besides the table.
+const BULK_CHUNK: usize = 1 << 16;
+
 impl AddressTable {
     pub fn segment_of(&self, prefix: IpNet) -> u32 {
-        supernets(prefix)
-            .find_map(|p| self.segments.get(&p).copied())
-            .unwrap_or(0)
+        self.segments
+            .containing(prefix)
+            .next()
+            .map_or(0, |(_, id)| id)
     }
 
     /// The longest blocked range containing `prefix`, if any.
     pub fn longest_block(&self, prefix: IpNet) -> Option<IpNet> {
-        supernets(prefix).find(|p| self.blocks.contains_key(p))
+        self.blocks.containing(prefix).next().map(|(p, _)| p)
     }
 
-    /// What the trie must hold for `prefix` (hits left at 0), computed from
-    /// the segments and blocks.
+    fn is_key(&self, prefix: &IpNet) -> bool {
+        self.blocks.contains(prefix)
+            || self.segments.contains(prefix)
+            || self.isolated.contains(prefix)
+    }
+
+    /// What the trie holds for `prefix` (hits left at 0), computed from
+    /// the segments, blocks and isolations.
     pub fn entry(&self, prefix: IpNet) -> Option<AddressInfo> {
-        let is_block = self.blocks.contains_key(&prefix);
-        let is_segment = self.segments.contains_key(&prefix);
+        let own_block = self.blocks.get(&prefix);
+        let is_segment = self.segments.contains(&prefix);
         let isolation = self.isolated.get(&prefix);
-        if !is_block && !is_segment && isolation.is_none() {
+        if own_block.is_none() && !is_segment && isolation.is_none() {
             return None;
         }
         let mut info = AddressInfo {
             segment: self.segment_of(prefix),
             ..Default::default()
         };
-        if is_block {
+        if own_block.is_some() {
             info.flags |= ADDRESS_IS_BLOCK;
         }
         if is_segment {
@@ -116,13 +116,15 @@ impl AddressTable {
         if let Some(expires_at_ns) = isolation {
             info.flags |= ADDRESS_ISOLATED;
             info.isolation = BlockValue {
-                expires_at_ns: *expires_at_ns,
+                expires_at_ns,
                 hits: 0,
             };
         }
-        let expiry = supernets(prefix)
-            .filter_map(|p| self.blocks.get(&p).copied())
-            .reduce(later);
+        // A permanent block of its own is the answer: never outlasts it.
+        let expiry = match own_block {
+            Some(0) => Some(0),
+            _ => self.blocks.containing(prefix).map(|(_, e)| e).reduce(later),
+        };
         if let Some(expires_at_ns) = expiry {
             info.flags |= ADDRESS_BLOCKED;
             info.block = BlockValue {
@@ -133,150 +135,171 @@ impl AddressTable {
         Some(info)
     }
 
-    /// Every prefix in the trie that lies inside `net` (itself included).
+    /// Every prefix in the trie that lies inside `net` (itself included),
+    /// in order.
     pub fn prefixes_within(&self, net: IpNet) -> Vec<IpNet> {
-        let (lo, hi) = within_bounds(net);
-        self.entries
-            .range(lo..=hi)
-            .map(|(p, _)| *p)
-            .filter(|p| p.prefix_len() >= net.prefix_len())
-            .collect()
+        let mut found: Vec<IpNet> = self.blocks.within(net).map(|(p, _)| p).collect();
+        found.extend(self.segments.within(net).map(|(p, _)| p));
+        found.extend(self.isolated.within(net).map(|(p, _)| p));
+        found.sort_unstable();
+        found.dedup();
+        found
     }
 
-    /// Records `want` for `prefix`; a `Change` if that differs from the trie.
-    fn settle(&mut self, prefix: IpNet, want: Option<AddressInfo>) -> Option<Change> {
-        let was = match want {
-            Some(info) => self.entries.insert(prefix, info),
-            None => self.entries.remove(&prefix),
-        };
-        (want != was).then_some(Change {
-            prefix,
-            want,
-            existed: was.is_some(),
-        })
+    /// Runs `change` and reports how the entries of `scope` (every prefix
+    /// whose entry it can alter) moved.
+    fn changing(&mut self, mut scope: Vec<IpNet>, change: impl FnOnce(&mut Self)) -> Vec<Change> {
+        scope.sort_unstable();
+        scope.dedup();
+        let before: Vec<Option<AddressInfo>> = scope.iter().map(|p| self.entry(*p)).collect();
+        change(self);
+        let mut changes = Vec::new();
+        for (prefix, was) in scope.into_iter().zip(before) {
+            let want = self.entry(prefix);
+            if want == was {
+                continue;
+            }
+            match (was.is_some(), want.is_some()) {
+                (false, true) => self.len += 1,
+                (true, false) => self.len -= 1,
+                _ => {}
+            }
+            #[cfg(test)]
+            {
+                assert_eq!(self.trie.contains_key(&prefix), was.is_some(), "{prefix}");
+                match want {
+                    Some(info) => self.trie.insert(prefix, info),
+                    None => self.trie.remove(&prefix),
+                };
+            }
+            changes.push(Change {
+                prefix,
+                want,
+                existed: was.is_some(),
+            });
+        }
+        changes
     }
 
-    /// Recomputes every entry inside `net` (after a change that can lower
-    /// or remove what they carry).
-    fn recompute_within(&mut self, net: IpNet, extra: &[IpNet]) -> Vec<Change> {
-        let mut prefixes: BTreeSet<IpNet> = self.prefixes_within(net).into_iter().collect();
-        prefixes.extend(extra.iter().copied());
-        prefixes
-            .into_iter()
-            .filter_map(|p| {
-                let want = self.entry(p);
-                self.settle(p, want)
-            })
-            .collect()
+    /// The prefixes a change of the block or segment on `net` can alter.
+    fn scope_of(&self, net: IpNet) -> Vec<IpNet> {
+        let mut scope = self.prefixes_within(net);
+        scope.push(net);
+        scope
     }
 
     pub fn insert_block(&mut self, net: IpNet, expires_at_ns: u64) -> Vec<Change> {
-        let previous = self.blocks.insert(net, expires_at_ns);
-        if previous.is_none() {
-            self.summaries.count(net, true, 1);
+        if self.blocks.get(&net) == Some(expires_at_ns) {
+            return Vec::new();
         }
-        match previous {
-            Some(old) if old == expires_at_ns => return Vec::new(),
-            // An earlier expiry can shorten what the prefixes inside carry.
-            Some(old) if later(old, expires_at_ns) == old => {
-                return self.recompute_within(net, &[net])
+        let scope = self.scope_of(net);
+        self.changing(scope, |t| {
+            if t.blocks.insert(net, expires_at_ns).is_none() {
+                t.summaries.count(net, true, 1);
             }
-            // New, or lasting longer: merge it in below.
-            _ => {}
-        }
-        let mut changes: Vec<Change> = self.settle(net, self.entry(net)).into_iter().collect();
-        // Everything inside is now covered by this block too: merge it in
-        // without recomputing each entry from scratch (blocks nest deeply).
-        let inside: Vec<(IpNet, AddressInfo)> = self
-            .prefixes_within(net)
-            .into_iter()
-            .filter(|p| *p != net)
-            .map(|p| (p, self.entries[&p]))
-            .collect();
-        for (prefix, old) in inside {
-            let mut info = old;
-            info.block.expires_at_ns = if old.flags & ADDRESS_BLOCKED != 0 {
-                later(old.block.expires_at_ns, expires_at_ns)
-            } else {
-                expires_at_ns
-            };
-            info.flags |= ADDRESS_BLOCKED;
-            changes.extend(self.settle(prefix, Some(info)));
+        })
+    }
+
+    /// Blocks many ranges at once (`(range, expiry)`, any order): the same
+    /// changes as one `insert_block` each, merged into the table a chunk at
+    /// a time.
+    pub fn insert_blocks(&mut self, mut nets: Vec<(IpNet, u64)>) -> Vec<Change> {
+        nets.sort_unstable_by_key(|(n, _)| *n);
+        nets.dedup_by_key(|(n, _)| *n);
+        let mut changes = Vec::new();
+        for chunk in nets.chunks(BULK_CHUNK) {
+            let (new, known): (Vec<_>, Vec<_>) =
+                chunk.iter().partition(|(n, _)| !self.blocks.contains(n));
+            for (net, expiry) in known {
+                changes.extend(self.insert_block(net, expiry));
+            }
+            let mut scope = Vec::with_capacity(new.len());
+            for (net, _) in &new {
+                scope.extend(self.scope_of(*net));
+            }
+            changes.extend(self.changing(scope, |t| {
+                for (net, _) in &new {
+                    t.summaries.count(*net, true, 1);
+                }
+                t.blocks.extend_new(new);
+            }));
         }
         changes
     }
 
     pub fn remove_block(&mut self, net: IpNet) -> Vec<Change> {
-        if self.blocks.remove(&net).is_none() {
+        if !self.blocks.contains(&net) {
             return Vec::new();
         }
-        self.summaries.count(net, true, -1);
-        self.recompute_within(net, &[])
+        let scope = self.scope_of(net);
+        self.changing(scope, |t| {
+            t.blocks.remove(&net);
+            t.summaries.count(net, true, -1);
+        })
     }
 
     /// Isolates a host (`host` is a whole-length prefix).
     pub fn insert_isolation(&mut self, host: IpNet, expires_at_ns: u64) -> Vec<Change> {
-        if self.isolated.insert(host, expires_at_ns).is_none() {
-            self.summaries.count(host, false, 1);
-        }
-        self.settle(host, self.entry(host)).into_iter().collect()
+        self.changing(vec![host], |t| {
+            if t.isolated.insert(host, expires_at_ns).is_none() {
+                t.summaries.count(host, false, 1);
+            }
+        })
     }
 
     pub fn remove_isolation(&mut self, host: IpNet) -> Vec<Change> {
-        if self.isolated.remove(&host).is_none() {
+        if !self.isolated.contains(&host) {
             return Vec::new();
         }
-        self.summaries.count(host, false, -1);
-        self.settle(host, self.entry(host)).into_iter().collect()
+        self.changing(vec![host], |t| {
+            t.isolated.remove(&host);
+            t.summaries.count(host, false, -1);
+        })
     }
 
     pub fn isolation(&self, host: IpNet) -> Option<u64> {
-        self.isolated.get(&host).copied()
+        self.isolated.get(&host)
     }
 
     pub fn isolated_hosts(&self) -> impl Iterator<Item = (IpNet, u64)> + '_ {
-        self.isolated.iter().map(|(n, e)| (*n, *e))
+        self.isolated.iter()
     }
 
     pub fn is_block(&self, net: IpNet) -> bool {
-        self.blocks.contains_key(&net)
+        self.blocks.contains(&net)
     }
 
     pub fn blocks(&self) -> impl Iterator<Item = (IpNet, u64)> + '_ {
-        self.blocks.iter().map(|(n, e)| (*n, *e))
+        self.blocks.iter()
     }
 
     /// Replaces the segment ranges; returns every entry to rewrite.
     pub fn set_segments(&mut self, segments: &[(IpNet, u32)]) -> Vec<Change> {
-        let mut scope: Vec<IpNet> = self.segments.keys().copied().collect();
-        scope.extend(segments.iter().map(|(n, _)| *n));
-        for net in self.segments.keys() {
-            self.summaries.count(*net, false, -1);
+        let mut scope = Vec::new();
+        for (net, _) in self.segments.iter().chain(segments.iter().copied()) {
+            scope.extend(self.scope_of(net));
         }
-        self.segments = segments.iter().copied().collect();
-        for net in self.segments.keys() {
-            self.summaries.count(*net, false, 1);
-        }
-        // The segment of whole /16s may have moved anywhere.
-        self.summaries.mark_all_dirty();
-        let mut changes = Vec::new();
-        let mut done = BTreeSet::new();
-        for net in scope {
-            for prefix in self.prefixes_within(net).into_iter().chain([net]) {
-                if done.insert(prefix) {
-                    let want = self.entry(prefix);
-                    changes.extend(self.settle(prefix, want));
+        self.changing(scope, |t| {
+            let old: Vec<IpNet> = t.segments.iter().map(|(n, _)| n).collect();
+            for net in old {
+                t.summaries.count(net, false, -1);
+                t.segments.remove(&net);
+            }
+            for (net, id) in segments {
+                if t.segments.insert(*net, *id).is_none() {
+                    t.summaries.count(*net, false, 1);
                 }
             }
-        }
-        changes
+            // The segment of whole /16s may have moved anywhere.
+            t.summaries.mark_all_dirty();
+        })
     }
 
     /// Rebuilds the table from what a trie holds (adoption after a restart):
     /// the entries flagged as blocks are blocks, with the expiry they carry.
     pub fn from_entries(entries: impl IntoIterator<Item = (IpNet, AddressInfo)>) -> AddressTable {
         let mut table = AddressTable::default();
-        for (prefix, mut info) in entries {
+        for (prefix, info) in entries {
             if info.flags & ADDRESS_IS_BLOCK != 0 {
                 table.blocks.insert(prefix, info.block.expires_at_ns);
                 table.summaries.count(prefix, true, 1);
@@ -289,9 +312,16 @@ impl AddressTable {
                 table.isolated.insert(prefix, info.isolation.expires_at_ns);
                 table.summaries.count(prefix, false, 1);
             }
-            info.block.hits = 0;
-            info.isolation.hits = 0;
-            table.entries.insert(prefix, info);
+            if table.is_key(&prefix) {
+                table.len += 1;
+                #[cfg(test)]
+                {
+                    let mut stored = info;
+                    stored.block.hits = 0;
+                    stored.isolation.hits = 0;
+                    table.trie.insert(prefix, stored);
+                }
+            }
         }
         table.summaries.mark_all_dirty();
         table
@@ -311,7 +341,7 @@ impl AddressTable {
 
     /// A blocked range's own expiry, if it is one.
     pub fn block_expiry(&self, net: IpNet) -> Option<u64> {
-        self.blocks.get(&net).copied()
+        self.blocks.get(&net)
     }
 
     /// The prefixes whose hits belong to the blocked range `net`: those
@@ -325,23 +355,31 @@ impl AddressTable {
 
     /// Entries in the trie.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
-    /// What the trie holds for `prefix` (hits aside), after the changes so
-    /// far were applied.
+    /// What the reported changes left in the trie for `prefix`.
+    #[cfg(test)]
     pub fn stored(&self, prefix: &IpNet) -> Option<AddressInfo> {
-        self.entries.get(prefix).copied()
+        self.trie.get(prefix).copied()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipnet::Ipv4Net;
+
+    /// Every prefix of `net`'s family that contains it, longest first.
+    fn supernets(net: IpNet) -> impl Iterator<Item = IpNet> {
+        (0..=net.prefix_len())
+            .rev()
+            .map(move |len| IpNet::new(net.network(), len).unwrap().trunc())
+    }
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
@@ -688,7 +726,7 @@ mod tests {
             assert!(written[&SummaryV4::index(&b)].answers(b[2]), "{addr}");
         }
         // A table rebuilt from the trie (adoption) summarises the same.
-        let mut back = AddressTable::from_entries(t.entries.clone());
+        let mut back = AddressTable::from_entries(t.trie.clone());
         let mut rebuilt = BTreeMap::new();
         rebuilt.extend(back.take_v4_summaries());
         assert_eq!(rebuilt, written);

@@ -4,6 +4,7 @@
 mod address_table;
 mod maps;
 mod objects;
+mod prefix_map;
 mod summary;
 
 use std::{

@@ -1,14 +1,14 @@
 //! Threat intelligence: contact with an address, a range or a domain on a
 //! configured list.
 //!
-//! Lists are text files, one entry a line, `#` starts a comment. A line is
-//! an address or CIDR (`198.51.100.7`, `198.51.100.0/24`), a domain
-//! (`evil.example`, which also matches its sub-domains), or a hosts-file line
-//! (`0.0.0.0 evil.example`, whose address part is ignored), or a TLS
-//! client fingerprint, alone or as the first field of a CSV line: a JA3
-//! hash (32 hex digits, as abuse.ch's SSLBL publishes them) or a JA4
+//! Lists are read by `crate::feeds::format`, in any format it knows (plain
+//! and CIDR lists, hosts files, Spamhaus DROP, DShield, FireHOL, abuse.ch
+//! CSV and JSON): an address or CIDR, a domain (`evil.example`, which also
+//! matches its sub-domains) or a TLS client fingerprint: a JA3 hash (32 hex
+//! digits, as abuse.ch's SSLBL publishes them) or a JA4
 //! (`t13d1516h2_8daaf6152771_e5627efa2ab1`, as FoxIO's JA4+ database
-//! does).
+//! does). They come from `[detection.intel] files` and from feeds whose
+//! action is `alert`.
 //!
 //! A listed domain counts wherever the client names it: in a DNS query, a
 //! TLS server name (SNI) or an HTTP Host header, so a host that skips DNS
@@ -27,6 +27,8 @@ use std::{
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::feeds::format::{self, Entries, Format, FormatError, Skipped};
 
 use super::{
     dns,
@@ -54,39 +56,31 @@ pub struct IntelLists {
 }
 
 impl IntelLists {
-    pub fn parse(&mut self, text: &str) {
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            let field = line.split([',', ' ', '\t']).next().unwrap_or("");
-            let ja3 = field.len() == 32 && field.bytes().all(|b| b.is_ascii_hexdigit());
-            if ja3 || is_ja4(field) {
-                self.fingerprints.insert(field.to_ascii_lowercase());
-                self.entries += 1;
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            let (Some(first), second) = (words.next(), words.next()) else {
-                continue;
-            };
-            let entry = second.unwrap_or(first);
-            if second.is_none() {
-                if let Some(net) = first
-                    .parse::<IpNet>()
-                    .ok()
-                    .or_else(|| first.parse::<IpAddr>().ok().map(IpNet::from))
-                {
-                    self.nets
-                        .entry(net.prefix_len())
-                        .or_default()
-                        .insert(net.trunc());
-                    self.entries += 1;
-                    continue;
-                }
-            }
-            if self.domains.insert(entry) {
+    /// Adds what `text` lists, read as `crate::feeds::format` reads it
+    /// (the format as it looks); returns the entries that could not be used.
+    pub fn parse(&mut self, text: &str) -> Result<Skipped, FormatError> {
+        let entries = format::parse(text, Format::Auto)?;
+        self.add(entries)
+    }
+
+    /// Adds a feed's entries.
+    pub fn add(&mut self, entries: Entries) -> Result<Skipped, FormatError> {
+        for net in entries.nets {
+            if self.nets.entry(net.prefix_len()).or_default().insert(net) {
                 self.entries += 1;
             }
         }
+        for domain in &entries.domains {
+            if self.domains.insert(domain) {
+                self.entries += 1;
+            }
+        }
+        for fingerprint in entries.fingerprints {
+            if self.fingerprints.insert(fingerprint) {
+                self.entries += 1;
+            }
+        }
+        Ok(entries.skipped)
     }
 
     pub fn load(paths: &[PathBuf]) -> Result<IntelLists> {
@@ -100,7 +94,17 @@ impl IntelLists {
     fn parse_file(&mut self, path: &Path) -> Result<()> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading intel list {}", path.display()))?;
-        self.parse(&text);
+        let skipped = self
+            .parse(&text)
+            .with_context(|| format!("reading intel list {}", path.display()))?;
+        if skipped.count > 0 {
+            log::warn!(
+                "intel list {}: {} entries skipped, first: {}",
+                path.display(),
+                skipped.count,
+                skipped.first.join("; ")
+            );
+        }
         Ok(())
     }
 
@@ -252,20 +256,6 @@ impl IntelDetector {
     }
 }
 
-/// A JA4 TLS client fingerprint: `t13d1516h2_8daaf6152771_e5627efa2ab1`,
-/// the transport, version, SNI, counts and ALPN, then two 12-digit
-/// hashes.
-fn is_ja4(field: &str) -> bool {
-    let b = field.as_bytes();
-    b.len() == 36
-        && matches!(b[0], b't' | b'q' | b'd')
-        && matches!(b[3], b'd' | b'i')
-        && b[4..8].iter().all(u8::is_ascii_digit)
-        && b[10] == b'_'
-        && b[23] == b'_'
-        && b[11..23].iter().chain(&b[24..]).all(u8::is_ascii_hexdigit)
-}
-
 /// A listed TLS client fingerprint's weight: a weak signal, the strongest of them
 /// (a listed library is more telling than a missing name).
 pub const FINGERPRINT_WEIGHT: u8 = 35;
@@ -299,7 +289,7 @@ mod tests {
     #[test]
     fn parses_the_three_formats() {
         let mut l = IntelLists::default();
-        l.parse(LIST);
+        l.parse(LIST).unwrap();
         assert_eq!(l.entries, 6);
         assert!(l.listed_fingerprint("ada70206e40642a3e4461f35503241d5"));
         assert!(l.listed_fingerprint("t13d1516h2_8daaf6152771_e5627efa2ab1"));
@@ -326,7 +316,7 @@ mod tests {
     #[test]
     fn contact_with_a_listed_address_is_reported_once() {
         let mut l = IntelLists::default();
-        l.parse(LIST);
+        l.parse(LIST).unwrap();
         let mut d = IntelDetector::new(l);
         let e = Event {
             ts: 1,
@@ -351,7 +341,7 @@ mod tests {
     #[test]
     fn an_answer_for_a_listed_domain_names_its_addresses_as_peers() {
         let mut l = IntelLists::default();
-        l.parse(LIST);
+        l.parse(LIST).unwrap();
         let mut d = IntelDetector::new(l);
         let addrs = [
             "198.18.0.66".parse().unwrap(),
@@ -389,7 +379,7 @@ mod tests {
     #[test]
     fn a_listed_domain_in_a_tls_server_name_or_http_host_is_a_hit() {
         let mut l = IntelLists::default();
-        l.parse(LIST);
+        l.parse(LIST).unwrap();
         let mut d = IntelDetector::new(l);
         let opening = |payload: Vec<u8>| Event {
             ts: 1,
@@ -431,7 +421,7 @@ mod tests {
         };
         for (listed, kind) in [(ja4, "JA4"), (ja3, "JA3")] {
             let mut l = IntelLists::default();
-            l.parse(&format!("{listed},a RAT's library\n"));
+            l.parse(&format!("{listed},a RAT's library\n")).unwrap();
             let mut out = Vec::new();
             IntelDetector::new(l).observe(&opening, None, (true, false), &mut out);
             assert_eq!(out.len(), 1, "{out:?}");
