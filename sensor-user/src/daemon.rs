@@ -98,7 +98,7 @@ impl Sensor {
             .maps
             .set_monitor(config.mode == Mode::Monitor)
             .context("settings map")?;
-        let enforcer = Enforcer::open(&mut datapath.maps, &config.state_file)?;
+        let enforcer = Enforcer::open(&mut datapath.maps, &config.state_file, Vec::new())?;
         let bindings = load_bindings(&mut datapath.maps, &config)?;
         let mut store = Store::open(&config.incident_database())?;
         let config_observer = config.alerts.observer_name.clone();

@@ -5,6 +5,11 @@
 //! its record is written leaves it in the pinned maps, which the next start
 //! adopts; a removal goes to the state file first, so a crash leaves the
 //! entry in the maps, adopted again.
+//!
+//! Feeds (`crate::feeds`) block ranges too, as units kept apart from the
+//! records: a range is blocked while any feed lists it or a record holds
+//! it, and permanently while a feed lists it. A feed's ranges are not
+//! written to the state file: the feed's own cached copy is its record.
 
 use std::{
     collections::BTreeMap,
@@ -21,6 +26,7 @@ use serde::Serialize;
 use crate::{
     clock,
     datapath::Maps,
+    feeds::{ranges::Diff, Ranges},
     state::{self, Entry, Kind, StateError},
 };
 
@@ -66,6 +72,8 @@ pub struct Counts {
     pub state_unsaved: bool,
     /// Entries found in the maps without a record at start (`ADOPTED`).
     pub adopted: usize,
+    /// Ranges the feeds list (a range two feeds list counts twice).
+    pub feed_ranges: usize,
 }
 
 /// Who asks for an isolation or a block.
@@ -88,6 +96,8 @@ pub const ADOPTED: &str = "adopted";
 
 pub struct Enforcer {
     entries: BTreeMap<(Kind, IpNet), Entry>,
+    /// Each feed's ranges, by feed name.
+    feeds: BTreeMap<String, Ranges>,
     state_file: PathBuf,
     /// The maps hold changes the state file does not yet (its last write
     /// failed: a full disk); `retry_save` writes them.
@@ -179,10 +189,17 @@ impl Enforcer {
     /// Loads the state file and makes the maps agree with it: recorded
     /// entries are (re-)applied, expired ones dropped, and entries found in
     /// the maps without a record are adopted so none is lost.
-    pub fn open(maps: &mut Maps, state_file: &Path) -> Result<Enforcer, EnforceError> {
+    /// `feeds` are the feeds' ranges as last applied (their cached
+    /// copies): applied first, so their ranges are not adopted.
+    pub fn open(
+        maps: &mut Maps,
+        state_file: &Path,
+        feeds: Vec<(String, Ranges)>,
+    ) -> Result<Enforcer, EnforceError> {
         let now = clock::unix_now();
         let mut enforcer = Enforcer {
             entries: BTreeMap::new(),
+            feeds: BTreeMap::new(),
             state_file: state_file.to_owned(),
             unsaved: false,
             state_write_failures: 0,
@@ -205,6 +222,9 @@ impl Enforcer {
                 }
             }
             enforcer.entries.insert((entry.kind, entry.target), entry);
+        }
+        for (name, ranges) in feeds {
+            enforcer.set_feed(maps, &name, ranges)?;
         }
         let records: Vec<Entry> = enforcer.entries.values().cloned().collect();
         for entry in &records {
@@ -248,7 +268,9 @@ impl Enforcer {
             .collect();
         let mut adopted = 0;
         for (kind, target, expires) in found {
-            if self.entries.contains_key(&(kind, target)) {
+            if self.entries.contains_key(&(kind, target))
+                || kind == Kind::Block && self.in_feed(&target)
+            {
                 continue;
             }
             warn!(
@@ -293,6 +315,10 @@ impl Enforcer {
     /// Takes an entry out of the maps: its address, and its MAC unless
     /// another isolation names it too (a host's IPv4 and IPv6 addresses).
     fn unapply(&self, maps: &mut Maps, entry: &Entry) -> Result<(), EnforceError> {
+        if entry.kind == Kind::Block && self.in_feed(&entry.target) {
+            // A feed lists it too: it stays blocked, permanently.
+            return Ok(());
+        }
         unapply_address(maps, entry.kind, entry.target)?;
         if let Some(mac) = entry.mac {
             let key = (entry.kind, entry.target);
@@ -310,8 +336,13 @@ impl Enforcer {
 
     /// Writes one entry into the maps, keeping its hit count if it is there.
     fn apply(&self, maps: &mut Maps, entry: &Entry) -> Result<(), EnforceError> {
+        let expires = match entry.kind == Kind::Block && self.in_feed(&entry.target) {
+            // A feed lists it: blocked for as long as it does.
+            true => None,
+            false => entry.expires,
+        };
         let expires_at_ns =
-            clock::expiry_to_boottime(entry.expires, clock::unix_now(), clock::boottime_ns());
+            clock::expiry_to_boottime(expires, clock::unix_now(), clock::boottime_ns());
         if let Some(mac) = entry.mac {
             let hits = maps.get_isolated_mac(mac).map_or(0, |v| v.hits);
             maps.set_isolated_mac(
@@ -561,6 +592,105 @@ impl Enforcer {
             .collect()
     }
 
+    /// Whether a feed lists exactly `net`.
+    pub fn in_feed(&self, net: &IpNet) -> bool {
+        self.feeds.values().any(|r| r.contains(net))
+    }
+
+    /// The feeds that list exactly `net`.
+    pub fn feeds_listing(&self, net: &IpNet) -> Vec<&str> {
+        self.feeds
+            .iter()
+            .filter(|(_, r)| r.contains(net))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    /// A feed's ranges as applied, if it is.
+    pub fn feed(&self, name: &str) -> Option<&Ranges> {
+        self.feeds.get(name)
+    }
+
+    /// Makes feed `name` list exactly `ranges`, as one unit: the ranges it
+    /// adds are blocked and those it drops lifted (unless another feed or a
+    /// record holds them), all or none; the state file is not touched.
+    pub fn set_feed(
+        &mut self,
+        maps: &mut Maps,
+        name: &str,
+        ranges: Ranges,
+    ) -> Result<Diff, EnforceError> {
+        let empty = Ranges::default();
+        let diff = self.feeds.get(name).unwrap_or(&empty).diff(&ranges);
+        for net in &diff.added {
+            check_range(*net)?;
+        }
+        let in_use = maps.blocked_count();
+        let limit = sensor_common::MAX_BLOCKED_RANGES as usize;
+        if in_use + diff.added.len() > limit {
+            return Err(EnforceError::Refused {
+                target: format!("feed {name}"),
+                problem: format!(
+                    "{} more blocked ranges would pass the datapath's {limit} ({in_use} in use); nothing changed",
+                    diff.added.len()
+                ),
+            });
+        }
+        let old = self.feeds.insert(name.to_string(), ranges);
+        if let Err(e) = self.apply_feed_diff(maps, &diff) {
+            warn!("feed {name} refused ({e}); undoing this change");
+            match old {
+                Some(old) => self.feeds.insert(name.to_string(), old),
+                None => self.feeds.remove(name),
+            };
+            let undo = Diff {
+                added: diff.removed.clone(),
+                removed: diff.added.clone(),
+            };
+            let _ = self.apply_feed_diff(maps, &undo);
+            return Err(e);
+        }
+        // Ranges adopted without a record that a feed now explains.
+        let before = self.entries.len();
+        let feeds = &self.feeds;
+        self.entries.retain(|(kind, target), entry| {
+            !(entry.origin == ADOPTED
+                && *kind == Kind::Block
+                && feeds.values().any(|r| r.contains(target)))
+        });
+        if self.entries.len() != before {
+            self.save();
+        }
+        Ok(diff)
+    }
+
+    /// Takes feed `name` out: the ranges only it listed are lifted.
+    pub fn retire_feed(&mut self, maps: &mut Maps, name: &str) -> Result<Diff, EnforceError> {
+        let diff = self.set_feed(maps, name, Ranges::default())?;
+        self.feeds.remove(name);
+        Ok(diff)
+    }
+
+    /// Applies a feed change, with the feed's new ranges already in place.
+    fn apply_feed_diff(&self, maps: &mut Maps, diff: &Diff) -> Result<(), EnforceError> {
+        let mut lift = Vec::new();
+        for net in &diff.removed {
+            if self.in_feed(net) {
+                continue;
+            }
+            match self.entries.get(&(Kind::Block, *net)) {
+                // Back to the record's own expiry.
+                Some(entry) => self.apply(maps, entry)?,
+                None => lift.push(*net),
+            }
+        }
+        maps.remove_blocked_many(&lift)
+            .map_err(map_err("blocked ranges"))?;
+        let added = diff.added.iter().map(|net| (*net, 0)).collect();
+        maps.set_blocked_many(added)
+            .map_err(map_err("blocked ranges"))
+    }
+
     pub fn counts(&self) -> Counts {
         let mut counts = Counts::default();
         for ((kind, target), entry) in &self.entries {
@@ -574,6 +704,7 @@ impl Enforcer {
                 (Kind::Block, IpNet::V6(_)) => counts.blocked_v6 += 1,
             }
         }
+        counts.feed_ranges = self.feeds.values().map(Ranges::len).sum();
         counts.state_write_failures = self.state_write_failures;
         counts.state_unsaved = self.unsaved;
         counts

@@ -8,6 +8,7 @@ use sensor_user::{
     config::Config,
     datapath::UNATTACHED_SLOT,
     enforcer::{Enforcer, Origin},
+    feeds::Ranges,
 };
 
 use crate::support::{
@@ -105,6 +106,96 @@ fn blocked_ranges_drop_by_longest_prefix() {
     assert_eq!(f.counted(Verdict::Drop, Reason::BlockedSource), 2);
 }
 
+/// A feed is one unit beside the records: a refresh blocks what it adds
+/// and lifts what it drops, except what a record or another feed still
+/// holds; a restart with the feeds' copies adopts none of their ranges; a
+/// range no copy explains is adopted (never lifted silently) until a feed
+/// lists it again; retiring a feed lifts what only it listed.
+#[test]
+fn feeds_block_as_units_beside_the_records() {
+    let mut f = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("state.json");
+    let ranges =
+        |list: &[&str]| Ranges::new(list.iter().map(|s| sensor_user::nets::parse(s).unwrap()));
+    let drop_v1 = || ranges(&["198.51.100.0/24", "203.0.113.7", "2001:db8:bad::/48"]);
+    let drop_v2 = || ranges(&["192.0.2.0/24", "2001:db8:bad::/48"]);
+    let c2 = || ranges(&["203.0.113.7"]);
+    let to = |f: &Fixture, dst: &str| {
+        let src = if dst.contains(':') {
+            "fd00:10::5"
+        } else {
+            "10.10.0.5"
+        };
+        f.verdict(&Packet::tcp(src, dst))
+    };
+    let mut enforcer = Enforcer::open(&mut f.dp.maps, &state_file, Vec::new()).unwrap();
+    let diff = enforcer
+        .set_feed(&mut f.dp.maps, "drop", drop_v1())
+        .unwrap();
+    assert_eq!((diff.added.len(), diff.removed.len()), (3, 0));
+    for dst in ["198.51.100.9", "203.0.113.7", "2001:db8:bad::1"] {
+        assert_eq!(to(&f, dst), XDP_DROP, "{dst}");
+    }
+    assert_eq!(to(&f, "192.0.2.1"), XDP_PASS);
+    // An operator's block for a minute on a feed's range: permanent while
+    // the feed lists it.
+    let op: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+    enforcer
+        .block(
+            &mut f.dp.maps,
+            op,
+            Some(std::time::Duration::from_secs(60)),
+            "op",
+            Origin::OPERATOR,
+        )
+        .unwrap();
+    assert_eq!(f.dp.maps.get_blocked(op).unwrap().expires_at_ns, 0);
+    enforcer.set_feed(&mut f.dp.maps, "c2", c2()).unwrap();
+    // The refresh drops two ranges that other sources hold, and adds one.
+    let diff = enforcer
+        .set_feed(&mut f.dp.maps, "drop", drop_v2())
+        .unwrap();
+    assert_eq!((diff.added.len(), diff.removed.len()), (1, 2));
+    for dst in [
+        "198.51.100.9",
+        "203.0.113.7",
+        "192.0.2.1",
+        "2001:db8:bad::1",
+    ] {
+        assert_eq!(to(&f, dst), XDP_DROP, "{dst}");
+    }
+    assert_ne!(
+        f.dp.maps.get_blocked(op).unwrap().expires_at_ns,
+        0,
+        "back to the record's own expiry"
+    );
+    enforcer.unblock(&mut f.dp.maps, op).unwrap();
+    assert_eq!(to(&f, "198.51.100.9"), XDP_PASS);
+    // The state file holds records only.
+    let state = std::fs::read_to_string(&state_file).unwrap();
+    assert!(!state.contains("192.0.2.0"), "{state}");
+    drop(enforcer);
+    let feeds = vec![("c2".to_string(), c2()), ("drop".to_string(), drop_v2())];
+    let enforcer = Enforcer::open(&mut f.dp.maps, &state_file, feeds).unwrap();
+    assert_eq!(enforcer.counts().adopted, 0);
+    assert_eq!(enforcer.counts().feed_ranges, 3);
+    drop(enforcer);
+    // The c2 feed's copy is gone: its range is adopted, still dropped.
+    let feeds = vec![("drop".to_string(), drop_v2())];
+    let mut enforcer = Enforcer::open(&mut f.dp.maps, &state_file, feeds).unwrap();
+    assert_eq!(enforcer.counts().adopted, 1);
+    assert_eq!(to(&f, "203.0.113.7"), XDP_DROP);
+    enforcer.set_feed(&mut f.dp.maps, "c2", c2()).unwrap();
+    assert_eq!(enforcer.counts().adopted, 0, "the feed explains it again");
+    let diff = enforcer.retire_feed(&mut f.dp.maps, "drop").unwrap();
+    assert_eq!(diff.removed.len(), 2);
+    assert_eq!(to(&f, "192.0.2.1"), XDP_PASS);
+    assert_eq!(to(&f, "2001:db8:bad::1"), XDP_PASS);
+    assert_eq!(to(&f, "203.0.113.7"), XDP_DROP);
+    assert!(enforcer.feed("drop").is_none());
+}
+
 /// An internet segment and a switched office segment (10.10.0.0/24,
 /// fd00:10::/64) whose port is the unattached instance the tests run on;
 /// that port's `PortInfo`.
@@ -194,7 +285,7 @@ fn isolated_macs_are_cut_off_on_switched_ports_whatever_address_they_send() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state_file = dir.path().join("state.json");
-    let mut enforcer = Enforcer::open(maps, &state_file).unwrap();
+    let mut enforcer = Enforcer::open(maps, &state_file, Vec::new()).unwrap();
     let (forger, other) = ([2, 0, 0, 0, 0, 0x11], [2, 0, 0, 0, 0, 0x12]);
     let isolate = |enforcer: &mut Enforcer, maps: &mut _, host: &str| {
         enforcer
@@ -246,7 +337,7 @@ fn isolated_macs_are_cut_off_on_switched_ports_whatever_address_they_send() {
     assert_eq!(from(&f, "10.10.0.99", "198.51.100.1", forger), XDP_DROP);
     // A restart keeps the MAC with its record...
     drop(enforcer);
-    let mut enforcer = Enforcer::open(&mut f.dp.maps, &state_file).unwrap();
+    let mut enforcer = Enforcer::open(&mut f.dp.maps, &state_file, Vec::new()).unwrap();
     assert_eq!(from(&f, "10.10.0.99", "198.51.100.1", forger), XDP_DROP);
     enforcer
         .release(&mut f.dp.maps, "fd00:10::11".parse().unwrap())
@@ -259,7 +350,7 @@ fn isolated_macs_are_cut_off_on_switched_ports_whatever_address_they_send() {
         .unwrap();
     assert_eq!(from(&f, "10.10.0.12", "198.51.100.1", other), XDP_DROP);
     drop(enforcer);
-    let _enforcer = Enforcer::open(&mut f.dp.maps, &state_file).unwrap();
+    let _enforcer = Enforcer::open(&mut f.dp.maps, &state_file, Vec::new()).unwrap();
     assert_eq!(from(&f, "10.10.0.12", "198.51.100.1", other), XDP_PASS);
 }
 

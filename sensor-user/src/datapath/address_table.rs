@@ -269,6 +269,10 @@ impl AddressTable {
         self.blocks.contains(&net)
     }
 
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
     pub fn blocks(&self) -> impl Iterator<Item = (IpNet, u64)> + '_ {
         self.blocks.iter()
     }

@@ -304,6 +304,27 @@ impl Maps {
         self.apply(changes)
     }
 
+    /// Blocks many ranges at once (`(range, expiry)`): the trie entries,
+    /// then the summaries once.
+    pub fn set_blocked_many(&mut self, nets: Vec<(IpNet, u64)>) -> Result<(), MapError> {
+        let changes = self.table.insert_blocks(nets);
+        self.apply(changes)
+    }
+
+    /// Lifts many blocked ranges at once (those that are not are skipped).
+    pub fn remove_blocked_many(&mut self, nets: &[IpNet]) -> Result<(), MapError> {
+        let mut changes = Vec::new();
+        for net in nets {
+            changes.extend(self.table.remove_block(*net));
+        }
+        self.apply(changes)
+    }
+
+    /// Blocked ranges in the datapath, from every source.
+    pub fn blocked_count(&self) -> usize {
+        self.table.block_count()
+    }
+
     pub fn remove_blocked(&mut self, net: IpNet) -> Result<(), MapError> {
         if !self.table.is_block(net) {
             return Ok(());

@@ -131,6 +131,10 @@ impl<V: Copy> PrefixMap<V> {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, V)> + '_ {
         let v4 = self.v4.iter().map(|(n, v)| (IpNet::V4(*n), *v));
         v4.chain(self.v6.iter().map(|(n, v)| (IpNet::V6(*n), *v)))

@@ -2,3 +2,6 @@
 //! and applied to the datapath as one unit each.
 
 pub mod format;
+pub mod ranges;
+
+pub use ranges::Ranges;
