@@ -106,6 +106,7 @@ pub struct RawConfig {
     pub response: crate::response::ResponseConfig,
     pub alerts: crate::alerts::AlertConfig,
     pub incidents: crate::store::StoreConfig,
+    pub feed: Vec<crate::feeds::FeedConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -175,6 +176,8 @@ pub struct Config {
     pub response: crate::response::ResponseConfig,
     pub alerts: crate::alerts::AlertConfig,
     pub incidents: crate::store::StoreConfig,
+    /// `[[feed]]`: threat feeds.
+    pub feeds: Vec<crate::feeds::FeedConfig>,
     /// The file it was read from (`load`), which a reload reads again.
     pub source: Option<PathBuf>,
 }
@@ -288,7 +291,27 @@ impl Config {
                 (None, None) => "",
             }
         ));
+        for f in &self.feeds {
+            line(format!(
+                "feed {}: {} from {}, every {}",
+                f.name,
+                match f.action {
+                    crate::feeds::Action::Block => "blocks its ranges",
+                    crate::feeds::Action::Alert => "alerts on contact with its entries",
+                },
+                f.shown_source(),
+                f.refresh
+            ));
+        }
         out
+    }
+
+    /// What a feed may never block or flag: the inside (`internal`, the
+    /// segments' own ranges by default) and the exempt ranges.
+    pub fn feed_protected(&self) -> Vec<IpNet> {
+        let mut ranges = self.detection.internal.clone();
+        ranges.extend(self.exempt.iter().copied());
+        ranges
     }
 }
 
@@ -505,6 +528,7 @@ impl RawConfig {
                 ));
             }
         }
+        crate::feeds::validate(&self.feed).map_err(|(key, problem)| invalid(key, problem))?;
         if self.incidents.retention_days == 0 {
             return Err(invalid(
                 "incidents.retention_days",
@@ -555,6 +579,7 @@ impl RawConfig {
             segments,
             policy,
             anti_spoofing: self.anti_spoofing,
+            feeds: self.feed,
             source: None,
         })
     }

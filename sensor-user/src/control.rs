@@ -83,6 +83,19 @@ pub enum Request {
     },
     /// Re-reads the threat-intelligence list files.
     ReloadIntel,
+    /// The feeds: source, entries in force, last refresh, errors.
+    Feeds,
+    /// Makes a feed (or every feed) due for a refresh now.
+    FeedRefresh {
+        name: Option<String>,
+    },
+    /// Takes a feed's entries out at once; it stays out until resumed.
+    FeedRetire {
+        name: String,
+    },
+    FeedResume {
+        name: String,
+    },
     /// Re-reads the configuration file: detection settings, allowlists,
     /// intel lists, response rules and retention take effect at once.
     Reload,
@@ -96,6 +109,8 @@ pub struct ListFilter {
     pub kind: Option<crate::state::Kind>,
     pub origin: Option<String>,
     pub reason: Option<String>,
+    /// Instead of the records: this feed's ranges.
+    pub feed: Option<String>,
 }
 
 impl ListFilter {
@@ -153,6 +168,10 @@ impl Request {
             Request::Audit { .. } => "audit",
             Request::ReloadIntel => "reload_intel",
             Request::Reload => "reload",
+            Request::Feeds => "feeds",
+            Request::FeedRefresh { .. } => "feed_refresh",
+            Request::FeedRetire { .. } => "feed_retire",
+            Request::FeedResume { .. } => "feed_resume",
         }
     }
 
@@ -201,6 +220,13 @@ impl Request {
             ),
             Request::ReloadIntel => ("intel lists".into(), String::new()),
             Request::Reload => ("configuration".into(), String::new()),
+            Request::FeedRefresh { name } => (
+                name.clone().unwrap_or_else(|| "every feed".into()),
+                String::new(),
+            ),
+            Request::FeedRetire { name } | Request::FeedResume { name } => {
+                (format!("feed {name}"), String::new())
+            }
             // Requests that only read (`is_read_only`) are not audited.
             _ => (String::new(), String::new()),
         }
@@ -217,6 +243,7 @@ impl Request {
                 | Request::Incident { .. }
                 | Request::FalsePositives
                 | Request::Audit { .. }
+                | Request::Feeds
         )
     }
 }

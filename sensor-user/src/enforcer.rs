@@ -598,11 +598,11 @@ impl Enforcer {
     }
 
     /// The feeds that list exactly `net`.
-    pub fn feeds_listing(&self, net: &IpNet) -> Vec<&str> {
+    pub fn feeds_listing(&self, net: &IpNet) -> Vec<String> {
         self.feeds
             .iter()
             .filter(|(_, r)| r.contains(net))
-            .map(|(name, _)| name.as_str())
+            .map(|(name, _)| name.clone())
             .collect()
     }
 

@@ -50,6 +50,23 @@ pub struct Metrics {
     tap_zero_copy: IntGaugeVec,
     tap_skipped: IntCounterVec,
     tap_flows_open: IntGauge,
+    feed_entries: IntGaugeVec,
+    feed_skipped: IntGaugeVec,
+    feed_checked: IntGaugeVec,
+    feed_updated: IntGaugeVec,
+    feed_retired: IntGaugeVec,
+    /// Feed refreshes, by feed and result (`feeds::Refreshed`).
+    pub feed_refreshes: IntCounterVec,
+}
+
+/// One feed's figures for a scrape.
+pub struct FeedFigures {
+    pub name: String,
+    pub entries: usize,
+    pub skipped: usize,
+    pub checked: Option<u64>,
+    pub updated: Option<u64>,
+    pub retired: bool,
 }
 
 /// Live detection's figures for a scrape (absent with detection off).
@@ -79,6 +96,7 @@ pub struct Snapshot<'a> {
     pub attachments: &'a [datapath::Attachment],
     pub detection: Option<DetectionSnapshot>,
     pub taps: &'a crate::tap::TapStatus,
+    pub feeds: Vec<FeedFigures>,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -342,6 +360,42 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            feed_entries: gauge_vec(
+                &registry,
+                "sensor_feed_entries",
+                "Entries a feed has in force: ranges blocked (block feeds) or entries watched (alert feeds)",
+                &["feed"],
+            ),
+            feed_skipped: gauge_vec(
+                &registry,
+                "sensor_feed_skipped_entries",
+                "Entries of a feed's version in force that were not used: unreadable, too wide, overlapping the inside, or names in a block feed",
+                &["feed"],
+            ),
+            feed_checked: gauge_vec(
+                &registry,
+                "sensor_feed_last_success_timestamp_seconds",
+                "When a feed's publisher last answered (changed or not), unix seconds; 0 never",
+                &["feed"],
+            ),
+            feed_updated: gauge_vec(
+                &registry,
+                "sensor_feed_last_update_timestamp_seconds",
+                "When a new version of a feed was last applied, unix seconds; 0 never",
+                &["feed"],
+            ),
+            feed_retired: gauge_vec(
+                &registry,
+                "sensor_feed_retired",
+                "1 for a feed an operator retired (applied nowhere until resumed)",
+                &["feed"],
+            ),
+            feed_refreshes: counter_vec(
+                &registry,
+                "sensor_feed_refreshes_total",
+                "Feed refreshes, by feed and result: updated (a new version applied), unchanged, failed (the version in force stays)",
+                &["feed", "result"],
+            ),
             monitor_mode,
             registry,
         };
@@ -393,8 +447,56 @@ impl Metrics {
         }
     }
 
+    /// Starts a configured feed's refresh counters at 0.
+    pub fn feed_configured(&self, name: &str) {
+        for result in crate::feeds::Refreshed::ALL {
+            self.feed_refreshes
+                .with_label_values(&[name, result.label()]);
+        }
+    }
+
+    /// Drops the series of a feed no longer configured.
+    pub fn feed_removed(&self, name: &str) {
+        for result in crate::feeds::Refreshed::ALL {
+            let _ = self
+                .feed_refreshes
+                .remove_label_values(&[name, result.label()]);
+        }
+    }
+
+    fn render_feeds(&self, feeds: &[FeedFigures]) {
+        for vec in [
+            &self.feed_entries,
+            &self.feed_skipped,
+            &self.feed_checked,
+            &self.feed_updated,
+            &self.feed_retired,
+        ] {
+            vec.reset();
+        }
+        for f in feeds {
+            let name = [f.name.as_str()];
+            self.feed_entries
+                .with_label_values(&name)
+                .set(f.entries as i64);
+            self.feed_skipped
+                .with_label_values(&name)
+                .set(f.skipped as i64);
+            self.feed_checked
+                .with_label_values(&name)
+                .set(f.checked.unwrap_or(0) as i64);
+            self.feed_updated
+                .with_label_values(&name)
+                .set(f.updated.unwrap_or(0) as i64);
+            self.feed_retired
+                .with_label_values(&name)
+                .set(f.retired as i64);
+        }
+    }
+
     /// Renders the text exposition format for one scrape.
     pub fn render(&self, snapshot: &Snapshot) -> String {
+        self.render_feeds(&snapshot.feeds);
         self.packets.reset();
         self.bytes.reset();
         for (interface, counters) in &snapshot.counters {
@@ -567,6 +669,14 @@ mod tests {
             attachments: &[],
             detection: None,
             taps: &crate::tap::TapStatus::default(),
+            feeds: vec![FeedFigures {
+                name: "drop".into(),
+                entries: 1000,
+                skipped: 2,
+                checked: Some(1_795_000_000),
+                updated: None,
+                retired: false,
+            }],
         };
         let text = metrics.render(&snapshot);
         assert!(
@@ -577,6 +687,14 @@ mod tests {
         );
         assert!(
             text.contains(r#"sensor_map_entries{map="isolated_v4"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sensor_feed_entries{feed="drop"} 1000"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sensor_feed_last_update_timestamp_seconds{feed="drop"} 0"#),
             "{text}"
         );
         assert!(
@@ -597,6 +715,7 @@ mod tests {
             attachments: &[],
             detection: None,
             taps,
+            feeds: Vec::new(),
         })
     }
 

@@ -94,6 +94,9 @@ pub struct ListArgs {
     /// Only entries whose reason holds this text (any case).
     #[arg(long)]
     reason: Option<String>,
+    /// Instead of the isolations and blocks: the ranges this feed blocks.
+    #[arg(long, conflicts_with_all = ["kind", "origin", "reason"])]
+    feed: Option<String>,
 }
 
 pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
@@ -104,6 +107,7 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
         }),
         origin: args.origin.clone(),
         reason: args.reason.clone(),
+        feed: args.feed.clone(),
     };
     let entries = cli.call(&Request::List { filter })?;
     if cli.json {
@@ -133,8 +137,8 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<()> {
     if rows.is_empty() {
         println!(
             "no isolations or blocks{}",
-            match (&args.kind, &args.origin, &args.reason) {
-                (None, None, None) => "",
+            match (&args.kind, &args.origin, &args.reason, &args.feed) {
+                (None, None, None, None) => "",
                 _ => " match",
             }
         );

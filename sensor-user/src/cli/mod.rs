@@ -4,6 +4,7 @@
 mod analyze;
 mod block_file;
 mod entries;
+mod feeds;
 mod incidents;
 mod status;
 mod table;
@@ -90,9 +91,12 @@ pub enum Command {
         /// The range to drop: a CIDR such as 198.51.100.0/24, or one address.
         #[arg(value_parser = parse_cidr, required_unless_present = "file")]
         cidr: Option<IpNet>,
-        /// One CIDR or address per line ('#' starts a comment). The whole
-        /// file is checked before anything is sent; then it is loaded in
-        /// chunks of 100,000, each all or none, with progress on stderr.
+        /// A list of ranges in any format a feed can have (one CIDR,
+        /// address or range per line, Spamhaus DROP, DShield, FireHOL,
+        /// abuse.ch CSV or JSON). The whole file is checked before anything
+        /// is sent; then it is loaded in chunks of 100,000, each all or
+        /// none, with progress on stderr. (A list kept up to date by its
+        /// publisher is better subscribed to as a [[feed]].)
         #[arg(long, conflicts_with = "cidr")]
         file: Option<std::path::PathBuf>,
         /// How long, e.g. 90s, 30m, 12h, 7d; permanent if not given.
@@ -173,6 +177,14 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// The threat feeds: source, entries in force, last refresh, errors;
+    /// or refresh, retire or resume one.
+    ///
+    /// Example: sensorctl feeds retire spamhaus-drop
+    Feeds {
+        #[command(subcommand)]
+        action: Option<feeds::FeedAction>,
+    },
     /// Packet counters per interface, verdict and reason.
     Stats,
     /// Run the detection engine on a capture file and print its incidents
@@ -234,6 +246,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         | Command::Close { .. }
         | Command::Reopen { .. } => triage::step(cli, &cli.command),
         Command::FalsePositives { action } => triage::marks(cli, action.as_ref()),
+        Command::Feeds { action } => feeds::run(cli, action.as_ref()),
         Command::Audit { since, limit } => triage::audit(cli, *since, *limit),
         Command::Analyze(options) => analyze::run(options, cli.json),
         Command::Incidents(filter) => incidents::list(cli, filter),

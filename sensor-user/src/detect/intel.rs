@@ -60,13 +60,14 @@ impl IntelLists {
     /// (the format as it looks); returns the entries that could not be used.
     pub fn parse(&mut self, text: &str) -> Result<Skipped, FormatError> {
         let entries = format::parse(text, Format::Auto)?;
-        self.add(entries)
+        self.add(&entries);
+        Ok(entries.skipped)
     }
 
     /// Adds a feed's entries.
-    pub fn add(&mut self, entries: Entries) -> Result<Skipped, FormatError> {
-        for net in entries.nets {
-            if self.nets.entry(net.prefix_len()).or_default().insert(net) {
+    pub fn add(&mut self, entries: &Entries) {
+        for net in &entries.nets {
+            if self.nets.entry(net.prefix_len()).or_default().insert(*net) {
                 self.entries += 1;
             }
         }
@@ -75,12 +76,11 @@ impl IntelLists {
                 self.entries += 1;
             }
         }
-        for fingerprint in entries.fingerprints {
-            if self.fingerprints.insert(fingerprint) {
+        for fingerprint in &entries.fingerprints {
+            if self.fingerprints.insert(fingerprint.clone()) {
                 self.entries += 1;
             }
         }
-        Ok(entries.skipped)
     }
 
     pub fn load(paths: &[PathBuf]) -> Result<IntelLists> {

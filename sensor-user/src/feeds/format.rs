@@ -68,7 +68,7 @@ pub enum FormatError {
 }
 
 /// Entries that could not be used, counted, with the first few named.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     pub count: usize,
     pub first: Vec<String>,

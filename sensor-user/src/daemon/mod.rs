@@ -1,5 +1,8 @@
 //! sensord: loads the datapath, applies the configuration, serves the control
-//! API and the metrics, expires entries, and shuts down on SIGINT/SIGTERM.
+//! API and the metrics, expires entries, refreshes the feeds, and shuts
+//! down on SIGINT/SIGTERM.
+
+mod feeds;
 
 use std::{
     net::IpAddr,
@@ -48,6 +51,8 @@ pub struct Sensor {
     pub bindings: Bindings,
     /// Incidents, false-positive marks and the audit log.
     pub store: Store,
+    /// The threat feeds (a block feed's ranges live in the enforcer).
+    pub feeds: crate::feeds::Feeds,
     /// The gateway, as incident documents name it.
     observer: Observer,
     /// When detection's changes were last written to the store.
@@ -98,7 +103,8 @@ impl Sensor {
             .maps
             .set_monitor(config.mode == Mode::Monitor)
             .context("settings map")?;
-        let enforcer = Enforcer::open(&mut datapath.maps, &config.state_file, Vec::new())?;
+        let metrics = Metrics::new();
+        let (feeds, enforcer) = feeds::open(&mut datapath.maps, &config, &metrics)?;
         let bindings = load_bindings(&mut datapath.maps, &config)?;
         let mut store = Store::open(&config.incident_database())?;
         let config_observer = config.alerts.observer_name.clone();
@@ -114,11 +120,12 @@ impl Sensor {
             .context("settings map")?;
         datapath.attach_all(&config.interfaces, config.xdp_mode)?;
         let taps = open_taps(&datapath, &config)?;
-        let sensor = Sensor {
+        let mut sensor = Sensor {
             config,
             datapath,
             enforcer,
-            metrics: Metrics::new(),
+            feeds,
+            metrics,
             detection,
             telemetry: TelemetryCounts::default(),
             taps: taps.as_ref().map(TapReader::status).unwrap_or_default(),
@@ -128,6 +135,9 @@ impl Sensor {
             persisted: Instant::now(),
             started: Instant::now(),
         };
+        if sensor.feeds.intel().next().is_some() {
+            sensor.refresh_intel().map_err(anyhow::Error::msg)?;
+        }
         Ok((sensor, Readers { telemetry, taps }))
     }
 
@@ -221,7 +231,16 @@ impl Sensor {
         let reason = |r: Option<String>| r.unwrap_or_else(|| "no reason given".into());
         let entry = match request {
             Request::Status => return Ok(self.status()),
-            Request::List { filter } => return Ok(json!(self.enforcer.list(maps, &filter))),
+            Request::List { filter } => {
+                return match &filter.feed {
+                    Some(feed) => self.list_feed(feed),
+                    None => Ok(json!(self.enforcer.list(maps, &filter))),
+                }
+            }
+            Request::Feeds => return Ok(self.feeds_status()),
+            Request::FeedRefresh { name } => return self.feed_refresh(name.as_deref()),
+            Request::FeedRetire { name } => return self.feed_retire(&name),
+            Request::FeedResume { name } => return self.feed_resume(&name),
             Request::Stats => return Ok(self.stats()),
             Request::Isolate {
                 ip,
@@ -320,7 +339,20 @@ impl Sensor {
                     "blocked_total": counts.blocked_v4 + counts.blocked_v6,
                 }));
             }
-            Request::Unblock { cidr } => self.enforcer.unblock(maps, cidr),
+            Request::Unblock { cidr } => {
+                let feeds = self.enforcer.feeds_listing(&cidr);
+                let unblocked = self.enforcer.unblock(maps, cidr);
+                if !feeds.is_empty() {
+                    let feeds = feeds.join(", ");
+                    return match unblocked {
+                        Ok(e) => Ok(json!({"target": e.target, "still_blocked_by_feeds": feeds})),
+                        Err(_) => Err(format!(
+                            "{cidr} is blocked by feed {feeds}, not by a record: sensorctl feeds retire NAME takes a feed out, and exempt ranges are never blocked"
+                        )),
+                    };
+                }
+                unblocked
+            }
         };
         entry.map(|e| json!(e)).map_err(|e| e.to_string())
     }
@@ -382,6 +414,12 @@ impl Sensor {
             reconfigured.map_err(|e| format!("{e:#} (the running configuration stays)"))?;
             d.set_response(new.response.clone());
         }
+        self.config.detection.intel = new.detection.intel.clone();
+        self.reconfigure_feeds(&new.feeds)
+            .map_err(|e| format!("{e} (the feeds' previous settings stay)"))?;
+        if self.feeds.intel().next().is_some() {
+            self.refresh_intel()?;
+        }
         self.config.detection = new.detection;
         self.config.response = new.response;
         self.config.incidents.retention_days = new.incidents.retention_days;
@@ -396,27 +434,19 @@ impl Sensor {
         }
         Ok(json!({
             "file": path,
-            "applied": ["detection", "response", "incidents.retention_days"],
+            "applied": ["detection", "response", "incidents.retention_days", "feed"],
             "needs_restart": needs_restart,
         }))
     }
 
-    /// Re-reads the intel lists; on an error the old lists stay in force.
+    /// Re-reads the intel lists (and takes the alert feeds' entries
+    /// again); on an error the old lists stay in force.
     pub fn reload_intel(&mut self) -> Result<Value, String> {
+        if self.detection.is_none() {
+            return Err("detection is off: no intel lists are in use".into());
+        }
+        let entries = self.refresh_intel()?;
         let files = &self.config.detection.intel.files;
-        let detection = self
-            .detection
-            .as_mut()
-            .ok_or("detection is off: no intel lists are in use")?;
-        let loaded = crate::detect::intel::IntelLists::load(files);
-        let result = if loaded.is_ok() { "ok" } else { "failed" };
-        self.metrics
-            .intel_reloads
-            .with_label_values(&[result])
-            .inc();
-        let lists = loaded.map_err(|e| format!("{e:#} (the previous lists stay in force)"))?;
-        let entries = lists.entries;
-        detection.engine.intel.set_lists(lists);
         info!("reloaded {} intel list(s): {entries} entries", files.len());
         Ok(json!({"files": files, "entries": entries}))
     }
@@ -476,6 +506,7 @@ impl Sensor {
             attachments: &self.datapath.attachments,
             detection: self.detection.as_ref().map(|d| d.snapshot(self.telemetry)),
             taps: &self.taps,
+            feeds: self.feed_figures(),
         })
     }
 
@@ -613,6 +644,7 @@ pub async fn run(config: Config) -> Result<()> {
     let expiry_task = tokio::spawn(sweep_loop(sensor.clone(), stop_rx.clone()));
     let binding_task = tokio::spawn(binding_loop(sensor.clone(), stop_rx.clone()));
     let hup_task = tokio::spawn(reload_on_hangup(sensor.clone(), stop_rx.clone()));
+    let feed_task = tokio::spawn(feeds::feed_loop(sensor.clone(), stop_rx.clone()));
     let telemetry_task = readers
         .telemetry
         .map(|maps| tokio::spawn(detection_loop(maps, sensor.clone(), stop_rx)));
@@ -630,7 +662,8 @@ pub async fn run(config: Config) -> Result<()> {
         metrics_task,
         expiry_task,
         hup_task,
-        binding_task
+        binding_task,
+        feed_task
     );
     if let Some(task) = readonly_task {
         let _ = task.await;
