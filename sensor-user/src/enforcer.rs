@@ -59,7 +59,8 @@ pub struct Listed {
     pub in_datapath: bool,
 }
 
-/// How many entries of each kind, per family.
+/// How many entries of each kind, per family (blocked ranges from every
+/// source: records and feeds).
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Counts {
     pub isolated_v4: usize,
@@ -691,7 +692,9 @@ impl Enforcer {
             .map_err(map_err("blocked ranges"))
     }
 
-    pub fn counts(&self) -> Counts {
+    /// What is in force: isolations by their records, blocked ranges by
+    /// the datapath (records and feeds together).
+    pub fn counts(&self, maps: &Maps) -> Counts {
         let mut counts = Counts::default();
         for ((kind, target), entry) in &self.entries {
             if entry.origin == ADOPTED {
@@ -700,10 +703,10 @@ impl Enforcer {
             match (kind, target) {
                 (Kind::Isolation, IpNet::V4(_)) => counts.isolated_v4 += 1,
                 (Kind::Isolation, IpNet::V6(_)) => counts.isolated_v6 += 1,
-                (Kind::Block, IpNet::V4(_)) => counts.blocked_v4 += 1,
-                (Kind::Block, IpNet::V6(_)) => counts.blocked_v6 += 1,
+                (Kind::Block, _) => {}
             }
         }
+        (counts.blocked_v4, counts.blocked_v6) = maps.blocked_counts();
         counts.feed_ranges = self.feeds.values().map(Ranges::len).sum();
         counts.state_write_failures = self.state_write_failures;
         counts.state_unsaved = self.unsaved;

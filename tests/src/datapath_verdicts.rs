@@ -178,16 +178,20 @@ fn feeds_block_as_units_beside_the_records() {
     drop(enforcer);
     let feeds = vec![("c2".to_string(), c2()), ("drop".to_string(), drop_v2())];
     let enforcer = Enforcer::open(&mut f.dp.maps, &state_file, feeds).unwrap();
-    assert_eq!(enforcer.counts().adopted, 0);
-    assert_eq!(enforcer.counts().feed_ranges, 3);
+    assert_eq!(enforcer.counts(&f.dp.maps).adopted, 0);
+    assert_eq!(enforcer.counts(&f.dp.maps).feed_ranges, 3);
     drop(enforcer);
     // The c2 feed's copy is gone: its range is adopted, still dropped.
     let feeds = vec![("drop".to_string(), drop_v2())];
     let mut enforcer = Enforcer::open(&mut f.dp.maps, &state_file, feeds).unwrap();
-    assert_eq!(enforcer.counts().adopted, 1);
+    assert_eq!(enforcer.counts(&f.dp.maps).adopted, 1);
     assert_eq!(to(&f, "203.0.113.7"), XDP_DROP);
     enforcer.set_feed(&mut f.dp.maps, "c2", c2()).unwrap();
-    assert_eq!(enforcer.counts().adopted, 0, "the feed explains it again");
+    assert_eq!(
+        enforcer.counts(&f.dp.maps).adopted,
+        0,
+        "the feed explains it again"
+    );
     let diff = enforcer.retire_feed(&mut f.dp.maps, "drop").unwrap();
     assert_eq!(diff.removed.len(), 2);
     assert_eq!(to(&f, "192.0.2.1"), XDP_PASS);

@@ -118,13 +118,7 @@ fn lost_state_file_is_rebuilt_from_the_pinned_maps() {
     std::fs::remove_file(lab.state_file()).unwrap();
     lab.start_sensord().unwrap();
     let list = sensorctl_json(&lab, &["list"]);
-    let targets: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["target"].as_str().unwrap())
-        .collect();
-    assert_eq!(targets, ["10.10.0.13/32", "198.51.100.0/24"]);
+    assert_eq!(lab::targets(&list), ["10.10.0.13/32", "198.51.100.0/24"]);
     assert!(list
         .as_array()
         .unwrap()

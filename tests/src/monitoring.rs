@@ -93,7 +93,17 @@ fn the_rules_pass_promtool_and_their_unit_tests() {
 
 #[test]
 fn prometheus_scrapes_sensord_and_every_dashboard_query_has_data() {
-    let lab = lab::start("prom", lab::ISOLATE_POLICY);
+    // A feed, so its series have data too.
+    let feed = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(feed.path(), "198.51.100.0/24\n").unwrap();
+    let lab = lab::start(
+        "prom",
+        &format!(
+            "{}\n[[feed]]\nname = \"local\"\nfile = {:?}\n",
+            lab::ISOLATE_POLICY,
+            feed.path().display().to_string()
+        ),
+    );
     let dir = lab.dir.join("prometheus");
     std::fs::create_dir_all(&dir).unwrap();
     let config = format!(

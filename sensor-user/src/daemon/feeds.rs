@@ -130,7 +130,9 @@ impl Sensor {
                 mut entries,
                 text,
                 validators,
+                took,
             } => {
+                let applying = std::time::Instant::now();
                 let applied = match config.action {
                     Action::Block => {
                         let ranges = Ranges::new(std::mem::take(&mut entries.nets));
@@ -161,8 +163,10 @@ impl Sensor {
                         feed.meta.skipped = entries.skipped.clone();
                         let in_force = self.feed_entries(name);
                         info!(
-                            "feed {name}: new version applied ({change}, {in_force} in force, {} skipped)",
-                            entries.skipped.count
+                            "feed {name}: new version applied ({change}, {in_force} in force, {} skipped; fetched and read in {:.2} s, applied in {:.2} s)",
+                            entries.skipped.count,
+                            took.as_secs_f64(),
+                            applying.elapsed().as_secs_f64()
                         );
                         self.audit_feed(
                             name,
@@ -231,6 +235,7 @@ impl Sensor {
             feed.next_due = std::time::Instant::now();
             asked.push(n.clone());
         }
+        self.feeds.wake.notify_one();
         Ok(json!({"refreshing": asked}))
     }
 
@@ -282,6 +287,7 @@ impl Sensor {
         feed.next_due = std::time::Instant::now();
         let meta = feed.meta.clone();
         cache::save(&self.feeds.dir, name, &meta, None)?;
+        self.feeds.wake.notify_one();
         Ok(json!({"feed": name, "retired": false}))
     }
 
@@ -364,6 +370,7 @@ impl Sensor {
             self.refresh_intel()?;
         }
         self.config.feeds = new.to_vec();
+        self.feeds.wake.notify_one();
         Ok(())
     }
 
@@ -400,9 +407,11 @@ impl Sensor {
 /// blocking thread, applied under the lock, the copy written after.
 pub(super) async fn feed_loop(sensor: Shared, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(FEED_TICK);
+    let wake = sensor.lock().expect("sensor lock").feeds.wake.clone();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = wake.notified() => {}
             _ = stop.changed() => return,
         }
         let (due, protected) = {

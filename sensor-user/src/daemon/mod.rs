@@ -333,7 +333,7 @@ impl Sensor {
                     .enforcer
                     .block_many(maps, &cidrs, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR)
                     .map_err(|e| e.to_string())?;
-                let counts = self.enforcer.counts();
+                let counts = self.enforcer.counts(&self.datapath.maps);
                 return Ok(json!({
                     "blocked": added,
                     "blocked_total": counts.blocked_v4 + counts.blocked_v6,
@@ -452,7 +452,7 @@ impl Sensor {
     }
 
     fn status(&self) -> Value {
-        let counts = self.enforcer.counts();
+        let counts = self.enforcer.counts(&self.datapath.maps);
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "mode": if self.datapath.maps.monitor() { "monitor" } else { "enforce" },
@@ -501,7 +501,7 @@ impl Sensor {
     pub fn render_metrics(&self) -> String {
         self.metrics.render(&Snapshot {
             counters: self.datapath.maps.counters(),
-            counts: self.enforcer.counts(),
+            counts: self.enforcer.counts(&self.datapath.maps),
             monitor: self.datapath.maps.monitor(),
             attachments: &self.datapath.attachments,
             detection: self.detection.as_ref().map(|d| d.snapshot(self.telemetry)),

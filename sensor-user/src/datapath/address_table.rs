@@ -181,21 +181,57 @@ impl AddressTable {
         changes
     }
 
-    /// The prefixes a change of the block or segment on `net` can alter.
-    fn scope_of(&self, net: IpNet) -> Vec<IpNet> {
-        let mut scope = self.prefixes_within(net);
+    /// Counts `net` out of the summaries, once it has left the table: the
+    /// /24s it spanned stay marked where another entry longer than /16
+    /// still overlaps them (one inside them, or one around them).
+    fn counted_out(&mut self, net: IpNet, is_block: bool) {
+        if net.prefix_len() <= 16 {
+            // A wide entry: counted per /16, no /24 marks.
+            self.summaries.remove(net, is_block, |_| true);
+            return;
+        }
+        // The /24s it spans, as one prefix.
+        let span = match net.prefix_len() {
+            ..24 => net,
+            _ => IpNet::new(net.network(), 24).expect("shorter").trunc(),
+        };
+        let longer = |p: &IpNet| p.prefix_len() > 16;
+        let covered = self.blocks.containing(span).any(|(p, _)| longer(&p))
+            || self.segments.containing(span).any(|(p, _)| longer(&p));
+        let mut inside: Vec<u32> = Vec::new();
+        if !covered {
+            let keys = self.blocks.within(span).map(|(p, _)| p);
+            let keys = keys.chain(self.segments.within(span).map(|(p, _)| p));
+            for p in keys.chain(self.isolated.within(span).map(|(p, _)| p)) {
+                if let IpNet::V4(p) = p {
+                    inside.extend((u32::from(p.network()) >> 8)..=(u32::from(p.broadcast()) >> 8));
+                }
+            }
+            inside.sort_unstable();
+        }
+        self.summaries.remove(net, is_block, |i24| {
+            covered || inside.binary_search(&i24).is_ok()
+        });
+    }
+
+    /// Adds to `scope` the prefixes a change of the block or segment on
+    /// `net` can alter: itself and the keys inside it.
+    fn scope_of(&self, net: IpNet, scope: &mut Vec<IpNet>) {
+        scope.extend(self.blocks.within(net).map(|(p, _)| p));
+        scope.extend(self.segments.within(net).map(|(p, _)| p));
+        scope.extend(self.isolated.within(net).map(|(p, _)| p));
         scope.push(net);
-        scope
     }
 
     pub fn insert_block(&mut self, net: IpNet, expires_at_ns: u64) -> Vec<Change> {
         if self.blocks.get(&net) == Some(expires_at_ns) {
             return Vec::new();
         }
-        let scope = self.scope_of(net);
+        let mut scope = Vec::new();
+        self.scope_of(net, &mut scope);
         self.changing(scope, |t| {
             if t.blocks.insert(net, expires_at_ns).is_none() {
-                t.summaries.count(net, true, 1);
+                t.summaries.add(net, true);
             }
         })
     }
@@ -215,11 +251,11 @@ impl AddressTable {
             }
             let mut scope = Vec::with_capacity(new.len());
             for (net, _) in &new {
-                scope.extend(self.scope_of(*net));
+                self.scope_of(*net, &mut scope);
             }
             changes.extend(self.changing(scope, |t| {
                 for (net, _) in &new {
-                    t.summaries.count(*net, true, 1);
+                    t.summaries.add(*net, true);
                 }
                 t.blocks.extend_new(new);
             }));
@@ -228,21 +264,40 @@ impl AddressTable {
     }
 
     pub fn remove_block(&mut self, net: IpNet) -> Vec<Change> {
-        if !self.blocks.contains(&net) {
-            return Vec::new();
+        self.remove_blocks(&[net])
+    }
+
+    /// Lifts many blocked ranges at once (those that are not are skipped):
+    /// the same changes as one `remove_block` each.
+    pub fn remove_blocks(&mut self, nets: &[IpNet]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for chunk in nets.chunks(BULK_CHUNK) {
+            let mut scope = Vec::with_capacity(chunk.len());
+            let gone: Vec<IpNet> = chunk
+                .iter()
+                .copied()
+                .filter(|net| self.blocks.contains(net))
+                .collect();
+            for net in &gone {
+                self.scope_of(*net, &mut scope);
+            }
+            changes.extend(self.changing(scope, |t| {
+                for net in &gone {
+                    t.blocks.remove(net);
+                }
+                for net in gone {
+                    t.counted_out(net, true);
+                }
+            }));
         }
-        let scope = self.scope_of(net);
-        self.changing(scope, |t| {
-            t.blocks.remove(&net);
-            t.summaries.count(net, true, -1);
-        })
+        changes
     }
 
     /// Isolates a host (`host` is a whole-length prefix).
     pub fn insert_isolation(&mut self, host: IpNet, expires_at_ns: u64) -> Vec<Change> {
         self.changing(vec![host], |t| {
             if t.isolated.insert(host, expires_at_ns).is_none() {
-                t.summaries.count(host, false, 1);
+                t.summaries.add(host, false);
             }
         })
     }
@@ -253,7 +308,7 @@ impl AddressTable {
         }
         self.changing(vec![host], |t| {
             t.isolated.remove(&host);
-            t.summaries.count(host, false, -1);
+            t.counted_out(host, false);
         })
     }
 
@@ -273,6 +328,11 @@ impl AddressTable {
         self.blocks.len()
     }
 
+    /// Blocked ranges per family: (IPv4, IPv6).
+    pub fn block_counts(&self) -> (usize, usize) {
+        self.blocks.lens()
+    }
+
     pub fn blocks(&self) -> impl Iterator<Item = (IpNet, u64)> + '_ {
         self.blocks.iter()
     }
@@ -281,17 +341,19 @@ impl AddressTable {
     pub fn set_segments(&mut self, segments: &[(IpNet, u32)]) -> Vec<Change> {
         let mut scope = Vec::new();
         for (net, _) in self.segments.iter().chain(segments.iter().copied()) {
-            scope.extend(self.scope_of(net));
+            self.scope_of(net, &mut scope);
         }
         self.changing(scope, |t| {
             let old: Vec<IpNet> = t.segments.iter().map(|(n, _)| n).collect();
+            for net in &old {
+                t.segments.remove(net);
+            }
             for net in old {
-                t.summaries.count(net, false, -1);
-                t.segments.remove(&net);
+                t.counted_out(net, false);
             }
             for (net, id) in segments {
                 if t.segments.insert(*net, *id).is_none() {
-                    t.summaries.count(*net, false, 1);
+                    t.summaries.add(*net, false);
                 }
             }
             // The segment of whole /16s may have moved anywhere.
@@ -306,15 +368,15 @@ impl AddressTable {
         for (prefix, info) in entries {
             if info.flags & ADDRESS_IS_BLOCK != 0 {
                 table.blocks.insert(prefix, info.block.expires_at_ns);
-                table.summaries.count(prefix, true, 1);
+                table.summaries.add(prefix, true);
             }
             if info.flags & ADDRESS_IS_SEGMENT != 0 {
                 table.segments.insert(prefix, info.segment);
-                table.summaries.count(prefix, false, 1);
+                table.summaries.add(prefix, false);
             }
             if info.flags & ADDRESS_ISOLATED != 0 {
                 table.isolated.insert(prefix, info.isolation.expires_at_ns);
-                table.summaries.count(prefix, false, 1);
+                table.summaries.add(prefix, false);
             }
             if table.is_key(&prefix) {
                 table.len += 1;
@@ -658,6 +720,40 @@ mod tests {
             _ => lookup(t, addr).map_or((0, 0), |i| {
                 (i.segment, i.flags & (ADDRESS_BLOCKED | ADDRESS_ISOLATED))
             }),
+        }
+    }
+
+    #[test]
+    fn a_slash_24_stays_marked_while_any_entry_overlaps_it() {
+        let mut t = table();
+        let mut written = BTreeMap::new();
+        written.extend(t.take_v4_summaries());
+        t.insert_block(net("198.51.100.7/32"), 0);
+        t.insert_block(net("198.51.100.9/32"), 0);
+        t.insert_isolation(net("10.10.7.7/32"), 0);
+        t.insert_block(net("10.10.7.0/25"), 0);
+        t.insert_block(net("203.0.112.0/20"), 0);
+        t.insert_block(net("203.0.113.0/24"), 0);
+        written.extend(t.take_v4_summaries());
+        let marked = |w: &BTreeMap<u32, SummaryV4>, addr: &str| {
+            let b = addr.parse::<std::net::Ipv4Addr>().unwrap().octets();
+            !w[&SummaryV4::index(&b)].answers(b[2])
+        };
+        // A sibling in the /24, the block around a host, the /20 around a
+        // /24: each keeps the /24 marked when the other leaves.
+        t.remove_block(net("198.51.100.7/32"));
+        t.remove_isolation(net("10.10.7.7/32"));
+        t.remove_block(net("203.0.113.0/24"));
+        written.extend(t.take_v4_summaries());
+        for addr in ["198.51.100.9", "10.10.7.7", "203.0.113.1"] {
+            assert!(marked(&written, addr), "{addr}");
+        }
+        t.remove_block(net("198.51.100.9/32"));
+        t.remove_block(net("10.10.7.0/25"));
+        t.remove_block(net("203.0.112.0/20"));
+        written.extend(t.take_v4_summaries());
+        for addr in ["198.51.100.9", "10.10.7.7", "203.0.113.1"] {
+            assert!(!marked(&written, addr), "{addr}");
         }
     }
 

@@ -1,12 +1,12 @@
 //! Typed access to the datapath's maps. Keys are built here and only here
 //! (network byte order, see `sensor-common`).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, os::fd::AsFd};
 
 use anyhow::{Context, Result};
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
-    Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+    Array, HashMap, IterableMap, Map, MapData, MapError, PerCpuArray, PerCpuValues,
 };
 use aya::Ebpf;
 use ipnet::IpNet;
@@ -15,7 +15,10 @@ use sensor_common::{
     SummaryV4, MAX_INTERFACES, MAX_SEGMENTS, PORT_SWITCHED,
 };
 
-use super::address_table::{AddressTable, Change};
+use super::{
+    address_table::{AddressTable, Change},
+    batch,
+};
 use crate::config::{Segment, SegmentPolicy};
 
 /// A map of our own, opened from the loaded object.
@@ -47,6 +50,31 @@ struct Addresses {
     hosts_v4: HashMap<MapData, [u8; 4], AddressInfo>,
 }
 
+/// A batch's result as a map error; where the map has no batch writes,
+/// the elements are written one by one with `one`.
+fn batched<K, V: Copy>(
+    sent: Result<(), batch::BatchError>,
+    keys: &[K],
+    values: &[V],
+    mut one: impl FnMut(&K, V) -> Result<(), MapError>,
+) -> Result<(), MapError> {
+    match sent {
+        Ok(()) => Ok(()),
+        Err(batch::BatchError::Unsupported) => {
+            for (k, v) in keys.iter().zip(values) {
+                one(k, *v)?;
+            }
+            Ok(())
+        }
+        Err(batch::BatchError::Failed(error)) => {
+            Err(MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_batch",
+                io_error: error,
+            }))
+        }
+    }
+}
+
 /// The hash key of a whole-length IPv4 entry.
 fn host_v4(net: IpNet) -> Option<[u8; 4]> {
     match net {
@@ -63,11 +91,57 @@ impl Addresses {
         }
     }
 
-    fn remove(&mut self, net: IpNet) -> Result<(), MapError> {
-        match host_v4(net) {
-            Some(key) => ignore_missing(self.hosts_v4.remove(&key)),
-            None => self.tries.remove(net),
+    /// Writes many new entries, a batch per map (`batch`).
+    fn insert_many(&mut self, items: &[(IpNet, AddressInfo)]) -> Result<(), MapError> {
+        let mut hosts = (Vec::new(), Vec::new());
+        let mut v4 = (Vec::new(), Vec::new());
+        let mut v6 = (Vec::new(), Vec::new());
+        for (net, info) in items {
+            match (host_v4(*net), net) {
+                (Some(k), _) => (hosts.0.push(k), hosts.1.push(*info)),
+                (None, IpNet::V4(n)) => (
+                    v4.0.push(key(n.network().octets(), n.prefix_len())),
+                    v4.1.push(*info),
+                ),
+                (None, IpNet::V6(n)) => (
+                    v6.0.push(key(n.network().octets(), n.prefix_len())),
+                    v6.1.push(*info),
+                ),
+            };
         }
+        let sent = batch::update(self.hosts_v4.map().fd().as_fd(), &hosts.0, &hosts.1);
+        batched(sent, &hosts.0, &hosts.1, |k, v| {
+            self.hosts_v4.insert(k, v, 0)
+        })?;
+        let sent = batch::update(self.tries.v4.map().fd().as_fd(), &v4.0, &v4.1);
+        batched(sent, &v4.0, &v4.1, |k, v| self.tries.v4.insert(k, v, 0))?;
+        let sent = batch::update(self.tries.v6.map().fd().as_fd(), &v6.0, &v6.1);
+        batched(sent, &v6.0, &v6.1, |k, v| self.tries.v6.insert(k, v, 0))
+    }
+
+    /// Removes many entries (missing ones are skipped), a batch per map.
+    fn remove_many(&mut self, nets: &[IpNet]) -> Result<(), MapError> {
+        let (mut hosts, mut v4, mut v6) = (Vec::new(), Vec::new(), Vec::new());
+        for net in nets {
+            match (host_v4(*net), net) {
+                (Some(k), _) => hosts.push(k),
+                (None, IpNet::V4(n)) => v4.push(key(n.network().octets(), n.prefix_len())),
+                (None, IpNet::V6(n)) => v6.push(key(n.network().octets(), n.prefix_len())),
+            }
+        }
+        let unit = vec![(); hosts.len().max(v4.len()).max(v6.len())];
+        let sent = batch::delete(self.hosts_v4.map().fd().as_fd(), &hosts);
+        batched(sent, &hosts, &unit[..hosts.len()], |k, ()| {
+            ignore_missing(self.hosts_v4.remove(k))
+        })?;
+        let sent = batch::delete(self.tries.v4.map().fd().as_fd(), &v4);
+        batched(sent, &v4, &unit[..v4.len()], |k, ()| {
+            ignore_missing(self.tries.v4.remove(k))
+        })?;
+        let sent = batch::delete(self.tries.v6.map().fd().as_fd(), &v6);
+        batched(sent, &v6, &unit[..v6.len()], |k, ()| {
+            ignore_missing(self.tries.v6.remove(k))
+        })
     }
 
     /// The entry stored for exactly `net` (or, for a prefix that is not
@@ -271,20 +345,33 @@ impl Maps {
     /// Writes the address-trie entries a table change calls for, keeping
     /// the hit counts of entries that stay.
     fn apply(&mut self, changes: Vec<Change>) -> Result<(), MapError> {
+        // Runs of new entries and of removals go in batches, in order.
+        let mut fresh: Vec<(IpNet, AddressInfo)> = Vec::new();
+        let mut gone: Vec<IpNet> = Vec::new();
         for change in changes {
             match change.want {
-                None => self.addresses.remove(change.prefix)?,
+                Some(info) if !change.existed => {
+                    self.addresses.remove_many(&std::mem::take(&mut gone))?;
+                    fresh.push((change.prefix, info));
+                }
+                None => {
+                    self.addresses.insert_many(&std::mem::take(&mut fresh))?;
+                    gone.push(change.prefix);
+                }
+                // A rewrite keeps the entry's hit counts.
                 Some(mut info) => {
-                    if change.existed {
-                        if let Some(old) = self.addresses.get(change.prefix) {
-                            info.block.hits = old.block.hits;
-                            info.isolation.hits = old.isolation.hits;
-                        }
+                    self.addresses.remove_many(&std::mem::take(&mut gone))?;
+                    self.addresses.insert_many(&std::mem::take(&mut fresh))?;
+                    if let Some(old) = self.addresses.get(change.prefix) {
+                        info.block.hits = old.block.hits;
+                        info.isolation.hits = old.isolation.hits;
                     }
                     self.addresses.insert(change.prefix, info)?;
                 }
             }
         }
+        self.addresses.remove_many(&gone)?;
+        self.addresses.insert_many(&fresh)?;
         self.write_summaries()
     }
 
@@ -313,16 +400,18 @@ impl Maps {
 
     /// Lifts many blocked ranges at once (those that are not are skipped).
     pub fn remove_blocked_many(&mut self, nets: &[IpNet]) -> Result<(), MapError> {
-        let mut changes = Vec::new();
-        for net in nets {
-            changes.extend(self.table.remove_block(*net));
-        }
+        let changes = self.table.remove_blocks(nets);
         self.apply(changes)
     }
 
     /// Blocked ranges in the datapath, from every source.
     pub fn blocked_count(&self) -> usize {
         self.table.block_count()
+    }
+
+    /// Blocked ranges in the datapath per family: (IPv4, IPv6).
+    pub fn blocked_counts(&self) -> (usize, usize) {
+        self.table.block_counts()
     }
 
     pub fn remove_blocked(&mut self, net: IpNet) -> Result<(), MapError> {

@@ -2,6 +2,7 @@
 //! gateway's interfaces, and adopting what an earlier run left pinned.
 
 mod address_table;
+mod batch;
 mod maps;
 mod objects;
 mod prefix_map;

@@ -105,34 +105,32 @@ impl<V: Copy> PrefixMap<V> {
     }
 
     /// The keys inside `net` (itself included), in order.
-    pub fn within(&self, net: IpNet) -> Box<dyn Iterator<Item = (IpNet, V)> + '_> {
+    pub fn within(&self, net: IpNet) -> impl Iterator<Item = (IpNet, V)> + '_ {
         let len = net.prefix_len();
-        match net {
+        let (v4, v6) = match net {
             IpNet::V4(n) => {
                 let lo = Ipv4Net::new(n.network(), 0).unwrap();
                 let hi = Ipv4Net::new(n.broadcast(), 32).unwrap();
-                Box::new(
-                    self.v4
-                        .range(lo..=hi)
-                        .filter(move |(p, _)| p.prefix_len() >= len)
-                        .map(|(p, v)| (IpNet::V4(*p), *v)),
-                )
+                (Some(self.v4.range(lo..=hi)), None)
             }
             IpNet::V6(n) => {
                 let lo = Ipv6Net::new(n.network(), 0).unwrap();
                 let hi = Ipv6Net::new(n.broadcast(), 128).unwrap();
-                Box::new(
-                    self.v6
-                        .range(lo..=hi)
-                        .filter(move |(p, _)| p.prefix_len() >= len)
-                        .map(|(p, v)| (IpNet::V6(*p), *v)),
-                )
+                (None, Some(self.v6.range(lo..=hi)))
             }
-        }
+        };
+        let v4 = v4.into_iter().flatten().map(|(p, v)| (IpNet::V4(*p), *v));
+        let v6 = v6.into_iter().flatten().map(|(p, v)| (IpNet::V6(*p), *v));
+        v4.chain(v6).filter(move |(p, _)| p.prefix_len() >= len)
     }
 
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
+    }
+
+    /// Keys per family: (IPv4, IPv6).
+    pub fn lens(&self) -> (usize, usize) {
+        (self.v4.len(), self.v6.len())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, V)> + '_ {

@@ -1,7 +1,9 @@
 //! The per-/16 summaries of the IPv4 address table (`SummaryV4`): which
 //! /24s hold something only the trie can answer (an isolated host, a blocked
-//! range, a segment range longer than /16), counted so that a change costs
-//! what it covers, and which /16s changed since they were last written.
+//! range, a segment range longer than /16), and which /16s changed since
+//! they were last written. A /24's mark is set when an entry overlapping it
+//! comes, and cleared when the last one goes (the table says which: a count
+//! per /24 would cost some 20 bytes for each range of a large feed).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -10,8 +12,6 @@ use sensor_common::{SummaryV4, SUMMARY_EXACT, SUMMARY_V4_ENTRIES};
 
 #[derive(Debug, Default, Clone)]
 pub struct Summaries {
-    /// /24 index (address >> 8) -> entries overlapping it.
-    per_24: HashMap<u32, u32>,
     /// /16 index -> the bits of its /24s that have entries (absent: none).
     marks: HashMap<u32, [u64; 4]>,
     /// /16 index -> blocked ranges of /16 or shorter covering all of it.
@@ -30,30 +30,53 @@ fn twenty_fours(net: Ipv4Net) -> std::ops::RangeInclusive<u32> {
 }
 
 impl Summaries {
-    /// Counts (`delta` 1) or uncounts (-1) an isolated host, a blocked
-    /// range (`is_block`) or a segment range. A segment range of /16 or
-    /// shorter needs no trie: it is the summaries' own segment.
-    pub fn count(&mut self, net: IpNet, is_block: bool, delta: i32) {
+    /// Counts in an isolated host, a blocked range (`is_block`) or a
+    /// segment range. A segment range of /16 or shorter needs no trie: it
+    /// is the summaries' own segment.
+    pub fn add(&mut self, net: IpNet, is_block: bool) {
         let IpNet::V4(net) = net else { return };
         if net.prefix_len() <= 16 {
             if is_block {
                 for i16 in sixteens(net) {
-                    bump(&mut self.covering, i16, delta);
+                    bump(&mut self.covering, i16, 1);
                     self.dirty.insert(i16);
                 }
             }
             return;
         }
         for i24 in twenty_fours(net) {
-            let before = self.per_24.get(&i24).copied().unwrap_or(0);
-            bump(&mut self.per_24, i24, delta);
-            let after = self.per_24.get(&i24).copied().unwrap_or(0);
-            if (before == 0) != (after == 0) {
-                let marks = self.marks.entry(i24 >> 8).or_default();
-                marks[(i24 & 0xff) as usize / 64] ^= 1 << (i24 % 64);
-                if *marks == [0; 4] {
-                    self.marks.remove(&(i24 >> 8));
+            let marks = self.marks.entry(i24 >> 8).or_default();
+            let bit = 1 << (i24 % 64);
+            if marks[(i24 & 0xff) as usize / 64] & bit == 0 {
+                marks[(i24 & 0xff) as usize / 64] |= bit;
+                self.dirty.insert(i24 >> 8);
+            }
+        }
+    }
+
+    /// Counts out an entry `add` counted in, once it has left the table;
+    /// `occupied(i24)` says whether another entry still overlaps a /24.
+    pub fn remove(&mut self, net: IpNet, is_block: bool, occupied: impl Fn(u32) -> bool) {
+        let IpNet::V4(net) = net else { return };
+        if net.prefix_len() <= 16 {
+            if is_block {
+                for i16 in sixteens(net) {
+                    bump(&mut self.covering, i16, -1);
+                    self.dirty.insert(i16);
                 }
+            }
+            return;
+        }
+        for i24 in twenty_fours(net) {
+            if occupied(i24) {
+                continue;
+            }
+            let Some(marks) = self.marks.get_mut(&(i24 >> 8)) else {
+                continue;
+            };
+            marks[(i24 & 0xff) as usize / 64] &= !(1 << (i24 % 64));
+            if *marks == [0; 4] {
+                self.marks.remove(&(i24 >> 8));
             }
             self.dirty.insert(i24 >> 8);
         }

@@ -220,6 +220,8 @@ pub enum Outcome {
         entries: Entries,
         text: String,
         validators: Validators,
+        /// Fetching and reading it.
+        took: Duration,
     },
     Failed(String),
 }
@@ -227,6 +229,7 @@ pub enum Outcome {
 /// Fetches and reads a feed (blocking: run it off the async runtime).
 /// `have`: the validators of the copy in hand.
 pub fn refresh(feed: &FeedConfig, have: Option<&Validators>, protected: &[IpNet]) -> Outcome {
+    let started = Instant::now();
     let fetched = match (&feed.url, &feed.file) {
         (Some(url), _) => source::fetch_url(url, have),
         (None, Some(file)) => source::fetch_file(file, have),
@@ -253,6 +256,7 @@ pub fn refresh(feed: &FeedConfig, have: Option<&Validators>, protected: &[IpNet]
                 entries,
                 text,
                 validators,
+                took: started.elapsed(),
             },
             Err(e) => Outcome::Failed(format!("{e}; the previous version stays")),
         },
@@ -325,6 +329,8 @@ impl Feed {
 pub struct Feeds {
     pub dir: PathBuf,
     pub feeds: BTreeMap<String, Feed>,
+    /// Wakes the refresh loop when a feed becomes due out of schedule.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What `Feeds::open` found in the cache.
@@ -349,7 +355,7 @@ impl Feeds {
     pub fn open(dir: &Path, configs: &[FeedConfig], protected: &[IpNet]) -> Opened {
         let mut feeds = Feeds {
             dir: dir.to_owned(),
-            feeds: BTreeMap::new(),
+            ..Default::default()
         };
         let mut ranges = Vec::new();
         for config in configs {

@@ -196,6 +196,15 @@ pub fn run(lab: &Lab, on: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The targets of a `sensorctl list --json` answer, in order.
+pub fn targets(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["target"].as_str().map(String::from))
+        .collect()
+}
+
 /// Hosts sensord has isolated (targets of isolation entries).
 pub fn isolated(lab: &Lab) -> Vec<String> {
     sensorctl_json(lab, &["list"])
