@@ -529,6 +529,17 @@ impl RawConfig {
             }
         }
         crate::feeds::validate(&self.feed).map_err(|(key, problem)| invalid(key, problem))?;
+        if let Some(i) = self
+            .feed
+            .iter()
+            .position(|f| f.action == crate::feeds::Action::Alert)
+            .filter(|_| !self.detection.enabled)
+        {
+            return Err(invalid(
+                format!("feed[{i}].action"),
+                "an alert feed feeds detection, which is off (detection.enabled = false)",
+            ));
+        }
         if self.incidents.retention_days == 0 {
             return Err(invalid(
                 "incidents.retention_days",
@@ -797,6 +808,25 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn feeds_are_checked_with_the_rest() {
+        let base = "[[segment]]\nname = \"office\"\ncidrs = [\"10.10.0.0/16\"]\n";
+        let feed = "[[feed]]\nname = \"drop\"\nurl = \"https://example.org/drop.txt\"\n";
+        let cfg = Config::from_toml(&format!("{feed}{base}")).unwrap();
+        assert_eq!(cfg.feeds[0].name, "drop");
+        assert_eq!(cfg.feed_protected()[0].to_string(), "10.10.0.0/16");
+        assert!(cfg
+            .describe()
+            .contains("feed drop: blocks its ranges from https://example.org/..."));
+        let e = Config::from_toml(&format!("{feed}{feed}{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names two feeds"), "{e}");
+        let off = format!("[detection]\nenabled = false\n{feed}action = \"alert\"\n{base}");
+        let e = Config::from_toml(&off).unwrap_err().to_string();
+        assert!(e.starts_with("feed[0].action"), "{e}");
     }
 
     #[test]

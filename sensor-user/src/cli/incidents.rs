@@ -29,8 +29,8 @@ pub struct Filter {
     #[arg(long, value_parser = super::parse_ttl)]
     since: Option<std::time::Duration>,
     /// At most this many incidents, the newest.
-    #[arg(long)]
-    limit: Option<usize>,
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
 }
 
 use super::table::cell as text;
@@ -45,12 +45,15 @@ pub fn list(cli: &Cli, f: &Filter) -> Result<()> {
         since: f
             .since
             .map(|d| crate::clock::unix_now_ns().saturating_sub(d.as_nanos() as u64)),
-        limit: f.limit,
+        limit: Some(f.limit),
     };
     let incidents = cli.call(&Request::Incidents { filter })?;
     if cli.json {
         println!("{incidents}");
         return Ok(());
+    }
+    if incidents.as_array().is_some_and(|a| a.len() == f.limit) {
+        eprintln!("the newest {} incidents (--limit N for more)", f.limit);
     }
     let rows: Vec<Vec<String>> = incidents
         .as_array()

@@ -73,6 +73,9 @@ type Shared = Arc<Mutex<Sensor>>;
 /// gateway resolving it.
 const BINDING_REFRESH: Duration = Duration::from_millis(250);
 
+/// Incidents one listing returns at most (read under the sensor's lock).
+const MAX_LISTED: usize = 100_000;
+
 /// How often at most detection's changes are written to the incident store.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
@@ -256,7 +259,9 @@ impl Sensor {
             Request::Release { ip, false_positive } => {
                 return self.release(ip, false_positive, actor);
             }
-            Request::Incidents { filter } => {
+            Request::Incidents { mut filter } => {
+                // Read under the lock: bounded, whatever the client asks.
+                filter.limit = Some(filter.limit.unwrap_or(MAX_LISTED).min(MAX_LISTED));
                 let found = self.store.incidents(&filter).map_err(|e| e.to_string())?;
                 return Ok(json!(found
                     .iter()

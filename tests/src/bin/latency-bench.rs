@@ -90,7 +90,8 @@ fn last_arrival(lab: &Lab, host: &str) -> (u64, u64) {
 /// The time of the incident's isolate action, from the timeline.
 fn isolate_decision_ns(lab: &Lab, host: &str) -> Option<u64> {
     let incidents = sensorctl_json(lab, &["incidents", "--host", host]);
-    let id = incidents[0]["sensor"]["incident"]["id"]
+    // The newest: earlier rounds' incidents are kept, closed.
+    let id = incidents.as_array()?.last()?["sensor"]["incident"]["id"]
         .as_u64()?
         .to_string();
     let incident = sensorctl_json(lab, &["incident", &id]);
@@ -126,6 +127,13 @@ fn round(lab: &Lab) -> anyhow::Result<Round> {
     let (last, gap) = last_arrival(lab, host);
     let first_drop = last + gap;
     lab.sensorctl(&["release", host])?;
+    // Closed, so the next round's scan opens a new incident (incidents
+    // persist across restarts) and is acted on again.
+    let incidents = sensorctl_json(lab, &["incidents", "--host", host, "--status", "open"]);
+    for i in incidents.as_array().into_iter().flatten() {
+        let id = i["sensor"]["incident"]["id"].to_string();
+        lab.sensorctl(&["close", &id, "--reason", "bench round done"])?;
+    }
     let ms = |ns: i128| ns as f64 / 1e6;
     Ok(Round {
         scan_to_decision_ms: ms(decision as i128 - scan_start as i128),
@@ -183,8 +191,8 @@ fn main() -> anyhow::Result<()> {
     let mut rounds = Vec::new();
     for r in 0..args.rounds {
         eprintln!("automatic isolation {}/{}", r + 1, args.rounds);
-        // A fresh sensord per round: the last round's incident is gone, so
-        // the same host can be caught again.
+        // A fresh sensord per round, as the first measurement had it (the
+        // last round's incident is closed, so the host is caught again).
         lab.stop_sensord(libc::SIGTERM)?;
         lab.start_sensord()?;
         rounds.push(round(&lab)?);
