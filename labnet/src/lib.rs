@@ -7,6 +7,7 @@
 
 pub mod cmd;
 pub mod domain;
+pub mod fleet;
 pub mod lab;
 pub mod netns;
 

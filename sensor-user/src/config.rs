@@ -107,6 +107,7 @@ pub struct RawConfig {
     pub alerts: crate::alerts::AlertConfig,
     pub incidents: crate::store::StoreConfig,
     pub feed: Vec<crate::feeds::FeedConfig>,
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -178,6 +179,8 @@ pub struct Config {
     pub incidents: crate::store::StoreConfig,
     /// `[[feed]]`: threat feeds.
     pub feeds: Vec<crate::feeds::FeedConfig>,
+    /// `[fleet]`: decisions and incidents shared with other gateways.
+    pub fleet: Option<crate::fleet::FleetConfig>,
     /// The file it was read from (`load`), which a reload reads again.
     pub source: Option<PathBuf>,
 }
@@ -291,6 +294,18 @@ impl Config {
                 (None, None) => "",
             }
         ));
+        if let Some(fleet) = &self.fleet {
+            let scopes: Vec<&str> = fleet.publish.iter().map(|s| s.label()).collect();
+            line(format!(
+                "fleet: site {}, gateway {}, via {}; publishes {} decisions; blocks go to the {}, isolations to the {}",
+                fleet.site,
+                fleet.gateway_name(),
+                fleet.servers.join(", "),
+                scopes.join(", "),
+                fleet.default_scope(crate::state::Kind::Block).label(),
+                fleet.default_scope(crate::state::Kind::Isolation).label(),
+            ));
+        }
         for f in &self.feeds {
             line(format!(
                 "feed {}: {} from {}, every {}",
@@ -423,6 +438,7 @@ impl Config {
         differ("policy", self.policy == new.policy);
         differ("anti_spoofing", self.anti_spoofing == new.anti_spoofing);
         differ("alerts", self.alerts == new.alerts);
+        differ("fleet", self.fleet == new.fleet);
         differ(
             "incidents.database",
             self.incident_database() == new.incident_database(),
@@ -540,6 +556,16 @@ impl RawConfig {
                 "an alert feed feeds detection, which is off (detection.enabled = false)",
             ));
         }
+        if let Some(fleet) = &self.fleet {
+            fleet
+                .validate()
+                .map_err(|(key, problem)| invalid(key, problem))?;
+        } else if let Some(i) = self.response.rules.iter().position(|r| r.scope.is_some()) {
+            return Err(invalid(
+                format!("response.rule[{i}].scope"),
+                "a scope needs fleet mode ([fleet])",
+            ));
+        }
         if self.incidents.retention_days == 0 {
             return Err(invalid(
                 "incidents.retention_days",
@@ -591,6 +617,7 @@ impl RawConfig {
             policy,
             anti_spoofing: self.anti_spoofing,
             feeds: self.feed,
+            fleet: self.fleet,
             source: None,
         })
     }
@@ -626,6 +653,11 @@ impl Config {
         }
         if let Err(e) = self.alerts.webhook_secret() {
             problems.push(e);
+        }
+        for (key, path) in self.fleet.iter().flat_map(|f| f.files()) {
+            if let Err(e) = std::fs::metadata(path) {
+                problems.push(format!("{key}: {}: {e}", path.display()));
+            }
         }
         if let Some(Err(e)) = self.alerts.syslog.as_ref().map(|s| s.validate()) {
             problems.push(format!("alerts.syslog: {e}"));

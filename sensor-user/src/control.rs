@@ -23,6 +23,9 @@ pub enum Request {
         ip: IpAddr,
         ttl_secs: Option<u64>,
         reason: Option<String>,
+        /// In fleet mode: where it applies (default: the site).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<crate::fleet::Scope>,
     },
     Release {
         ip: IpAddr,
@@ -34,12 +37,18 @@ pub enum Request {
         cidr: IpNet,
         ttl_secs: Option<u64>,
         reason: Option<String>,
+        /// In fleet mode: where it applies (default: the fleet, where this
+        /// gateway may publish there).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<crate::fleet::Scope>,
     },
     /// Many ranges at once (a threat feed): all or none.
     BlockMany {
         cidrs: Vec<IpNet>,
         ttl_secs: Option<u64>,
         reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<crate::fleet::Scope>,
     },
     Unblock {
         cidr: IpNet,
@@ -99,6 +108,16 @@ pub enum Request {
     /// Re-reads the configuration file: detection settings, allowlists,
     /// intel lists, response rules and retention take effect at once.
     Reload,
+    /// Fleet mode: every decision in force in the fleet.
+    FleetList,
+    /// Fleet mode: every gateway's last status.
+    FleetStatus,
+    /// Fleet mode: the latest document of each incident of the fleet (of
+    /// one site), newest first.
+    FleetIncidents {
+        site: Option<String>,
+        limit: Option<usize>,
+    },
 }
 
 /// What `list` shows: entries of this kind, made by this origin (`auto:*`
@@ -172,6 +191,9 @@ impl Request {
             Request::FeedRefresh { .. } => "feed_refresh",
             Request::FeedRetire { .. } => "feed_retire",
             Request::FeedResume { .. } => "feed_resume",
+            Request::FleetList => "fleet_list",
+            Request::FleetStatus => "fleet_status",
+            Request::FleetIncidents { .. } => "fleet_incidents",
         }
     }
 
@@ -187,12 +209,17 @@ impl Request {
         let why = |r: &Option<String>| r.clone().unwrap_or_else(|| "no reason given".into());
         let timed = |t: &Option<u64>, r: &Option<String>| format!("{}, {}", ttl(t), why(r));
         let incident = |id: &u64| format!("incident {id}");
+        let scoped = |detail: String, scope: &Option<crate::fleet::Scope>| match scope {
+            Some(scope) => format!("{detail}, scope {}", scope.label()),
+            None => detail,
+        };
         match self {
             Request::Isolate {
                 ip,
                 ttl_secs,
                 reason,
-            } => (ip.to_string(), timed(ttl_secs, reason)),
+                scope,
+            } => (ip.to_string(), scoped(timed(ttl_secs, reason), scope)),
             Request::Release { ip, false_positive } => (
                 ip.to_string(),
                 if *false_positive {
@@ -205,12 +232,17 @@ impl Request {
                 cidr,
                 ttl_secs,
                 reason,
-            } => (cidr.to_string(), timed(ttl_secs, reason)),
+                scope,
+            } => (cidr.to_string(), scoped(timed(ttl_secs, reason), scope)),
             Request::BlockMany {
                 cidrs,
                 ttl_secs,
                 reason,
-            } => (format!("{} ranges", cidrs.len()), timed(ttl_secs, reason)),
+                scope,
+            } => (
+                format!("{} ranges", cidrs.len()),
+                scoped(timed(ttl_secs, reason), scope),
+            ),
             Request::Unblock { cidr } => (cidr.to_string(), String::new()),
             Request::Triage { id, note, .. } => (incident(id), note.clone().unwrap_or_default()),
             Request::Note { id, text } => (incident(id), text.clone()),
@@ -244,6 +276,9 @@ impl Request {
                 | Request::FalsePositives
                 | Request::Audit { .. }
                 | Request::Feeds
+                | Request::FleetList
+                | Request::FleetStatus
+                | Request::FleetIncidents { .. }
         )
     }
 }
@@ -447,6 +482,7 @@ mod tests {
             ip: "10.0.0.5".parse().unwrap(),
             ttl_secs: Some(60),
             reason: Some("beacon".into()),
+            scope: None,
         };
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(

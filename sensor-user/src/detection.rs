@@ -159,6 +159,24 @@ impl Detection {
         }
     }
 
+    /// Sends every alert to `sink` too, through a spool in the state
+    /// directory's `spool/NAME` (the fleet's incidents stream).
+    pub fn add_alert_outlet(
+        &mut self,
+        name: &'static str,
+        sink: Box<dyn crate::alerts::Sink>,
+        config: &Config,
+    ) -> Result<()> {
+        let dir = config
+            .state_file
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("spool")
+            .join(name);
+        let max = config.alerts.spool_max.unwrap_or(crate::alerts::SPOOL_MAX);
+        self.alerts.add_outlet(name, sink, &dir, max)
+    }
+
     /// Live detection, with the incidents still open and the
     /// false-positive marks of earlier runs taken back from `store`.
     pub fn new(config: &Config, store: &mut Store) -> Result<Detection> {
@@ -199,7 +217,7 @@ impl Detection {
             engine,
             response: config.response.clone(),
             alerts: Alerts::new(Some(alert_file), &config.alerts, &state_dir.join("spool"))?,
-            observer: Observer::local(config.alerts.observer_name.as_deref()),
+            observer: Observer::of(config),
             segments: config.segments.clone(),
             false_positives,
             unsaved: BTreeSet::new(),
@@ -529,9 +547,16 @@ impl Detection {
         );
         let mut actions = Vec::new();
         for decision in decisions {
+            let scope = match &decision {
+                Decision::Isolate { rule, .. } | Decision::Block { rule, .. } => {
+                    self.response.rules.get(*rule).and_then(|r| r.scope)
+                }
+                Decision::Withheld { .. } => None,
+            };
             let origin = Origin {
                 by: &by,
                 incident: Some(id),
+                scope,
             };
             let not_carried_out = response::not_carried_out(&decision, self.response.mode);
             let (action, target, detail) = match (not_carried_out, decision) {

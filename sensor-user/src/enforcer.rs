@@ -27,6 +27,7 @@ use crate::{
     clock,
     datapath::Maps,
     feeds::{ranges::Diff, Ranges},
+    fleet::{FleetConfig, FleetTag, Scope},
     state::{self, Entry, Kind, StateError},
 };
 
@@ -83,13 +84,32 @@ pub struct Origin<'a> {
     /// "operator", or the detector behind an automatic action.
     pub by: &'a str,
     pub incident: Option<u64>,
+    /// In fleet mode, where the decision applies (`None`: the default for
+    /// its kind, `FleetConfig::default_scope`).
+    pub scope: Option<Scope>,
 }
 
 impl Origin<'static> {
     pub const OPERATOR: Origin<'static> = Origin {
         by: "operator",
         incident: None,
+        scope: None,
     };
+}
+
+/// A change this gateway made that the fleet should hear of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Journaled {
+    Decided(Entry),
+    Released(Entry),
+}
+
+/// This gateway in the fleet: how its new entries are stamped, and what
+/// it changed since the fleet task last looked.
+struct FleetSide {
+    config: FleetConfig,
+    gateway: String,
+    journal: Vec<Journaled>,
 }
 
 /// The origin of an entry found in the pinned maps without a record.
@@ -104,10 +124,12 @@ pub struct Enforcer {
     /// failed: a full disk); `retry_save` writes them.
     unsaved: bool,
     state_write_failures: u64,
+    /// In fleet mode (`join_fleet`).
+    fleet: Option<FleetSide>,
 }
 
 /// Checks that `host` may be isolated.
-fn check_host(host: IpAddr) -> Result<(), EnforceError> {
+pub fn check_host(host: IpAddr) -> Result<(), EnforceError> {
     let problem = if host.is_unspecified() {
         "the unspecified address cannot be isolated"
     } else if host.is_multicast() {
@@ -166,6 +188,7 @@ impl Entry {
             expires: ttl.map(|t| now.saturating_add(t.as_secs().max(1))),
             incident: origin.incident,
             mac: None,
+            fleet: None,
         }
     }
 }
@@ -204,6 +227,7 @@ impl Enforcer {
             state_file: state_file.to_owned(),
             unsaved: false,
             state_write_failures: 0,
+            fleet: None,
         };
         for entry in state::load(state_file)? {
             if entry.expired(now) {
@@ -289,6 +313,7 @@ impl Enforcer {
                     expires,
                     incident: None,
                     mac: None,
+                    fleet: None,
                 },
             );
             adopted += 1;
@@ -479,7 +504,10 @@ impl Enforcer {
             clock::unix_now(),
         );
         entry.mac = mac;
-        self.add(maps, entry)
+        self.stamp(&mut entry, origin.scope)?;
+        let entry = self.add(maps, entry)?;
+        self.journal(Journaled::Decided(entry.clone()));
+        Ok(entry)
     }
 
     pub fn block(
@@ -491,8 +519,11 @@ impl Enforcer {
         origin: Origin,
     ) -> Result<Entry, EnforceError> {
         check_range(net)?;
-        let entry = Entry::new(Kind::Block, net, ttl, reason, origin, clock::unix_now());
-        self.add(maps, entry)
+        let mut entry = Entry::new(Kind::Block, net, ttl, reason, origin, clock::unix_now());
+        self.stamp(&mut entry, origin.scope)?;
+        let entry = self.add(maps, entry)?;
+        self.journal(Journaled::Decided(entry.clone()));
+        Ok(entry)
     }
 
     /// Blocks many ranges at once, all or none (see `add_all`).
@@ -508,11 +539,16 @@ impl Enforcer {
             check_range(*net)?;
         }
         let now = clock::unix_now();
-        let entries = nets
-            .iter()
-            .map(|net| Entry::new(Kind::Block, *net, ttl, reason, origin, now))
-            .collect();
-        self.add_all(maps, entries)?;
+        let mut entries = Vec::with_capacity(nets.len());
+        for net in nets {
+            let mut entry = Entry::new(Kind::Block, *net, ttl, reason, origin, now);
+            self.stamp(&mut entry, origin.scope)?;
+            entries.push(entry);
+        }
+        self.add_all(maps, entries.clone())?;
+        for entry in entries {
+            self.journal(Journaled::Decided(entry));
+        }
         info!("blocked {} ranges at once ({reason})", nets.len());
         Ok(nets.len())
     }
@@ -548,11 +584,45 @@ impl Enforcer {
     }
 
     pub fn release(&mut self, maps: &mut Maps, host: IpAddr) -> Result<Entry, EnforceError> {
-        self.remove(maps, Kind::Isolation, IpNet::from(host))
+        self.withdraw(maps, Kind::Isolation, IpNet::from(host))
     }
 
     pub fn unblock(&mut self, maps: &mut Maps, net: IpNet) -> Result<Entry, EnforceError> {
-        self.remove(maps, Kind::Block, net)
+        self.withdraw(maps, Kind::Block, net)
+    }
+
+    /// An operator's release or unblock: in fleet mode, published as a
+    /// release in the entry's scope, which this gateway must be allowed to
+    /// publish in (else the fleet would put it back).
+    fn withdraw(
+        &mut self,
+        maps: &mut Maps,
+        kind: Kind,
+        target: IpNet,
+    ) -> Result<Entry, EnforceError> {
+        if let (
+            Some(side),
+            Some(Entry {
+                fleet: Some(tag), ..
+            }),
+        ) = (&self.fleet, self.entries.get(&(kind, target)))
+        {
+            if !side.config.publish.contains(&tag.scope) {
+                return Err(EnforceError::Refused {
+                    target: target.to_string(),
+                    problem: format!(
+                        "it is a {} decision of {}/{}, and this gateway does not publish {} decisions ([fleet] publish): a gateway that does must lift it",
+                        tag.scope.label(),
+                        tag.site,
+                        tag.gateway,
+                        tag.scope.label()
+                    ),
+                });
+            }
+        }
+        let entry = self.remove(maps, kind, target)?;
+        self.journal(Journaled::Released(entry.clone()));
+        Ok(entry)
     }
 
     /// Drops entries whose time is up (the datapath already ignores them).
@@ -692,6 +762,114 @@ impl Enforcer {
             .map_err(map_err("blocked ranges"))
     }
 
+    /// Fleet mode from now on: new entries are stamped with their scope and
+    /// this gateway, and every change is journaled for the fleet task.
+    pub fn join_fleet(&mut self, config: &FleetConfig) {
+        self.fleet = Some(FleetSide {
+            gateway: config.gateway_name(),
+            config: config.clone(),
+            journal: Vec::new(),
+        });
+    }
+
+    /// Stamps a new entry with its place in the fleet; refuses a scope
+    /// this gateway may not publish in.
+    fn stamp(&self, entry: &mut Entry, scope: Option<Scope>) -> Result<(), EnforceError> {
+        let Some(side) = &self.fleet else {
+            return match scope {
+                None => Ok(()),
+                Some(_) => Err(EnforceError::Refused {
+                    target: entry.target.to_string(),
+                    problem: "a scope needs fleet mode ([fleet] in the configuration)".into(),
+                }),
+            };
+        };
+        let scope = scope.unwrap_or_else(|| side.config.default_scope(entry.kind));
+        if !side.config.publish.contains(&scope) {
+            return Err(EnforceError::Refused {
+                target: entry.target.to_string(),
+                problem: format!(
+                    "this gateway does not publish {} decisions ([fleet] publish)",
+                    scope.label()
+                ),
+            });
+        }
+        entry.fleet = Some(FleetTag {
+            scope,
+            site: side.config.site.clone(),
+            gateway: side.gateway.clone(),
+            revision: None,
+        });
+        Ok(())
+    }
+
+    fn journal(&mut self, change: Journaled) {
+        let tagged = match &change {
+            Journaled::Decided(e) | Journaled::Released(e) => e.fleet.is_some(),
+        };
+        if let (Some(side), true) = (&mut self.fleet, tagged) {
+            side.journal.push(change);
+        }
+    }
+
+    /// The changes made since the last call, oldest first.
+    pub fn take_journal(&mut self) -> Vec<Journaled> {
+        self.fleet
+            .as_mut()
+            .map(|side| std::mem::take(&mut side.journal))
+            .unwrap_or_default()
+    }
+
+    /// The entries the fleet knows of or decided (tagged).
+    pub fn fleet_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values().filter(|e| e.fleet.is_some())
+    }
+
+    /// Applies a decision of the fleet: added, or put in place of the
+    /// fleet's earlier one; an entry this gateway made outside the fleet
+    /// stays as it is. Returns whether the maps changed.
+    pub fn apply_decision(&mut self, maps: &mut Maps, entry: Entry) -> Result<bool, EnforceError> {
+        let key = (entry.kind, entry.target);
+        match self.entries.get_mut(&key) {
+            Some(Entry { fleet: None, .. }) => return Ok(false),
+            // The same decision (this gateway's own, echoed back with its
+            // revision): only the revision is new; the local facts (the
+            // incident, the MAC) stay.
+            Some(old) if same_decision(old, &entry) => {
+                let revision = entry.fleet.and_then(|t| t.revision);
+                let tag = old.fleet.as_mut().expect("tagged");
+                if tag.revision != revision {
+                    tag.revision = revision;
+                    self.save();
+                }
+                return Ok(false);
+            }
+            _ => {}
+        }
+        self.add(maps, entry)?;
+        Ok(true)
+    }
+
+    /// Lifts what the fleet no longer decides for a target: only an entry
+    /// the fleet has acknowledged (one still waiting to be published is
+    /// newer than anything the fleet says).
+    pub fn lift_decision(
+        &mut self,
+        maps: &mut Maps,
+        kind: Kind,
+        target: IpNet,
+    ) -> Result<Option<Entry>, EnforceError> {
+        let acknowledged = self
+            .entries
+            .get(&(kind, target))
+            .and_then(|e| e.fleet.as_ref())
+            .is_some_and(|tag| tag.revision.is_some());
+        if !acknowledged {
+            return Ok(None);
+        }
+        self.remove(maps, kind, target).map(Some)
+    }
+
     /// What is in force: isolations by their records, blocked ranges by
     /// the datapath (records and feeds together).
     pub fn counts(&self, maps: &Maps) -> Counts {
@@ -712,6 +890,25 @@ impl Enforcer {
         counts.state_unsaved = self.unsaved;
         counts
     }
+}
+
+/// Whether two entries are the same decision: what the fleet shares of
+/// them is equal, whatever their revisions and local facts.
+fn same_decision(a: &Entry, b: &Entry) -> bool {
+    let shared = |e: &Entry| {
+        (
+            e.kind,
+            e.target,
+            e.origin.clone(),
+            e.reason.clone(),
+            e.created,
+            e.expires,
+            e.fleet
+                .as_ref()
+                .map(|t| (t.scope, t.site.clone(), t.gateway.clone())),
+        )
+    };
+    shared(a) == shared(b)
 }
 
 #[cfg(test)]

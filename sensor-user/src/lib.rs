@@ -19,6 +19,7 @@ pub mod detect;
 pub mod detection;
 pub mod enforcer;
 pub mod feeds;
+pub mod fleet;
 pub mod listen;
 pub mod metrics;
 pub mod nets;

@@ -2,8 +2,8 @@
 //! per-CPU maps; each scrape reads them and renders the text format.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use sensor_common::{counter_index, IfaceCounters, Reason, Verdict};
 
@@ -57,6 +57,22 @@ pub struct Metrics {
     feed_retired: IntGaugeVec,
     /// Feed refreshes, by feed and result (`feeds::Refreshed`).
     pub feed_refreshes: IntCounterVec,
+    /// Fleet decisions applied to (or lifted from) the maps here.
+    pub fleet_applied: IntCounter,
+    /// Decisions of other gateways refused by the checks.
+    pub fleet_refused: IntCounter,
+    fleet_gauges: IntGaugeVec,
+    fleet_errors: IntCounterVec,
+}
+
+/// Fleet mode's figures for a scrape (absent without `[fleet]`).
+pub struct FleetFigures {
+    pub connected: bool,
+    pub revision: u64,
+    pub outbox: usize,
+    pub in_force: usize,
+    pub errors: u64,
+    pub disconnects: u64,
 }
 
 /// One feed's figures for a scrape.
@@ -97,6 +113,7 @@ pub struct Snapshot<'a> {
     pub detection: Option<DetectionSnapshot>,
     pub taps: &'a crate::tap::TapStatus,
     pub feeds: Vec<FeedFigures>,
+    pub fleet: Option<FleetFigures>,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -396,6 +413,36 @@ impl Metrics {
                 "Feed refreshes, by feed and result: updated (a new version applied), unchanged, failed (the version in force stays)",
                 &["feed", "result"],
             ),
+            fleet_applied: {
+                let c = IntCounter::new(
+                    "sensor_fleet_applied_total",
+                    "Fleet decisions applied to this gateway's maps, or lifted from them, since the start",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            fleet_refused: {
+                let c = IntCounter::new(
+                    "sensor_fleet_refused_total",
+                    "Decisions of other gateways refused here: forged (another site's key), invalid, or dangerous (too wide, the inside, an exempt host)",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            fleet_gauges: gauge_vec(
+                &registry,
+                "sensor_fleet",
+                "Fleet mode: connected (1 or 0), revision (the latest of the decisions bucket applied here), outbox (decisions waiting to be published), in_force (fleet decisions in force here)",
+                &["figure"],
+            ),
+            fleet_errors: counter_vec(
+                &registry,
+                "sensor_fleet_events_total",
+                "Fleet mode: errors (failures to connect, publish, watch or apply; each said in the log) and disconnects from the servers",
+                &["event"],
+            ),
             monitor_mode,
             registry,
         };
@@ -565,6 +612,15 @@ impl Metrics {
             self.render_detection(d);
         }
         self.render_taps(snapshot.taps);
+        if let Some(f) = &snapshot.fleet {
+            let g = &self.fleet_gauges;
+            g.with_label_values(&["connected"]).set(f.connected as i64);
+            g.with_label_values(&["revision"]).set(f.revision as i64);
+            g.with_label_values(&["outbox"]).set(f.outbox as i64);
+            g.with_label_values(&["in_force"]).set(f.in_force as i64);
+            set(&self.fleet_errors, &["error"], f.errors);
+            set(&self.fleet_errors, &["disconnect"], f.disconnects);
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -677,8 +733,24 @@ mod tests {
                 updated: None,
                 retired: false,
             }],
+            fleet: Some(FleetFigures {
+                connected: true,
+                revision: 42,
+                outbox: 0,
+                in_force: 2,
+                errors: 1,
+                disconnects: 0,
+            }),
         };
         let text = metrics.render(&snapshot);
+        assert!(
+            text.contains(r#"sensor_fleet{figure="revision"} 42"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sensor_fleet_events_total{event="error"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(
                 r#"sensor_packets_total{interface="lo",reason="segment_policy",verdict="drop"} 7"#
@@ -716,6 +788,7 @@ mod tests {
             detection: None,
             taps,
             feeds: Vec::new(),
+            fleet: None,
         })
     }
 

@@ -42,6 +42,10 @@ pub struct Rule {
     /// How long the isolation or block lasts ("30m", "1h"). Default 1h;
     /// "permanent" for no expiry.
     pub ttl: String,
+    /// In fleet mode, where the action applies: "gateway", "site" or
+    /// "fleet". Default: an isolation stays on its site, a block goes to
+    /// the whole fleet where this gateway may publish there.
+    pub scope: Option<crate::fleet::Scope>,
 }
 
 impl Default for Rule {
@@ -52,6 +56,7 @@ impl Default for Rule {
             segments: Vec::new(),
             action: ActionKind::Isolate,
             ttl: "1h".into(),
+            scope: None,
         }
     }
 }

@@ -74,6 +74,10 @@ pub struct Entry {
         with = "crate::bindings::mac_serde::option"
     )]
     pub mac: Option<[u8; 6]>,
+    /// In fleet mode: where the decision applies, which gateway made it,
+    /// and its revision in the fleet once published (docs/fleet.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetTag>,
 }
 
 impl Entry {
@@ -180,6 +184,7 @@ mod tests {
             expires: Some(200),
             incident: None,
             mac: None,
+            fleet: None,
         }
     }
 

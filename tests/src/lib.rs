@@ -22,6 +22,8 @@ mod e2e_enforcement;
 #[cfg(test)]
 mod e2e_feeds;
 #[cfg(test)]
+mod e2e_fleet;
+#[cfg(test)]
 mod e2e_lifecycle;
 #[cfg(test)]
 mod e2e_robustness;

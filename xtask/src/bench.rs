@@ -3,7 +3,8 @@
 //! iptables, the detection engine's throughput and memory, and the control
 //! plane (detection and `sensorctl` to the first dropped packet, loading a
 //! large feed), and a mirror port into the engine through AF_XDP next to
-//! AF_PACKET. Prints tables, writes target/bench/results.json and
+//! AF_PACKET, and fleet propagation between gateways and with simulated
+//! gateways. Prints tables, writes target/bench/results.json and
 //! chart.svg (docs/performance.md).
 
 use std::process::Command;
@@ -25,7 +26,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_value = "0,10000,1000000")]
     sizes: Vec<u32>,
     /// Run only these suites (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = ["xdp", "veth", "engine", "latency", "tap"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["xdp", "veth", "engine", "latency", "tap", "fleet"])]
     only: Vec<String>,
     /// Packets per end-to-end veth run.
     #[arg(long, default_value_t = 2_000_000)]
@@ -48,6 +49,12 @@ pub struct Options {
     /// Ranges of the threat feed loaded with `sensorctl block --file`.
     #[arg(long, default_value_t = 1_000_000)]
     feed_ranges: u32,
+    /// Fleet block/unblock rounds between two gateways.
+    #[arg(long, default_value_t = 100)]
+    fleet_rounds: u32,
+    /// Simulated gateway counts for the fleet's load.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    fleet_simulated: Vec<u32>,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -125,6 +132,16 @@ pub fn run(options: &Options) -> Result<()> {
             "tap.json",
         )?;
     }
+    if wanted("fleet") {
+        run(
+            "fleet-bench",
+            &[
+                ("rounds", options.fleet_rounds.to_string()),
+                ("simulated", join(&options.fleet_simulated)),
+            ],
+            "fleet.json",
+        )?;
+    }
     summarise(&out_dir)?;
     println!("\nresults in {}", out_dir.display());
     Ok(())
@@ -140,6 +157,7 @@ fn summarise(out_dir: &std::path::Path) -> Result<()> {
         ("engine", "engine.json"),
         ("control_plane", "latency.json"),
         ("mirror_port", "tap.json"),
+        ("fleet", "fleet.json"),
     ] {
         if let Ok(text) = std::fs::read_to_string(out_dir.join(file)) {
             all.insert(key.into(), serde_json::from_str(&text)?);

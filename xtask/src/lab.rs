@@ -13,7 +13,7 @@ const PREFIX: &str = "sensor-lab";
 
 /// The lab's response policy: isolate a host on any clear detection, and
 /// also block the C&C address a beacon or an intel hit names.
-const LAB_POLICY: &str = r#"
+pub(crate) const LAB_POLICY: &str = r#"
 [response]
 [[response.rule]]
 detectors = ["*"]
@@ -32,6 +32,11 @@ ttl = "1h"
 pub struct Options {
     #[command(subcommand)]
     action: Option<Action>,
+    /// The fleet story instead: three municipalities, each with its own
+    /// gateway, sharing decisions and incidents through a three-node NATS
+    /// cluster (docs/fleet.md).
+    #[arg(long)]
+    fleet: bool,
 }
 
 #[derive(Subcommand)]
@@ -49,6 +54,7 @@ enum Action {
 
 pub fn run(options: &Options) -> Result<()> {
     match &options.action {
+        None if options.fleet => crate::lab_fleet::story(),
         None => story(),
         Some(Action::Up) => up(),
         Some(Action::Down) => {
@@ -118,20 +124,21 @@ fn print_hosts(status: &serde_json::Value) {
 }
 
 /// One step of the story: what we expect, and whether it held.
-struct Story {
+#[derive(Default)]
+pub(crate) struct Story {
     step: usize,
-    failures: usize,
+    pub(crate) failures: usize,
 }
 
 impl Story {
-    fn say(&mut self, text: &str) {
+    pub(crate) fn say(&mut self, text: &str) {
         self.step += 1;
         println!("\n{}. {text}", self.step);
     }
 
     /// `expect` for something that had to happen in time: says how long
     /// it took ("WHAT, 1.2s AFTER").
-    fn expect_took(&mut self, what: &str, took: Option<Duration>, after: &str) {
+    pub(crate) fn expect_took(&mut self, what: &str, took: Option<Duration>, after: &str) {
         let text = match took {
             Some(t) => format!("{what}, {:.1}s {after}", t.as_secs_f64()),
             None => what.to_string(),
@@ -139,7 +146,7 @@ impl Story {
         self.expect(&text, took.is_some());
     }
 
-    fn expect(&mut self, what: &str, held: bool) {
+    pub(crate) fn expect(&mut self, what: &str, held: bool) {
         println!("   [{}] {what}", if held { "ok" } else { "UNEXPECTED" });
         if !held {
             self.failures += 1;
@@ -147,7 +154,7 @@ impl Story {
     }
 }
 
-fn reaches(lab: &Lab, from: &str, url: &str) -> bool {
+pub(crate) fn reaches(lab: &Lab, from: &str, url: &str) -> bool {
     lab.host(from)
         .netns
         .succeeds("curl", &["-sS", "-o", "/dev/null", "-m", "2", url])
@@ -462,13 +469,11 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
         "office2 browses first",
         reaches(lab, "office2", "http://203.0.113.80/"),
     );
-    let log = lab.dir.join("logs").join("beacon.log");
-    let beacon = lab.host("office2").netns.spawn(
-        "sh",
-        &["-c", "for i in $(seq 60); do c2=$(dig +short +time=1 +tries=1 @203.0.113.53 c2.lab); \
-                 curl -s -o /dev/null -m 2 http://$c2:8080/beacon; \
-                 sleep $(awk -v r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ') 'BEGIN{printf \"%.2f\", 0.7 + (r % 60) / 100}'); done"],
-        &log,
+    let beacon = spawn_beacon(
+        lab,
+        "office2",
+        "c2=$(dig +short +time=1 +tries=1 @203.0.113.53 c2.lab); \
+         curl -s -o /dev/null -m 2 http://$c2:8080/beacon",
     )?;
     println!("   (a beacon is judged after 20 connections: about 20 seconds)");
     let took = wait_isolated(lab, "10.10.0.12", 60);
@@ -522,6 +527,17 @@ fn automatic_isolation(lab: &Lab, s: &mut Story) -> Result<()> {
     Ok(())
 }
 
+/// A beacon from `host`: `call` (shell) 60 times, about once a second
+/// with jitter (0.7 to 1.3 s), its output in logs/beacon.log.
+pub(crate) fn spawn_beacon(lab: &Lab, host: &str, call: &str) -> Result<std::process::Child> {
+    let log = lab.dir.join("logs").join("beacon.log");
+    let script = format!(
+        "for i in $(seq 60); do {call}; \
+         sleep $(awk -v r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ') 'BEGIN{{printf \"%.2f\", 0.7 + (r % 60) / 100}}'); done"
+    );
+    lab.host(host).netns.spawn("sh", &["-c", &script], &log)
+}
+
 /// Runs `nmap -sS` from `from` against `target`; how long after it began
 /// its host was isolated (within 15 s), if it was.
 fn scan_until_isolated(
@@ -550,7 +566,7 @@ fn scan_until_isolated(
     Ok(wait_isolated(lab, &ip, 15).map(|_| started.elapsed()))
 }
 
-fn indent(text: &str) -> String {
+pub(crate) fn indent(text: &str) -> String {
     text.lines()
         .map(|l| format!("   {l}"))
         .collect::<Vec<_>>()

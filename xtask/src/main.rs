@@ -7,6 +7,7 @@ mod chart;
 mod eval;
 mod fuzz;
 mod lab;
+mod lab_fleet;
 mod lint;
 mod package;
 mod setup;
@@ -33,6 +34,8 @@ enum Command {
     /// The built-in lab: a gateway between three segments, and its story.
     ///
     /// Example: cargo xtask lab        (build, tell the story, clean up)
+    ///
+    /// Example: cargo xtask lab --fleet   (three sites sharing decisions)
     Lab(lab::Options),
     /// Benchmarks: XDP per-packet cost beside the floor and xdp-filter,
     /// the detection engine, detection-to-drop latency in the lab.

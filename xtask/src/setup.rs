@@ -81,6 +81,9 @@ const TOOL_PACKAGES: &[&str] = &[
     "python3-yaml",
     // The monitoring pack's test: a real Prometheus server, and promtool.
     "prometheus",
+    // Fleet mode: a three-node NATS JetStream cluster for the fleet tests
+    // and the fleet lab.
+    "nats-server",
     // The package: built with dpkg-deb, installed in a Debian 12
     // container (debootstrap, systemd-nspawn), its unit rated by
     // systemd-analyze.

@@ -27,6 +27,7 @@ pub mod syslog;
 pub mod webhook;
 
 use outlet::OutletStats;
+pub use outlet::{SendError, Sink};
 use spool::Spool;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -101,6 +102,8 @@ pub struct Observer {
     /// The name operators know the gateway by (`[alerts] observer_name`;
     /// default the host name).
     pub name: String,
+    /// In fleet mode: the site and the gateway's name in the fleet.
+    pub fleet: Option<(String, String)>,
 }
 
 impl Observer {
@@ -111,7 +114,18 @@ impl Observer {
         Observer {
             name: name.unwrap_or(&hostname).to_string(),
             hostname,
+            fleet: None,
         }
+    }
+
+    /// The gateway as configured: with its site and name in the fleet.
+    pub fn of(config: &crate::config::Config) -> Observer {
+        let mut observer = Observer::local(config.alerts.observer_name.as_deref());
+        observer.fleet = config
+            .fleet
+            .as_ref()
+            .map(|f| (f.site.clone(), f.gateway_name()));
+        observer
     }
 }
 
@@ -268,6 +282,9 @@ pub fn document(incident: &Incident, change: Change, now: Nanos, observer: &Obse
     if let Some(peer) = main_peer {
         doc["destination"] = destination(peer, &incident.names);
     }
+    if let Some((site, gateway)) = &observer.fleet {
+        doc["sensor"]["fleet"] = json!({"site": site, "gateway": gateway});
+    }
     if change != Change::Snapshot {
         if let Some(action) = incident.actions.last() {
             doc["sensor"]["action"] = action_json(action);
@@ -324,7 +341,7 @@ pub struct Alerts {
 }
 
 /// Alerts that may wait on disk per outlet, by default.
-const SPOOL_MAX: usize = 100_000;
+pub const SPOOL_MAX: usize = 100_000;
 
 impl Alerts {
     /// The sinks `config` names; the webhook's and syslog's spools live in
@@ -361,6 +378,19 @@ impl Alerts {
             outlets,
             delivered: Delivered::default(),
         })
+    }
+
+    /// Adds a sink fed from a spool of its own in `dir` (the fleet's
+    /// incidents stream).
+    pub fn add_outlet(
+        &mut self,
+        name: &'static str,
+        sink: Box<dyn Sink>,
+        dir: &Path,
+        max: usize,
+    ) -> anyhow::Result<()> {
+        self.outlets.push(Outlet::start(name, sink, dir, max)?);
+        Ok(())
     }
 
     pub fn emit(&mut self, doc: Value) {
@@ -466,6 +496,7 @@ mod tests {
         Observer {
             hostname: "gw1".into(),
             name: "city-hall".into(),
+            fleet: Some(("city-a".into(), "gw1".into())),
         }
     }
 

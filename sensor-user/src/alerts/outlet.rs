@@ -32,6 +32,10 @@ pub trait Sink: Send {
     fn send(&mut self, alert: &[u8]) -> Result<(), SendError>;
     /// The receiver as logs may name it: no credentials, no path.
     fn describe(&self) -> String;
+    /// The longest wait between retries.
+    fn max_backoff(&self) -> Duration {
+        MAX_BACKOFF
+    }
 }
 
 /// An outlet's figures, for the metrics.
@@ -91,7 +95,7 @@ pub fn run(
                         "{name}: {} failed ({why}); retrying with back-off up to {}s, \
                          alerts wait in {}",
                         sink.describe(),
-                        MAX_BACKOFF.as_secs(),
+                        sink.max_backoff().as_secs(),
                         spool.dir().display()
                     );
                 }
@@ -99,7 +103,7 @@ pub fn run(
                 if let Err(RecvTimeoutError::Disconnected) = sleep_or_stop(&wake, backoff) {
                     return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = (backoff * 2).min(sink.max_backoff());
             }
         }
     }

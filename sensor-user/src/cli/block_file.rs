@@ -54,7 +54,13 @@ pub fn parse_feed(text: &str) -> Result<Vec<IpNet>, String> {
     Ok(entries.nets)
 }
 
-pub fn run(cli: &Cli, path: &Path, ttl: Option<Duration>, reason: Option<String>) -> Result<()> {
+pub fn run(
+    cli: &Cli,
+    path: &Path,
+    ttl: Option<Duration>,
+    reason: Option<String>,
+    scope: Option<crate::fleet::Scope>,
+) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let nets = parse_feed(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -70,6 +76,7 @@ pub fn run(cli: &Cli, path: &Path, ttl: Option<Duration>, reason: Option<String>
                 cidrs: chunk.to_vec(),
                 ttl_secs: ttl.map(|t| t.as_secs()),
                 reason: reason.clone(),
+                scope,
             })
             .with_context(|| {
                 format!(

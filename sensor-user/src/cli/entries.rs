@@ -11,10 +11,16 @@ use crate::{
 
 pub fn change(cli: &Cli, command: &Command) -> Result<()> {
     let request = match command {
-        Command::Isolate { ip, ttl, reason } => Request::Isolate {
+        Command::Isolate {
+            ip,
+            ttl,
+            reason,
+            scope,
+        } => Request::Isolate {
             ip: *ip,
             ttl_secs: ttl.map(|t| t.as_secs()),
             reason: reason.clone(),
+            scope: *scope,
         },
         Command::Release { ip, false_positive } => Request::Release {
             ip: *ip,
@@ -24,11 +30,13 @@ pub fn change(cli: &Cli, command: &Command) -> Result<()> {
             cidr: Some(cidr),
             ttl,
             reason,
+            scope,
             ..
         } => Request::Block {
             cidr: *cidr,
             ttl_secs: ttl.map(|t| t.as_secs()),
             reason: reason.clone(),
+            scope: *scope,
         },
         Command::Unblock { cidr } => Request::Unblock { cidr: *cidr },
         _ => unreachable!("run() sends only changes here"),

@@ -5,6 +5,7 @@ mod analyze;
 mod block_file;
 mod entries;
 mod feeds;
+mod fleet;
 mod incidents;
 mod status;
 mod table;
@@ -52,6 +53,10 @@ pub enum Command {
         /// Why: kept with the entry, shown by list and in the state file.
         #[arg(long)]
         reason: Option<String>,
+        /// In fleet mode: where it applies: gateway, site (the default) or
+        /// fleet.
+        #[arg(long, value_parser = crate::fleet::Scope::parse)]
+        scope: Option<crate::fleet::Scope>,
     },
     /// Lift an isolation.
     ///
@@ -105,6 +110,10 @@ pub enum Command {
         /// Why: kept with the entry, shown by list and in the state file.
         #[arg(long)]
         reason: Option<String>,
+        /// In fleet mode: where it applies: gateway, site or fleet (the
+        /// default where this gateway may publish fleet-wide).
+        #[arg(long, value_parser = crate::fleet::Scope::parse)]
+        scope: Option<crate::fleet::Scope>,
     },
     /// Lift a range block.
     ///
@@ -185,6 +194,15 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<feeds::FeedAction>,
     },
+    /// Fleet mode: the decisions in force across the fleet, every
+    /// gateway's status, the fleet's incidents; or create the fleet's
+    /// buckets.
+    ///
+    /// Example: sensorctl fleet incidents --site city-a
+    Fleet {
+        #[command(subcommand)]
+        action: fleet::FleetAction,
+    },
     /// Packet counters per interface, verdict and reason.
     Stats,
     /// Run the detection engine on a capture file and print its incidents
@@ -247,6 +265,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         | Command::Reopen { .. } => triage::step(cli, &cli.command),
         Command::FalsePositives { action } => triage::marks(cli, action.as_ref()),
         Command::Feeds { action } => feeds::run(cli, action.as_ref()),
+        Command::Fleet { action } => fleet::run(cli, action),
         Command::Audit { since, limit } => triage::audit(cli, *since, *limit),
         Command::Analyze(options) => analyze::run(options, cli.json),
         Command::Incidents(filter) => incidents::list(cli, filter),
@@ -263,8 +282,9 @@ pub fn run(cli: &Cli) -> Result<()> {
             file: Some(path),
             ttl,
             reason,
+            scope,
             ..
-        } => block_file::run(cli, path, *ttl, reason.clone()),
+        } => block_file::run(cli, path, *ttl, reason.clone(), *scope),
         command => entries::change(cli, command),
     }
 }

@@ -3,6 +3,7 @@
 //! down on SIGINT/SIGTERM.
 
 mod feeds;
+mod fleet;
 
 use std::{
     net::IpAddr,
@@ -53,6 +54,8 @@ pub struct Sensor {
     pub store: Store,
     /// The threat feeds (a block feed's ranges live in the enforcer).
     pub feeds: crate::feeds::Feeds,
+    /// Fleet mode (`[fleet]`): the bucket as seen, the outbox.
+    pub fleet: Option<fleet::Fleet>,
     /// The gateway, as incident documents name it.
     observer: Observer,
     /// When detection's changes were last written to the store.
@@ -107,13 +110,28 @@ impl Sensor {
             .set_monitor(config.mode == Mode::Monitor)
             .context("settings map")?;
         let metrics = Metrics::new();
-        let (feeds, enforcer) = feeds::open(&mut datapath.maps, &config, &metrics)?;
+        let (feeds, mut enforcer) = feeds::open(&mut datapath.maps, &config, &metrics)?;
+        let fleet = match &config.fleet {
+            Some(fc) => {
+                enforcer.join_fleet(fc);
+                Some(fleet::Fleet::open(
+                    &config,
+                    fc,
+                    enforcer.fleet_entries().collect(),
+                )?)
+            }
+            None => None,
+        };
         let bindings = load_bindings(&mut datapath.maps, &config)?;
         let mut store = Store::open(&config.incident_database())?;
-        let config_observer = config.alerts.observer_name.clone();
+        let observer = Observer::of(&config);
         let (detection, telemetry) = if config.detection.enabled {
             let maps = datapath.take_telemetry()?;
-            (Some(Detection::new(&config, &mut store)?), Some(maps))
+            let mut detection = Detection::new(&config, &mut store)?;
+            if let Some(f) = &fleet {
+                detection.add_alert_outlet("fleet", Box::new(f.incident_sink()), &config)?;
+            }
+            (Some(detection), Some(maps))
         } else {
             (None, None)
         };
@@ -128,13 +146,14 @@ impl Sensor {
             datapath,
             enforcer,
             feeds,
+            fleet,
             metrics,
             detection,
             telemetry: TelemetryCounts::default(),
             taps: taps.as_ref().map(TapReader::status).unwrap_or_default(),
             bindings,
             store,
-            observer: Observer::local(config_observer.as_deref()),
+            observer,
             persisted: Instant::now(),
             started: Instant::now(),
         };
@@ -153,6 +172,8 @@ impl Sensor {
         // listings (read from the store) are up to date.
         self.persist();
         let result = self.handle(request, actor);
+        // What the request decided goes to the fleet's outbox at once.
+        self.fleet_take_journal();
         if let Some((target, detail)) = audited {
             let outcome = match &result {
                 Ok(_) => "ok".to_string(),
@@ -245,16 +266,26 @@ impl Sensor {
             Request::FeedRetire { name } => return self.feed_retire(&name),
             Request::FeedResume { name } => return self.feed_resume(&name),
             Request::Stats => return Ok(self.stats()),
+            Request::FleetList => return self.fleet_list(),
+            // Read from the servers off the lock (`handle_connection`).
+            Request::FleetStatus | Request::FleetIncidents { .. } => {
+                return Err("fleet status and incidents are read off the lock".into())
+            }
             Request::Isolate {
                 ip,
                 ttl_secs,
                 reason: r,
+                scope,
             } => {
                 // On a switched segment, the host's MAC goes with it (see
                 // `Enforcer::isolate`), when its binding is settled.
                 let mac = self.bindings.settled_mac(ip, clock::unix_now_ns());
+                let origin = Origin {
+                    scope,
+                    ..Origin::OPERATOR
+                };
                 self.enforcer
-                    .isolate(maps, ip, mac, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR)
+                    .isolate(maps, ip, mac, ttl(ttl_secs)?, &reason(r), origin)
             }
             Request::Release { ip, false_positive } => {
                 return self.release(ip, false_positive, actor);
@@ -326,17 +357,28 @@ impl Sensor {
                 cidr,
                 ttl_secs,
                 reason: r,
-            } => self
-                .enforcer
-                .block(maps, cidr, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR),
+                scope,
+            } => {
+                let origin = Origin {
+                    scope,
+                    ..Origin::OPERATOR
+                };
+                self.enforcer
+                    .block(maps, cidr, ttl(ttl_secs)?, &reason(r), origin)
+            }
             Request::BlockMany {
                 cidrs,
                 ttl_secs,
                 reason: r,
+                scope,
             } => {
+                let origin = Origin {
+                    scope,
+                    ..Origin::OPERATOR
+                };
                 let added = self
                     .enforcer
-                    .block_many(maps, &cidrs, ttl(ttl_secs)?, &reason(r), Origin::OPERATOR)
+                    .block_many(maps, &cidrs, ttl(ttl_secs)?, &reason(r), origin)
                     .map_err(|e| e.to_string())?;
                 let counts = self.enforcer.counts(&self.datapath.maps);
                 return Ok(json!({
@@ -512,6 +554,7 @@ impl Sensor {
             detection: self.detection.as_ref().map(|d| d.snapshot(self.telemetry)),
             taps: &self.taps,
             feeds: self.feed_figures(),
+            fleet: self.fleet_figures(),
         })
     }
 
@@ -650,6 +693,7 @@ pub async fn run(config: Config) -> Result<()> {
     let binding_task = tokio::spawn(binding_loop(sensor.clone(), stop_rx.clone()));
     let hup_task = tokio::spawn(reload_on_hangup(sensor.clone(), stop_rx.clone()));
     let feed_task = tokio::spawn(feeds::feed_loop(sensor.clone(), stop_rx.clone()));
+    let fleet_task = tokio::spawn(fleet::fleet_loop(sensor.clone(), stop_rx.clone()));
     let telemetry_task = readers
         .telemetry
         .map(|maps| tokio::spawn(detection_loop(maps, sensor.clone(), stop_rx)));
@@ -668,7 +712,8 @@ pub async fn run(config: Config) -> Result<()> {
         expiry_task,
         hup_task,
         binding_task,
-        feed_task
+        feed_task,
+        fleet_task
     );
     if let Some(task) = readonly_task {
         let _ = task.await;
@@ -792,8 +837,19 @@ async fn handle_connection(mut stream: UnixStream, sensor: Shared, access: Acces
         }
         Ok(Ok(request)) => {
             let command = request.name();
-            let mut sensor = sensor.lock().expect("sensor lock");
-            let result = sensor.serve(request, &actor);
+            let query = match &request {
+                Request::FleetStatus => Some(fleet::FleetQuery::Status),
+                Request::FleetIncidents { site, limit } => Some(fleet::FleetQuery::Incidents {
+                    site: site.clone(),
+                    limit: limit.unwrap_or(100).min(MAX_LISTED),
+                }),
+                _ => None,
+            };
+            let result = match query {
+                Some(query) => fleet::fleet_request(&sensor, query).await,
+                None => sensor.lock().expect("sensor lock").serve(request, &actor),
+            };
+            let sensor = sensor.lock().expect("sensor lock");
             let label = if result.is_ok() { "ok" } else { "error" };
             sensor
                 .metrics
@@ -1009,6 +1065,7 @@ impl Sensor {
                 self.metrics.response_latency.observe(seconds);
             }
         }
+        self.fleet_take_journal();
         // Once a second at most: a flood of evidence is one write per
         // second, not one per batch; a crash loses at most that second
         // (the actions themselves are in the state file at once).

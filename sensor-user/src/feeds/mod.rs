@@ -165,24 +165,32 @@ pub fn validate(feeds: &[FeedConfig]) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// What a range blocked by someone other than this gateway's operator (a
+/// feed, another gateway of the fleet) must never be: wider than
+/// `WIDEST_V4`/`WIDEST_V6`, or overlapping the inside (`protected`: the
+/// internal and exempt ranges).
+pub fn untrusted_range_problem(net: IpNet, protected: &[IpNet]) -> Option<String> {
+    let widest = match net {
+        IpNet::V4(_) => WIDEST_V4,
+        IpNet::V6(_) => WIDEST_V6,
+    };
+    if net.prefix_len() < widest {
+        Some(format!("{net} is wider than /{widest}"))
+    } else {
+        protected
+            .iter()
+            .find(|p| p.contains(&net) || net.contains(*p))
+            .map(|p| format!("{net} overlaps {p}, an internal or exempt range"))
+    }
+}
+
 /// Drops what a feed must never do, counting it in `skipped`: block or
 /// flag the inside (`protected`: the internal and exempt ranges), or a
 /// range wider than `WIDEST_V4`/`WIDEST_V6`.
 pub fn admit(entries: &mut Entries, protected: &[IpNet]) {
     let skipped = &mut entries.skipped;
     entries.nets.retain(|net| {
-        let widest = match net {
-            IpNet::V4(_) => WIDEST_V4,
-            IpNet::V6(_) => WIDEST_V6,
-        };
-        let why = if net.prefix_len() < widest {
-            format!("{net} is wider than /{widest}")
-        } else if let Some(p) = protected
-            .iter()
-            .find(|p| p.contains(net) || net.contains(*p))
-        {
-            format!("{net} overlaps {p}, an internal or exempt range")
-        } else {
+        let Some(why) = untrusted_range_problem(*net, protected) else {
             return true;
         };
         skipped.count += 1;

@@ -7,6 +7,7 @@
 pub mod load;
 pub mod netns;
 pub mod peers;
+pub mod stream;
 
 use std::time::Duration;
 

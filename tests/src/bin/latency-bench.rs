@@ -18,7 +18,7 @@ use labnet::Lab;
 use sensor_tests::{
     bench::{
         load::{distinct_feed_ranges, Rng},
-        map_memory, percentile, summary,
+        map_memory, percentile, stream, summary,
     },
     support::lab::{self, background, isolated, sensorctl_json, wait_for},
 };
@@ -41,50 +41,13 @@ struct Args {
 
 const POLICY: &str =
     "[[response.rule]]\ndetectors = [\"*\"]\nmin_score = 70\naction = \"isolate\"\nttl = \"10m\"\n";
-const RECEIVER: &str = r#"
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 9999))
-while True:
-    data, (host, _) = s.recvfrom(64)
-    sys.stdout.write(f"{host} {time.time_ns()}\n")
-    sys.stdout.flush()
-"#;
-const SENDER: &str = r#"
-import socket, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-while True:
-    s.sendto(b"x", ("10.20.0.21", 9999))
-    time.sleep(0.0005)
-"#;
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-/// Arrival times from `host` in the receiver's log.
-fn arrivals(lab: &Lab, host: &str) -> Vec<u64> {
-    let log = std::fs::read_to_string(lab.dir.join("logs/receiver.log")).unwrap_or_default();
-    log.lines()
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(h, _)| *h == host)
-        .filter_map(|(_, t)| t.trim().parse().ok())
-        .collect()
-}
-
-fn median_gap(times: &[u64]) -> u64 {
-    let mut gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort();
-    gaps.get(gaps.len() / 2).copied().unwrap_or(0)
-}
-
 /// Last arrival from `host`, and the median gap between its arrivals.
 fn last_arrival(lab: &Lab, host: &str) -> (u64, u64) {
-    let times = arrivals(lab, host);
-    (times.last().copied().unwrap_or(0), median_gap(&times))
+    let times = stream::arrivals(lab, Some(host));
+    (
+        times.last().copied().unwrap_or(0),
+        stream::median_gap(&times),
+    )
 }
 
 /// The time of the incident's isolate action, from the timeline.
@@ -113,10 +76,10 @@ struct Round {
 
 fn round(lab: &Lab) -> anyhow::Result<Round> {
     let host = "10.10.0.11";
-    let stream = background(lab, "office1", "sender", &format!("python3 -c '{SENDER}'"));
+    let stream = stream::sender(lab, "office1", "sender", "10.20.0.21");
     assert!(lab::http(lab, "office1", "http://203.0.113.80/"));
     sleep(Duration::from_millis(1500)); // the handshake is read from the flow table
-    let scan_start = now_ns();
+    let scan_start = stream::now_ns();
     // nmap goes on probing (unanswered now) after the isolation: stop it.
     let nmap = background(lab, "office1", "nmap", "nmap -sS -n -Pn 10.20.0.21");
     wait_for(15, || isolated(lab).iter().any(|h| h == host))
@@ -148,45 +111,38 @@ fn round(lab: &Lab) -> anyhow::Result<Round> {
 /// arrivals stop until the release.
 fn manual_rounds(lab: &Lab, rounds: usize) -> anyhow::Result<(Vec<f64>, f64)> {
     let host = "10.10.0.12";
-    let stream = background(lab, "office2", "sender2", &format!("python3 -c '{SENDER}'"));
+    let stream = stream::sender(lab, "office2", "sender2", "10.20.0.21");
     sleep(Duration::from_millis(500));
     let mut windows = Vec::new();
     for r in 0..rounds {
         if (r + 1) % 25 == 0 {
             eprintln!("sensorctl isolate {}/{rounds}", r + 1);
         }
-        let asked = now_ns();
+        let asked = stream::now_ns();
         lab.sensorctl(&["isolate", host, "--reason", "bench"])?;
         sleep(Duration::from_millis(150));
-        let released = now_ns();
+        let released = stream::now_ns();
         lab.sensorctl(&["release", host])?;
         windows.push((asked, released));
         sleep(Duration::from_millis(100));
     }
     drop(stream);
-    let times = arrivals(lab, host);
-    let gap = median_gap(&times);
-    let mut samples = Vec::new();
-    for (asked, released) in windows {
-        let last = times
-            .iter()
-            .rfind(|t| **t < released)
-            .copied()
-            .unwrap_or(asked);
-        samples.push((last.max(asked) + gap - asked) as f64 / 1e6);
-    }
+    let times = stream::arrivals(lab, Some(host));
+    let gap = stream::median_gap(&times);
+    let drops = stream::first_drops(&times, &windows);
+    let missed = drops.iter().filter(|d| d.is_none()).count();
+    anyhow::ensure!(
+        missed == 0,
+        "in {missed} round(s) the host was never cut off"
+    );
+    let samples = drops.into_iter().flatten().collect();
     Ok((samples, gap as f64 / 1e6))
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let lab = lab::start("latbench", POLICY);
-    let _receiver = background(
-        &lab,
-        "records1",
-        "receiver",
-        &format!("python3 -c '{RECEIVER}'"),
-    );
+    let _receiver = stream::receiver(&lab, "records1");
     sleep(Duration::from_millis(500));
     let mut rounds = Vec::new();
     for r in 0..args.rounds {

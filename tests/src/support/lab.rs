@@ -133,6 +133,11 @@ pub fn sensorctl_json(lab: &Lab, args: &[&str]) -> serde_json::Value {
             .iter()
             .for_each(super::schema::check),
         Some("incident" | "ack" | "note" | "close" | "reopen") => super::schema::check(&value),
+        Some("fleet") if args.get(1) == Some(&"incidents") => value
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(super::schema::check),
         _ => {}
     }
     value

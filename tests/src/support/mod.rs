@@ -3,6 +3,7 @@
 pub mod bpffs;
 pub mod container;
 pub mod fixture;
+pub mod fleet;
 pub mod lab;
 pub mod packet;
 pub mod schema;
