@@ -95,6 +95,14 @@ impl Origin<'static> {
         incident: None,
         scope: None,
     };
+
+    /// An operator's request, in `scope` (fleet mode).
+    pub fn operator(scope: Option<Scope>) -> Origin<'static> {
+        Origin {
+            scope,
+            ..Origin::OPERATOR
+        }
+    }
 }
 
 /// A change this gateway made that the fleet should hear of.

@@ -280,10 +280,7 @@ impl Sensor {
                 // On a switched segment, the host's MAC goes with it (see
                 // `Enforcer::isolate`), when its binding is settled.
                 let mac = self.bindings.settled_mac(ip, clock::unix_now_ns());
-                let origin = Origin {
-                    scope,
-                    ..Origin::OPERATOR
-                };
+                let origin = Origin::operator(scope);
                 self.enforcer
                     .isolate(maps, ip, mac, ttl(ttl_secs)?, &reason(r), origin)
             }
@@ -359,10 +356,7 @@ impl Sensor {
                 reason: r,
                 scope,
             } => {
-                let origin = Origin {
-                    scope,
-                    ..Origin::OPERATOR
-                };
+                let origin = Origin::operator(scope);
                 self.enforcer
                     .block(maps, cidr, ttl(ttl_secs)?, &reason(r), origin)
             }
@@ -372,10 +366,7 @@ impl Sensor {
                 reason: r,
                 scope,
             } => {
-                let origin = Origin {
-                    scope,
-                    ..Origin::OPERATOR
-                };
+                let origin = Origin::operator(scope);
                 let added = self
                     .enforcer
                     .block_many(maps, &cidrs, ttl(ttl_secs)?, &reason(r), origin)
