@@ -341,11 +341,15 @@ fn an_icmp_tunnel_is_found_when_its_echo_flow_ends() {
     // through it.
     let lab = lab::start("deticmp", "");
     run(&lab, "c2", "sysctl -qw net.ipv4.icmp_echo_ignore_all=1");
+    let received = lab.dir.join("tunnelled.bin");
     let _sink = background(
         &lab,
         "c2",
         "sink",
-        "socat -u TCP-LISTEN:9000,bind=127.0.0.1,fork,reuseaddr OPEN:/dev/null",
+        &format!(
+            "exec socat -u TCP-LISTEN:9000,bind=127.0.0.1,reuseaddr OPEN:{},creat,append",
+            received.display()
+        ),
     );
     let _proxy = background(
         &lab,
@@ -367,6 +371,16 @@ fn an_icmp_tunnel_is_found_when_its_echo_flow_ends() {
          && echo sent",
     );
     assert!(sent.contains("sent"), "the tunnel carried nothing: {sent}");
+    // socat ends once the client has the bytes, not once they crossed: the
+    // client is stopped only after the far end got them all.
+    let crossed = wait_for(120, || {
+        std::fs::metadata(&received).is_ok_and(|m| m.len() >= 300_000)
+    });
+    assert!(
+        crossed.is_some(),
+        "the tunnel carried {:?} bytes of 300000",
+        std::fs::metadata(&received).map(|m| m.len())
+    );
     drop(_client);
     // The echo flow ends a minute after its last request.
     let seen = wait_for(120, || {
