@@ -28,6 +28,7 @@ use crate::{netns, Lab, LabOptions, Netns};
 pub const DECISIONS: &str = "sensor-decisions";
 pub const GATEWAYS: &str = "sensor-gateways";
 pub const INCIDENTS: &str = "SENSOR_INCIDENTS";
+pub const FEEDS: &str = "SENSOR_FEEDS";
 
 /// A NATS user of the fleet.
 #[derive(Clone, Debug)]
@@ -59,6 +60,7 @@ fn reader_api() -> Vec<String> {
         format!("KV_{DECISIONS}"),
         format!("KV_{GATEWAYS}"),
         INCIDENTS.to_string(),
+        FEEDS.to_string(),
     ] {
         allow.extend([
             format!("$JS.API.STREAM.INFO.{stream}"),
@@ -103,9 +105,11 @@ impl FleetUser {
                     format!("$KV.{DECISIONS}.gateway.{site}.{gateway}.>"),
                     format!("$KV.{GATEWAYS}.{site}.{gateway}"),
                     format!("sensor.incidents.{site}.{gateway}.>"),
+                    format!("sensor.feeds.site.{site}.>"),
                 ]);
                 if *fleet {
                     allow.push(format!("$KV.{DECISIONS}.fleet.{site}.>"));
+                    allow.push(format!("sensor.feeds.fleet.{site}.>"));
                 }
                 allow
             }
@@ -169,11 +173,87 @@ impl Cloud {
                 child: None,
             });
         }
+        cloud.make_certificates()?;
         for i in 0..nodes {
             cloud.start_node(i)?;
         }
         cloud.wait_ready()?;
         Ok(cloud)
+    }
+
+    /// The CA the servers' certificate is signed by: what a gateway's
+    /// `tls_ca_file` names.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls").join("ca.pem")
+    }
+
+    /// A CA of the cloud's own and one certificate for every server (its
+    /// addresses as subject alternative names), made with openssl.
+    fn make_certificates(&self) -> Result<()> {
+        let tls = self.dir.join("tls");
+        fs::create_dir_all(&tls)?;
+        let path = |name: &str| tls.join(name).to_string_lossy().to_string();
+        let openssl = |args: &[&str]| -> Result<()> {
+            let out = std::process::Command::new("openssl").args(args).output()?;
+            if !out.status.success() {
+                bail!(
+                    "openssl {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sensor fleet test CA",
+        ];
+        ca.extend(ec);
+        let (ca_key, ca_pem) = (path("ca.key"), path("ca.pem"));
+        ca.extend(["-keyout", &ca_key, "-out", &ca_pem]);
+        openssl(&ca)?;
+        let names: Vec<String> = self.nodes.iter().map(|n| format!("IP:{}", n.ip)).collect();
+        fs::write(
+            tls.join("server.ext"),
+            format!(
+                "subjectAltName = {}\nextendedKeyUsage = serverAuth\n",
+                names.join(", ")
+            ),
+        )?;
+        let (key, csr, pem) = (path("server.key"), path("server.csr"), path("server.pem"));
+        let mut request = vec!["req", "-subj", "/CN=nats"];
+        request.extend(ec);
+        request.extend(["-keyout", &key, "-out", &csr]);
+        openssl(&request)?;
+        let ext = path("server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            &ext,
+            "-out",
+            &pem,
+        ])
     }
 
     /// A veth from `ns` (as `fleet0`, address `ip`) to the cloud's bridge
@@ -219,11 +299,12 @@ impl Cloud {
         Ok(())
     }
 
-    /// The servers' URLs, as `[fleet] servers` lists them.
+    /// The servers' URLs, as `[fleet] servers` lists them: clients must
+    /// speak TLS.
     pub fn servers(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .map(|n| format!("nats://{}:4222", n.ip))
+            .map(|n| format!("tls://{}:4222", n.ip))
             .collect()
     }
 
@@ -244,12 +325,16 @@ impl Cloud {
             ),
         };
         let users: Vec<String> = self.users.iter().map(FleetUser::entry).collect();
+        let tls = self.dir.join("tls");
         format!(
             "server_name: {name}\nlisten: {ip}:4222\nhttp: {ip}:8222\n\
+             tls {{\n  cert_file: {cert:?}\n  key_file: {key:?}\n  timeout: 2\n}}\n\
              jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  max_file_store: 2GB\n}}\n\
              {cluster}authorization {{\n  users: [\n    {users}\n  ]\n}}\n",
             name = node.name,
             ip = node.ip,
+            cert = tls.join("server.pem"),
+            key = tls.join("server.key"),
             store = self.dir.join("store").join(&node.name),
             users = users.join(",\n    "),
         )
@@ -366,6 +451,33 @@ pub const THREE_CITIES: [SiteSpec; 3] = [
     },
 ];
 
+/// A prefecture's shared cloud in small: the prefecture's own gateway
+/// (`pref`, which decides for the whole fleet) and nine towns, each
+/// deciding for itself only.
+pub const TEN_GATEWAYS: [SiteSpec; 10] = {
+    const fn town(name: &'static str) -> SiteSpec {
+        SiteSpec {
+            name,
+            fleet_wide: false,
+        }
+    }
+    [
+        SiteSpec {
+            name: "pref",
+            fleet_wide: true,
+        },
+        town("town-1"),
+        town("town-2"),
+        town("town-3"),
+        town("town-4"),
+        town("town-5"),
+        town("town-6"),
+        town("town-7"),
+        town("town-8"),
+        town("town-9"),
+    ]
+};
+
 /// One site of a fleet lab: its own lab (a gateway with its segments).
 pub struct Site {
     pub name: String,
@@ -423,6 +535,16 @@ impl FleetLab {
         extra: &str,
         bin_dir: &std::path::Path,
     ) -> Result<FleetLab> {
+        FleetLab::create_with(prefix, specs, |_| extra.to_string(), bin_dir)
+    }
+
+    /// `create`, with each site's own addition to its configuration.
+    pub fn create_with(
+        prefix: &str,
+        specs: &[SiteSpec],
+        extra: impl Fn(&SiteSpec) -> String,
+        bin_dir: &std::path::Path,
+    ) -> Result<FleetLab> {
         let secret = format!("{:x}", std::process::id() ^ 0x5eed);
         let users = fleet_users(specs, &secret);
         let cloud = Cloud::create(&format!("{prefix}c"), 3, users.clone())?;
@@ -448,7 +570,8 @@ impl FleetLab {
                 false => &["gateway", "site"],
             };
             let config = format!(
-                "{extra}{}",
+                "{}{}",
+                extra(spec),
                 fleet.fleet_table(spec.name, spec.name, publish)
             );
             let lab = Lab::create(&LabOptions {
@@ -483,9 +606,10 @@ impl FleetLab {
         let file = self.password_file(user);
         let publish: Vec<String> = publish.iter().map(|p| format!("{p:?}")).collect();
         format!(
-            "\n[fleet]\nservers = [{}]\nsite = {site:?}\ngateway = {GATEWAY:?}\nuser = {user:?}\npassword_file = {file:?}\npublish = [{}]\n",
+            "\n[fleet]\nservers = [{}]\nsite = {site:?}\ngateway = {GATEWAY:?}\nuser = {user:?}\npassword_file = {file:?}\ntls_ca_file = {ca:?}\npublish = [{}]\n",
             servers.join(", "),
-            publish.join(", ")
+            publish.join(", "),
+            ca = self.cloud.ca_file(),
         )
     }
 

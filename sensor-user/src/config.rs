@@ -315,7 +315,7 @@ impl Config {
                     crate::feeds::Action::Alert => "alerts on contact with its entries",
                 },
                 f.shown_source(),
-                f.refresh
+                f.refresh_text()
             ));
         }
         out
@@ -560,10 +560,33 @@ impl RawConfig {
             fleet
                 .validate()
                 .map_err(|(key, problem)| invalid(key, problem))?;
+            let unpublished = self.feed.iter().enumerate().find_map(|(i, f)| {
+                f.share
+                    .filter(|scope| !fleet.publish.contains(scope))
+                    .map(|scope| (i, scope))
+            });
+            if let Some((i, scope)) = unpublished {
+                return Err(invalid(
+                    format!("feed[{i}].share"),
+                    format!(
+                        "this gateway does not publish {} decisions ([fleet] publish)",
+                        scope.label()
+                    ),
+                ));
+            }
         } else if let Some(i) = self.response.rules.iter().position(|r| r.scope.is_some()) {
             return Err(invalid(
                 format!("response.rule[{i}].scope"),
                 "a scope needs fleet mode ([fleet])",
+            ));
+        } else if let Some(i) = self
+            .feed
+            .iter()
+            .position(|f| f.share.is_some() || f.shared_by.is_some())
+        {
+            return Err(invalid(
+                format!("feed[{i}]"),
+                "share and shared_by need fleet mode ([fleet])",
             ));
         }
         if self.incidents.retention_days == 0 {
@@ -859,6 +882,19 @@ mod tests {
         let off = format!("[detection]\nenabled = false\n{feed}action = \"alert\"\n{base}");
         let e = Config::from_toml(&off).unwrap_err().to_string();
         assert!(e.starts_with("feed[0].action"), "{e}");
+        // Sharing needs a fleet, and the right to publish in the scope.
+        let shared = format!("{feed}share = \"fleet\"\n");
+        let e = Config::from_toml(&format!("{shared}{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need fleet mode"), "{e}");
+        let fleet = "[fleet]\nservers = [\"tls://n:4222\"]\nsite = \"a\"\n";
+        let e = Config::from_toml(&format!("{shared}{base}{fleet}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("feed[0].share"), "{e}");
+        let site = format!("{feed}share = \"site\"\n{base}{fleet}");
+        assert!(Config::from_toml(&site).is_ok());
     }
 
     #[test]

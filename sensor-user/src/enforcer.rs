@@ -110,6 +110,8 @@ impl Origin<'static> {
 pub enum Journaled {
     Decided(Entry),
     Released(Entry),
+    /// Its time was up: lifted here as everywhere, without a release.
+    Expired(Entry),
 }
 
 /// This gateway in the fleet: how its new entries are stamped, and what
@@ -117,6 +119,10 @@ pub enum Journaled {
 struct FleetSide {
     config: FleetConfig,
     gateway: String,
+    /// This site's own ranges (internal and exempt): a block touching
+    /// them means something here only, and every other gateway's checks
+    /// would refuse it, so it stays on this gateway.
+    local: Vec<IpNet>,
     journal: Vec<Journaled>,
 }
 
@@ -645,6 +651,7 @@ impl Enforcer {
         for (kind, target) in due {
             let entry = self.remove(maps, kind, target)?;
             info!("{} of {target} expired", kind.label());
+            self.journal(Journaled::Expired(entry.clone()));
             removed.push(entry);
         }
         Ok(removed)
@@ -772,12 +779,20 @@ impl Enforcer {
 
     /// Fleet mode from now on: new entries are stamped with their scope and
     /// this gateway, and every change is journaled for the fleet task.
-    pub fn join_fleet(&mut self, config: &FleetConfig) {
+    pub fn join_fleet(&mut self, config: &FleetConfig, local: Vec<IpNet>) {
         self.fleet = Some(FleetSide {
             gateway: config.gateway_name(),
             config: config.clone(),
+            local,
             journal: Vec::new(),
         });
+    }
+
+    /// The site's own ranges changed (a reload): see `FleetSide::local`.
+    pub fn set_fleet_local(&mut self, local: Vec<IpNet>) {
+        if let Some(side) = &mut self.fleet {
+            side.local = local;
+        }
     }
 
     /// Stamps a new entry with its place in the fleet; refuses a scope
@@ -792,16 +807,13 @@ impl Enforcer {
                 }),
             };
         };
-        let scope = scope.unwrap_or_else(|| side.config.default_scope(entry.kind));
-        if !side.config.publish.contains(&scope) {
-            return Err(EnforceError::Refused {
+        let scope = side
+            .config
+            .scope_of(entry.kind, entry.target, scope, &side.local)
+            .map_err(|problem| EnforceError::Refused {
                 target: entry.target.to_string(),
-                problem: format!(
-                    "this gateway does not publish {} decisions ([fleet] publish)",
-                    scope.label()
-                ),
-            });
-        }
+                problem,
+            })?;
         entry.fleet = Some(FleetTag {
             scope,
             site: side.config.site.clone(),
@@ -813,7 +825,9 @@ impl Enforcer {
 
     fn journal(&mut self, change: Journaled) {
         let tagged = match &change {
-            Journaled::Decided(e) | Journaled::Released(e) => e.fleet.is_some(),
+            Journaled::Decided(e) | Journaled::Released(e) | Journaled::Expired(e) => {
+                e.fleet.is_some()
+            }
         };
         if let (Some(side), true) = (&mut self.fleet, tagged) {
             side.journal.push(change);

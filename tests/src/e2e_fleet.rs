@@ -9,11 +9,18 @@
 //!   meanwhile is not revived;
 //! - killing one server changes nothing;
 //! - forged and dangerous decisions are refused: by the servers (a site
-//!   writing as another) or by every gateway (a trusted site gone bad).
+//!   writing as another) or by every gateway (a trusted site gone bad);
+//! - ten gateways: a fleet-wide block reaches all, a site decision stays
+//!   on its site.
 
 use std::time::{Duration, Instant};
 
-use labnet::{fleet::THREE_CITIES, Lab};
+use async_nats::jetstream::kv::Operation;
+
+use labnet::{
+    fleet::{TEN_GATEWAYS, THREE_CITIES},
+    Lab,
+};
 use sensor_user::fleet::{
     client::FleetClient,
     decision::{Decision, Key},
@@ -72,6 +79,39 @@ fn explain(fleet: &Fleet) -> String {
     out
 }
 
+/// Waits until `lab`'s gateway has read the fleet's decisions: until it
+/// is connected, `fleet status` says so and fails.
+fn wait_synced(lab: &Lab) {
+    let synced = wait_for(30, || {
+        lab.sensorctl(&["--json", "fleet", "status"])
+            .ok()
+            .and_then(|out| serde_json::from_str::<Value>(&out).ok())
+            .is_some_and(|s| s["this_gateway"]["synced"] == true)
+    });
+    assert!(
+        synced.is_some(),
+        "{} never read the fleet: {}",
+        lab.prefix,
+        std::fs::read_to_string(lab.sensord_log()).unwrap_or_default()
+    );
+}
+
+/// Every gateway's report in `lab`'s `fleet status`, once all `count`
+/// report and have read the bucket's latest revision.
+fn wait_all_report(fleet: &Fleet, lab: &Lab, count: usize) {
+    let mut status = Value::Null;
+    let settled = wait_for(NODE_LOSS_SECS, || {
+        status = lab
+            .sensorctl(&["--json", "fleet", "status"])
+            .ok()
+            .and_then(|out| serde_json::from_str(&out).ok())
+            .unwrap_or_default();
+        let gateways = status["gateways"].as_array().cloned().unwrap_or_default();
+        gateways.len() == count && gateways.iter().all(|g| g["lag"] == 0)
+    });
+    assert!(settled.is_some(), "{status}\n{}", explain(fleet));
+}
+
 fn fleet_list(lab: &Lab) -> Value {
     sensorctl_json(lab, &["fleet", "list"])
 }
@@ -124,19 +164,7 @@ fn a_fleet_shares_blocks_survives_partitions_and_node_loss_and_refuses_forgeries
         fleet.site("city-c"),
     );
     for lab in [a, b, c] {
-        // Until it is connected, `fleet status` says so and fails.
-        let synced = wait_for(30, || {
-            lab.sensorctl(&["--json", "fleet", "status"])
-                .ok()
-                .and_then(|out| serde_json::from_str::<Value>(&out).ok())
-                .is_some_and(|s| s["this_gateway"]["synced"] == true)
-        });
-        assert!(
-            synced.is_some(),
-            "{} never read the fleet: {}",
-            lab.prefix,
-            std::fs::read_to_string(lab.sensord_log()).unwrap_or_default()
-        );
+        wait_synced(lab);
     }
     assert!(ping(b, "office1", C2), "the C&C answers before any block");
 
@@ -168,6 +196,37 @@ fn a_fleet_shares_blocks_survives_partitions_and_node_loss_and_refuses_forgeries
     let refused = b.sensorctl(&["block", "198.51.100.0/24", "--scope", "fleet"]);
     let message = format!("{refused:?}");
     assert!(message.contains("does not publish fleet"), "{message}");
+
+    // A block of a site's own range means something there only: it stays
+    // on its gateway by default, and a wider scope is refused.
+    let own = "10.10.0.128/25";
+    let wider = a.sensorctl(&["block", own, "--scope", "site"]);
+    let message = format!("{wider:?}");
+    assert!(message.contains("never shared"), "{message}");
+    a.sensorctl(&["block", own, "--reason", "quarantine range"])
+        .unwrap();
+    let mine = wait_for(5, || {
+        fleet_list(a)["decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["target"] == own && d["scope"] == "gateway" && d["in_force_here"] == true)
+    });
+    assert!(mine.is_some(), "{}", fleet_list(a));
+    std::thread::sleep(Duration::from_secs(1));
+    // (Shared, it would have been refused there: it overlaps their inside
+    // too. Keys spell a target with `_` for `.`.)
+    let own_token = own.replace('.', "_");
+    for lab in [b, c] {
+        let list = fleet_list(lab);
+        assert!(!blocks(lab, own), "{} took a's own range", lab.prefix);
+        assert!(
+            !list["refused"].to_string().contains(&own_token),
+            "{} was asked to take a's own range: {list}",
+            lab.prefix
+        );
+    }
+    a.sensorctl(&["unblock", own]).unwrap();
 
     // 2. city-b is cut off. Meanwhile city-a lifts the C&C block and blocks
     // another range, and city-b's operator isolates a host (site scope).
@@ -243,6 +302,22 @@ fn a_fleet_shares_blocks_survives_partitions_and_node_loss_and_refuses_forgeries
         "with a server down, the block did not reach a and b:\n{}",
         explain(&fleet)
     );
+
+    // The servers speak TLS only: a client that does not trust their CA
+    // (here, a password thief in the cloud) is not connected.
+    let mut untrusting = fleet_lab::client(&fleet, "city-b", "city-b");
+    untrusting.tls_ca_file = None;
+    let plain = in_netns(fleet.cloud.switch.name(), None, move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(runtime
+            .block_on(FleetClient::connect(&untrusting, "untrusting"))
+            .err()
+            .map(|e| e.to_string()))
+    })
+    .unwrap();
+    assert!(plain.is_some(), "a client without the fleet's CA connected");
 
     // 4. Forgeries. city-b's credentials cannot write as city-a, nor
     // fleet-wide: the servers refuse, nothing arrives.
@@ -350,20 +425,197 @@ fn a_fleet_shares_blocks_survives_partitions_and_node_loss_and_refuses_forgeries
 
     // 6. The fleet's view: every gateway reports, and has read the
     // bucket's latest revision.
-    let mut status = Value::Null;
-    let settled = wait_for(NODE_LOSS_SECS, || {
-        status = c
-            .sensorctl(&["--json", "fleet", "status"])
-            .ok()
-            .and_then(|out| serde_json::from_str(&out).ok())
-            .unwrap_or_default();
-        let gateways = status["gateways"].as_array().cloned().unwrap_or_default();
-        gateways.len() == 3 && gateways.iter().all(|g| g["lag"] == 0)
-    });
-    assert!(settled.is_some(), "{status}\n{}", explain(&fleet));
+    wait_all_report(&fleet, c, 3);
     let metrics = b.metrics().unwrap();
     assert!(
         metrics.contains("sensor_fleet{figure=\"connected\"} 1"),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_prefecture_s_block_reaches_nine_towns_and_a_town_s_isolation_stays_home() {
+    // Ten real gateways, each with its own datapath and lab, on one
+    // three-node cluster: the prefecture's may decide for the fleet, the
+    // towns for themselves. The prefecture fetches a block list and shares
+    // it; the towns take it from the fleet.
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("drop.txt");
+    std::fs::write(&list, "# the SOC's list\n198.51.100.0/24\n10.10.0.0/24\n").unwrap();
+    let fleet = fleet_lab::start_with("fx", &TEN_GATEWAYS, |site| match site.fleet_wide {
+        true => format!(
+            "[[feed]]\nname = \"drop\"\nfile = {:?}\nrefresh = \"1s\"\nshare = \"fleet\"\n",
+            list.display()
+        ),
+        false => "[[feed]]\nname = \"drop\"\nshared_by = \"pref\"\nrefresh = \"1s\"\n".into(),
+    });
+    for site in &fleet.sites {
+        wait_synced(&site.lab);
+    }
+    let pref = fleet.site("pref");
+    let towns: Vec<&Lab> = fleet.sites[1..].iter().map(|s| &s.lab).collect();
+    assert!(
+        ping(towns[4], "office1", C2),
+        "the C&C answers before any block"
+    );
+
+    // A C&C blocked by the prefecture: in force at all nine towns.
+    let target = format!("{C2}/32");
+    let asked = Instant::now();
+    pref.sensorctl(&["block", C2, "--reason", "C&C seen by the SOC"])
+        .unwrap();
+    let everywhere = wait_for(10, || towns.iter().all(|lab| blocks(lab, &target)));
+    let took = asked.elapsed();
+    assert!(
+        everywhere.is_some(),
+        "the block did not reach every town:\n{}",
+        explain(&fleet)
+    );
+    eprintln!("block in force at 9 other gateways after {took:?}");
+    for lab in &towns {
+        assert!(
+            !ping(lab, "office1", C2),
+            "{} still reaches the C&C",
+            lab.prefix
+        );
+    }
+
+    // A town's isolation stays in that town; the others hear of it.
+    let town3 = fleet.site("town-3");
+    town3
+        .sensorctl(&["isolate", "10.10.0.12", "--reason", "ransomware note"])
+        .unwrap();
+    let heard = wait_for(10, || {
+        fleet_list(pref)["decisions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["target"] == "10.10.0.12/32" && d["site"] == "town-3")
+    });
+    assert!(heard.is_some(), "the prefecture never heard of it");
+    assert!(isolated(town3).iter().any(|h| h == "10.10.0.12"));
+    for site in fleet.sites.iter().filter(|s| s.name != "town-3") {
+        assert!(
+            !isolated(&site.lab).iter().any(|h| h == "10.10.0.12"),
+            "{} isolated town-3's host",
+            site.name
+        );
+    }
+    // A block with a time limit expires everywhere, and the prefecture's
+    // gateway then tidies its key out of the bucket (a purge, not a
+    // release).
+    pref.sensorctl(&[
+        "block",
+        "192.0.2.0/24",
+        "--ttl",
+        "4s",
+        "--reason",
+        "for a moment",
+    ])
+    .unwrap();
+    let arrived = wait_for(3, || towns.iter().all(|lab| blocks(lab, "192.0.2.0/24")));
+    assert!(
+        arrived.is_some(),
+        "the timed block did not reach every town"
+    );
+    let expired = wait_for(20, || towns.iter().all(|lab| !blocks(lab, "192.0.2.0/24")));
+    assert!(expired.is_some(), "a town kept the expired block");
+    let tidied = wait_for(20, || {
+        as_client(&fleet, "soc", "soc", |client| {
+            Box::pin(async move {
+                let buckets = client.buckets().await.unwrap();
+                let entry = buckets
+                    .decisions
+                    .entry("fleet.pref.block.192_0_2_0/24")
+                    .await;
+                matches!(entry, Ok(Some(e)) if e.operation == Operation::Purge)
+            })
+        })
+    });
+    assert!(
+        tidied.is_some(),
+        "the expired decision stayed in the bucket"
+    );
+
+    // A town may not decide for the fleet.
+    let refused = towns[0].sensorctl(&["block", "198.51.100.0/24", "--scope", "fleet"]);
+    assert!(format!("{refused:?}").contains("does not publish fleet"));
+
+    // The prefecture lifts its block: lifted everywhere.
+    pref.sensorctl(&["unblock", C2]).unwrap();
+    let lifted = wait_for(10, || towns.iter().all(|lab| !blocks(lab, &target)));
+    assert!(lifted.is_some(), "a town kept the lifted block");
+    for lab in &towns {
+        assert!(
+            ping(lab, "office1", C2),
+            "{} cannot reach it again",
+            lab.prefix
+        );
+    }
+
+    // The shared list: in force at every town, less what overlaps its
+    // inside (each gateway's own checks).
+    let feed_of = |lab: &Lab| -> Value {
+        sensorctl_json(lab, &["feeds"])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["name"] == "drop")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let taken = wait_for(20, || {
+        towns
+            .iter()
+            .all(|lab| feed_of(lab)["entries"] == 1 && blocks_by_feed(lab, "198.51.100.0/24"))
+    });
+    assert!(
+        taken.is_some(),
+        "the shared list did not reach every town: {}\n{}",
+        feed_of(towns[8]),
+        explain(&fleet)
+    );
+    assert_eq!(
+        feed_of(towns[0])["skipped"]["count"],
+        1,
+        "{}",
+        feed_of(towns[0])
+    );
+    // A new version, with the C&C: every town drops it.
+    std::fs::write(&list, "198.51.100.0/24\n10.10.0.0/24\n203.0.113.66\n").unwrap();
+    let updated = wait_for(20, || towns.iter().all(|lab| feed_of(lab)["entries"] == 2));
+    assert!(
+        updated.is_some(),
+        "the new version did not reach every town"
+    );
+    for lab in &towns {
+        assert!(
+            !ping(lab, "office1", C2),
+            "{} ignores the shared list",
+            lab.prefix
+        );
+    }
+    // A town's credentials cannot share for the prefecture.
+    let forged = as_client(&fleet, "town-1", "town-1", |client| {
+        Box::pin(async move {
+            client
+                .share_feed("sensor.feeds.fleet.pref.drop", "gw1", b"0.0.0.0/1\n")
+                .await
+                .is_err()
+        })
+    });
+    assert!(forged, "the servers let a town share as the prefecture");
+    assert!(feed_of(towns[3])["entries"] == 2);
+
+    // Every gateway reports, and has read the latest revision.
+    wait_all_report(&fleet, pref, 10);
+}
+
+/// Whether `lab`'s datapath drops `range` for a feed.
+fn blocks_by_feed(lab: &Lab, range: &str) -> bool {
+    sensorctl_json(lab, &["list", "--feed", "drop"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["target"] == range && e["in_datapath"] == true)
 }

@@ -1,14 +1,17 @@
 //! The monitoring pack (packaging/monitoring/) against a real Prometheus:
 //! promtool checks the rules and runs their unit tests; a Prometheus
-//! server in the lab scrapes sensord while the lab is attacked, and every
-//! dashboard query, every recorded series and every metric an alert
-//! watches has data.
+//! server in the lab scrapes sensord (in a one-site fleet) while the lab
+//! is attacked, and every dashboard query, every recorded series and every
+//! metric an alert watches has data.
 
 use std::{path::Path, process::Command};
 
 use serde_json::Value;
 
-use crate::support::lab::{self, assert_isolated_within, http, ping, run, wait_for};
+use crate::support::{
+    fleet::{self, SiteSpec},
+    lab::{self, assert_isolated_within, http, ping, run, wait_for},
+};
 
 fn pack() -> &'static Path {
     Path::new(concat!(
@@ -93,17 +96,22 @@ fn the_rules_pass_promtool_and_their_unit_tests() {
 
 #[test]
 fn prometheus_scrapes_sensord_and_every_dashboard_query_has_data() {
-    // A feed, so its series have data too.
+    // A feed, and a gateway in a (one-site) fleet, so their series have
+    // data too.
     let feed = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(feed.path(), "198.51.100.0/24\n").unwrap();
-    let lab = lab::start(
-        "prom",
-        &format!(
+    let site = SiteSpec {
+        name: "city-a",
+        fleet_wide: true,
+    };
+    let fleet = fleet::start_with("prom", &[site], |_| {
+        format!(
             "{}\n[[feed]]\nname = \"local\"\nfile = {:?}\n",
             lab::ISOLATE_POLICY,
             feed.path().display().to_string()
-        ),
-    );
+        )
+    });
+    let lab = &fleet.sites[0].lab;
     let dir = lab.dir.join("prometheus");
     std::fs::create_dir_all(&dir).unwrap();
     let config = format!(
@@ -159,15 +167,15 @@ fn prometheus_scrapes_sensord_and_every_dashboard_query_has_data() {
 
     // What the panels show: an attack isolated, a separated segment
     // probed, ordinary browsing.
-    assert!(http(&lab, "office1", "http://203.0.113.80/"));
+    assert!(http(lab, "office1", "http://203.0.113.80/"));
     run(
-        &lab,
+        lab,
         "office1",
         "nmap -sS -n -Pn -p 1-200 --max-retries 1 10.20.0.21",
     );
-    assert_isolated_within(&lab, "10.10.0.11", 10, "nmap -sS");
-    assert!(!ping(&lab, "web", "10.20.0.21"), "records is separated");
-    assert!(http(&lab, "office2", "http://203.0.113.80/"));
+    assert_isolated_within(lab, "10.10.0.11", 10, "nmap -sS");
+    assert!(!ping(lab, "web", "10.20.0.21"), "records is separated");
+    assert!(http(lab, "office2", "http://203.0.113.80/"));
 
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(pack().join("grafana-dashboard.json")).unwrap(),

@@ -3,7 +3,8 @@
 //! "shared cloud" namespace (docs/fleet.md). The story: a beacon found at
 //! city A gets its C&C blocked at B and C within a second; city B's link
 //! is cut and its operator acts meanwhile; the link returns and the fleet
-//! converges; `sensorctl fleet incidents` shows all of it.
+//! converges; `sensorctl fleet incidents` shows all of it; a block list
+//! fetched at city A is shared with B and C.
 
 use std::{
     thread::sleep,
@@ -54,7 +55,21 @@ pub fn story() -> Result<()> {
     setup::tools()?;
     let bin_dir = build::run(&build::Options::default())?;
     println!("building three municipalities and their shared cloud (three NATS servers)");
-    let fleet = FleetLab::create(PREFIX, &THREE_CITIES, LAB_POLICY, &bin_dir)?;
+    // city-a fetches its SOC's block list and shares it; the others take it.
+    let soc_list = std::path::PathBuf::from(format!("/run/{PREFIX}-soc-list.txt"));
+    std::fs::write(&soc_list, "# the SOC's list\n198.51.100.0/24\n")?;
+    let fleet = FleetLab::create_with(
+        PREFIX,
+        &THREE_CITIES,
+        |site| {
+            let feed = match site.name {
+                "city-a" => format!("file = {:?}\nshare = \"fleet\"", soc_list.display()),
+                _ => "shared_by = \"city-a\"".into(),
+            };
+            format!("{LAB_POLICY}\n[[feed]]\nname = \"soc-list\"\n{feed}\nrefresh = \"2s\"\n")
+        },
+        &bin_dir,
+    )?;
     let (a, b, c) = (
         fleet.site("city-a"),
         fleet.site("city-b"),
@@ -215,11 +230,40 @@ pub fn story() -> Result<()> {
         indent(&c.sensorctl(&["fleet", "status"])?)
     );
 
+    s.say(
+        "city-a fetches its SOC's block list and shares it with the fleet: city-b and \
+         city-c take each version from the cloud, never from the SOC.",
+    );
+    let feed_entries = |lab: &Lab| -> usize {
+        lab.sensorctl(&["--json", "feeds"])
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.as_array()?.first()?["entries"].as_u64())
+            .unwrap_or(0) as usize
+    };
+    s.expect(
+        "city-b and city-c block the list's range",
+        wait(20, || feed_entries(b) == 1 && feed_entries(c) == 1).is_some(),
+    );
+    std::fs::write(&soc_list, "198.51.100.0/24\n192.0.2.0/24\n")?;
+    println!("   (the SOC adds 192.0.2.0/24 to its list)");
+    let followed = wait(20, || feed_entries(b) == 2 && feed_entries(c) == 2);
+    s.expect_took(
+        "city-b and city-c apply the new version",
+        followed,
+        "after the list changed",
+    );
+    println!(
+        "   $ sensorctl feeds  (at city-b)\n{}",
+        indent(&b.sensorctl(&["feeds"])?)
+    );
+
     println!("\nCleaning up the fleet lab.");
     for site in &fleet.sites {
         site.lab.stop_sensord(libc::SIGTERM)?;
     }
     drop(fleet);
+    let _ = std::fs::remove_file(&soc_list);
     if s.failures > 0 {
         bail!(
             "{} step(s) of the fleet story did not behave as expected",

@@ -15,6 +15,11 @@ use crate::{
     datapath::Maps,
     enforcer::Enforcer,
     feeds::{self, cache, Action, FeedConfig, Feeds, Outcome, Ranges, Refreshed},
+    fleet::{
+        client::FleetClient,
+        shared_feeds::{feed_subject, subjects_to_read},
+        Scope,
+    },
     metrics::{FeedFigures, Metrics},
     store::AuditRecord,
 };
@@ -159,6 +164,8 @@ impl Sensor {
                     Ok(change) => {
                         let feed = self.feeds.feeds.get_mut(name)?;
                         feed.meta.validators = validators;
+                        feed.unshared = feed.config.share.is_some();
+                        feed.share_next = std::time::Instant::now();
                         feed.meta.format = Some(entries.format);
                         feed.meta.skipped = entries.skipped.clone();
                         let in_force = self.feed_entries(name);
@@ -326,6 +333,7 @@ impl Sensor {
                 Some(feed) => {
                     let refetch = feed.config.url != config.url
                         || feed.config.file != config.file
+                        || feed.config.shared_by != config.shared_by
                         || feed.config.format != config.format
                         || feed.config.action != config.action;
                     if feed.config.action != config.action {
@@ -343,6 +351,8 @@ impl Sensor {
                         feed.intel = None;
                     }
                     feed.config = config.clone();
+                    // (A version already shared is not sent again.)
+                    feed.unshared = config.share.is_some();
                     if refetch {
                         feed.meta.validators = Default::default();
                         feed.meta.checked = None;
@@ -350,18 +360,9 @@ impl Sensor {
                     }
                 }
                 None => {
-                    self.feeds.feeds.insert(
-                        config.name.clone(),
-                        feeds::Feed {
-                            config: config.clone(),
-                            meta: Default::default(),
-                            intel: None,
-                            next_due: std::time::Instant::now(),
-                            failures: 0,
-                            running: false,
-                            attempts: 0,
-                        },
-                    );
+                    self.feeds
+                        .feeds
+                        .insert(config.name.clone(), feeds::Feed::new(config.clone()));
                     self.metrics.feed_configured(&config.name);
                 }
             }
@@ -414,15 +415,29 @@ pub(super) async fn feed_loop(sensor: Shared, mut stop: watch::Receiver<bool>) {
             _ = wake.notified() => {}
             _ = stop.changed() => return,
         }
-        let (due, protected) = {
+        let (due, protected, fleet) = {
             let mut s = sensor.lock().expect("sensor lock");
-            (s.feeds.take_due(), s.config.feed_protected())
+            let fleet = s.fleet_feed_link();
+            (
+                s.feeds.take_due(fleet.is_some()),
+                s.config.feed_protected(),
+                fleet,
+            )
         };
         for (config, have) in due {
             let name = config.name.clone();
             let protected = protected.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                feeds::refresh(&config, have.as_ref(), &protected)
+            let started = std::time::Instant::now();
+            let fetched = match (&config.shared_by, &fleet) {
+                (Some(site), Some(link)) => {
+                    let subjects = subjects_to_read(&link.site, site, &config.name);
+                    Some(link.client.fetch_feed(&subjects, have.as_ref()).await)
+                }
+                _ => None,
+            };
+            let outcome = tokio::task::spawn_blocking(move || match fetched {
+                Some(fetched) => feeds::read_fetched(&config, fetched, &protected, started),
+                None => feeds::refresh(&config, have.as_ref(), &protected),
             })
             .await
             .unwrap_or_else(|e| Outcome::Failed(format!("the refresh panicked: {e}")));
@@ -442,6 +457,78 @@ pub(super) async fn feed_loop(sensor: Shared, mut stop: watch::Receiver<bool>) {
             .await;
             if let Ok(Err((name, e))) = written {
                 warn!("feed {name}: writing its copy failed ({e}); a restart applies the previous copy");
+            }
+        }
+        if let Some(link) = &fleet {
+            share_feeds(&sensor, link).await;
+        }
+    }
+}
+
+/// What the feeds need of the fleet's connection.
+pub(super) struct FeedLink {
+    pub client: std::sync::Arc<FleetClient>,
+    pub site: String,
+    pub gateway: String,
+}
+
+/// How long a failed share waits before it is tried again.
+const SHARE_RETRY: Duration = Duration::from_secs(5);
+
+/// Sends each `share` feed's version in force to the fleet, if it has not
+/// been sent (read from its applied copy, off the lock).
+async fn share_feeds(sensor: &Shared, link: &FeedLink) {
+    let (dir, pending) = {
+        let s = sensor.lock().expect("sensor lock");
+        let now = std::time::Instant::now();
+        let pending: Vec<(String, Scope)> = s
+            .feeds
+            .feeds
+            .values()
+            .filter(|f| f.unshared && !f.meta.retired && f.share_next <= now)
+            .filter_map(|f| f.config.share.map(|scope| (f.config.name.clone(), scope)))
+            .collect();
+        (s.feeds.dir.clone(), pending)
+    };
+    for (name, scope) in pending {
+        let subject = feed_subject(scope, &link.site, &name);
+        let copy = {
+            let (dir, name) = (dir.clone(), name.clone());
+            tokio::task::spawn_blocking(move || cache::load(&dir, &name)).await
+        };
+        let shared = match copy {
+            Ok(Ok(Some((_, text)))) => link
+                .client
+                .share_feed(&subject, &link.gateway, text.as_bytes())
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(Ok(None)) => Err("no applied copy to share".into()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(format!("reading the copy panicked: {e}")),
+        };
+        let mut s = sensor.lock().expect("sensor lock");
+        let Some(feed) = s.feeds.feeds.get_mut(&name) else {
+            continue;
+        };
+        match shared {
+            Ok(version) => {
+                info!(
+                    "feed {name}: version {} shared with the {} on {subject}",
+                    &version[..12],
+                    scope.label()
+                );
+                feed.unshared = false;
+                feed.share_error = None;
+            }
+            Err(e) => {
+                if feed.share_error.as_ref() != Some(&e) {
+                    warn!(
+                        "feed {name}: sharing it failed: {e}; retrying every {} s",
+                        SHARE_RETRY.as_secs()
+                    );
+                }
+                feed.share_error = Some(e);
+                feed.share_next = std::time::Instant::now() + SHARE_RETRY;
             }
         }
     }

@@ -211,6 +211,24 @@ impl Sensor {
                         key: fleet.release_key(entry, tag).text(),
                     }
                 }
+                // This gateway's own decision, read back from the bucket,
+                // expired: its key goes, unless that would let an older
+                // decision of its group apply again.
+                Journaled::Expired(entry) => {
+                    let Some(tag) = &entry.fleet else { continue };
+                    let Some(revision) = tag.revision else {
+                        continue;
+                    };
+                    let own = tag.site == fleet.config.site && tag.gateway == fleet.gateway;
+                    let key = fleet.release_key(entry, tag);
+                    if !own || !fleet.view.alone_in_group(&key, revision) {
+                        continue;
+                    }
+                    Op::Tidy {
+                        key: key.text(),
+                        revision,
+                    }
+                }
             };
             if let Err(e) = fleet.outbox.push(op) {
                 fleet.error(format!("the outbox could not be written: {e}"));
@@ -355,6 +373,9 @@ impl Sensor {
             fleet.error(format!("the outbox could not be written: {e}"));
         }
         fleet.published += 1;
+        if matches!(op, Op::Tidy { .. }) {
+            return; // nothing in force changes
+        }
         let Some(key) = op.key() else { return };
         let echoed = match revision {
             Some(r) => fleet.view.revision_of(&key).is_some_and(|seen| seen >= r),
@@ -464,6 +485,17 @@ impl Sensor {
         });
         let client = fleet.slot.lock().expect("fleet slot").clone();
         Ok((status, client))
+    }
+
+    /// The connection, for the shared feeds, once there is one.
+    pub(super) fn fleet_feed_link(&self) -> Option<super::feeds::FeedLink> {
+        let fleet = self.fleet.as_ref()?;
+        let client = fleet.slot.lock().expect("fleet slot").clone()?;
+        Some(super::feeds::FeedLink {
+            client,
+            site: fleet.config.site.clone(),
+            gateway: fleet.gateway.clone(),
+        })
     }
 
     /// Figures for the metrics.
@@ -747,6 +779,8 @@ async fn publish_loop(
         let result = match &op {
             Op::Put { decision } => buckets.put(decision).await.map(Some),
             Op::Release { key } => buckets.release(key).await.map(|()| None),
+            // (Written again since: nothing to tidy, done all the same.)
+            Op::Tidy { key, revision } => buckets.tidy(key, *revision).await.map(|_| None),
         };
         match result {
             Ok(revision) => sensor

@@ -113,7 +113,7 @@ impl Sensor {
         let (feeds, mut enforcer) = feeds::open(&mut datapath.maps, &config, &metrics)?;
         let fleet = match &config.fleet {
             Some(fc) => {
-                enforcer.join_fleet(fc);
+                enforcer.join_fleet(fc, config.feed_protected());
                 Some(fleet::Fleet::open(
                     &config,
                     fc,
@@ -459,6 +459,7 @@ impl Sensor {
             self.refresh_intel()?;
         }
         self.config.detection = new.detection;
+        self.enforcer.set_fleet_local(self.config.feed_protected());
         self.config.response = new.response;
         self.config.incidents.retention_days = new.incidents.retention_days;
         if needs_restart.is_empty() {

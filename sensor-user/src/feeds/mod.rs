@@ -54,20 +54,34 @@ pub struct FeedConfig {
     /// An http:// or https:// URL ...
     #[serde(default)]
     pub url: Option<String>,
-    /// ... or a local file.
+    /// ... or a local file ...
     #[serde(default)]
     pub file: Option<PathBuf>,
+    /// ... or the version the fleet's site of this name shares under this
+    /// feed's name (`share` there; docs/fleet.md).
+    #[serde(default)]
+    pub shared_by: Option<String>,
+    /// Each new version fetched here is shared with the fleet, for its
+    /// other gateways to take (`shared_by`): "site" or "fleet".
+    #[serde(default)]
+    pub share: Option<crate::fleet::Scope>,
     #[serde(default)]
     pub format: Format,
     #[serde(default)]
     pub action: Action,
     /// How often the publisher is asked for a newer version.
-    #[serde(default = "default_refresh")]
-    pub refresh: String,
+    /// (`default_refresh` when not given.)
+    #[serde(default)]
+    pub refresh: Option<String>,
 }
 
-fn default_refresh() -> String {
-    "1h".into()
+/// A publisher is asked hourly; the fleet, whose check is one small
+/// request, every minute.
+fn default_refresh(shared: bool) -> &'static str {
+    match shared {
+        true => "1m",
+        false => "1h",
+    }
 }
 
 /// The shortest refresh: a feed is a list, not a stream.
@@ -85,26 +99,35 @@ pub const WIDEST_V6: u8 = 12;
 impl FeedConfig {
     /// The refresh period (checked by `validate`).
     pub fn refresh_every(&self) -> Duration {
-        humantime::parse_duration(&self.refresh).unwrap_or(Duration::from_secs(3600))
+        humantime::parse_duration(self.refresh_text()).unwrap_or(Duration::from_secs(3600))
+    }
+
+    /// The refresh period as configured, or its default.
+    pub fn refresh_text(&self) -> &str {
+        self.refresh
+            .as_deref()
+            .unwrap_or(default_refresh(self.shared_by.is_some()))
     }
 
     /// Where it comes from, as logs and `sensorctl feeds` show it (a URL
     /// without its path and query, which may carry a key).
     pub fn shown_source(&self) -> String {
-        match (&self.url, &self.file) {
-            (Some(url), _) => source::redact(url),
-            (None, Some(file)) => file.display().to_string(),
-            (None, None) => String::new(),
+        match (&self.url, &self.file, &self.shared_by) {
+            (Some(url), _, _) => source::redact(url),
+            (None, Some(file), _) => file.display().to_string(),
+            (None, None, Some(site)) => format!("the fleet (shared by {site})"),
+            (None, None, None) => String::new(),
         }
     }
 
     /// What identifies the source: a change of URL or file drops the
     /// validators of the old one.
     fn source_key(&self) -> String {
-        match (&self.url, &self.file) {
-            (Some(url), _) => url.clone(),
-            (None, Some(file)) => format!("file:{}", file.display()),
-            (None, None) => String::new(),
+        match (&self.url, &self.file, &self.shared_by) {
+            (Some(url), _, _) => url.clone(),
+            (None, Some(file), _) => format!("file:{}", file.display()),
+            (None, None, Some(site)) => format!("fleet:{site}"),
+            (None, None, None) => String::new(),
         }
     }
 
@@ -127,10 +150,32 @@ impl FeedConfig {
                 ),
             ));
         }
-        match (&self.url, &self.file) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err((key("url"), "give either url or file".into()))
+        let sources = [
+            self.url.is_some(),
+            self.file.is_some(),
+            self.shared_by.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err((key("url"), "give one of url, file or shared_by".into()));
+        }
+        if let Some(site) = &self.shared_by {
+            if let Some(problem) = crate::fleet::name_problem(site) {
+                return Err((key("shared_by"), problem));
             }
+            if self.share.is_some() {
+                return Err((
+                    key("share"),
+                    "a feed taken from the fleet is not shared again: its site shares it".into(),
+                ));
+            }
+        }
+        if self.share == Some(crate::fleet::Scope::Gateway) {
+            return Err((
+                key("share"),
+                "\"site\" or \"fleet\": a feed is shared with other gateways".into(),
+            ));
+        }
+        match (&self.url, &self.file) {
             (Some(url), None) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 return Err((
                     key("url"),
@@ -142,8 +187,8 @@ impl FeedConfig {
             }
             _ => {}
         }
-        let every = humantime::parse_duration(&self.refresh)
-            .map_err(|e| (key("refresh"), format!("{:?}: {e}", self.refresh)))?;
+        let every = humantime::parse_duration(self.refresh_text())
+            .map_err(|e| (key("refresh"), format!("{:?}: {e}", self.refresh_text())))?;
         if every < MIN_REFRESH {
             return Err((key("refresh"), "must be 1s or more".into()));
         }
@@ -243,6 +288,17 @@ pub fn refresh(feed: &FeedConfig, have: Option<&Validators>, protected: &[IpNet]
         (None, Some(file)) => source::fetch_file(file, have),
         (None, None) => Err("no source".into()),
     };
+    read_fetched(feed, fetched, protected, started)
+}
+
+/// Reads what was fetched for `feed` (a download, a file, or a version
+/// from the fleet) since `started`.
+pub fn read_fetched(
+    feed: &FeedConfig,
+    fetched: Result<Fetched, String>,
+    protected: &[IpNet],
+    started: Instant,
+) -> Outcome {
     match fetched {
         Err(e) => Outcome::Failed(e),
         Ok(Fetched::Unchanged) => Outcome::Unchanged,
@@ -286,9 +342,30 @@ pub struct Feed {
     /// Refreshes tried since sensord started (`sensorctl feeds refresh`
     /// waits for the next).
     pub attempts: u64,
+    /// With `share`: the version in force is still to be sent to the
+    /// fleet; the last failure to send it, and when to try again.
+    pub unshared: bool,
+    pub share_error: Option<String>,
+    pub share_next: Instant,
 }
 
 impl Feed {
+    /// A feed due at once, with no copy in hand.
+    pub fn new(config: FeedConfig) -> Feed {
+        Feed {
+            config,
+            meta: Meta::default(),
+            intel: None,
+            next_due: Instant::now(),
+            failures: 0,
+            running: false,
+            attempts: 0,
+            unshared: false,
+            share_error: None,
+            share_next: Instant::now(),
+        }
+    }
+
     /// After an attempt: when to ask again.
     pub fn schedule(&mut self, ok: bool) {
         let every = self.config.refresh_every();
@@ -317,7 +394,7 @@ impl Feed {
             "source": self.config.shown_source(),
             "action": self.config.action,
             "format": self.meta.format.unwrap_or(self.config.format).label(),
-            "refresh": self.config.refresh,
+            "refresh": self.config.refresh_text(),
             "entries": applied,
             "skipped": self.meta.skipped,
             "checked": self.meta.checked,
@@ -326,6 +403,9 @@ impl Feed {
             "error": self.meta.error,
             "retired": self.meta.retired,
             "attempts": self.attempts,
+            "share": self.config.share,
+            "share_pending": self.unshared,
+            "share_error": self.share_error,
             "next_refresh_secs": (!self.meta.retired)
                 .then(|| self.next_due.saturating_duration_since(now).as_secs()),
         })
@@ -367,21 +447,16 @@ impl Feeds {
         };
         let mut ranges = Vec::new();
         for config in configs {
-            let mut feed = Feed {
-                config: config.clone(),
-                meta: Meta::default(),
-                intel: None,
-                next_due: Instant::now(),
-                failures: 0,
-                running: false,
-                attempts: 0,
-            };
+            let mut feed = Feed::new(config.clone());
             match cache::load(dir, &config.name) {
                 Ok(Some((meta, text))) => {
                     feed.meta = meta;
                     if !feed.meta.retired && feed.meta.source == config.source_key() {
                         match read(&text, config, protected) {
                             Ok(entries) => {
+                                // Shared again if the fleet lost it (a
+                                // version already there is not resent).
+                                feed.unshared = config.share.is_some();
                                 let due = feed.meta.checked.map_or(0, |c| {
                                     (c + config.refresh_every().as_secs())
                                         .saturating_sub(crate::clock::unix_now())
@@ -415,9 +490,11 @@ impl Feeds {
                     name: name.clone(),
                     url: None,
                     file: None,
+                    shared_by: None,
+                    share: None,
                     format: meta.format.unwrap_or_default(),
                     action: Action::Block,
-                    refresh: default_refresh(),
+                    refresh: None,
                 };
                 if let (false, Ok(entries)) = (meta.retired, read(&text, &as_block, protected)) {
                     ranges.push((name.clone(), Ranges::new(entries.nets)));
@@ -439,11 +516,14 @@ impl Feeds {
     }
 
     /// Feeds due for a refresh now, marked as running.
-    pub fn take_due(&mut self) -> Vec<(FeedConfig, Option<Validators>)> {
+    /// `fleet_connected`: a feed taken from the fleet waits for the
+    /// connection rather than failing.
+    pub fn take_due(&mut self, fleet_connected: bool) -> Vec<(FeedConfig, Option<Validators>)> {
         let now = Instant::now();
         self.feeds
             .values_mut()
             .filter(|f| !f.meta.retired && !f.running && f.next_due <= now)
+            .filter(|f| fleet_connected || f.config.shared_by.is_none())
             .map(|f| {
                 f.running = true;
                 (f.config.clone(), f.validators().cloned())
@@ -536,6 +616,25 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_from_the_fleet_names_its_site_and_is_not_shared_again() {
+        let taken = feed("shared_by = \"pref\"");
+        assert!(taken.validate(0).is_ok());
+        assert_eq!(taken.refresh_every(), Duration::from_secs(60));
+        assert_eq!(taken.shown_source(), "the fleet (shared by pref)");
+        let both = feed("url = \"https://x/y\"\nshared_by = \"pref\"");
+        assert!(both.validate(0).unwrap_err().1.contains("one of"));
+        let dotted = feed("shared_by = \"a.b\"").validate(0).unwrap_err();
+        assert_eq!(dotted.0, "feed[0].shared_by");
+        let again = feed("shared_by = \"pref\"\nshare = \"fleet\"");
+        assert_eq!(again.validate(0).unwrap_err().0, "feed[0].share");
+        let shared = feed("file = \"/x\"\nshare = \"fleet\"");
+        assert!(shared.validate(0).is_ok());
+        assert_eq!(shared.refresh_every(), Duration::from_secs(3600));
+        let alone = feed("file = \"/x\"\nshare = \"gateway\"").validate(0);
+        assert_eq!(alone.unwrap_err().0, "feed[0].share");
+    }
+
+    #[test]
     fn a_feed_never_blocks_the_inside_or_half_the_internet() {
         let internal: Vec<IpNet> = vec!["10.10.0.0/16".parse().unwrap()];
         let text = "10.0.0.0/8\n10.10.5.0/24\n64.0.0.0/2\n198.51.100.0/24\nevil.example\n";
@@ -550,15 +649,7 @@ mod tests {
 
     #[test]
     fn failures_retry_sooner_than_the_refresh() {
-        let mut f = Feed {
-            config: feed("file = \"/x\"\nrefresh = \"1h\""),
-            meta: Meta::default(),
-            intel: None,
-            next_due: Instant::now(),
-            failures: 0,
-            running: false,
-            attempts: 0,
-        };
+        let mut f = Feed::new(feed("file = \"/x\"\nrefresh = \"1h\""));
         f.schedule(false);
         let wait = f.next_due - Instant::now();
         assert!(wait <= RETRY_FIRST && wait > RETRY_FIRST / 2, "{wait:?}");

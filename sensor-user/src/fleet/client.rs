@@ -4,7 +4,8 @@
 //! - the decisions bucket (`DECISIONS`): one key per decision;
 //! - the gateways bucket (`GATEWAYS`): each gateway's status, `site.gateway`;
 //! - the incidents stream (`INCIDENTS`): every alert document a gateway
-//!   sends, on `sensor.incidents.<site>.<gateway>.<incident uid>`.
+//!   sends, on `sensor.incidents.<site>.<gateway>.<incident uid>`;
+//! - the feeds stream (`shared_feeds::FEEDS`): shared threat feeds.
 
 use std::{
     sync::{
@@ -257,6 +258,30 @@ impl FleetClient {
                 .map_err(nats("creating the incidents stream"))?;
             made.push(INCIDENTS.to_string());
         }
+        if self
+            .js
+            .get_stream(super::shared_feeds::FEEDS)
+            .await
+            .is_err()
+        {
+            self.js
+                .create_stream(stream::Config {
+                    name: super::shared_feeds::FEEDS.into(),
+                    description: Some("sensor fleet: shared threat feeds".into()),
+                    subjects: vec![super::shared_feeds::FEED_SUBJECTS.into()],
+                    // A version's first chunk rolls its subject up: each
+                    // feed's latest version only.
+                    allow_rollup: true,
+                    max_message_size: 1024 * 1024,
+                    num_replicas: replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .map_err(nats("creating the feeds stream"))?;
+            made.push(super::shared_feeds::FEEDS.to_string());
+        }
         Ok(made)
     }
 
@@ -373,9 +398,18 @@ impl Buckets {
         self.decisions.delete(key).await.map_err(|e| e.to_string())
     }
 
-    /// Tidies a key away (an expired decision of this gateway's).
-    pub async fn purge(&self, key: &str) -> Result<(), String> {
-        self.decisions.purge(key).await.map_err(|e| e.to_string())
+    /// Tidies a key away (an expired decision of this gateway's), if
+    /// `revision` is still its latest; `false` if it was written since.
+    pub async fn tidy(&self, key: &str, revision: u64) -> Result<bool, String> {
+        match self
+            .decisions
+            .purge_expect_revision(key, Some(revision))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == kv::PurgeErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     pub async fn report(&self, status: &GatewayStatus) -> Result<(), String> {

@@ -193,7 +193,13 @@ impl Checks<'_> {
     /// Why `value`, read under `key`, is refused; `Ok` with the decision
     /// when it may apply here. A refusal means a broken or forged writer;
     /// a decision that is only not for this gateway is not refused here.
-    pub fn check(&self, key: &Key, value: &[u8]) -> Result<Decision, String> {
+    /// `guard_inside`: a block must also keep off this gateway's inside and
+    /// exempt ranges. It need not when the decision applies elsewhere (it
+    /// is only shown here), nor under this gateway's own gateway-scope key,
+    /// which only its credentials may write: a block of its own site's
+    /// ranges stays on its gateway (`FleetConfig::scope_of`) and is its
+    /// operator's to make.
+    pub fn check(&self, key: &Key, value: &[u8], guard_inside: bool) -> Result<Decision, String> {
         if value.len() > MAX_VALUE {
             return Err(format!("{} bytes is longer than a decision", value.len()));
         }
@@ -218,7 +224,7 @@ impl Checks<'_> {
         {
             return Err(format!("{:?} is not an origin", d.origin));
         }
-        if let Some(problem) = self.target_problem(d.kind, d.target) {
+        if let Some(problem) = self.target_problem(d.kind, d.target, guard_inside) {
             return Err(problem);
         }
         Ok(d)
@@ -227,7 +233,7 @@ impl Checks<'_> {
     /// What `sensorctl` would refuse, and what no other gateway may do
     /// here: block the inside, a range wider than a feed may hold, or
     /// isolate what is exempt.
-    fn target_problem(&self, kind: Kind, target: IpNet) -> Option<String> {
+    fn target_problem(&self, kind: Kind, target: IpNet, guard_inside: bool) -> Option<String> {
         match kind {
             Kind::Isolation => {
                 if target.prefix_len() != target.max_prefix_len() {
@@ -244,7 +250,11 @@ impl Checks<'_> {
             }
             Kind::Block => crate::enforcer::range_problem(target)
                 .map(|p| format!("{target} {p}"))
-                .or_else(|| crate::feeds::untrusted_range_problem(target, self.protected)),
+                .or_else(|| {
+                    guard_inside
+                        .then(|| crate::feeds::untrusted_range_problem(target, self.protected))
+                        .flatten()
+                }),
         }
     }
 
@@ -341,13 +351,13 @@ mod tests {
         let c = checks(&accept, &protected);
         let good = decision(Scope::Fleet, Kind::Block, "203.0.113.66/32");
         let value = serde_json::to_vec(&good).unwrap();
-        assert_eq!(c.check(&good.key(), &value), Ok(good.clone()));
+        assert_eq!(c.check(&good.key(), &value, true), Ok(good.clone()));
 
         // A value under another site's key: written where the writer may
         // write, claiming to be someone else.
         let mut other = good.clone();
         other.site = "city-b".into();
-        let e = c.check(&other.key(), &value).unwrap_err();
+        let e = c.check(&other.key(), &value, true).unwrap_err();
         assert!(e.contains("another site"), "{e}");
 
         for (target, why) in [
@@ -359,25 +369,34 @@ mod tests {
         ] {
             let mut bad = good.clone();
             bad.target = target.parse().unwrap();
-            let e = c.check(&bad.key(), &serde_json::to_vec(&bad).unwrap());
+            let e = c.check(&bad.key(), &serde_json::to_vec(&bad).unwrap(), true);
             assert!(
                 e.as_ref().is_err_and(|e| e.contains(why)),
                 "{target}: {e:?}"
             );
         }
+        // This gateway's own gateway-scope key: a block of its own site's
+        // range is its operator's (sensorctl's checks apply, no more).
+        let mut own = decision(Scope::Gateway, Kind::Block, "10.20.0.0/16");
+        let local = |d: &Decision| c.check(&d.key(), &serde_json::to_vec(d).unwrap(), false);
+        assert_eq!(local(&own), Ok(own.clone()));
+        own.target = "0.0.0.0/0".parse().unwrap();
+        assert!(local(&own).is_err());
         let mut isolate = decision(Scope::Site, Kind::Isolation, "10.1.2.3/32");
-        let e = c.check(&isolate.key(), &serde_json::to_vec(&isolate).unwrap());
+        let e = c.check(&isolate.key(), &serde_json::to_vec(&isolate).unwrap(), true);
         assert!(e.is_err_and(|e| e.contains("never isolated")));
         isolate.target = "224.0.0.1/32".parse().unwrap();
-        let e = c.check(&isolate.key(), &serde_json::to_vec(&isolate).unwrap());
+        let e = c.check(&isolate.key(), &serde_json::to_vec(&isolate).unwrap(), true);
         assert!(e.is_err_and(|e| e.contains("multicast")));
 
         let mut shouting = good.clone();
         shouting.reason = "\u{1b}[2Jcleared".into();
-        let e = c.check(&good.key(), &serde_json::to_vec(&shouting).unwrap());
+        let e = c.check(&good.key(), &serde_json::to_vec(&shouting).unwrap(), true);
         assert!(e.is_err_and(|e| e.contains("control characters")));
-        assert!(c.check(&good.key(), b"{\"kind\":").is_err());
-        assert!(c.check(&good.key(), &vec![b' '; MAX_VALUE + 1]).is_err());
+        assert!(c.check(&good.key(), b"{\"kind\":", true).is_err());
+        assert!(c
+            .check(&good.key(), &vec![b' '; MAX_VALUE + 1], true)
+            .is_err());
     }
 
     #[test]

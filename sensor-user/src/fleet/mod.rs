@@ -1,4 +1,4 @@
-//! Fleet mode: gateways share decisions and incidents through a NATS
+//! Fleet mode: gateways share decisions, feeds and incidents through a NATS
 //! JetStream cluster (docs/fleet.md).
 //!
 //! - `decision`: what one gateway tells the others (a key and a value in
@@ -7,7 +7,10 @@
 //!   force here (the latest revision of each target wins);
 //! - `outbox`: what this gateway decided and has not yet had acknowledged,
 //!   kept on disk across outages and restarts;
-//! - `client`: the NATS connection, shared by sensord and the simulation.
+//! - `client`: the NATS connection, shared by sensord and the simulation;
+//! - `shared_feeds`: threat feeds fetched by one gateway and shared with
+//!   the others, as a unit;
+//! - `incidents`: the alert outlet to the incidents stream.
 //!
 //! Without `[fleet]`, none of this runs and sensord stands alone.
 
@@ -15,10 +18,12 @@ pub mod client;
 pub mod decision;
 pub mod incidents;
 pub mod outbox;
+pub mod shared_feeds;
 pub mod view;
 
 use std::path::PathBuf;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::state::Kind;
@@ -201,6 +206,40 @@ impl FleetConfig {
             .unwrap_or(Scope::Gateway)
     }
 
+    /// The scope a new decision of `kind` on `target` is published in:
+    /// the one `asked` for, or the default. A block another gateway's
+    /// checks would refuse (one touching `local`, this site's internal
+    /// and exempt ranges, or wider than a feed may be) means something
+    /// here only: it stays on this gateway, and a wider scope is refused.
+    pub fn scope_of(
+        &self,
+        kind: Kind,
+        target: IpNet,
+        asked: Option<Scope>,
+        local: &[IpNet],
+    ) -> Result<Scope, String> {
+        let local_only = match kind {
+            Kind::Block => crate::feeds::untrusted_range_problem(target, local),
+            Kind::Isolation => None,
+        };
+        let scope = match (asked, local_only) {
+            (Some(wider), Some(why)) if wider != Scope::Gateway => {
+                let stays =
+                    "such a block is never shared; it stays on this gateway (--scope gateway)";
+                return Err(format!("{why}: {stays}"));
+            }
+            (_, Some(_)) => Scope::Gateway,
+            (asked, None) => asked.unwrap_or_else(|| self.default_scope(kind)),
+        };
+        if !self.publish.contains(&scope) {
+            return Err(format!(
+                "this gateway does not publish {} decisions ([fleet] publish)",
+                scope.label()
+            ));
+        }
+        Ok(scope)
+    }
+
     /// Checks `[fleet]`; `(key, problem)` on error.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let key = |k: &str| format!("fleet.{k}");
@@ -314,6 +353,38 @@ mod tests {
         .unwrap();
         assert_eq!(c.default_scope(Kind::Block), Scope::Fleet);
         assert_eq!(c.default_scope(Kind::Isolation), Scope::Site);
+    }
+
+    #[test]
+    fn a_block_of_the_site_s_own_ranges_stays_on_its_gateway() {
+        let c = config(
+            "servers = [\"nats://x\"]\nsite = \"a\"\npublish = [\"gateway\", \"site\", \"fleet\"]",
+        )
+        .unwrap();
+        let local: Vec<IpNet> = vec!["10.10.0.0/16".parse().unwrap()];
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let outside = c.scope_of(Kind::Block, net("203.0.113.0/24"), None, &local);
+        assert_eq!(outside, Ok(Scope::Fleet));
+        for inside in ["10.10.3.0/24", "10.0.0.0/8", "10.10.0.7/32"] {
+            let scope = c.scope_of(Kind::Block, net(inside), None, &local);
+            assert_eq!(scope, Ok(Scope::Gateway), "{inside}");
+            let asked = c.scope_of(Kind::Block, net(inside), Some(Scope::Gateway), &local);
+            assert_eq!(asked, Ok(Scope::Gateway), "{inside}");
+            let wider = c
+                .scope_of(Kind::Block, net(inside), Some(Scope::Site), &local)
+                .unwrap_err();
+            assert!(wider.contains("never shared"), "{wider}");
+        }
+        // Too wide for any other gateway to take.
+        let wide = c.scope_of(Kind::Block, net("64.0.0.0/4"), None, &local);
+        assert_eq!(wide, Ok(Scope::Gateway));
+        // An inside host is what isolations are for.
+        let isolate = c.scope_of(Kind::Isolation, net("10.10.0.7/32"), None, &local);
+        assert_eq!(isolate, Ok(Scope::Site));
+        let only_site =
+            config("servers = [\"nats://x\"]\nsite = \"a\"\npublish = [\"site\"]").unwrap();
+        let refused = only_site.scope_of(Kind::Block, net("10.10.3.0/24"), None, &local);
+        assert!(refused.unwrap_err().contains("does not publish gateway"));
     }
 
     #[test]

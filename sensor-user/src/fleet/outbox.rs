@@ -18,13 +18,16 @@ pub enum Op {
     Put { decision: Decision },
     /// Release: a delete marker under this gateway's key for the target.
     Release { key: String },
+    /// Tidy an expired decision of this gateway's out of the bucket: a
+    /// purge of its key, if `revision` is still its latest.
+    Tidy { key: String, revision: u64 },
 }
 
 impl Op {
     pub fn key_text(&self) -> String {
         match self {
             Op::Put { decision } => decision.key().text(),
-            Op::Release { key } => key.clone(),
+            Op::Release { key } | Op::Tidy { key, .. } => key.clone(),
         }
     }
 
@@ -85,8 +88,11 @@ impl Outbox {
 
     /// Whether an operation on this key waits to be sent: what the fleet
     /// says of it may be older than what this gateway decided.
+    /// (A tidying changes nothing in force: it never holds a key back.)
     pub fn pending(&self, key: &str) -> bool {
-        self.ops.iter().any(|o| o.key_text() == key)
+        self.ops
+            .iter()
+            .any(|o| !matches!(o, Op::Tidy { .. }) && o.key_text() == key)
     }
 
     pub fn len(&self) -> usize {

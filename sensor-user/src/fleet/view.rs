@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 
 use super::decision::{Checks, Decision, Group, Key, Place};
+use super::Scope;
 use crate::state::Kind;
 
 /// The latest entry of one key.
@@ -114,7 +115,7 @@ impl View {
         }
         let (latest, recorded) = match value {
             None => (Latest::Released, Recorded::Ok),
-            Some(bytes) => match checks.check(&key, bytes) {
+            Some(bytes) => match checks.check(&key, bytes, self.guards_inside(&key)) {
                 Ok(d) if self.own(&d) || checks.accepts(&d) => (Latest::Decided(d), Recorded::Ok),
                 Ok(d) => (Latest::NotAccepted(d), Recorded::Ok),
                 Err(why) => {
@@ -137,6 +138,16 @@ impl View {
     /// Whether this very gateway made `d`.
     fn own(&self, d: &Decision) -> bool {
         d.site == self.site && d.gateway == self.gateway
+    }
+
+    /// Whether a block under `key` must keep off this gateway's inside
+    /// (`Checks::check`): it applies here, and is not under this gateway's
+    /// own gateway-scope key (which only its credentials may write).
+    fn guards_inside(&self, key: &Key) -> bool {
+        let own_key = key.scope == Scope::Gateway
+            && key.site == self.site
+            && key.gateway.as_deref() == Some(self.gateway.as_str());
+        self.applies_here(&key.group().place) && !own_key
     }
 
     /// The latest entry of a group, if it has any.
@@ -221,6 +232,16 @@ impl View {
     /// written under, if the bucket holds it.
     pub fn revision_of(&self, key: &Key) -> Option<u64> {
         self.keys.get(key).map(|r| r.revision)
+    }
+
+    /// Whether `key`, at `revision`, is the only key of its group: tidying
+    /// it away then revives no older decision of the group.
+    pub fn alone_in_group(&self, key: &Key, revision: u64) -> bool {
+        self.revision_of(key) == Some(revision)
+            && self
+                .groups
+                .get(&key.group())
+                .is_some_and(|keys| keys.len() == 1)
     }
 
     /// Whether the latest entry of `key` is a release.
@@ -319,6 +340,34 @@ mod tests {
         // A later decision beats the release.
         b.put(&by_a);
         assert_eq!(b.in_force(T).as_deref(), Some("city-a/gw1"));
+    }
+
+    #[test]
+    fn an_expired_decision_is_tidied_only_when_no_older_one_would_return() {
+        let mut b = Bucket::new();
+        let by_b = decision(Scope::Fleet, "city-b", "gw1", T);
+        b.put(&by_b);
+        let key = by_b.key();
+        assert!(b.view.alone_in_group(&key, 1));
+        assert!(!b.view.alone_in_group(&key, 0), "not its latest revision");
+        // Another site's decision in the group: tidying city-b's newer one
+        // would let it apply again.
+        let by_a = decision(Scope::Fleet, "city-a", "gw1", "198.51.100.0/24");
+        b.put(&by_a);
+        b.put(&decision(Scope::Fleet, "city-a", "gw1", T));
+        b.put(&by_b);
+        assert!(!b.view.alone_in_group(&key, 4));
+    }
+
+    #[test]
+    fn the_inside_is_guarded_against_what_applies_here_from_others() {
+        let view = View::new("city-b", "gw1");
+        let key = |scope, site: &str, gw: &str| decision(scope, site, gw, T).key();
+        assert!(view.guards_inside(&key(Scope::Fleet, "city-a", "gw1")));
+        assert!(view.guards_inside(&key(Scope::Site, "city-b", "gw2")));
+        assert!(!view.guards_inside(&key(Scope::Gateway, "city-b", "gw1")));
+        assert!(!view.guards_inside(&key(Scope::Site, "city-a", "gw1")));
+        assert!(!view.guards_inside(&key(Scope::Gateway, "city-b", "gw2")));
     }
 
     #[test]

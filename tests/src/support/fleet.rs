@@ -12,6 +12,12 @@ pub fn start(tag: &str, specs: &[SiteSpec], extra: &str) -> Fleet {
         .unwrap_or_else(|e| panic!("building the fleet failed: {e:#}"))
 }
 
+/// `start`, with each site's own addition to its configuration.
+pub fn start_with(tag: &str, specs: &[SiteSpec], extra: impl Fn(&SiteSpec) -> String) -> Fleet {
+    Fleet::create_with(&unique_name(tag), specs, extra, &bin_dir())
+        .unwrap_or_else(|e| panic!("building the fleet failed: {e:#}"))
+}
+
 /// A client's `[fleet]` settings as `user` (the SOC, or a forger holding a
 /// site's credentials).
 pub fn client(fleet: &Fleet, user: &str, site: &str) -> sensor_user::fleet::FleetConfig {
@@ -20,6 +26,7 @@ pub fn client(fleet: &Fleet, user: &str, site: &str) -> sensor_user::fleet::Flee
         site: site.into(),
         user: Some(user.into()),
         password_file: Some(fleet.password_file(user)),
+        tls_ca_file: Some(fleet.cloud.ca_file()),
         ..Default::default()
     }
 }
