@@ -302,6 +302,7 @@ fn a_fleet_shares_blocks_survives_partitions_and_node_loss_and_refuses_forgeries
         "with a server down, the block did not reach a and b:\n{}",
         explain(&fleet)
     );
+    eprintln!("with nats1 killed, a block reached a and b after {flowed:?}");
 
     // The servers speak TLS only: a client that does not trust their CA
     // (here, a password thief in the cloud) is not connected.
