@@ -560,19 +560,12 @@ impl RawConfig {
             fleet
                 .validate()
                 .map_err(|(key, problem)| invalid(key, problem))?;
-            let unpublished = self.feed.iter().enumerate().find_map(|(i, f)| {
-                f.share
-                    .filter(|scope| !fleet.publish.contains(scope))
-                    .map(|scope| (i, scope))
-            });
-            if let Some((i, scope)) = unpublished {
-                return Err(invalid(
-                    format!("feed[{i}].share"),
-                    format!(
-                        "this gateway does not publish {} decisions ([fleet] publish)",
-                        scope.label()
-                    ),
-                ));
+            for (i, f) in self.feed.iter().enumerate() {
+                if let Some(scope) = f.share {
+                    fleet
+                        .publishes(scope)
+                        .map_err(|problem| invalid(format!("feed[{i}].share"), problem))?;
+                }
             }
         } else if let Some(i) = self.response.rules.iter().position(|r| r.scope.is_some()) {
             return Err(invalid(

@@ -239,48 +239,41 @@ impl FleetClient {
                 .map_err(nats(format!("creating the {bucket} bucket")))?;
             made.push(bucket.to_string());
         }
-        if self.js.get_stream(INCIDENTS).await.is_err() {
+        let incidents = stream::Config {
+            name: INCIDENTS.into(),
+            description: Some("sensor fleet: every gateway's alerts".into()),
+            subjects: vec![INCIDENT_SUBJECTS.into()],
+            // Each incident's last 50 documents, for a year.
+            max_messages_per_subject: 50,
+            max_age: Duration::from_secs(365 * 86400),
+            max_message_size: 256 * 1024,
+            ..Default::default()
+        };
+        let feeds = stream::Config {
+            name: super::shared_feeds::FEEDS.into(),
+            description: Some("sensor fleet: shared threat feeds".into()),
+            subjects: vec![super::shared_feeds::FEED_SUBJECTS.into()],
+            // A version's first chunk rolls its subject up: each feed's
+            // latest version only.
+            allow_rollup: true,
+            max_message_size: 1024 * 1024,
+            ..Default::default()
+        };
+        for config in [incidents, feeds] {
+            if self.js.get_stream(&config.name).await.is_ok() {
+                continue;
+            }
+            let name = config.name.clone();
             self.js
                 .create_stream(stream::Config {
-                    name: INCIDENTS.into(),
-                    description: Some("sensor fleet: every gateway's alerts".into()),
-                    subjects: vec![INCIDENT_SUBJECTS.into()],
-                    // Each incident's last 50 documents, for a year.
-                    max_messages_per_subject: 50,
-                    max_age: Duration::from_secs(365 * 86400),
-                    max_message_size: 256 * 1024,
                     num_replicas: replicas,
                     storage: stream::StorageType::File,
-                    ..Default::default()
+                    ..config
                 })
                 .await
                 .map_err(|e| e.to_string())
-                .map_err(nats("creating the incidents stream"))?;
-            made.push(INCIDENTS.to_string());
-        }
-        if self
-            .js
-            .get_stream(super::shared_feeds::FEEDS)
-            .await
-            .is_err()
-        {
-            self.js
-                .create_stream(stream::Config {
-                    name: super::shared_feeds::FEEDS.into(),
-                    description: Some("sensor fleet: shared threat feeds".into()),
-                    subjects: vec![super::shared_feeds::FEED_SUBJECTS.into()],
-                    // A version's first chunk rolls its subject up: each
-                    // feed's latest version only.
-                    allow_rollup: true,
-                    max_message_size: 1024 * 1024,
-                    num_replicas: replicas,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())
-                .map_err(nats("creating the feeds stream"))?;
-            made.push(super::shared_feeds::FEEDS.to_string());
+                .map_err(nats(format!("creating the {name} stream")))?;
+            made.push(name);
         }
         Ok(made)
     }

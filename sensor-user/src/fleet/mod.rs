@@ -231,13 +231,19 @@ impl FleetConfig {
             (_, Some(_)) => Scope::Gateway,
             (asked, None) => asked.unwrap_or_else(|| self.default_scope(kind)),
         };
-        if !self.publish.contains(&scope) {
-            return Err(format!(
+        self.publishes(scope)?;
+        Ok(scope)
+    }
+
+    /// Whether this gateway may publish in `scope` (`[fleet] publish`).
+    pub fn publishes(&self, scope: Scope) -> Result<(), String> {
+        match self.publish.contains(&scope) {
+            true => Ok(()),
+            false => Err(format!(
                 "this gateway does not publish {} decisions ([fleet] publish)",
                 scope.label()
-            ));
+            )),
         }
-        Ok(scope)
     }
 
     /// Checks `[fleet]`; `(key, problem)` on error.
