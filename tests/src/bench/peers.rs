@@ -6,17 +6,40 @@ use aya::{programs::Xdp, Ebpf};
 use aya_obj::programs::XdpAttachType;
 use labnet::{cmd, Netns};
 
-/// The floor: an XDP program that only returns XDP_PASS.
+/// The least flow telemetry can cost, in the floor object (floor.rs): a
+/// frame's addresses and ports read; a flow counted; counted with an
+/// event; counted with an event gathered into a per-CPU batch.
+pub const LEAST_PROGRAMS: [&str; 4] = [
+    "least_parse",
+    "least_flow",
+    "least_flow_event",
+    "least_flow_batched_event",
+];
+
+/// The ring the `least_*` programs write their events to.
+pub const LEAST_EVENTS: &str = "LEAST_EVENTS";
+
+/// The floor (an XDP program that only returns XDP_PASS) and the
+/// `LEAST_PROGRAMS`, loaded.
 pub fn floor() -> Ebpf {
     let mut ebpf =
         Ebpf::load(sensor_user::datapath::FLOOR_OBJECT).expect("loading the floor object");
-    let program: &mut Xdp = ebpf.program_mut("floor_pass").unwrap().try_into().unwrap();
-    program.load().expect("loading the floor program");
+    for name in std::iter::once("floor_pass").chain(LEAST_PROGRAMS) {
+        let program: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
+        program
+            .load()
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    }
     ebpf
 }
 
 pub fn floor_program(ebpf: &Ebpf) -> &Xdp {
-    ebpf.program("floor_pass").unwrap().try_into().unwrap()
+    program(ebpf, "floor_pass")
+}
+
+/// A loaded program of the floor object, by name.
+pub fn program<'a>(ebpf: &'a Ebpf, name: &str) -> &'a Xdp {
+    ebpf.program(name).unwrap().try_into().unwrap()
 }
 
 /// xdp-filter (xdp-tools) loaded on a private namespace's loopback, with a

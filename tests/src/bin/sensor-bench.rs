@@ -33,7 +33,13 @@ const PROGRAMS: [&str; 4] = ["floor", "sensor", "sensor+telemetry", "xdp-filter"
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bpffs = TempBpffs::new();
-    let floor = peers::floor();
+    let mut floor = peers::floor();
+    let least_ring = aya::maps::RingBuf::try_from(
+        floor
+            .take_map(peers::LEAST_EVENTS)
+            .expect("the floor object's ring"),
+    )?;
+    let _least_drain = drain_ring(least_ring);
     let xdp_filter = peers::XdpFilter::load(&unique_name("bench-xf"), bpffs.path())?;
     let mut runs = Vec::new();
     for &size in &args.sizes {
@@ -94,11 +100,13 @@ fn measure_size(
     // The sensor twice: telemetry off (enforcement only) and on (flow
     // table and events for detection, as sensord runs by default). A thread
     // drains the ring buffer as sensord would.
-    let telemetry = sensor.take_telemetry()?;
-    let _drain = drain_ring(telemetry);
+    let mut telemetry = sensor.take_telemetry()?;
+    let _drain = drain_ring(telemetry.ring.take().expect("the ring buffer"));
     let cases = cases(&isolated, &blocked);
     // samples[case][program]
     let mut samples = vec![vec![Vec::new(); PROGRAMS.len()]; cases.len()];
+    // least[case][least program], for the untagged IPv4 cases only.
+    let mut least = vec![vec![Vec::new(); peers::LEAST_PROGRAMS.len()]; cases.len()];
     let started = Instant::now();
     for round in 0..args.rounds {
         eprintln!("round {}/{}", round + 1, args.rounds);
@@ -119,6 +127,13 @@ fn measure_size(
                     );
                 }
                 samples[c][p].push(ns);
+            }
+            if case.name.starts_with("ipv4") {
+                for (p, name) in peers::LEAST_PROGRAMS.iter().enumerate() {
+                    let program = peers::program(floor, name);
+                    let (_, ns) = bench::ns_per_packet(program, &case.packet, args.repeat);
+                    least[c][p].push(ns);
+                }
             }
         }
     }
@@ -166,6 +181,68 @@ fn measure_size(
         }));
     }
     println!(
+        "\nthe least flow telemetry can cost (no enforcement; floor.rs `least_*`), same rounds; enf+: the sensor's enforcement plus it, the parse counted once"
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>11} {:>11} {:>13} {:>11} {:>12} {:>12} {:>12} {:>15} {:>15}",
+        "packet",
+        "floor ns",
+        "parse",
+        "flow only",
+        "+ event",
+        "+ batched ev",
+        "xdp-filter",
+        "flow/xdp-f",
+        "+ev/xdp-f",
+        "+batch/xdp-f",
+        "enf+flow/xdp-f",
+        "enf+batch/xdp-f"
+    );
+    let mut least_rows = Vec::new();
+    for (c, case) in cases.iter().enumerate() {
+        if least[c][0].is_empty() {
+            continue;
+        }
+        let med = |p: usize| summary(least[c][p].clone()).1;
+        let (floor_ns, xf_ns) = (
+            summary(samples[c][0].clone()).1,
+            summary(samples[c][3].clone()).1,
+        );
+        let (parse_ns, flow_ns, event_ns, batched_ns) = (med(0), med(1), med(2), med(3));
+        // The sensor's enforcement plus the least telemetry, the parse
+        // counted once: the least the sensor with telemetry can cost.
+        let enforcement_ns = summary(samples[c][1].clone()).1;
+        let with_flow = enforcement_ns + flow_ns - parse_ns;
+        let with_batched = enforcement_ns + batched_ns - parse_ns;
+        println!(
+            "{:<22} {:>9.0} {:>9.0} {:>11.0} {:>11.0} {:>13.0} {:>11.0} {:>12.2} {:>12.2} {:>12.2} {:>15.2} {:>15.2}",
+            case.name,
+            floor_ns,
+            parse_ns,
+            flow_ns,
+            event_ns,
+            batched_ns,
+            xf_ns,
+            flow_ns / xf_ns,
+            event_ns / xf_ns,
+            batched_ns / xf_ns,
+            with_flow / xf_ns,
+            with_batched / xf_ns
+        );
+        least_rows.push(json!({
+            "packet": case.name,
+            "parse": sample_json(&least[c][0]),
+            "flow": sample_json(&least[c][1]),
+            "flow_event": sample_json(&least[c][2]),
+            "flow_batched_event": sample_json(&least[c][3]),
+            "flow_over_xdp_filter": flow_ns / xf_ns,
+            "flow_event_over_xdp_filter": event_ns / xf_ns,
+            "flow_batched_event_over_xdp_filter": batched_ns / xf_ns,
+            "enforcement_and_flow_over_xdp_filter": with_flow / xf_ns,
+            "enforcement_and_batched_event_over_xdp_filter": with_batched / xf_ns,
+        }));
+    }
+    println!(
         "map memory: address maps {:.1} MiB (kernel's count for the loaded entries)",
         memory as f64 / 1048576.0
     );
@@ -176,14 +253,14 @@ fn measure_size(
         "load_seconds": { "isolated": loaded.isolated_secs, "blocked": loaded.blocked_secs },
         "address_map_bytes": memory,
         "results": rows,
+        "least_telemetry": least_rows,
     }))
 }
 
 /// Reads the ring buffer on a thread of its own, as sensord's reader does,
 /// so events find room as they would live (at millions of packets a second
 /// of SYNs the ring still fills; the table says so).
-fn drain_ring(mut telemetry: sensor_user::telemetry::TelemetryMaps) -> std::thread::JoinHandle<()> {
-    let mut ring = telemetry.ring.take().expect("the ring buffer");
+fn drain_ring(mut ring: aya::maps::RingBuf<aya::maps::MapData>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || loop {
         let mut n = 0;
         while let Some(record) = ring.next() {
