@@ -794,8 +794,7 @@ pub struct ParsedPacket {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHeader {
-    /// `bpf_ktime_get_coarse_ns` (`CLOCK_MONOTONIC_COARSE`, the flows'
-    /// clock) when the packet arrived.
+    /// `bpf_ktime_get_boot_ns` when the packet arrived.
     pub ts_ns: u64,
     pub src: [u8; 16],
     pub dst: [u8; 16],

@@ -9,7 +9,7 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_coarse_ns, generated::bpf_xdp_load_bytes},
+    helpers::{bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns, generated::bpf_xdp_load_bytes},
     programs::XdpContext,
 };
 use sensor_common::{
@@ -464,10 +464,7 @@ fn payload_head<const N: usize>(ctx: &XdpContext, l4: &L4) -> Option<[u8; N]> {
 /// Fills an event header in place (ring memory).
 #[inline(always)]
 fn fill(ctx: &XdpContext, h: &mut EventHeader, p: &Packet, kind: u8) {
-    // The flows' clock, the kernel's tick (1 to 4 ms): the precise one,
-    // `bpf_ktime_get_boot_ns`, cost about 40 ns an event in
-    // `cargo xtask bench --only xdp`, as much as the rest of a batched event.
-    h.ts_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    h.ts_ns = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: the header is 8-aligned (its first field is a u64) and its
     // addresses sit at 8 and 24.
     unsafe {

@@ -7,12 +7,13 @@ use sensor_common::{telemetry::*, EventHeader, FlowKey, FlowStats, Reason, Verdi
 
 use crate::detect::{event::FlowSummary, Event, Kind, Nanos};
 
-/// The datapath's clock mapped onto Unix time (the engine's time, as in
-/// capture files).
+/// The clocks of the datapath, mapped onto Unix time (the engine's time,
+/// as in capture files).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Clocks {
-    /// Unix ns minus `CLOCK_MONOTONIC` ns (ring events and flow-table
-    /// times, both `bpf_ktime_get_coarse_ns`).
+    /// Unix ns minus `CLOCK_BOOTTIME` ns (ring events).
+    pub boot_to_unix: i64,
+    /// Unix ns minus `CLOCK_MONOTONIC` ns (flow-table times).
     pub mono_to_unix: i64,
 }
 
@@ -32,8 +33,13 @@ impl Clocks {
     pub fn now() -> Clocks {
         let unix = now_ns(libc::CLOCK_REALTIME);
         Clocks {
+            boot_to_unix: unix - now_ns(libc::CLOCK_BOOTTIME),
             mono_to_unix: unix - now_ns(libc::CLOCK_MONOTONIC),
         }
+    }
+
+    pub fn boot(&self, ns: u64) -> Nanos {
+        (ns as i64 + self.boot_to_unix).max(0) as Nanos
     }
 
     pub fn mono(&self, ns: u64) -> Nanos {
@@ -109,7 +115,7 @@ pub fn event(record: &[u8], clocks: &Clocks) -> Option<(Event, Decision)> {
         .map(<[u8]>::to_vec)
         .unwrap_or_default();
     let event = Event {
-        ts: clocks.mono(h.ts_ns),
+        ts: clocks.boot(h.ts_ns),
         src: address(h.family, &h.src)?,
         dst: address(h.family, &h.dst)?,
         sport: h.sport,
@@ -239,7 +245,8 @@ mod tests {
     #[test]
     fn ring_records_become_events_on_unix_time() {
         let clocks = Clocks {
-            mono_to_unix: 1_000_000,
+            boot_to_unix: 1_000_000,
+            mono_to_unix: 0,
         };
         let (e, d) = event(&bytes(&header(EVENT_DNS), b"abcdef"), &clocks).unwrap();
         assert_eq!(e.ts, 1_005_000);
