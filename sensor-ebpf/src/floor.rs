@@ -88,6 +88,19 @@ fn ipv4_tuple(ctx: &XdpContext) -> Option<Tuple> {
     })
 }
 
+/// Writes two IPv4 addresses into two consecutive 16-byte address fields
+/// with word stores, as the sensor's telemetry does (`put_address`).
+///
+/// # Safety
+/// `words` must be 8-aligned and valid for four word writes.
+#[inline(always)]
+unsafe fn put_v4_pair(words: *mut u64, first: u32, second: u32) {
+    words.write(first as u64);
+    words.add(1).write(0);
+    words.add(2).write(second as u64);
+    words.add(3).write(0);
+}
+
 /// Counts the frame in its flow (one entry for both directions, as the
 /// sensor keeps): the canonical key, one lookup, two adds; a new flow is
 /// inserted.
@@ -109,13 +122,7 @@ fn count_flow(t: &Tuple) {
         _pad: [0; 2],
     };
     // SAFETY: FlowKey is 8-aligned and its addresses sit at 0 and 16.
-    unsafe {
-        let words = &raw mut key as *mut u64;
-        words.write(a as u64);
-        words.add(1).write(0);
-        words.add(2).write(b as u64);
-        words.add(3).write(0);
-    }
+    unsafe { put_v4_pair(&raw mut key as *mut u64, a, b) };
     let key = &key;
     if let Some(flow) = LEAST_FLOWS.get_ptr_mut(key) {
         // SAFETY: a live map value.
@@ -133,20 +140,15 @@ fn count_flow(t: &Tuple) {
     let _ = LEAST_FLOWS.insert(key, stats, BPF_NOEXIST as u64);
 }
 
-/// Writes the frame's event header (the fields the sensor's has, on the
-/// sensor's clock).
+/// Writes the frame's event header (the fields the sensor's has), on the
+/// flows' coarse clock: the least an event's time costs (the sensor's events
+/// keep the precise clock, docs/performance.md "The event clock").
 #[inline(always)]
 fn fill_event(h: &mut EventHeader, t: &Tuple) {
     // SAFETY: a helper call without arguments.
     h.ts_ns = unsafe { bpf_ktime_get_coarse_ns() };
     // SAFETY: the header is 8-aligned and its addresses sit at 8 and 24.
-    unsafe {
-        let words = (h as *mut EventHeader as *mut u64).add(1);
-        words.write(t.src as u64);
-        words.add(1).write(0);
-        words.add(2).write(t.dst as u64);
-        words.add(3).write(0);
-    }
+    unsafe { put_v4_pair((h as *mut EventHeader as *mut u64).add(1), t.src, t.dst) };
     h.sport = t.sport;
     h.dport = t.dport;
     h.family = 4;

@@ -128,7 +128,7 @@ fn measure_size(
                 }
                 samples[c][p].push(ns);
             }
-            if case.name.starts_with("ipv4") {
+            if has_least(case) {
                 for (p, name) in peers::LEAST_PROGRAMS.iter().enumerate() {
                     let program = peers::program(floor, name);
                     let (_, ns) = bench::ns_per_packet(program, &case.packet, args.repeat);
@@ -155,9 +155,14 @@ fn measure_size(
         "+tel/xdp-f"
     );
     let mut rows = Vec::new();
+    // medians[case][program]
+    let medians: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|programs| programs.iter().map(|s| summary(s.clone()).1).collect())
+        .collect();
     for (c, case) in cases.iter().enumerate() {
-        let med = |p: usize| summary(samples[c][p].clone()).1;
-        let (floor_ns, sensor_ns, tel_ns, xf_ns) = (med(0), med(1), med(2), med(3));
+        let med = &medians[c];
+        let (floor_ns, sensor_ns, tel_ns, xf_ns) = (med[0], med[1], med[2], med[3]);
         println!(
             "{:<22} {:>9.0} {:>9.0} {:>11.0} {:>11.0} {:>14.2} {:>16.2} {:>12.2}",
             case.name,
@@ -200,18 +205,14 @@ fn measure_size(
     );
     let mut least_rows = Vec::new();
     for (c, case) in cases.iter().enumerate() {
-        if least[c][0].is_empty() {
+        if !has_least(case) {
             continue;
         }
         let med = |p: usize| summary(least[c][p].clone()).1;
-        let (floor_ns, xf_ns) = (
-            summary(samples[c][0].clone()).1,
-            summary(samples[c][3].clone()).1,
-        );
+        let (floor_ns, enforcement_ns, xf_ns) = (medians[c][0], medians[c][1], medians[c][3]);
         let (parse_ns, flow_ns, event_ns, batched_ns) = (med(0), med(1), med(2), med(3));
         // The sensor's enforcement plus the least telemetry, the parse
         // counted once: the least the sensor with telemetry can cost.
-        let enforcement_ns = summary(samples[c][1].clone()).1;
         let with_flow = enforcement_ns + flow_ns - parse_ns;
         let with_batched = enforcement_ns + batched_ns - parse_ns;
         println!(
@@ -255,6 +256,12 @@ fn measure_size(
         "results": rows,
         "least_telemetry": least_rows,
     }))
+}
+
+/// Whether the `least_*` programs are measured on this case: they read
+/// untagged IPv4 frames only.
+fn has_least(case: &bench::Case) -> bool {
+    case.name.starts_with("ipv4")
 }
 
 /// Reads the ring buffer on a thread of its own, as sensord's reader does,
